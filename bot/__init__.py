@@ -1,0 +1,1 @@
+"""sfox-deactivate-bot: deactivate sFOX end-user accounts from Slack under a two-person rule."""

@@ -1,0 +1,216 @@
+"""Settings, read from the environment (and a `.env` file) once, validated up front.
+
+A bad setting must stop the bot before it touches Slack or sFOX, with one line that names the
+setting, so every value is parsed here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
+SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
+SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; `setting` names it so the operator knows what to fix."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Settings:
+    slack_bot_token: str | None = field(default=None, repr=False)
+    slack_signing_secret: str | None = field(default=None, repr=False)
+    slack_app_token: str | None = field(default=None, repr=False)
+    slack_api_url: str = "https://slack.com/api/"
+    sfox_api_key: str | None = field(default=None, repr=False)
+    sfox_api_url: str = "https://api.sfox.com"
+    approvers: frozenset[str] = frozenset()
+    approver_group: str | None = None
+    allowed_channels: frozenset[str] = frozenset()
+    required_approvals: int = 1
+    request_ttl_seconds: int = 3600
+    sfox_max_attempts: int = 4
+    sfox_timeout_seconds: float = 30.0
+    sfox_rate_limit_per_10s: int = 200
+    sweep_interval_seconds: float = 60.0
+    database_url: str = "sqlite:///sfox-bot.db"
+    host: str = "0.0.0.0"
+    port: int = 3000
+    log_format: str = "text"
+    log_level: str = "INFO"
+
+    @property
+    def socket_mode(self) -> bool:
+        return bool(self.slack_app_token)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so logging can scrub them wherever they might leak."""
+        values = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.sfox_api_key]
+        return [v for v in values if v]
+
+    def require(self, *names: str) -> Settings:
+        """Raise for the first of `names` (environment-variable names) that is unset."""
+        for name in names:
+            if not getattr(self, _ATTR_OF[name]):
+                raise ConfigError(name, "is required but not set")
+        return self
+
+    def require_for_run(self) -> Settings:
+        self.require("SLACK_BOT_TOKEN", "SFOX_API_KEY")
+        if not self.socket_mode:
+            self.require("SLACK_SIGNING_SECRET")
+        if not self.approvers and not self.approver_group:
+            raise ConfigError("SFOX_APPROVERS", "is required (or set SFOX_APPROVER_GROUP)")
+        return self
+
+
+_ATTR_OF = {
+    "SLACK_BOT_TOKEN": "slack_bot_token",
+    "SLACK_SIGNING_SECRET": "slack_signing_secret",
+    "SLACK_APP_TOKEN": "slack_app_token",
+    "SFOX_API_KEY": "sfox_api_key",
+    "SFOX_APPROVERS": "approvers",
+    "DATABASE_URL": "database_url",
+}
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
+    """Build Settings from `env` (default: the process environment plus `./.env`)."""
+    if env is None:
+        if dotenv:
+            from dotenv import load_dotenv
+
+            load_dotenv(override=False)
+        env = os.environ
+    get = _Reader(env)
+    return Settings(
+        slack_bot_token=get.secret("SLACK_BOT_TOKEN", prefix="xoxb-"),
+        slack_signing_secret=get.secret("SLACK_SIGNING_SECRET"),
+        slack_app_token=get.secret("SLACK_APP_TOKEN", prefix="xapp-"),
+        slack_api_url=get.url("SLACK_API_URL", "https://slack.com/api/"),
+        sfox_api_key=get.secret("SFOX_API_KEY"),
+        sfox_api_url=get.url("SFOX_API_URL", "https://api.sfox.com").rstrip("/"),
+        approvers=get.id_list("SFOX_APPROVERS", SLACK_USER_ID, "Slack user ids like U012ABCDEF"),
+        approver_group=get.matching(
+            "SFOX_APPROVER_GROUP", SLACK_GROUP_ID, "a Slack user group id like S0123ABC"
+        ),
+        allowed_channels=get.id_list(
+            "SFOX_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "Slack channel ids like C012ABC"
+        ),
+        required_approvals=get.integer("SFOX_REQUIRED_APPROVALS", 1, low=1, high=10),
+        request_ttl_seconds=get.integer("SFOX_REQUEST_TTL_SECONDS", 3600, low=1, high=30 * 86400),
+        sfox_max_attempts=get.integer("SFOX_MAX_ATTEMPTS", 4, low=1, high=20),
+        sfox_timeout_seconds=get.number("SFOX_TIMEOUT_SECONDS", 30.0, low=0.1, high=600),
+        sfox_rate_limit_per_10s=get.integer("SFOX_RATE_LIMIT_PER_10S", 200, low=1, high=250),
+        sweep_interval_seconds=get.number("SFOX_SWEEP_INTERVAL_SECONDS", 60.0, low=0.05, high=86400),
+        database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
+        host=get.text("HOST", "0.0.0.0"),
+        port=get.integer("PORT", 3000, low=0, high=65535),
+        log_format=get.choice("LOG_FORMAT", "text", ("text", "json")),
+        log_level=get.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
+    )
+
+
+class _Reader:
+    """Parses one environment variable at a time; every failure names the variable."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+
+    def raw(self, name: str) -> str | None:
+        value = self.env.get(name)
+        if value is None:
+            return None
+        value = value.strip()
+        return value or None
+
+    def text(self, name: str, default: str) -> str:
+        return self.raw(name) or default
+
+    def secret(self, name: str, prefix: str | None = None) -> str | None:
+        value = self.raw(name)
+        if value is None:
+            return None
+        if any(c.isspace() for c in value):
+            raise ConfigError(name, "must not contain whitespace")
+        if prefix and not value.startswith(prefix):
+            # The value itself is never echoed: it is a secret.
+            raise ConfigError(name, f"must start with {prefix!r}")
+        return value
+
+    def url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ConfigError(name, "must be a plain base URL without credentials, query or fragment")
+        return value
+
+    def database_url(self, name: str, default: str) -> str:
+        value = self.raw(name) or default
+        scheme = value.split(":", 1)[0]
+        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
+            raise ConfigError(name, "must be a sqlite:/// or postgresql+psycopg:// URL")
+        if scheme == "postgresql" or scheme == "postgres":
+            value = "postgresql+psycopg" + value[len(scheme) :]
+        return value
+
+    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = int(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a whole number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(name, f"must be between {low} and {high}, got {number}")
+        return number
+
+    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            number = float(value)
+        except ValueError:
+            raise ConfigError(name, f"must be a number of seconds, got {value!r}") from None
+        if not low <= number <= high:
+            raise ConfigError(name, f"must be between {low:g} and {high:g}, got {number:g}")
+        return number
+
+    def id_list(self, name: str, pattern: re.Pattern[str], what: str) -> frozenset[str]:
+        value = self.raw(name)
+        if value is None:
+            return frozenset()
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if not pattern.match(item):
+                raise ConfigError(name, f"must be comma-separated {what}; {item!r} is not one")
+        return frozenset(items)
+
+    def matching(self, name: str, pattern: re.Pattern[str], what: str) -> str | None:
+        value = self.raw(name)
+        if value is not None and not pattern.match(value):
+            raise ConfigError(name, f"must be {what}, got {value!r}")
+        return value
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:
+        value = self.raw(name)
+        if value is None:
+            return default
+        value = value.upper() if upper else value.lower()
+        if value not in allowed:
+            raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
+        return value

@@ -1,0 +1,270 @@
+"""A fake sFOX Connect API: a real HTTP server on 127.0.0.1, for tests, the demo and rehearsals.
+
+It behaves as ../shared/SFOX_API.md describes (200 with no body, 422 while balances are non-zero,
+404 for unknown or already deactivated accounts, 401 for a wrong key) and can be told to
+misbehave: scripted answers (any status, headers, body), delays, answers that never come, and
+connections dropped after the deactivation has been applied. It records every request it saw.
+
+This is a testing aid. It never talks to the real sFOX.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+SAMPLE_USERS: list[dict[str, Any]] = [
+    {
+        "user_id": "client_1",
+        "first_name": "Ada",
+        "last_name": "Lovelace",
+        "email": "ada@example.com",
+        "status": "VERIFIED",
+        "balance": 0,
+    },
+    {
+        "user_id": "client_2",
+        "first_name": "Grace",
+        "last_name": "Hopper",
+        "email": "grace@example.com",
+        "status": "VERIFIED",
+        "balance": 1250,
+    },
+    {
+        "user_id": "client_3",
+        "first_name": "Alan",
+        "last_name": "Turing",
+        "email": "alan@example.com",
+        "status": "PENDING",
+        "balance": 0,
+    },
+]
+
+NONZERO = "Can not disable account with non-zero balances. Please remove all balances and try again."
+NOT_FOUND = "The account does not exist to be disabled."
+
+
+@dataclass
+class Fault:
+    """One scripted misbehaviour, used by the next matching request.
+
+    status/body/headers: the answer to give instead of the real one;
+    delay: seconds to wait before answering;
+    apply: perform the real operation first (so a dropped or late answer hides a real effect);
+    drop: close the connection without any answer.
+    """
+
+    method: str = "DELETE"
+    status: int | None = None
+    body: bytes | str | dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+    apply: bool = False
+    drop: bool = False
+
+
+@dataclass
+class SeenRequest:
+    method: str
+    raw_path: str
+    headers: dict[str, str]
+    at: float
+
+
+class FakeSfox:
+    def __init__(
+        self,
+        api_key: str = "sfox-test-key",
+        users: list[dict[str, Any]] | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.api_key = api_key
+        self.users: dict[str, dict[str, Any]] = {u["user_id"]: dict(u) for u in (users or SAMPLE_USERS)}
+        self.deactivated: set[str] = set()
+        self.faults: list[Fault] = []
+        self.delay = 0.0
+        self.seen: list[SeenRequest] = []
+        self.deletes: Counter[str] = Counter()
+        self.lock = threading.Lock()
+        self.on_request: Callable[[SeenRequest], None] | None = None
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeSfox:
+        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-sfox", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeSfox:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def add_user(self, user_id: str, balance: float = 0, **fields: Any) -> None:
+        with self.lock:
+            self.users[user_id] = {
+                "user_id": user_id,
+                "first_name": "Test",
+                "last_name": "User",
+                "email": f"{user_id}@example.com",
+                "status": "VERIFIED",
+                "balance": balance,
+                **fields,
+            }
+
+    def script(self, *faults: Fault) -> None:
+        with self.lock:
+            self.faults.extend(faults)
+
+    def requests(self, method: str | None = None) -> list[SeenRequest]:
+        with self.lock:
+            return [r for r in self.seen if method is None or r.method == method]
+
+    # -- behaviour ---------------------------------------------------------------------------
+
+    def take_fault(self, method: str) -> Fault | None:
+        with self.lock:
+            for i, fault in enumerate(self.faults):
+                if fault.method in (method, "*"):
+                    return self.faults.pop(i)
+        return None
+
+    def answer(self, method: str, path: str, auth: str | None) -> tuple[int, bytes]:
+        if auth != f"Bearer {self.api_key}":
+            return 401, _json({"error": "invalid api key"})
+        parts = [unquote(p) for p in path.split("/")]
+        with self.lock:
+            if method == "GET" and path.rstrip("/") == "/v1/enterprise/users":
+                visible = [_public(u) for uid, u in self.users.items() if uid not in self.deactivated]
+                return 200, _json({"data": visible})
+            if method == "GET" and len(parts) == 5 and parts[1:4] == ["v1", "enterprise", "users"]:
+                user = self.users.get(parts[4])
+                if user is None or parts[4] in self.deactivated:
+                    return 404, _json({"error": "User not found"})
+                return 200, _json({"data": _public(user)})
+            if method == "DELETE" and len(parts) == 5 and parts[1:4] == ["v1", "enterprise", "account"]:
+                uid = parts[4]
+                self.deletes[uid] += 1
+                user = self.users.get(uid)
+                if user is None or uid in self.deactivated:
+                    return 404, _json({"error": NOT_FOUND})
+                if user.get("balance"):
+                    return 422, _json({"error": NONZERO})
+                self.deactivated.add(uid)
+                return 200, b""
+        return 404, _json({"error": "Not found"})
+
+
+def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def do_GET(self) -> None:
+            self._handle("GET")
+
+        def do_DELETE(self) -> None:
+            self._handle("DELETE")
+
+        def do_POST(self) -> None:
+            self._handle("POST")
+
+        def _handle(self, method: str) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            seen = SeenRequest(
+                method, self.path, {k.lower(): v for k, v in self.headers.items()}, time.time()
+            )
+            with fake.lock:
+                fake.seen.append(seen)
+            if fake.on_request:
+                fake.on_request(seen)
+            path = urlsplit(self.path).path
+            fault = fake.take_fault(method)
+            if fake.delay:
+                time.sleep(fake.delay)
+            if fault and fault.apply:
+                fake.answer(method, path, self.headers.get("Authorization"))
+            if fault and fault.delay:
+                time.sleep(fault.delay)
+            if fault and fault.drop:
+                self.close_connection = True
+                self.connection.close()
+                return
+            if fault and fault.status is not None:
+                body = fault.body
+                if isinstance(body, dict):
+                    body = _json(body)
+                elif isinstance(body, str):
+                    body = body.encode()
+                self._send(fault.status, body or b"", fault.headers)
+                return
+            status, body = fake.answer(method, path, self.headers.get("Authorization"))
+            self._send(status, body, {})
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            try:
+                self.send_response(status)
+                if body and not any(k.lower() == "content-type" for k in headers):
+                    self.send_header("Content-Type", "application/json")
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+    return Handler
+
+
+def _public(user: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in user.items() if k != "balance"}
+    out.setdefault("account_type", "individual")
+    out.setdefault("account_role", "Client")
+    out.setdefault("phone_number", None)
+    out.setdefault("advisor_user_id", None)
+    return out
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data).encode()
+
+
+def main() -> None:
+    """`python -m bot.fakes.sfox_api [port]`: run the fake for a rehearsal against a local bot."""
+    import sys
+
+    port = int(sys.argv[1]) if len(sys.argv) > 1 else 8765
+    fake = FakeSfox(port=port).start()
+    print(f"fake sFOX API on {fake.url} (key: {fake.api_key}); users: {', '.join(fake.users)}")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+"""A fake Slack Web API plus a driver that sends correctly signed requests to the bot.
+
+`FakeSlack` is a real HTTP server on 127.0.0.1 that answers the Web API methods the bot uses
+(`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `auth.test`, `usergroups.users.list`),
+keeps the messages so a test can read the card as it stands, receives `response_url` posts
+(ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
+
+`SlackDriver` plays Slack's side towards the bot: slash commands and button clicks, signed with
+the signing secret exactly as Slack signs them (v0 HMAC-SHA256 over `v0:timestamp:body`).
+
+Testing aids: they never talk to the real Slack.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+import httpx
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+    thread_ts: str | None = None
+    updates: int = 0
+
+
+@dataclass
+class SlackFault:
+    method: str
+    error: str | None = "internal_error"
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    times: int = 1
+
+
+class FakeSlack:
+    def __init__(
+        self,
+        token: str = "xoxb-test-token",
+        host: str = "127.0.0.1",
+        port: int = 0,
+        usergroups: dict[str, list[str]] | None = None,
+    ) -> None:
+        self.token = token
+        self.messages: list[Message] = []
+        self.ephemeral: list[dict[str, Any]] = []
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.faults: list[SlackFault] = []
+        self.usergroups = usergroups or {}
+        self.lock = threading.Lock()
+        self._ts = itertools.count(1)
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server.daemon_threads = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def response_url(self, name: str = "r") -> str:
+        return f"{self.url}/response/{name}"
+
+    def start(self) -> FakeSlack:
+        threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FakeSlack:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def fail(
+        self,
+        method: str,
+        error: str | None = "internal_error",
+        status: int = 200,
+        times: int = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        with self.lock:
+            self.faults.append(SlackFault(method, error, status, headers or {}, times))
+
+    # -- reading what the bot did -------------------------------------------------------------
+
+    def cards(self) -> list[Message]:
+        with self.lock:
+            return [m for m in self.messages if m.thread_ts is None]
+
+    def thread(self, ts: str) -> list[Message]:
+        with self.lock:
+            return [m for m in self.messages if m.thread_ts == ts]
+
+    def message(self, ts: str) -> Message | None:
+        with self.lock:
+            return next((m for m in self.messages if m.ts == ts and m.thread_ts is None), None)
+
+    def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
+        """Poll until `predicate()` returns something truthy; return it (or raise TimeoutError)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = predicate()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise TimeoutError("the fake Slack did not see what was expected")
+            time.sleep(0.02)
+
+    # -- behaviour ----------------------------------------------------------------------------
+
+    def _take_fault(self, method: str) -> SlackFault | None:
+        for fault in self.faults:
+            if fault.method == method and fault.times > 0:
+                fault.times -= 1
+                return fault
+        return None
+
+    def handle_api(
+        self, method: str, args: dict[str, Any], auth: str | None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        with self.lock:
+            self.calls.append((method, args))
+            fault = self._take_fault(method)
+            if fault is not None:
+                body = {"ok": False, "error": fault.error} if fault.error else {}
+                return fault.status, body, fault.headers
+            if auth != f"Bearer {self.token}":
+                return 200, {"ok": False, "error": "invalid_auth"}, {}
+            if method == "auth.test":
+                return (
+                    200,
+                    {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "B1", "team": "Test"},
+                    {},
+                )
+            if method == "chat.postMessage":
+                ts = f"{1700000000 + next(self._ts)}.000100"
+                blocks = args.get("blocks") or []
+                if isinstance(blocks, str):
+                    blocks = json.loads(blocks)
+                self.messages.append(
+                    Message(args.get("channel", ""), ts, args.get("text", ""), blocks, args.get("thread_ts"))
+                )
+                return 200, {"ok": True, "channel": args.get("channel"), "ts": ts}, {}
+            if method == "chat.update":
+                target = next(
+                    (m for m in self.messages if m.ts == args.get("ts") and m.thread_ts is None), None
+                )
+                if target is None:
+                    return 200, {"ok": False, "error": "message_not_found"}, {}
+                blocks = args.get("blocks") or []
+                target.blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
+                target.text = args.get("text", target.text)
+                target.updates += 1
+                return 200, {"ok": True, "channel": target.channel, "ts": target.ts}, {}
+            if method == "chat.postEphemeral":
+                self.ephemeral.append({"user": args.get("user"), "text": args.get("text", "")})
+                return 200, {"ok": True, "message_ts": "1.1"}, {}
+            if method == "usergroups.users.list":
+                users = self.usergroups.get(str(args.get("usergroup")))
+                if users is None:
+                    return 200, {"ok": False, "error": "no_such_subteam"}, {}
+                return 200, {"ok": True, "users": users}, {}
+            return 200, {"ok": False, "error": "unknown_method"}, {}
+
+    def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
+        with self.lock:
+            self.ephemeral.append({"response_url": name, **payload})
+
+
+def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if self.path.startswith("/response/"):
+                try:
+                    payload = json.loads(raw or b"{}")
+                except ValueError:
+                    payload = {"raw": raw.decode("utf-8", "replace")}
+                fake.handle_response_url(self.path[len("/response/") :], payload)
+                self._send(200, b"ok", {"Content-Type": "text/plain"})
+                return
+            if not self.path.startswith("/api/"):
+                self._send(404, b"not found", {"Content-Type": "text/plain"})
+                return
+            method = self.path[len("/api/") :].split("?")[0]
+            ctype = self.headers.get("Content-Type", "")
+            if "json" in ctype:
+                args = json.loads(raw or b"{}")
+            else:
+                args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+            status, body, headers = fake.handle_api(method, args, self.headers.get("Authorization"))
+            self._send(
+                status,
+                json.dumps(body).encode() if body else b"",
+                {"Content-Type": "application/json", **headers},
+            )
+
+        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    return Handler
+
+
+# -- Slack's side towards the bot -----------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+class SlackDriver:
+    """Sends signed slash commands and button clicks to the bot's `/slack/events`."""
+
+    def __init__(
+        self,
+        bot_url: str,
+        signing_secret: str,
+        slack: FakeSlack,
+        *,
+        team_id: str = "T1",
+        channel_id: str = "C0123TEST",
+        timeout: float = 10.0,
+    ) -> None:
+        self.bot_url = bot_url.rstrip("/")
+        self.secret = signing_secret
+        self.slack = slack
+        self.team_id = team_id
+        self.channel_id = channel_id
+        self.http = httpx.Client(timeout=timeout)
+        self._n = itertools.count(1)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post(
+        self, body: bytes, content_type: str, *, timestamp: str | None = None, signature: str | None = None
+    ) -> httpx.Response:
+        ts = timestamp or str(int(time.time()))
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature or sign(self.secret, ts, body),
+        }
+        return self.http.post(f"{self.bot_url}/slack/events", content=body, headers=headers)
+
+    def command_body(self, user_id: str, text: str, channel_id: str | None = None) -> tuple[bytes, str]:
+        n = next(self._n)
+        form = {
+            "token": "legacy-unused",
+            "team_id": self.team_id,
+            "team_domain": "test",
+            "channel_id": channel_id or self.channel_id,
+            "channel_name": "ops",
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": "/sfox-deactivate",
+            "text": text,
+            "api_app_id": "A1",
+            "response_url": self.slack.response_url(f"cmd{n}"),
+            "trigger_id": f"trigger.{n}",
+        }
+        return urlencode(form).encode(), f"cmd{n}"
+
+    def command(self, user_id: str, text: str, channel_id: str | None = None) -> httpx.Response:
+        body, name = self.command_body(user_id, text, channel_id)
+        response = self.post(body, "application/x-www-form-urlencoded")
+        response.extensions["response_name"] = name
+        return response
+
+    def click_body(
+        self,
+        user_id: str,
+        action_id: str,
+        value: str,
+        message_ts: str | None = None,
+        channel_id: str | None = None,
+    ) -> tuple[bytes, str]:
+        n = next(self._n)
+        payload = {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "test"},
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": "A1",
+            "token": "legacy-unused",
+            "container": {
+                "type": "message",
+                "message_ts": message_ts or "1.1",
+                "channel_id": channel_id or self.channel_id,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"trigger.{n}",
+            "channel": {"id": channel_id or self.channel_id, "name": "ops"},
+            "message": {"ts": message_ts or "1.1", "type": "message"},
+            "response_url": self.slack.response_url(f"click{n}"),
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": f"sfox_request_{value}",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return urlencode({"payload": json.dumps(payload)}).encode(), f"click{n}"
+
+    def click(
+        self, user_id: str, action_id: str, value: str, message_ts: str | None = None
+    ) -> httpx.Response:
+        body, name = self.click_body(user_id, action_id, value, message_ts)
+        response = self.post(body, "application/x-www-form-urlencoded")
+        response.extensions["response_name"] = name
+        return response
+
+    def ephemeral_for(self, name: str, timeout: float = 10.0) -> list[str]:
+        """Texts posted to the response_url of the request named `name`, waiting for at least one."""
+        return self.slack.wait_for(
+            lambda: [e.get("text", "") for e in list(self.slack.ephemeral) if e.get("response_url") == name],
+            timeout,
+        )

@@ -1,0 +1,124 @@
+"""Wires the parts together for one process: store, sFOX client, Slack client, workflow, the Bolt
+app, and the two thread pools. Nothing here is global: `sfox-bot run`, the WSGI entry point, the
+demo and the tests each build their own Runtime."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.config import Settings
+from bot.sfox import SfoxClient
+from bot.slack import SlackNotifier, make_web_client
+from bot.store import Store
+from bot.workflow import Policy, Workflow
+
+log = logging.getLogger("sfox_bot.runtime")
+
+# Listener threads only ack and do short database steps; job threads wait on sFOX and Slack.
+LISTENER_THREADS = 16
+JOB_THREADS = 32
+CLAIM_GRACE_SECONDS = 5.0
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    sfox: SfoxClient
+    slack: WebClient
+    workflow: Workflow
+    app: App
+    jobs: ThreadPoolExecutor
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _sweeper: threading.Thread | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run `fn` after the ack, on the job pool; a failure is logged, never lost silently."""
+        future = self.jobs.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def start_sweeper(self) -> None:
+        """Sweep at once (finishing what a previous process left) and then periodically."""
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
+            self._sweeper.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
+        self._stop.set()
+        self.jobs.shutdown(wait=wait)
+        if self._sweeper is not None:
+            self._sweeper.join(timeout=5)
+        self.sfox.close()
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                summary = self.workflow.sweep()
+                if any(summary.values()):
+                    log.info("sweep", extra=summary)
+            except Exception:
+                log.exception("sweep failed; will try again")
+            self._stop.wait(self.settings.sweep_interval_seconds)
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    approvers: Any = None,
+) -> Runtime:
+    from handlers import register
+
+    store = store or Store.from_url(settings.database_url)
+    sfox = SfoxClient(
+        settings.sfox_api_url,
+        settings.sfox_api_key or "",
+        timeout_seconds=settings.sfox_timeout_seconds,
+        max_attempts=settings.sfox_max_attempts,
+        rate_limit_per_10s=settings.sfox_rate_limit_per_10s,
+    )
+    slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
+    policy = Policy(
+        approvers=approvers if approvers is not None else settings.approvers,
+        required_approvals=settings.required_approvals,
+        ttl=timedelta(seconds=settings.request_ttl_seconds),
+        allowed_channels=settings.allowed_channels,
+        claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
+    )
+    workflow = Workflow(store, sfox, SlackNotifier(slack), policy)
+    app = App(
+        token=settings.slack_bot_token,
+        signing_secret=settings.slack_signing_secret or "",
+        client=slack,
+        token_verification_enabled=False,
+        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="sfox-listener"),
+        logger=logging.getLogger("slack_bolt"),
+    )
+    runtime = Runtime(
+        settings=settings,
+        store=store,
+        sfox=sfox,
+        slack=slack,
+        workflow=workflow,
+        app=app,
+        jobs=ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="sfox-job"),
+    )
+    register(app, runtime)
+    return runtime
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("background step failed: %s", type(exc).__name__, exc_info=exc)

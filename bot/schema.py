@@ -1,0 +1,126 @@
+"""The database tables. Alembic migrations create them; this module only describes them for queries.
+
+`requests` holds the current state of each deactivation request, `approvals` one row per approver
+(the unique key makes a double click harmless), `events` the append-only audit trail, and
+`outbox` the Slack messages owed for a request, so a failed post is retried instead of lost.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.types import TypeDecorator
+
+STATUSES = ("pending", "denied", "expired", "executing", "unknown", "succeeded", "failed")
+OPEN_STATUSES = ("pending", "executing", "unknown")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timestamps are stored as naive UTC (SQLite has no time zones) and always read back aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+metadata = MetaData()
+
+requests = Table(
+    "requests",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("sfox_user_id", String(128), nullable=False),
+    Column("reason", Text, nullable=False, default=""),
+    Column("requested_by", String(32), nullable=False),
+    Column("channel_id", String(32), nullable=False),
+    Column("message_ts", String(32), nullable=True),
+    Column("status", String(16), nullable=False),
+    Column("required_approvals", Integer, nullable=False),
+    Column("target_name", String(200), nullable=True),
+    Column("target_email", String(200), nullable=True),
+    Column("target_status", String(32), nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("claimed_at", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("denied_by", String(32), nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("retryable", Boolean, nullable=False, default=False),
+    Index("ix_requests_status", "status"),
+    Index("ix_requests_user_created", "sfox_user_id", "created_at"),
+    Index("ix_requests_requested_by", "requested_by"),
+    Index("ix_requests_created_at", "created_at"),
+    # At most one open request per sFOX user, even when two admins type the command at once.
+    Index(
+        "uq_requests_open_user",
+        "sfox_user_id",
+        unique=True,
+        sqlite_where=text("status IN ('pending', 'executing', 'unknown')"),
+        postgresql_where=text("status IN ('pending', 'executing', 'unknown')"),
+    ),
+)
+
+approvals = Table(
+    "approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, ForeignKey("requests.id"), nullable=False),
+    Column("approver", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("request_id", "approver", name="uq_approvals_request_approver"),
+)
+
+events = Table(
+    "events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, ForeignKey("requests.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("actor", String(32), nullable=True),
+    Column("http_status", Integer, nullable=True),
+    Column("duration_ms", Integer, nullable=True),
+    Column("detail", Text, nullable=True),
+    Index("ix_events_request", "request_id", "id"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Integer, ForeignKey("requests.id"), nullable=False),
+    Column("kind", String(16), nullable=False),  # "card" (re-render the card) or "reply" (thread text)
+    Column("text", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("sent_at", UTCDateTime, nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("last_error", Text, nullable=True),
+    Index("ix_outbox_unsent", "sent_at", "request_id"),
+)

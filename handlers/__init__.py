@@ -1,0 +1,17 @@
+"""Thin Slack listeners: parse the payload, ack, hand the step to the workflow, answer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from slack_bolt import App
+
+    from bot.runtime import Runtime
+
+
+def register(app: App, runtime: Runtime) -> None:
+    from handlers import actions, commands
+
+    commands.register(app, runtime)
+    actions.register(app, runtime)

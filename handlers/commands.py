@@ -1,0 +1,46 @@
+"""`/sfox-deactivate <sfox_user_id> [reason]`."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bot.blocks import code
+from bot.workflow import Command
+
+if TYPE_CHECKING:
+    from slack_bolt import Ack, App, Respond
+
+    from bot.runtime import Runtime
+
+COMMAND = "/sfox-deactivate"
+log = logging.getLogger("sfox_bot.handlers")
+
+
+def register(app: App, runtime: Runtime) -> None:
+    workflow = runtime.workflow
+
+    @app.command(COMMAND)
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+        checked = workflow.check_command(
+            str(command.get("user_id", "")), str(command.get("channel_id", "")), str(command.get("text", ""))
+        )
+        if isinstance(checked, str):
+            ack(response_type="ephemeral", text=checked)
+            return
+        ack(response_type="ephemeral", text=f"Looking up {code(checked.sfox_user_id)} on sFOX…")
+        runtime.submit(_open_request, runtime, checked, respond)
+
+
+def _open_request(runtime: Runtime, cmd: Command, respond: Respond) -> None:
+    """Runs after the ack: the sFOX lookup and the card post may take seconds."""
+    outcome = runtime.workflow.open_request(cmd)
+    if isinstance(outcome, str):
+        say_privately(respond, outcome)
+
+
+def say_privately(respond: Respond, text: str) -> None:
+    try:
+        respond(text=text, response_type="ephemeral", replace_original=False)
+    except Exception as exc:  # the person misses a hint, but nothing recorded is affected
+        log.warning("ephemeral answer not delivered", extra={"error": type(exc).__name__})
