@@ -98,7 +98,6 @@ def build_runtime(
     )
     workflow = Workflow(store, sfox, SlackNotifier(slack), policy)
     app = App(
-        token=settings.slack_bot_token,
         signing_secret=settings.slack_signing_secret or "",
         client=slack,
         token_verification_enabled=False,

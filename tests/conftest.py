@@ -1,0 +1,163 @@
+"""Test harness: a fake Slack Web API and a fake sFOX API as real HTTP servers on 127.0.0.1, the
+bot's WSGI app served over real HTTP, and a driver that sends it signed Slack requests."""
+
+from __future__ import annotations
+
+import os
+import socketserver
+import threading
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import pytest
+
+from bot import migrate
+from bot.config import Settings, load_settings
+from bot.fakes.sfox_api import FakeSfox
+from bot.fakes.slack_api import FakeSlack, SlackDriver
+from bot.runtime import Runtime, build_runtime
+from bot.store import Store, make_engine
+from bot.web import make_wsgi_app
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+BOT_TOKEN = "xoxb-test-token"
+SFOX_KEY = "sfox-test-key-SECRET-abcdef"
+ALICE, BOB, CAROL, MALLORY = "UALICE01", "UBOB0002", "UCAROL03", "UMALLORY"
+APPROVERS = (ALICE, BOB, CAROL)
+PG_BASE = os.environ.get("SFOX_BOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+REQUIRE_PG = os.environ.get("SFOX_BOT_REQUIRE_POSTGRES") == "1"
+
+
+class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+
+@dataclass
+class Bot:
+    """A running bot: its Runtime, its URL, and a driver that speaks Slack to it."""
+
+    runtime: Runtime
+    url: str
+    driver: SlackDriver
+    slack: FakeSlack
+    sfox: FakeSfox
+    server: WSGIServer
+
+    @property
+    def store(self) -> Store:
+        return self.runtime.store
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.runtime.shutdown(wait=True)
+        self.driver.close()
+
+
+def bot_env(slack: FakeSlack, sfox: FakeSfox, database_url: str, **overrides: str) -> dict[str, str]:
+    env = {
+        "SLACK_BOT_TOKEN": BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+        "SLACK_API_URL": slack.api_url,
+        "SFOX_API_KEY": SFOX_KEY,
+        "SFOX_API_URL": sfox.url,
+        "SFOX_APPROVERS": ",".join(APPROVERS),
+        "DATABASE_URL": database_url,
+        "SFOX_TIMEOUT_SECONDS": "5",
+        "SFOX_MAX_ATTEMPTS": "3",
+        "SFOX_SWEEP_INTERVAL_SECONDS": "3600",
+    }
+    env.update(overrides)
+    return env
+
+
+def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_first: bool = True) -> Bot:
+    store = Store.from_url(settings.database_url)
+    if migrate_first:
+        migrate.upgrade(store.engine)
+    runtime = build_runtime(settings, store=store)
+    server = make_server("127.0.0.1", 0, make_wsgi_app(runtime), _ThreadingWSGIServer, _QuietHandler)
+    threading.Thread(target=server.serve_forever, name="bot-http", daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    driver = SlackDriver(url, SIGNING_SECRET, slack)
+    return Bot(runtime, url, driver, slack, sfox, server)
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    with FakeSlack(token=BOT_TOKEN) as slack:
+        yield slack
+
+
+@pytest.fixture
+def fake_sfox() -> Iterator[FakeSfox]:
+    with FakeSfox(api_key=SFOX_KEY) as sfox:
+        yield sfox
+
+
+def postgres_available() -> bool:
+    try:
+        engine = make_engine(PG_BASE)
+        with engine.connect():
+            pass
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+def require_postgres() -> None:
+    if not postgres_available():
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL is required here (SFOX_BOT_REQUIRE_POSTGRES=1) but {PG_BASE} is unreachable")
+        pytest.skip(f"PostgreSQL not reachable at {PG_BASE}; set SFOX_BOT_REQUIRE_POSTGRES=1 to make this fail")
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped afterwards."""
+    require_postgres()
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    engine = make_engine(PG_BASE)
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in PG_BASE else "?"
+    yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
+    with engine.begin() as conn:
+        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bot.db'}"
+
+
+@pytest.fixture
+def make_bot(fake_slack: FakeSlack, fake_sfox: FakeSfox, database_url: str) -> Iterator[Any]:
+    """Start a bot (settings overridable per test); every bot is stopped at the end."""
+    bots: list[Bot] = []
+
+    def start(**overrides: str) -> Bot:
+        env = bot_env(fake_slack, fake_sfox, overrides.pop("DATABASE_URL", database_url), **overrides)
+        bot = start_bot(load_settings(env), fake_slack, fake_sfox)
+        bots.append(bot)
+        return bot
+
+    yield start
+    for bot in bots:
+        bot.stop()
+
+
+@pytest.fixture
+def bot(make_bot: Any) -> Bot:
+    return make_bot()

@@ -1,0 +1,58 @@
+"""Small helpers shared by the end-to-end tests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from bot.fakes.slack_api import Message
+from bot.store import RequestRecord
+from tests.conftest import Bot
+
+
+def open_request(bot: Bot, requester: str, text: str) -> tuple[RequestRecord, Message]:
+    """Run the slash command and wait until the card is posted; return the record and card."""
+    before = len(bot.slack.cards())
+    response = bot.driver.command(requester, text)
+    assert response.status_code == 200, response.text
+    cards = bot.slack.wait_for(lambda: bot.slack.cards()[before:] or None)
+    card = cards[0]
+    record = wait_until(lambda: next(iter(bot.store.history(limit=1)), None))
+    return record, card
+
+
+def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.02)
+
+
+def wait_status(bot: Bot, request_id: int, *statuses: str, timeout: float = 10.0) -> RequestRecord:
+    return wait_until(
+        lambda: (r := bot.store.get(request_id)) is not None and r.status in statuses and r, timeout
+    )
+
+
+def card_text(message: Message) -> str:
+    """All text of a card, flattened, for assertions."""
+    parts: list[str] = []
+    for block in message.blocks:
+        if "text" in block and isinstance(block["text"], dict):
+            parts.append(block["text"].get("text", ""))
+        for f in block.get("fields", []):
+            parts.append(f.get("text", ""))
+        for e in block.get("elements", []):
+            if isinstance(e.get("text"), str):
+                parts.append(e["text"])
+            elif isinstance(e.get("text"), dict):
+                parts.append(e["text"].get("text", ""))
+    return "\n".join(parts)
+
+
+def buttons(message: Message) -> list[str]:
+    return [e["action_id"] for b in message.blocks if b["type"] == "actions" for e in b["elements"]]
