@@ -117,7 +117,8 @@ class Workflow:
             return f":no_entry: `/sfox-deactivate` can only be used in {places}."
         if requester not in self.policy.approvers:
             return ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations."
-        token, _, reason = (text or "").strip().partition(" ")
+        words = (text or "").split(None, 1)
+        token, reason = (words + ["", ""])[:2]
         if not token:
             return f"Which sFOX user? {USAGE}"
         try:
@@ -199,7 +200,8 @@ class Workflow:
             self.store.queue_card(request_id, now)
             waiting = current.required_approvals - len(current.approved_by)
             return ClickResult(f"Approval recorded. {waiting} more approval(s) needed.")
-        return ClickResult(None)  # another approver's click completed the claim
+        # Another approver's click completed the claim a moment earlier.
+        return ClickResult(f"Your approval was recorded; request #{request_id} is already being deactivated.")
 
     def deny(self, request_id: int, actor: str) -> ClickResult:
         record = self.store.get(request_id)
