@@ -90,7 +90,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         if dotenv:
             from dotenv import load_dotenv
 
-            load_dotenv(override=False)
+            # Only ./.env: the working directory is where an operator expects it, never a
+            # file found next to the installed package.
+            load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
         env = os.environ
     get = _Reader(env)
     return Settings(
