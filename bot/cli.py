@@ -107,6 +107,28 @@ def build_parser() -> argparse.ArgumentParser:
         "sweep", help="expire overdue requests, reconcile unknown outcomes, resend owed Slack messages"
     )
     sweep.set_defaults(handler=cmd_sweep)
+
+    demo = sub.add_parser(
+        "demo",
+        help="watch the bot work in a scripted scene, with a fake Slack and a fake sFOX (nothing to set up)",
+    )
+    demo.add_argument(
+        "--fresh", action="store_true", help="use a temporary database instead of ./sfox-bot.db"
+    )
+    demo.set_defaults(handler=cmd_demo)
+
+    console = sub.add_parser(
+        "console", help="play the Slack users yourself: type the command, click the buttons (fake Slack)"
+    )
+    console.add_argument(
+        "--fresh", action="store_true", help="use a temporary database instead of ./sfox-bot.db"
+    )
+    console.add_argument(
+        "--real-sfox",
+        action="store_true",
+        help="talk to the real sFOX API at SFOX_API_URL with SFOX_API_KEY: deactivations are PERMANENT",
+    )
+    console.set_defaults(handler=cmd_console)
     return parser
 
 
@@ -214,6 +236,18 @@ def cmd_sweep(_args: argparse.Namespace) -> int:
         runtime.shutdown()
     print(", ".join(f"{k}: {v}" for k, v in summary.items()))
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from bot import demo
+
+    return demo.run(fresh=args.fresh)
+
+
+def cmd_console(args: argparse.Namespace) -> int:
+    from bot import console
+
+    return console.run(fresh=args.fresh, real_sfox=args.real_sfox)
 
 
 # -- output ------------------------------------------------------------------------------------

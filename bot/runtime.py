@@ -16,6 +16,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.config import Settings
+from bot.pools import TrackedPool, wait_all_idle
 from bot.sfox import SfoxClient
 from bot.slack import SlackNotifier, make_web_client
 from bot.store import Store
@@ -38,6 +39,7 @@ class Runtime:
     workflow: Workflow
     app: App
     jobs: ThreadPoolExecutor
+    listeners: ThreadPoolExecutor | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -46,6 +48,12 @@ class Runtime:
         future = self.jobs.submit(fn, *args)
         future.add_done_callback(_log_failure)
         return future
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every request received so far has been fully handled: listeners done and
+        the jobs they handed off finished. False if that did not happen within `timeout`."""
+        pools = [p for p in (self.listeners, self.jobs) if isinstance(p, TrackedPool)]
+        return wait_all_idle(pools, timeout)
 
     def start_sweeper(self) -> None:
         """Sweep at once (finishing what a previous process left) and then periodically."""
@@ -56,6 +64,8 @@ class Runtime:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
+        if self.listeners is not None:
+            self.listeners.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
@@ -97,11 +107,12 @@ def build_runtime(
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     )
     workflow = Workflow(store, sfox, SlackNotifier(slack), policy)
+    listeners = TrackedPool(LISTENER_THREADS, thread_name_prefix="sfox-listener")
     app = App(
         signing_secret=settings.slack_signing_secret or "",
         client=slack,
         token_verification_enabled=False,
-        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="sfox-listener"),
+        listener_executor=listeners,
         logger=logging.getLogger("slack_bolt"),
     )
     runtime = Runtime(
@@ -111,7 +122,8 @@ def build_runtime(
         slack=slack,
         workflow=workflow,
         app=app,
-        jobs=ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="sfox-job"),
+        jobs=TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job"),
+        listeners=listeners,
     )
     register(app, runtime)
     return runtime

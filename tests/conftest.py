@@ -4,19 +4,18 @@ bot's WSGI app served over real HTTP, and a driver that sends it signed Slack re
 from __future__ import annotations
 
 import os
-import socketserver
-import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+from wsgiref.simple_server import WSGIServer
 
 import pytest
 
 from bot import migrate
 from bot.config import Settings, load_settings
+from bot.fakes.local import serve_wsgi, url_of
 from bot.fakes.sfox_api import FakeSfox
 from bot.fakes.slack_api import FakeSlack, SlackDriver
 from bot.runtime import Runtime, build_runtime
@@ -30,15 +29,6 @@ ALICE, BOB, CAROL, MALLORY = "UALICE01", "UBOB0002", "UCAROL03", "UMALLORY"
 APPROVERS = (ALICE, BOB, CAROL)
 PG_BASE = os.environ.get("SFOX_BOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SFOX_BOT_REQUIRE_POSTGRES") == "1"
-
-
-class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-
-
-class _QuietHandler(WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
-        pass
 
 
 @dataclass
@@ -85,9 +75,8 @@ def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_f
     if migrate_first:
         migrate.upgrade(store.engine)
     runtime = build_runtime(settings, store=store)
-    server = make_server("127.0.0.1", 0, make_wsgi_app(runtime), _ThreadingWSGIServer, _QuietHandler)
-    threading.Thread(target=server.serve_forever, name="bot-http", daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_port}"
+    server = serve_wsgi(make_wsgi_app(runtime))
+    url = url_of(server)
     driver = SlackDriver(url, SIGNING_SECRET, slack)
     return Bot(runtime, url, driver, slack, sfox, server)
 

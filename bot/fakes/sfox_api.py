@@ -259,7 +259,7 @@ def main() -> None:
 
     port = int(sys.argv[1]) if len(sys.argv) > 1 else 8765
     fake = FakeSfox(port=port).start()
-    print(f"fake sFOX API on {fake.url} (key: {fake.api_key}); users: {', '.join(fake.users)}")
+    print(f"fake sFOX API on {fake.url} (key: {fake.api_key}); users: {', '.join(fake.users)}", flush=True)
     try:
         threading.Event().wait()
     except KeyboardInterrupt:

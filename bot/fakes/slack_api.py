@@ -53,8 +53,13 @@ class FakeSlack:
         host: str = "127.0.0.1",
         port: int = 0,
         usergroups: dict[str, list[str]] | None = None,
+        clock_ts: bool = False,
     ) -> None:
+        """`clock_ts`: message timestamps from the wall clock, as Slack's are, so they stay unique
+        across runs that share one database (the default counts from a fixed value)."""
         self.token = token
+        self.clock_ts = clock_ts
+        self._last_micros = 0
         self.messages: list[Message] = []
         self.ephemeral: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -136,6 +141,13 @@ class FakeSlack:
                 return fault
         return None
 
+    def _new_ts(self) -> str:
+        n = next(self._ts)
+        if not self.clock_ts:
+            return f"{1700000000 + n}.000100"
+        self._last_micros = max(time.time_ns() // 1000, self._last_micros + 1)
+        return f"{self._last_micros // 1_000_000}.{self._last_micros % 1_000_000:06d}"
+
     def handle_api(
         self, method: str, args: dict[str, Any], auth: str | None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -154,7 +166,7 @@ class FakeSlack:
                     {},
                 )
             if method == "chat.postMessage":
-                ts = f"{1700000000 + next(self._ts)}.000100"
+                ts = self._new_ts()
                 blocks = args.get("blocks") or []
                 if isinstance(blocks, str):
                     blocks = json.loads(blocks)

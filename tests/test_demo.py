@@ -1,0 +1,158 @@
+"""`sfox-bot demo` as a newcomer runs it: a separate process, an empty directory, nothing set."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot import migrate
+from bot.sandbox import CHANNEL_ID
+from bot.store import Store
+from tests.sandbox_run import history, sfox_bot
+
+
+def assert_scene(out: str, first: int, second: int) -> None:
+    """The key moments, in the order they happen."""
+    moments: list[str | tuple[str, ...]] = [
+        "alice › /sfox-deactivate client_1",
+        "(only visible to alice) Looking up `client_1` on sFOX…",
+        "sFOX API  GET /v1/enterprise/users/client_1 → 200",
+        f"the bot posts card #{first}:",
+        "│ Name          Ada Lovelace",
+        "│ Requested by  @alice",
+        "│ ⏳ Waiting for approval (0 of 1 approvals)",
+        "│ [ Approve ]  [ Deny ]",
+        f"alice › clicks [ Approve ] on card #{first}",
+        "(only visible to alice) You requested this deactivation, so you cannot approve it",
+        f"mallory › clicks [ Approve ] on card #{first}",
+        "(only visible to mallory) ⛔ You are not on the sFOX approver list",
+        f"bob › clicks [ Approve ] on card #{first}",
+        "sFOX API  DELETE /v1/enterprise/account/client_1 → 200",
+        (
+            "✅ Deactivated on sFOX · approved by @bob",
+            f"↳ in the thread of card #{first}: ✅ @alice sFOX account `client_1` is deactivated.",
+        ),
+        "bob › /sfox-deactivate client_9",
+        "(only visible to bob) 🔍 No such sFOX user: `client_9`. Nothing was posted.",
+        "bob › /sfox-deactivate client_2",
+        f"the bot posts card #{second}:",
+        f"alice › clicks [ Approve ] on card #{second}",
+        "sFOX API  DELETE /v1/enterprise/account/client_2 → 422",
+        (
+            "❌ Not deactivated · approved by @alice",
+            f"↳ in the thread of card #{second}: ❌ @bob sFOX did not deactivate `client_2`: HTTP 422",
+        ),
+        "sfox-bot history (the requests this demo made)",
+    ]
+    at = 0
+    for moment in moments:
+        # A tuple: these may come in either order (the final card update and the thread reply are
+        # sent by two threads of the bot).
+        end = at
+        for text in moment if isinstance(moment, tuple) else (moment,):
+            found = out.find(text, at)
+            assert found >= 0, f"missing, or out of order: {text!r}\n\n{out}"
+            end = max(end, found + len(text))
+        at = end
+    # exactly one DELETE per account, and the refused clicks changed nothing on the card
+    assert out.count("DELETE /v1/enterprise/account/client_1") == 1
+    assert out.count("DELETE /v1/enterprise/account/client_2") == 1
+    table = out[out.index("sfox-bot history") :]
+    assert f"\n{second:<5}  " in table and "failed     client_2" in table and "422" in table
+    assert f"\n{first:<5}  " in table and "succeeded  client_1" in table
+
+
+def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
+    first = sfox_bot(tmp_path, "demo")
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert first.stderr == ""
+    assert_scene(first.stdout, 1, 2)
+
+    recorded = history(tmp_path)
+    assert [(r["id"], r["sfox_user_id"], r["status"], r["http_status"]) for r in recorded] == [
+        (2, "client_2", "failed", 422),
+        (1, "client_1", "succeeded", 200),
+    ]
+    assert recorded[1]["requested_by"] == "UALICE" and recorded[1]["approved_by"] == ["UBOB"]
+    assert recorded[0]["requested_by"] == "UBOB" and recorded[0]["approved_by"] == ["UALICE"]
+    assert all(r["channel_id"] == CHANNEL_ID for r in recorded)
+
+    # A rerun on the same database: the fake sFOX is new (client_1 exists again), and the first
+    # run left nothing open, so the same scene plays with the next request numbers.
+    again = sfox_bot(tmp_path, "demo")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert_scene(again.stdout, 3, 4)
+    assert "\n1      " not in again.stdout.split("sfox-bot history")[1]  # only what this run did
+    assert [(r["id"], r["status"]) for r in history(tmp_path)] == [
+        (4, "failed"),
+        (3, "succeeded"),
+        (2, "failed"),
+        (1, "succeeded"),
+    ]
+    # the made-up tokens and keys never reach the database
+    data = (tmp_path / "sfox-bot.db").read_bytes()
+    assert b"xoxb-" not in data and b"sandbox-" not in data
+
+
+def test_demo_fresh_uses_a_temporary_database(tmp_path):
+    for _ in range(2):
+        done = sfox_bot(tmp_path, "demo", "--fresh")
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert_scene(done.stdout, 1, 2)
+        assert "a temporary database (--fresh)" in done.stdout
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_demo_ignores_the_real_settings(tmp_path):
+    """Real (here: broken or unreachable) Slack/sFOX/database settings, in the environment and in
+    ./.env, are not read: the demo neither fails on them nor uses them."""
+    broken = {
+        "SLACK_BOT_TOKEN": "not-a-bot-token",
+        "SLACK_SIGNING_SECRET": "has whitespace",
+        "SLACK_API_URL": "ftp://nowhere",
+        "SFOX_API_KEY": "real key",
+        "SFOX_API_URL": "http://127.0.0.1:9",
+        "SFOX_APPROVERS": "not-an-id",
+        "DATABASE_URL": "mysql://elsewhere",
+    }
+    (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in broken.items()))
+    done = sfox_bot(tmp_path, "demo", **broken)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert_scene(done.stdout, 1, 2)
+    assert (tmp_path / "sfox-bot.db").exists()
+
+
+def test_demo_first_closes_a_request_left_open_by_an_earlier_session(tmp_path):
+    console = sfox_bot(tmp_path, "console", stdin="/sfox-deactivate client_1 left open\n")
+    assert console.returncode == 0, console.stdout + console.stderr
+    assert [r["status"] for r in history(tmp_path)] == ["pending"]
+
+    done = sfox_bot(tmp_path, "demo")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "alice cancels request #1, left open by an earlier session" in done.stdout
+    assert "alice › clicks [ Deny ] on card #1" in done.stdout
+    assert_scene(done.stdout, 2, 3)
+    leftover = history(tmp_path)[-1]
+    assert (leftover["id"], leftover["status"], leftover["denied_by"]) == (1, "denied", "UALICE")
+
+
+def test_demo_will_not_write_into_a_real_audit_trail(tmp_path):
+    store = Store.from_url(f"sqlite:///{tmp_path / 'sfox-bot.db'}")
+    migrate.upgrade(store.engine)
+    store.create_request(
+        sfox_user_id="client_77",
+        reason="a real one",
+        requested_by="U0REAL01",
+        channel_id="C0REALOPS",
+        required_approvals=1,
+        target_name=None,
+        target_email=None,
+        target_status=None,
+        now=datetime.now(UTC),
+        ttl=timedelta(hours=1),
+    )
+    store.close()
+
+    done = sfox_bot(tmp_path, "demo")
+    assert done.returncode == 1
+    assert "holds requests made in Slack" in done.stderr and "--fresh" in done.stderr
+    assert [(r["id"], r["sfox_user_id"]) for r in history(tmp_path)] == [(1, "client_77")]
