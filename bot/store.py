@@ -96,6 +96,7 @@ class Notice:
     kind: str
     text: str | None
     attempts: int
+    busy: bool = False
 
 
 @dataclass(frozen=True)
@@ -239,16 +240,34 @@ class Store:
             return self._with_approvals(conn, conn.execute(query).mappings().all())
 
     def unsent_notices(self, now: datetime, request_id: int | None = None) -> list[Notice]:
+        """Messages not yet sent, in order, including those leased by another thread or waiting
+        for a retry (`busy`): a later message of the same request must wait behind them."""
         with self._read() as conn:
             query = (
-                select(outbox.c.id, outbox.c.request_id, outbox.c.kind, outbox.c.text, outbox.c.attempts)
+                select(
+                    outbox.c.id,
+                    outbox.c.request_id,
+                    outbox.c.kind,
+                    outbox.c.text,
+                    outbox.c.attempts,
+                    outbox.c.lease_until,
+                )
                 .where(outbox.c.sent_at.is_(None))
-                .where(or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now))
                 .order_by(outbox.c.id)
             )
             if request_id is not None:
                 query = query.where(outbox.c.request_id == request_id)
-            return [Notice(**row) for row in conn.execute(query).mappings()]
+            return [
+                Notice(
+                    row.id,
+                    row.request_id,
+                    row.kind,
+                    row.text,
+                    row.attempts,
+                    busy=row.lease_until is not None and row.lease_until >= now,
+                )
+                for row in conn.execute(query)
+            ]
 
     def ping(self) -> None:
         with self._read() as conn:

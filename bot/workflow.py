@@ -362,22 +362,19 @@ class Workflow:
         return {"expired": expired, "reconciled": reconciled, "delivered": delivered}
 
     def deliver(self, request_id: int | None = None) -> int:
-        """Send the Slack messages owed (for one request, or all), in order, each exactly once when
-        Slack cooperates; a failure is recorded and retried later with backoff."""
+        """Send the Slack messages owed (for one request, or all), each request's in the order they
+        were recorded: a message another thread is sending, or one waiting to be retried, holds
+        back the ones after it (whoever sends it goes on with them). Failures are recorded and
+        retried later with backoff."""
         sent = 0
         blocked: set[int] = set()
         while True:
-            notices = [
-                n for n in self.store.unsent_notices(self.now(), request_id) if n.request_id not in blocked
-            ]
-            if not notices:
-                return sent
             progress = False
-            for notice in notices:
+            for notice in self.store.unsent_notices(self.now(), request_id):
                 if notice.request_id in blocked:
                     continue
-                if not self.store.lease_notice(notice.id, self.now()):
-                    blocked.add(notice.request_id)  # another thread is delivering this request's messages
+                if notice.busy or not self.store.lease_notice(notice.id, self.now()):
+                    blocked.add(notice.request_id)
                     continue
                 if self._send(notice):
                     sent += 1
