@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.approvers import approvers_for
 from bot.config import Settings
 from bot.sfox import SfoxClient
 from bot.slack import SlackNotifier, make_web_client
@@ -90,7 +91,7 @@ def build_runtime(
     )
     slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
     policy = Policy(
-        approvers=approvers if approvers is not None else settings.approvers,
+        approvers=approvers if approvers is not None else approvers_for(settings),
         required_approvals=settings.required_approvals,
         ttl=timedelta(seconds=settings.request_ttl_seconds),
         allowed_channels=settings.allowed_channels,
