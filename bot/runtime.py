@@ -39,6 +39,7 @@ class Runtime:
     workflow: Workflow
     app: App
     jobs: ThreadPoolExecutor
+    listeners: ThreadPoolExecutor | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -57,9 +58,13 @@ class Runtime:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
+        if self.listeners is not None:
+            # A click acknowledged a moment ago may still be handing its sFOX call to `jobs`.
+            self.listeners.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
         if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
+            # A sweep may be in the middle of a reconciling read: let it finish too.
+            self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         self.sfox.close()
 
     def _sweep_loop(self) -> None:
@@ -98,11 +103,12 @@ def build_runtime(
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     )
     workflow = Workflow(store, sfox, SlackNotifier(slack), policy)
+    listeners = ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="sfox-listener")
     app = App(
         signing_secret=settings.slack_signing_secret or "",
         client=slack,
         token_verification_enabled=False,
-        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="sfox-listener"),
+        listener_executor=listeners,
         logger=logging.getLogger("slack_bolt"),
     )
     runtime = Runtime(
@@ -113,6 +119,7 @@ def build_runtime(
         workflow=workflow,
         app=app,
         jobs=ThreadPoolExecutor(JOB_THREADS, thread_name_prefix="sfox-job"),
+        listeners=listeners,
     )
     register(app, runtime)
     return runtime
