@@ -177,7 +177,10 @@ def _sfox(settings: Settings) -> Check:
     try:
         result = client.ping()
     except SfoxError as exc:
-        return Check(name, False, exc.message)
+        hints = {401: "check SFOX_API_KEY", 403: "this key may not use the enterprise API", None: ""}
+        hint = hints.get(exc.status, "") or ("is SFOX_API_URL right?" if exc.status is None else "")
+        status = f"HTTP {exc.status}" if exc.status else "no answer"
+        return Check(name, False, f"{exc.message} ({status}){'; ' + hint if hint else ''}")
     finally:
         client.close()
     return Check(name, True, f"{settings.sfox_api_url} answered {result.status}")

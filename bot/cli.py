@@ -191,7 +191,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         migrate.upgrade(store.engine)
         print(f"database at revision {migrate.current_revision(store.engine)}")
     except Exception as exc:
-        raise CliError(f"migration failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise CliError(f"migration of the database at DATABASE_URL failed: {_first_line(exc)}") from None
     finally:
         store.close()
     return 0
