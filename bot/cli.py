@@ -8,7 +8,9 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import TextIO
+from typing import NoReturn, TextIO
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from bot.config import ConfigError, Settings, load_settings
 from bot.schema import STATUSES
@@ -37,6 +39,13 @@ class CliError(Exception):
     """A problem the operator can fix; printed as one line."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes are one line too, pointing at the command's help."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -51,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"sfox-bot: {exc}", file=sys.stderr)
         return 1
+    except SQLAlchemyError as exc:
+        print(f"sfox-bot: database error (DATABASE_URL): {_first_line(exc)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
@@ -58,7 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="sfox-bot",
         description="Deactivate sFOX end-user accounts from Slack, with a second admin's approval.",
         epilog="Settings come from the environment (and ./.env); see the README for the full list.",
@@ -78,10 +90,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=cmd_run)
 
-    mig = sub.add_parser("migrate", help="bring the database schema up to date (alembic upgrade head)")
+    mig = sub.add_parser(
+        "migrate",
+        help="bring the database schema up to date (alembic upgrade head)",
+        description="Bring the schema at DATABASE_URL up to date. Run it as the release step; it is "
+        "safe when several replicas run it at once (PostgreSQL advisory lock).",
+    )
     mig.set_defaults(handler=cmd_migrate)
 
-    hist = sub.add_parser("history", help="list recorded requests, newest first")
+    check = sub.add_parser(
+        "check",
+        help="validate every setting and the database; --online also proves the Slack and sFOX keys",
+        description="Validate every setting and the database, and print a pass/fail table. Secret "
+        "values are never printed. Exit code 0 only when every check passes.",
+    )
+    check.add_argument(
+        "--online",
+        action="store_true",
+        help="also call Slack auth.test (and the approver group) and a harmless sFOX read",
+    )
+    check.set_defaults(handler=cmd_check)
+
+    hist = sub.add_parser(
+        "history",
+        help="list recorded requests, newest first",
+        description="List recorded requests, newest first, optionally filtered.",
+    )
     hist.add_argument(
         "--format",
         choices=("table", "json", "csv"),
@@ -98,13 +132,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     hist.set_defaults(handler=cmd_history)
 
-    show = sub.add_parser("show", help="one request with its full event trail")
+    show = sub.add_parser(
+        "show",
+        help="one request with its full event trail",
+        description="Print one request and every event recorded for it, oldest first.",
+    )
     show.add_argument("id", type=_positive_int, help="request id")
-    show.add_argument("--format", choices=("text", "json"), default="text")
+    show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     show.set_defaults(handler=cmd_show)
 
     sweep = sub.add_parser(
-        "sweep", help="expire overdue requests, reconcile unknown outcomes, resend owed Slack messages"
+        "sweep",
+        help="expire overdue requests, reconcile unknown outcomes, resend owed Slack messages",
+        description="Run one sweep now (`run` does this every SFOX_SWEEP_INTERVAL_SECONDS).",
     )
     sweep.set_defaults(handler=cmd_sweep)
 
@@ -144,16 +184,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = _store(settings)
     try:
         if args.no_migrate:
-            if not migrate.is_at_head(store.engine):
-                raise CliError("the database schema is not at head: run `sfox-bot migrate` first")
+            at_head = migrate.is_at_head(store.engine)
         else:
             migrate.upgrade(store.engine)
+            at_head = True
+    except Exception as exc:
+        raise CliError(f"cannot prepare the database at DATABASE_URL: {_first_line(exc)}") from None
     finally:
         store.close()
-    if settings.socket_mode:
-        server.serve_socket_mode(settings)
-    else:
-        server.serve_http(settings)
+    if not at_head:
+        raise CliError("the database schema is not at head: run `sfox-bot migrate` first")
+    try:
+        if settings.socket_mode:
+            server.serve_socket_mode(settings)
+        else:
+            server.serve_http(settings)
+    except server.ServeError as exc:
+        raise CliError(str(exc)) from None
     return 0
 
 
@@ -166,10 +213,19 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
         migrate.upgrade(store.engine)
         print(f"database at revision {migrate.current_revision(store.engine)}")
     except Exception as exc:
-        raise CliError(f"migration failed: {type(exc).__name__}: {_first_line(exc)}") from None
+        raise CliError(f"migration of the database at DATABASE_URL failed: {_first_line(exc)}") from None
     finally:
         store.close()
     return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from bot.check import render, run_checks
+    from bot.config import read_env
+
+    rows = run_checks(read_env(), online=args.online)
+    render(rows, sys.stdout)
+    return 0 if all(row.ok for row in rows) else 1
 
 
 def cmd_history(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
@@ -56,6 +56,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret value, so logging can scrub them wherever they might leak."""
         values = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.sfox_api_key]
+        values += _password_of(self.database_url)
         return [v for v in values if v]
 
     def require(self, *names: str) -> Settings:
@@ -66,12 +67,20 @@ class Settings:
         return self
 
     def require_for_run(self) -> Settings:
-        self.require("SLACK_BOT_TOKEN", "SFOX_API_KEY")
-        if not self.socket_mode:
-            self.require("SLACK_SIGNING_SECRET")
-        if not self.approvers and not self.approver_group:
-            raise ConfigError("SFOX_APPROVERS", "is required (or set SFOX_APPROVER_GROUP)")
+        missing = self.missing_for_run()
+        if missing:
+            raise missing[0]
         return self
+
+    def missing_for_run(self) -> list[ConfigError]:
+        """Every setting `run` needs but lacks, so `sfox-bot check` can name them all at once."""
+        names = ["SLACK_BOT_TOKEN", "SFOX_API_KEY"]
+        if not self.socket_mode:
+            names.append("SLACK_SIGNING_SECRET")
+        missing = [ConfigError(n, "is required but not set") for n in names if not getattr(self, _ATTR_OF[n])]
+        if not self.approvers and not self.approver_group:
+            missing.append(ConfigError("SFOX_APPROVERS", "is required (or set SFOX_APPROVER_GROUP)"))
+        return missing
 
 
 _ATTR_OF = {
@@ -86,15 +95,7 @@ _ATTR_OF = {
 
 def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build Settings from `env` (default: the process environment plus `./.env`)."""
-    if env is None:
-        if dotenv:
-            from dotenv import load_dotenv
-
-            # Only ./.env: the working directory is where an operator expects it, never a
-            # file found next to the installed package.
-            load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
-        env = os.environ
-    get = _Reader(env)
+    get = _Reader(read_env(dotenv) if env is None else env)
     return Settings(
         slack_bot_token=get.secret("SLACK_BOT_TOKEN", prefix="xoxb-"),
         slack_signing_secret=get.secret("SLACK_SIGNING_SECRET"),
@@ -121,6 +122,39 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         log_format=get.choice("LOG_FORMAT", "text", ("text", "json")),
         log_level=get.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
     )
+
+
+def read_env(dotenv: bool = True) -> Mapping[str, str]:
+    """The process environment, after loading `.env` from the working directory (or a parent);
+    variables already set in the environment win over the file."""
+    if dotenv:
+        from dotenv import find_dotenv, load_dotenv
+
+        load_dotenv(find_dotenv(usecwd=True), override=False)
+    return os.environ
+
+
+def setting_names() -> list[str]:
+    """Every environment variable `load_settings` reads, in order: the one list of settings, for
+    `sfox-bot check` and the README test."""
+    seen: list[str] = []
+
+    class Recorder(dict[str, str]):
+        def get(self, key: str, default: object = None) -> object:  # type: ignore[override]
+            seen.append(key)
+            return super().get(key, default)
+
+    load_settings(Recorder())
+    return list(dict.fromkeys(seen))
+
+
+def _password_of(url: str) -> list[str | None]:
+    """The DATABASE_URL password, as written and percent-decoded: a secret like the tokens."""
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [password, unquote(password)] if password else []
 
 
 class _Reader:

@@ -15,6 +15,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
+from bot.approvers import approvers_for
 from bot.config import Settings
 from bot.pools import TrackedPool, wait_all_idle
 from bot.sfox import SfoxClient
@@ -65,10 +66,12 @@ class Runtime:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
         if self.listeners is not None:
+            # A click acknowledged a moment ago may still be handing its sFOX call to `jobs`.
             self.listeners.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
         if self._sweeper is not None:
-            self._sweeper.join(timeout=5)
+            # A sweep may be in the middle of a reconciling read: let it finish too.
+            self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         self.sfox.close()
 
     def _sweep_loop(self) -> None:
@@ -100,7 +103,7 @@ def build_runtime(
     )
     slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
     policy = Policy(
-        approvers=approvers if approvers is not None else settings.approvers,
+        approvers=approvers if approvers is not None else approvers_for(settings),
         required_approvals=settings.required_approvals,
         ttl=timedelta(seconds=settings.request_ttl_seconds),
         allowed_channels=settings.allowed_channels,

@@ -1,7 +1,9 @@
 """`sfox-bot run`: HTTP mode under gunicorn (threaded workers), or Socket Mode.
 
-The Runtime is built inside each gunicorn worker, never before the fork, and shut down in the
-worker's exit hook, so a SIGTERM lets in-flight sFOX calls finish and be recorded."""
+Both build the same Runtime (`build_runtime`). The Runtime is built inside each gunicorn worker,
+never before the fork, and shut down in the worker's exit hook, so a SIGTERM lets in-flight sFOX
+calls finish and be recorded. Gunicorn's own messages go through the bot's logging setup, so with
+LOG_FORMAT=json every line on stderr is one JSON object, scrubbed of secrets like the rest."""
 
 from __future__ import annotations
 
@@ -11,12 +13,31 @@ import threading
 from typing import Any
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger as GunicornLogger
+from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
 from bot.web import make_wsgi_app
 
 log = logging.getLogger("sfox_bot.server")
+
+OPTIONAL_OPTIONS = frozenset({"control_socket_disable"})
+
+
+class ServeError(Exception):
+    """The server could not start (e.g. Slack refused the Socket Mode connection)."""
+
+
+class RootLogger(GunicornLogger):
+    """Gunicorn logging that hands every record to the root logger instead of its own handlers."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for logger in (self.error_log, self.access_log):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
+            logger.propagate = True
 
 
 class GunicornServer(BaseApplication):
@@ -28,6 +49,8 @@ class GunicornServer(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self.options.items():
+            if key in OPTIONAL_OPTIONS and key not in self.cfg.settings:
+                continue  # an older gunicorn without this feature
             self.cfg.set(key, value)
 
     def load(self) -> Any:
@@ -42,6 +65,7 @@ def serve_http(settings: Settings) -> None:
 
     def worker_exit(_arbiter: Any, _worker: Any) -> None:
         for runtime in server.runtimes:
+            log.info("worker stopping: finishing in-flight sFOX calls")
             runtime.shutdown(wait=True)
 
     options = {
@@ -53,8 +77,13 @@ def serve_http(settings: Settings) -> None:
         "graceful_timeout": int(settings.sfox_timeout_seconds) + 15,
         "keepalive": 5,
         "accesslog": None,
+        "logger_class": RootLogger,
+        "loglevel": settings.log_level.lower(),
         "worker_exit": worker_exit,
         "proc_name": "sfox-bot",
+        # Newer gunicorn opens a control socket at a fixed path in $HOME: replicas on one host
+        # would fight over it, and the bot does not use it.
+        "control_socket_disable": True,
     }
     server = GunicornServer(settings, options)
     log.info("serving HTTP", extra={"bind": options["bind"]})
@@ -65,8 +94,6 @@ def serve_socket_mode(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     runtime = build_runtime(settings)
-    runtime.start_sweeper()
-    handler = SocketModeHandler(runtime.app, settings.slack_app_token)
     stopped = threading.Event()
 
     def on_term(_signum: int, _frame: Any) -> None:
@@ -74,9 +101,26 @@ def serve_socket_mode(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    handler.connect()
+    handler = SocketModeHandler(runtime.app, settings.slack_app_token)
+    try:
+        handler.connect()
+    except SlackApiError as exc:
+        runtime.shutdown(wait=True)
+        code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        raise ServeError(
+            f"Slack refused the Socket Mode connection ({code or exc.response.status_code}): "
+            "check SLACK_APP_TOKEN and that Socket Mode is enabled for the app"
+        ) from None
+    except Exception as exc:
+        runtime.shutdown(wait=True)
+        raise ServeError(
+            f"cannot open the Socket Mode connection ({type(exc).__name__}): is Slack reachable "
+            "at SLACK_API_URL?"
+        ) from None
+    runtime.start_sweeper()
     log.info("connected in Socket Mode")
     stopped.wait()
     log.info("shutting down: finishing in-flight sFOX calls")
     handler.close()
     runtime.shutdown(wait=True)
+    log.info("stopped")

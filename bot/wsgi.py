@@ -4,23 +4,44 @@ Settings come from the environment; the schema must already be migrated (`sfox-b
 
 from __future__ import annotations
 
+import atexit
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gunicorn.errors import AppImportError
+
 from bot import migrate
-from bot.config import load_settings
+from bot.config import ConfigError, load_settings
 from bot.logs import configure
 from bot.runtime import build_runtime
 from bot.web import make_wsgi_app
 
 
+class NotReady(AppImportError):
+    """The app cannot start; gunicorn prints this one line and stops instead of respawning workers
+    that would fail the same way (other servers just see the exception)."""
+
+
 def create_app() -> Callable[..., Iterable[bytes]]:
-    settings = load_settings().require_for_run()
+    try:
+        settings = load_settings().require_for_run()
+    except ConfigError as exc:
+        raise NotReady(f"sfox-bot: configuration error: {exc}") from None
     configure(settings.log_level, settings.log_format, settings.secrets())
     runtime = build_runtime(settings)
-    if not migrate.is_at_head(runtime.store.engine):
-        raise SystemExit("the database schema is not at head: run `sfox-bot migrate` first")
+    try:
+        at_head = migrate.is_at_head(runtime.store.engine)
+    except Exception as exc:
+        runtime.shutdown()
+        raise NotReady(f"sfox-bot: cannot read the database at DATABASE_URL: {type(exc).__name__}") from None
+    if not at_head:
+        runtime.shutdown()
+        raise NotReady("sfox-bot: the database schema is not at head: run `sfox-bot migrate` first")
     runtime.start_sweeper()
+    # The server stops its worker with SIGTERM and a normal exit: finish and record in-flight
+    # sFOX calls before the process goes.
+    atexit.register(runtime.shutdown)
     return make_wsgi_app(runtime)
 
 
@@ -29,10 +50,13 @@ class _LazyApp:
 
     def __init__(self) -> None:
         self._app: Callable[..., Iterable[bytes]] | None = None
+        self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if self._app is None:
-            self._app = create_app()
+            with self._lock:  # threaded servers: the first requests may arrive together
+                if self._app is None:
+                    self._app = create_app()
         return self._app(environ, start_response)
 
 

@@ -1,7 +1,8 @@
 """A fake Slack Web API plus a driver that sends correctly signed requests to the bot.
 
 `FakeSlack` is a real HTTP server on 127.0.0.1 that answers the Web API methods the bot uses
-(`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `auth.test`, `usergroups.users.list`),
+(`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `auth.test`, `usergroups.users.list`,
+`apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
 
@@ -54,12 +55,16 @@ class FakeSlack:
         port: int = 0,
         usergroups: dict[str, list[str]] | None = None,
         clock_ts: bool = False,
+        app_token: str = "xapp-test-token",
     ) -> None:
         """`clock_ts`: message timestamps from the wall clock, as Slack's are, so they stay unique
         across runs that share one database (the default counts from a fixed value)."""
         self.token = token
         self.clock_ts = clock_ts
         self._last_micros = 0
+        self.app_token = app_token
+        # Where `apps.connections.open` sends Socket Mode clients (a FakeSocketMode's url).
+        self.socket_url: str | None = None
         self.messages: list[Message] = []
         self.ephemeral: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -157,6 +162,12 @@ class FakeSlack:
             if fault is not None:
                 body = {"ok": False, "error": fault.error} if fault.error else {}
                 return fault.status, body, fault.headers
+            if method == "apps.connections.open":
+                if auth != f"Bearer {self.app_token}":
+                    return 200, {"ok": False, "error": "invalid_auth"}, {}
+                if self.socket_url is None:
+                    return 200, {"ok": False, "error": "socket_mode_not_enabled"}, {}
+                return 200, {"ok": True, "url": self.socket_url}, {}
             if auth != f"Bearer {self.token}":
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
             if method == "auth.test":

@@ -1,0 +1,167 @@
+"""app.yaml: it has the shape of a Slack app manifest, and it agrees with the code."""
+
+from __future__ import annotations
+
+import copy
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from handlers.commands import COMMAND
+from tests.conftest import ALICE, BOB
+from tests.helpers import open_request, wait_status
+
+ROOT = Path(__file__).resolve().parent.parent
+MANIFEST = ROOT / "app.yaml"
+
+# Slack Web API methods the bot may call, and the bot scope each needs (None: no scope).
+METHOD_SCOPES = {
+    "chat.postMessage": "chat:write",
+    "chat.update": "chat:write",
+    "chat.postEphemeral": "chat:write",
+    "usergroups.users.list": "usergroups:read",
+    "auth.test": None,
+}
+
+
+def load() -> dict[str, Any]:
+    return yaml.safe_load(MANIFEST.read_text())
+
+
+def manifest_problems(m: dict[str, Any]) -> list[str]:
+    """What Slack's manifest validation would reject, for the parts this app uses."""
+    problems: list[str] = []
+
+    def need(cond: bool, what: str) -> None:
+        if not cond:
+            problems.append(what)
+
+    allowed_top = {"_metadata", "display_information", "features", "oauth_config", "settings", "functions"}
+    need(set(m) <= allowed_top, f"unknown top-level keys {set(m) - allowed_top}")
+    info = m.get("display_information") or {}
+    need(isinstance(info.get("name"), str) and 0 < len(info["name"]) <= 35, "display_information.name 1..35")
+    need(len(info.get("description", "")) <= 140, "display_information.description <= 140")
+    if "background_color" in info:
+        need(
+            bool(re.fullmatch(r"#[0-9a-fA-F]{6}", str(info["background_color"]))), "background_color #rrggbb"
+        )
+    features = m.get("features") or {}
+    need(
+        set(features) <= {"app_home", "bot_user", "shortcuts", "slash_commands", "unfurl_domains"},
+        "features keys",
+    )
+    bot_user = features.get("bot_user") or {}
+    need(0 < len(bot_user.get("display_name", "")) <= 80, "bot_user.display_name 1..80")
+    need(isinstance(bot_user.get("always_online", False), bool), "bot_user.always_online bool")
+    settings = m.get("settings") or {}
+    socket_mode = settings.get("socket_mode_enabled", False)
+    need(isinstance(socket_mode, bool), "settings.socket_mode_enabled bool")
+    for cmd in features.get("slash_commands") or []:
+        need(
+            set(cmd) <= {"command", "url", "description", "usage_hint", "should_escape"}, "slash command keys"
+        )
+        need(bool(re.fullmatch(r"/[a-z0-9_-]{1,31}", str(cmd.get("command")))), "command: /lowercase, <= 32")
+        need(0 < len(cmd.get("description", "")) <= 2000, "command description 1..2000")
+        need(len(cmd.get("usage_hint", "")) <= 1000, "usage_hint <= 1000")
+        need(isinstance(cmd.get("should_escape", False), bool), "should_escape bool")
+        need(
+            socket_mode or str(cmd.get("url", "")).startswith("https://"),
+            "command url (https) without Socket Mode",
+        )
+    scopes = (m.get("oauth_config") or {}).get("scopes") or {}
+    need(set(scopes) <= {"bot", "user"}, "scopes: bot/user only")
+    for scope in scopes.get("bot") or []:
+        need(bool(re.fullmatch(r"[a-z_]+(:[a-z_.]+)*", scope)), f"malformed scope {scope!r}")
+    need(
+        set(settings)
+        <= {
+            "allowed_ip_address_ranges",
+            "event_subscriptions",
+            "interactivity",
+            "org_deploy_enabled",
+            "socket_mode_enabled",
+            "token_rotation_enabled",
+            "is_hosted",
+            "function_runtime",
+        },
+        "settings keys",
+    )
+    interactivity = settings.get("interactivity") or {}
+    need(isinstance(interactivity.get("is_enabled"), bool), "interactivity.is_enabled bool")
+    if interactivity.get("is_enabled") and not socket_mode:
+        need(
+            str(interactivity.get("request_url", "")).startswith("https://"),
+            "interactivity.request_url https",
+        )
+    return problems
+
+
+def test_has_the_shape_of_a_slack_manifest():
+    assert manifest_problems(load()) == []
+
+
+def test_the_checker_catches_what_slack_would_reject():
+    broken = load()
+    broken["display_information"]["name"] = "x" * 36
+    broken["features"]["slash_commands"][0]["command"] = "sfox deactivate"
+    del broken["settings"]["interactivity"]["request_url"]
+    assert len(manifest_problems(broken)) == 3
+
+
+def test_the_slash_command_is_the_one_the_code_listens_for():
+    (command,) = load()["features"]["slash_commands"]
+    assert command["command"] == COMMAND
+    assert "<sfox_user_id>" in command["usage_hint"]
+
+
+def test_http_mode_urls_point_at_the_bots_endpoint():
+    m = load()
+    assert m["settings"]["socket_mode_enabled"] is False
+    assert m["settings"]["interactivity"]["is_enabled"] is True  # the card's buttons need it
+    urls = [m["settings"]["interactivity"]["request_url"], m["features"]["slash_commands"][0]["url"]]
+    for url in urls:
+        assert url.startswith("https://") and url.endswith("/slack/events")
+    assert len(set(urls)) == 1
+
+
+def test_the_documented_socket_mode_variant_is_valid_too():
+    """The comment at the top of app.yaml (and the README) say: flag on, URLs out."""
+    text = MANIFEST.read_text()
+    assert "socket_mode_enabled to true" in text and "connections:write" in text
+    readme = (ROOT / "README.md").read_text()
+    assert "socket_mode_enabled: true" in readme
+    m = copy.deepcopy(load())
+    m["settings"]["socket_mode_enabled"] = True
+    del m["settings"]["interactivity"]["request_url"]
+    for cmd in m["features"]["slash_commands"]:
+        del cmd["url"]
+    assert manifest_problems(m) == []
+
+
+def test_bot_scopes_are_exactly_what_the_code_uses(make_bot, fake_slack):
+    """Drive a full approval, with the approver group on, and map every Slack method the bot
+    called to its scope: all must be granted, and nothing more is asked for."""
+    fake_slack.usergroups["S0ADMINS"] = ["UDAVE004"]
+    bot = make_bot(SFOX_APPROVER_GROUP="S0ADMINS")
+    record, card = open_request(bot, ALICE, "client_1")
+    bot.driver.click("UDAVE004", "sfox_approve", str(record.id), card.ts)
+    wait_status(bot, record.id, "succeeded")
+    bot.slack.wait_for(lambda: bot.slack.thread(card.ts))
+    record2, card2 = open_request(bot, ALICE, "client_3")
+    bot.driver.click(BOB, "sfox_deny", str(record2.id), card2.ts)
+    wait_status(bot, record2.id, "denied")
+
+    called = {method for method, _ in fake_slack.calls}
+    unknown = called - set(METHOD_SCOPES)
+    assert not unknown, f"add the scope of {unknown} to app.yaml and METHOD_SCOPES"
+    needed = {"commands"} | {METHOD_SCOPES[m] for m in called if METHOD_SCOPES[m]}
+    granted = set(load()["oauth_config"]["scopes"]["bot"])
+    assert needed == granted == {"commands", "chat:write", "usergroups:read"}
+
+
+@pytest.mark.parametrize("scope", ["commands", "chat:write", "usergroups:read"])
+def test_readme_explains_each_scope(scope):
+    assert f"`{scope}`" in (ROOT / "README.md").read_text()
