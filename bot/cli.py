@@ -151,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser(
         "demo",
         help="watch the bot work in a scripted scene, with a fake Slack and a fake sFOX (nothing to set up)",
+        description="Play a scripted scene through the real bot (signed requests into the real handlers), "
+        "with a local fake Slack and fake sFOX, and print it as a transcript. Needs no settings.",
     )
     demo.add_argument(
         "--fresh", action="store_true", help="use a temporary database instead of ./sfox-bot.db"
@@ -158,7 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     console = sub.add_parser(
-        "console", help="play the Slack users yourself: type the command, click the buttons (fake Slack)"
+        "console",
+        help="play the Slack users yourself: type the command, click the buttons (fake Slack)",
+        description="An interactive shell on the real bot: act as alice, bob or mallory, type "
+        "/sfox-deactivate, approve or deny cards. Uses the built-in fake sFOX unless --real-sfox.",
     )
     console.add_argument(
         "--fresh", action="store_true", help="use a temporary database instead of ./sfox-bot.db"
