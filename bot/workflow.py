@@ -27,7 +27,8 @@ from bot.userid import InvalidUserId, parse_user_id
 
 log = logging.getLogger("sfox_bot.workflow")
 
-USAGE = "Usage: `/sfox-deactivate <sfox_user_id> [reason]`"
+# Angle brackets are Slack control sequences, even inside backticks: they must be escaped.
+USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
 MAX_REASON = 500
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Slack errors that retrying will not fix: stop trying that message (the outcome stays recorded).
