@@ -301,6 +301,35 @@ def test_huge_error_body_is_read_in_part_and_truncated(bot):
     assert len(reply) < 1500 and reply.count("x") < 1000 and "…" in reply
 
 
+def test_endless_body_is_read_only_in_part():
+    """An answer that claims 50 MB and then trickles: the client reads what it needs (64 KB) and
+    stops, instead of holding memory or waiting out the whole budget for the rest."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    release = threading.Event()
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        conn.recv(65536)
+        head = b"HTTP/1.1 422 Unprocessable Entity\r\nContent-Type: application/json\r\n"
+        conn.sendall(head + b"Content-Length: 50000000\r\n\r\n")
+        conn.sendall(b'{"error": "Can not disable account' + b"!" * 100_000)
+        release.wait(30)  # ... and the remaining 49.9 MB never come
+        conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        with pytest.raises(SfoxError) as caught:
+            client(f"http://127.0.0.1:{server.getsockname()[1]}", timeout_seconds=20).deactivate("client_1")
+    finally:
+        release.set()
+        server.close()
+    assert caught.value.status == 422 and not caught.value.unknown
+    assert "unexpected body" in caught.value.message and "Can not disable account" in caught.value.message
+    assert len(caught.value.message) <= sfox_module.MAX_MESSAGE_CHARS
+
+
 @pytest.mark.parametrize(
     ("fault", "words"),
     [
