@@ -362,24 +362,34 @@ def test_odd_lookup_answers_post_no_card_and_say_why(bot, fault, words):
 
 
 def test_slow_sfox_does_not_delay_other_commands_and_clicks(bot):
-    """While the DELETE for #1 hangs (held by the test, not by a timer), a new command is acked
-    and gets its card, and clicks on the other card are acked and take effect."""
+    """While #1's DELETE and twenty look-ups hang (held by the test, not by a timer), new commands
+    are acked and get their cards, and clicks on another card are acked and take effect."""
     hold = threading.Event()
     in_delete = threading.Event()
+    held_lookups: list[str] = []
 
     def on_request(seen):
         if seen.method == "DELETE" and "client_1" in seen.raw_path:
             in_delete.set()
-            hold.wait(30)
+            hold.wait(60)
+        elif seen.method == "GET" and "slow_" in seen.raw_path:
+            held_lookups.append(seen.raw_path)
+            hold.wait(60)
 
     bot.sfox.on_request = on_request
+    for n in range(20):
+        bot.sfox.add_user(f"slow_{n}")
     bot.sfox.add_user("client_9")
     first, first_card = open_request(bot, ALICE, "client_1 first")
     second, second_card = open_request(bot, ALICE, "client_3 second")
     try:
         assert bot.driver.click(BOB, "sfox_approve", str(first.id), first_card.ts).status_code == 200
         assert in_delete.wait(10)
-        # sFOX is now sitting on #1's DELETE. Everything else still goes through:
+        for n in range(20):  # more slow work than there are listener threads
+            response = bot.driver.command(CAROL, f"slow_{n} stuck")
+            assert response.status_code == 200 and "Looking up" in response.json()["text"]
+        wait_until(lambda: len(held_lookups) == 20)
+        # sFOX is now sitting on #1's DELETE and on twenty look-ups. Everything else goes through:
         response = bot.driver.command(CAROL, "client_9 third")
         assert response.status_code == 200 and "Looking up" in response.json()["text"]
         bot.slack.wait_for(lambda: len(bot.slack.cards()) == 3)
@@ -395,6 +405,7 @@ def test_slow_sfox_does_not_delay_other_commands_and_clicks(bot):
     finally:
         hold.set()
     assert wait_status(bot, first.id, "succeeded", "failed", "unknown").status == "succeeded"
+    bot.slack.wait_for(lambda: len(bot.slack.cards()) == 23)
 
 
 # -- unknown outcomes and reconciliation ------------------------------------------------------------
