@@ -20,7 +20,7 @@ from bot.store import RequestRecord
 from bot.userid import MAX_LENGTH, InvalidUserId, parse_user_id, path_segment
 from bot.workflow import Command, Policy, Workflow, _card_failure_advice
 from tests.conftest import ALICE, APPROVERS, BOB, CAROL, SIGNING_SECRET
-from tests.helpers import open_request, wait_until
+from tests.helpers import card_text, open_request, wait_until
 
 FORM = "application/x-www-form-urlencoded"
 
@@ -134,6 +134,14 @@ def test_signed_garbage_gets_a_clean_4xx(bot):
         assert 400 <= response.status_code < 500, (case, response.status_code, response.text)
         assert "Traceback" not in response.text and 'File "' not in response.text, case
     _no_effect(bot, pending_id=record.id)
+
+
+def test_command_mentioning_payload_still_works(bot):
+    """Bolt mistakes any form body containing the word "payload" for a button payload; a reason
+    (or channel name) with that word must still open a request, with the text unchanged."""
+    record, card = open_request(bot, ALICE, "client_1 payload team asked; see payload=42")
+    assert record.reason == "payload team asked; see payload=42"
+    assert "payload team asked" in card_text(card)
 
 
 def test_oversized_body_is_refused(bot):
