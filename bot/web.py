@@ -61,7 +61,14 @@ def _to_bolt(
     if rejection is not None:
         log.warning("slack request refused", extra={"reason": rejection.reason})
         return _json(start_response, rejection.status, {"error": rejection.reason})
-    environ = {**environ, "wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))}
+    environ = dict(environ)
+    rewritten = guard.bolt_safe_form(body)
+    if rewritten is not None:
+        body = rewritten
+        environ["HTTP_X_SLACK_SIGNATURE"] = guard.sign(
+            runtime.settings.slack_signing_secret or "", headers["x-slack-request-timestamp"], body
+        )
+    environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
     try:
         return slack(environ, start_response)
     except Exception as exc:  # a signed payload Bolt cannot digest: refuse it, log without a trace

@@ -140,7 +140,7 @@ def test_total_time_is_bounded_by_the_budget(fake_sfox):
 def test_read_timeout_on_a_read_is_retried(fake_sfox):
     """A hung read may use at most half the budget, so there is room for a second try."""
     fake_sfox.script(Fault("GET", delay=30))
-    user = client(fake_sfox.url, timeout_seconds=2).get_user("client_1")
+    user = client(fake_sfox.url, timeout_seconds=4).get_user("client_1")
     assert user.user_id == "client_1"
     assert len(fake_sfox.requests("GET")) == 2
 
