@@ -35,13 +35,24 @@ STATUS_LINES = {
 
 
 def escape(text: str | None, limit: int = 500) -> str:
-    """Make untrusted text inert in Slack mrkdwn and bounded in length."""
+    """Make untrusted text inert in Slack mrkdwn and bounded in length: `limit` bounds the escaped
+    result, so `&` → `&amp;` cannot push a block past Slack's limits, and no entity is cut in half."""
     if not text:
         return ""
-    flat = "".join(c if c.isprintable() or c == "\n" else " " for c in text)
-    if len(flat) > limit:
-        flat = flat[: limit - 1].rstrip() + "…"
-    return flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    pieces = [_ENTITIES.get(c) or (c if c.isprintable() or c == "\n" else " ") for c in text]
+    if sum(len(p) for p in pieces) <= limit:
+        return "".join(pieces)
+    kept: list[str] = []
+    size = 0
+    for piece in pieces:
+        if size + len(piece) > limit - 1:
+            break
+        kept.append(piece)
+        size += len(piece)
+    return "".join(kept).rstrip() + "…"
+
+
+_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}
 
 
 def code(text: str | None, limit: int = 200) -> str:

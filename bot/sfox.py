@@ -17,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import httpx
@@ -190,6 +191,9 @@ class SfoxClient:
         started = time.monotonic()
         deadline = started + self.timeout_seconds
         attempt = 0
+        # A DELETE that got a 5xx may still have been carried out before sFOX failed; if a retry
+        # then answers 404 ("does not exist"), that 404 may be our own earlier success.
+        maybe_applied = False
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
@@ -199,9 +203,12 @@ class SfoxClient:
                     f"{self.timeout_seconds:g} s",
                     attempts=attempt - 1,
                 )
+            # A hung read may use at most half the budget, so a read can always be tried again; a
+            # DELETE gets all that is left, since it is never re-sent after a read timeout anyway.
+            per_try = remaining if not idempotent else min(remaining, self.timeout_seconds / 2)
             may_have_arrived = False
             try:
-                response = self._send(method, path, params, timeout=remaining)
+                response = self._send(method, path, params, timeout=per_try)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 error = SfoxError(f"could not connect to sFOX ({type(exc).__name__})", attempts=attempt)
                 retry_after = None
@@ -215,9 +222,17 @@ class SfoxClient:
                 if 200 <= status < 300:
                     return response, result
                 error = SfoxError(_error_message(response), status=status, attempts=attempt)
+                if status == 404 and maybe_applied and not idempotent:
+                    error.unknown = True
+                    error.message = (
+                        f"{error.message} after an earlier attempt failed with a server error; "
+                        "the deactivation may or may not have happened"
+                    )
+                    raise error
                 if status not in RETRYABLE_STATUSES:
                     raise error
                 may_have_arrived = status in AMBIGUOUS_DELETE_STATUSES
+                maybe_applied = maybe_applied or status >= 500
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             if may_have_arrived and not idempotent:
                 error.unknown = True
@@ -270,16 +285,16 @@ def _retry_after_seconds(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    if value.isascii() and value.isdigit():
+        return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
     if when is None:
         return None
+    if when.tzinfo is None:  # "-0000" means UTC with no claim about the local zone
+        when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot import migrate
+from bot import guard, migrate
 from bot.runtime import Runtime
 
 MAX_BODY_BYTES = 256 * 1024
+log = logging.getLogger("sfox_bot.web")
 
 
 def make_wsgi_app(runtime: Runtime) -> Callable[..., Iterable[bytes]]:
@@ -33,10 +36,44 @@ def make_wsgi_app(runtime: Runtime) -> Callable[..., Iterable[bytes]]:
                 length = -1
             if length < 0 or length > MAX_BODY_BYTES:
                 return _json(start_response, "413 Payload Too Large", {"error": "body too large"})
-            return slack(environ, start_response)
+            return _to_bolt(slack, runtime, environ, start_response, length)
         return _json(start_response, "404 Not Found", {"error": "not found"})
 
     return app
+
+
+def _to_bolt(
+    slack: SlackRequestHandler,
+    runtime: Runtime,
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    length: int,
+) -> Iterable[bytes]:
+    """Refuse forged, stale or malformed requests before Bolt sees them (see bot.guard)."""
+    body = environ["wsgi.input"].read(length) if length else b""
+    headers = {
+        "x-slack-request-timestamp": environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),
+        "x-slack-signature": environ.get("HTTP_X_SLACK_SIGNATURE", ""),
+    }
+    content_type = (environ.get("CONTENT_TYPE") or "").split(";")[0].strip() or None
+    rejection = guard.check_signature(runtime.settings.slack_signing_secret or "", body, headers)
+    rejection = rejection or guard.check_shape(body, content_type)
+    if rejection is not None:
+        log.warning("slack request refused", extra={"reason": rejection.reason})
+        return _json(start_response, rejection.status, {"error": rejection.reason})
+    environ = dict(environ)
+    rewritten = guard.bolt_safe_form(body)
+    if rewritten is not None:
+        body = rewritten
+        environ["HTTP_X_SLACK_SIGNATURE"] = guard.sign(
+            runtime.settings.slack_signing_secret or "", headers["x-slack-request-timestamp"], body
+        )
+    environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body))})
+    try:
+        return slack(environ, start_response)
+    except Exception as exc:  # a signed payload Bolt cannot digest: refuse it, log without a trace
+        log.warning("slack request not understood", extra={"error": type(exc).__name__})
+        return _json(start_response, "400 Bad Request", {"error": "malformed Slack request"})
 
 
 def _ready(runtime: Runtime, start_response: Callable[..., Any]) -> Iterable[bytes]:

@@ -27,7 +27,8 @@ from bot.userid import InvalidUserId, parse_user_id
 
 log = logging.getLogger("sfox_bot.workflow")
 
-USAGE = "Usage: `/sfox-deactivate <sfox_user_id> [reason]`"
+# Angle brackets are Slack control sequences, even inside backticks: they must be escaped.
+USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
 MAX_REASON = 500
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Slack errors that retrying will not fix: stop trying that message (the outcome stays recorded).
@@ -243,6 +244,10 @@ class Workflow:
             result = self.sfox.deactivate(record.sfox_user_id)
         except SfoxError as exc:
             ms = _ms_since(started)
+            if exc.not_found and record.attempts > 1 and not exc.unknown:
+                # A retry that finds the account gone may be finding an earlier attempt's work.
+                exc.unknown = True
+                exc.message = f"{exc.message} on a retry; an earlier attempt may have done it"
             event = Event(
                 "sfox_delete",
                 http_status=exc.status,
@@ -259,7 +264,15 @@ class Workflow:
                     event,
                     blocks.reply_unknown(record, exc.message),
                 )
-                return self.reconcile(self.store.get(request_id) or record)
+                # Reconcile at once, unless a sweep got there first (compare-and-set on the claim).
+                current = self.store.get(request_id)
+                if (
+                    current
+                    and current.status == "unknown"
+                    and self.store.take_over(current, self.now(), kind="reconcile_started")
+                ):
+                    return self.reconcile(self.store.get(request_id) or current)
+                return self.store.get(request_id)
             retryable = exc.status is None or exc.status in RETRYABLE_STATUSES
             self._finish(
                 record,
@@ -376,17 +389,20 @@ class Workflow:
                 if notice.busy or not self.store.lease_notice(notice.id, self.now()):
                     blocked.add(notice.request_id)
                     continue
-                if self._send(notice):
+                outcome = self._send(notice)
+                if outcome == "sent":
                     sent += 1
-                    progress = True
+                if outcome == "failed":
+                    blocked.add(notice.request_id)  # keep this request's messages in order
                 else:
-                    blocked.add(notice.request_id)
+                    progress = True  # sent, or given up for good: the next message may go
             if not progress:
                 return sent
 
     # -- helpers -------------------------------------------------------------------------------
 
-    def _send(self, notice: Notice) -> bool:
+    def _send(self, notice: Notice) -> str:
+        """Try one owed message: "sent", "failed" (retried later) or "gave_up" (cannot work)."""
         record = self.store.get(notice.request_id)
         try:
             if record is None or record.message_ts is None:
@@ -408,9 +424,9 @@ class Workflow:
                     "gave_up": permanent,
                 },
             )
-            return False
+            return "gave_up" if permanent else "failed"
         self.store.notice_sent(notice.id, self.now())
-        return True
+        return "sent"
 
     def _finish(
         self,

@@ -11,6 +11,8 @@ This is a testing aid. It never talks to the real sFOX.
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 from collections import Counter
@@ -58,7 +60,8 @@ class Fault:
     status/body/headers: the answer to give instead of the real one;
     delay: seconds to wait before answering;
     apply: perform the real operation first (so a dropped or late answer hides a real effect);
-    drop: close the connection without any answer.
+    drop: close the connection without any answer;
+    reset: abort the connection with a TCP reset (RST) instead of an answer.
     """
 
     method: str = "DELETE"
@@ -68,6 +71,7 @@ class Fault:
     delay: float = 0.0
     apply: bool = False
     drop: bool = False
+    reset: bool = False
 
 
 @dataclass
@@ -209,6 +213,11 @@ def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
                 fake.answer(method, path, self.headers.get("Authorization"))
             if fault and fault.delay:
                 time.sleep(fault.delay)
+            if fault and fault.reset:
+                self.close_connection = True
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.connection.close()
+                return
             if fault and fault.drop:
                 self.close_connection = True
                 self.connection.close()

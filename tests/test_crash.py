@@ -1,0 +1,219 @@
+"""Real processes: `sfox-bot run` killed with SIGKILL between the claim and sFOX's answer, then
+restarted; and the expiry sweep, both inside `sfox-bot run` and as `sfox-bot sweep` on its own."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from bot.fakes.sfox_api import Fault
+from bot.fakes.slack_api import SlackDriver
+from bot.store import Store
+from tests.conftest import ALICE, BOB, SIGNING_SECRET, bot_env
+from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
+
+SFOX_BOT = str(Path(sys.executable).with_name("sfox-bot"))
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BotProcess:
+    """`sfox-bot run` in its own process group, so a kill takes the gunicorn master and worker."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = workdir / f"{name}.log"
+        full_env = {"PATH": os.environ.get("PATH", ""), **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
+        with open(self.log, "wb") as log:
+            self.proc = subprocess.Popen(
+                [SFOX_BOT, "run"],
+                env=full_env,
+                cwd=workdir,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + 30
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"sfox-bot run exited: {self.output()}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                self.kill()
+                raise AssertionError(f"sfox-bot run did not become ready: {self.output()}")
+            time.sleep(0.1)
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: nothing gets to clean up or finish its work."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:]
+
+
+@pytest.fixture
+def processes() -> Iterator[list[BotProcess]]:
+    started: list[BotProcess] = []
+    yield started
+    for p in started:
+        p.stop()
+
+
+class View:
+    """Just enough of tests.conftest.Bot for the helpers, for a bot that runs in another process."""
+
+    def __init__(self, url: str, database_url: str, slack: Any, sfox: Any) -> None:
+        self.url = url
+        self.slack = slack
+        self.sfox = sfox
+        self.store = Store.from_url(database_url)
+        self.driver = SlackDriver(url, SIGNING_SECRET, slack)
+
+
+@pytest.mark.parametrize("applied", [True, False], ids=["delete-applied", "delete-not-applied"])
+def test_killed_between_claim_and_answer_is_reconciled_after_restart(
+    fake_slack, fake_sfox, database_url, tmp_path, processes, applied
+):
+    env = bot_env(
+        fake_slack,
+        fake_sfox,
+        database_url,
+        SFOX_TIMEOUT_SECONDS="1",  # claims older than 1 + 5 s (CLAIM_GRACE_SECONDS) are abandoned
+        SFOX_SWEEP_INTERVAL_SECONDS="0.2",
+    )
+    first = BotProcess(env, tmp_path, "first")
+    processes.append(first)
+    view = View(first.url, database_url, fake_slack, fake_sfox)
+    record, card = open_request(view, ALICE, "client_1 offboarding")
+
+    killed = threading.Event()
+
+    def kill_mid_delete(seen) -> None:
+        """sFOX receives the DELETE (and, in one variant, carries it out); before any answer leaves,
+        the bot process dies. The connection is then dropped, so no answer ever arrives."""
+        if seen.method != "DELETE" or killed.is_set():
+            return
+        if applied:
+            fake_sfox.answer("DELETE", urlsplit(seen.raw_path).path, seen.headers.get("authorization"))
+        first.kill()
+        killed.set()
+
+    fake_sfox.on_request = kill_mid_delete
+    fake_sfox.script(Fault("DELETE", drop=True))
+    with contextlib.suppress(httpx.TransportError):  # it may die before its ack reaches Slack
+        view.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
+    assert killed.wait(15), first.output()
+    assert first.proc.returncode == -signal.SIGKILL
+    left = view.store.get(record.id)
+    assert left.status == "executing"  # what the dead process left behind
+    assert ("client_1" in fake_sfox.deactivated) is applied
+
+    second = BotProcess(env, tmp_path, "second")
+    processes.append(second)
+    expected = "succeeded" if applied else "failed"
+    done = wait_status(view, record.id, "succeeded", "failed", timeout=30)
+    assert done.status == expected, second.output()
+    kinds = [e.kind for e in view.store.events_for(record.id)]
+    assert "reconcile_started" in kinds and "reconciled" in kinds
+    assert len(fake_sfox.requests("DELETE")) == 1  # never a second, blind DELETE
+
+    replies = fake_slack.wait_for(lambda: fake_slack.thread(card.ts), timeout=15)
+    if applied:
+        assert "confirmed: sFOX no longer knows the account" in replies[-1].text
+        final = fake_slack.wait_for(lambda: "Deactivated on sFOX" in card_text(fake_slack.message(card.ts)))
+        assert final and buttons(fake_slack.message(card.ts)) == []
+    else:
+        assert "still exists" in replies[-1].text and "Retry" in replies[-1].text
+        fake_slack.wait_for(lambda: buttons(fake_slack.message(card.ts)) == ["sfox_retry"])
+        assert done.retryable
+
+
+def test_periodic_sweep_in_run_expires_unattended_requests(
+    fake_slack, fake_sfox, database_url, tmp_path, processes
+):
+    env = bot_env(
+        fake_slack, fake_sfox, database_url, SFOX_REQUEST_TTL_SECONDS="1", SFOX_SWEEP_INTERVAL_SECONDS="0.2"
+    )
+    bot = BotProcess(env, tmp_path, "run")
+    processes.append(bot)
+    view = View(bot.url, database_url, fake_slack, fake_sfox)
+    record, card = open_request(view, ALICE, "client_1 nobody looks")
+    assert buttons(card) == ["sfox_approve", "sfox_deny"]
+    # Nobody clicks; the sweeper alone must notice.
+    wait_status(view, record.id, "expired", timeout=15)
+    updated = fake_slack.wait_for(
+        lambda: (m := fake_slack.message(card.ts)) and "Expired" in card_text(m) and m, timeout=15
+    )
+    assert buttons(updated) == []
+    assert [e.kind for e in view.store.events_for(record.id)][-1] == "expired"
+    assert fake_sfox.requests("DELETE") == []
+
+
+def test_sweep_command_alone_expires_reconciles_and_delivers(make_bot, fake_slack, fake_sfox, tmp_path):
+    bot = make_bot(SFOX_REQUEST_TTL_SECONDS="1")
+    stale, stale_card = open_request(bot, ALICE, "client_1 nobody looks")
+
+    # A second request ends `unknown`: DELETE reset, and sFOX unreachable for the follow-up read.
+    unsure, unsure_card = open_request(bot, ALICE, "client_3 flaky")
+    fake_sfox.script(Fault("DELETE", reset=True), *[Fault("GET", status=503)] * 3)
+    bot.driver.click(BOB, "sfox_approve", str(unsure.id), unsure_card.ts)
+    wait_until(lambda: "reconcile_failed" in [e.kind for e in bot.store.events_for(unsure.id)])
+    assert bot.store.get(unsure.id).status == "unknown"
+    bot.runtime.jobs.shutdown(wait=True)  # the in-process bot is idle from here on
+
+    wait_until(lambda: time.time() > stale.expires_at.timestamp() + 0.2, timeout=5)
+    assert bot.store.get(stale.id).status == "pending"  # expired in time, but nobody noticed yet
+
+    env = bot_env(fake_slack, fake_sfox, bot.runtime.settings.database_url)
+    full_env = {"PATH": os.environ.get("PATH", ""), **env}
+    result = subprocess.run(
+        [SFOX_BOT, "sweep"], env=full_env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert "expired: 1" in result.stdout and "reconciled: 1" in result.stdout
+
+    assert bot.store.get(stale.id).status == "expired"
+    expired_card = fake_slack.message(stale_card.ts)
+    assert "Expired" in card_text(expired_card) and buttons(expired_card) == []
+    settled = bot.store.get(unsure.id)
+    assert settled.status == "failed" and settled.retryable
+    assert "still exists" in fake_slack.thread(unsure_card.ts)[-1].text
+    assert len(fake_sfox.requests("DELETE")) == 1
+
+    again = subprocess.run(
+        [SFOX_BOT, "sweep"], env=full_env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert again.returncode == 0 and "expired: 0, reconciled: 0" in again.stdout
