@@ -31,6 +31,8 @@ RETRY_AFTER_CAP_SECONDS = 30.0
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # After a DELETE, these may come from a proxy that already forwarded it: the outcome is unknown.
 AMBIGUOUS_DELETE_STATUSES = frozenset({502, 504})
+# sFOX's own error text says it best for these (e.g. the non-zero balance of a 422).
+OWN_TEXT_STATUSES = frozenset({400, 404, 422})
 
 _PLAIN_MESSAGES = {
     400: "sFOX rejected the request as malformed (400)",
@@ -303,7 +305,10 @@ def _error_message(response: Answer) -> str:
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"].strip():
-        return clip(data["error"])
+        if status in OWN_TEXT_STATUSES or status not in _PLAIN_MESSAGES:
+            return clip(data["error"])
+        # sFOX's text alone ("invalid token") does not say what to do about a 401/403/429/5xx.
+        return clip(f"{plain}; sFOX said: {data['error']}")
     content_type = response.headers.get("content-type", "")
     if "html" in content_type or body.lstrip()[:1] == b"<":
         return f"{plain}, with an HTML page (probably from a proxy, not sFOX)"
