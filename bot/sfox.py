@@ -217,6 +217,12 @@ class SfoxClient:
                 if 200 <= status < 300:
                     return response, result
                 error = SfoxError(_error_message(response), status=status, attempts=attempt)
+                if status == 404 and attempt > 1 and not idempotent:
+                    # An earlier attempt failed but may have acted, and a repeated DELETE answers
+                    # 404: the workflow must settle this with a read, not report a failure.
+                    error.unknown = True
+                    error.message = f"{error.message} (after a retry; an earlier attempt may have worked)"
+                    raise error
                 if status not in RETRYABLE_STATUSES:
                     raise error
                 may_have_arrived = status in AMBIGUOUS_DELETE_STATUSES
