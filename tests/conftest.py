@@ -34,6 +34,7 @@ REQUIRE_PG = os.environ.get("SFOX_BOT_REQUIRE_POSTGRES") == "1"
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog (5) resets simultaneous connections
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -118,8 +119,12 @@ def postgres_available() -> bool:
 def require_postgres() -> None:
     if not postgres_available():
         if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required here (SFOX_BOT_REQUIRE_POSTGRES=1) but {PG_BASE} is unreachable")
-        pytest.skip(f"PostgreSQL not reachable at {PG_BASE}; set SFOX_BOT_REQUIRE_POSTGRES=1 to make this fail")
+            pytest.fail(
+                f"PostgreSQL is required here (SFOX_BOT_REQUIRE_POSTGRES=1) but {PG_BASE} is unreachable"
+            )
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_BASE}; set SFOX_BOT_REQUIRE_POSTGRES=1 to make this fail"
+        )
 
 
 @pytest.fixture
