@@ -148,6 +148,7 @@ class SfoxClient:
         self.timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
         self._sleep = sleep
+        self._key = api_key.encode()
         self._limiter = RateLimiter(rate_limit_per_10s)
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -253,7 +254,12 @@ class SfoxClient:
                     break
         finally:
             response.close()
-        return Answer(response.status_code, response.headers, b"".join(chunks)[:MAX_BODY_BYTES])
+        body = b"".join(chunks)[:MAX_BODY_BYTES]
+        if self._key:
+            # A proxy may echo the request, key included, in an error page; error text built from
+            # the body ends up in Slack and the database, so the key is cut out here.
+            body = body.replace(self._key, b"[REDACTED]")
+        return Answer(response.status_code, response.headers, body)
 
 
 @dataclass(frozen=True)
