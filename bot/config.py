@@ -90,7 +90,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         if dotenv:
             from dotenv import load_dotenv
 
-            load_dotenv(override=False)
+            # Exactly ./.env: dotenv's own search starts from this package's directory instead.
+            load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
         env = os.environ
     get = _Reader(env)
     return Settings(
