@@ -119,13 +119,16 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings().require_for_run()
     configure(settings.log_level, settings.log_format, settings.secrets())
-    store = _store(settings)
+    store = _reachable(_store(settings))
     try:
         if args.no_migrate:
             if not migrate.is_at_head(store.engine):
                 raise CliError("the database schema is not at head: run `sfox-bot migrate` first")
         else:
-            migrate.upgrade(store.engine)
+            try:
+                migrate.upgrade(store.engine)
+            except Exception as exc:
+                raise CliError(f"migration failed: {type(exc).__name__}: {_first_line(exc)}") from None
     finally:
         store.close()
     if settings.socket_mode:
@@ -139,7 +142,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     from bot import migrate
 
     settings = load_settings()
-    store = _store(settings)
+    store = _reachable(_store(settings))
     try:
         migrate.upgrade(store.engine)
         print(f"database at revision {migrate.current_revision(store.engine)}")
@@ -296,6 +299,16 @@ def _store(settings: Settings) -> Store:
         return Store.from_url(settings.database_url)
     except Exception as exc:
         raise ConfigError("DATABASE_URL", f"cannot be used: {_first_line(exc)}") from None
+
+
+def _reachable(store: Store) -> Store:
+    """Connect once, so a database that cannot be opened is reported as a setting to fix."""
+    try:
+        store.ping()
+    except Exception as exc:
+        store.close()
+        raise ConfigError("DATABASE_URL", f"cannot be used: {_first_line(exc)}") from None
+    return store
 
 
 def _open_migrated(settings: Settings) -> Store:
