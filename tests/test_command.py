@@ -4,6 +4,7 @@ to the running bot; the fakes are real HTTP servers."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -198,3 +199,14 @@ def test_card_that_slack_refuses_closes_the_request_and_tells_why(bot, fake_slac
     [record] = list(bot.store.history())
     assert record.status == "failed" and record.message_ts is None
     assert "not_in_channel" in (record.error or "")
+
+
+def test_unsigned_forged_or_stale_requests_are_refused_and_change_nothing(bot):
+    body, _ = bot.driver.command_body(ALICE, "client_1 forged")
+    forged = bot.driver.post(body, "application/x-www-form-urlencoded", signature="v0=" + "0" * 64)
+    assert forged.status_code == 401
+    stale = bot.driver.post(body, "application/x-www-form-urlencoded", timestamp=str(int(time.time()) - 600))
+    assert stale.status_code == 401
+    click, _ = bot.driver.click_body(BOB, "sfox_approve", "1")
+    assert bot.driver.post(click, "application/x-www-form-urlencoded", signature="v0=bad").status_code == 401
+    assert_nothing_happened(bot)
