@@ -87,7 +87,7 @@ def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_f
         migrate.upgrade(store.engine)
     runtime = build_runtime(settings, store=store)
     server = make_server("127.0.0.1", 0, make_wsgi_app(runtime), _ThreadingWSGIServer, _QuietHandler)
-    threading.Thread(target=server.serve_forever, name="bot-http", daemon=True).start()
+    threading.Thread(target=server.serve_forever, args=(0.05,), name="bot-http", daemon=True).start()
     url = f"http://127.0.0.1:{server.server_port}"
     driver = SlackDriver(url, SIGNING_SECRET, slack)
     return Bot(runtime, url, driver, slack, sfox, server)
