@@ -333,3 +333,17 @@ def test_a_500_whose_delete_did_happen_is_not_reported_as_a_failure(bot, fake_sf
     assert "an earlier attempt may have worked" in first.text
     assert "is deactivated (confirmed: sFOX no longer knows the account)" in second.text
     assert len(fake_sfox.requests("DELETE")) == 2
+
+
+def test_delete_502_from_a_proxy_is_reported_and_settled_by_a_lookup(bot, fake_sfox):
+    record, card = open_request(bot, ALICE, "client_1 left")
+    page = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+    fake_sfox.script(Fault(status=502, body=page, headers={"Content-Type": "text/html"}))
+    click(bot, BOB, APPROVE, record, card)
+    done = wait_status(bot, record.id, "failed")
+    first, second = final_thread_reply(bot, card, 2)[:2]
+    assert "a proxy in front of sFOX failed (502), with an HTML page" in first.text
+    assert "may or may not have happened" in first.text and "<html>" not in first.text
+    assert f"<@{ALICE}>" in second.text and "still exists" in second.text
+    assert done.retryable is True and done.http_status == 502
+    assert len(fake_sfox.requests("DELETE")) == 1  # a 502 may have gone through: never resent

@@ -4,6 +4,7 @@ real processes from an empty working directory with a crafted environment."""
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -118,8 +119,27 @@ def test_load_settings_names_the_bad_setting(setting, value, message):
 # -- the real entry points -----------------------------------------------------------------------
 
 
+@pytest.fixture
+def keep_logging():
+    """`run` configures logging for the process (root handler on the then stderr, levels) before
+    it opens the database; undo that so later tests do not log into a closed capture stream."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    levels = {
+        name: logging.getLogger(name).level
+        for name in ("httpx", "httpcore", "slack_sdk", "slack_bolt", "alembic")
+    }
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, lvl in levels.items():
+        logging.getLogger(name).setLevel(lvl)
+
+
 @pytest.mark.parametrize(("setting", "value", "message"), BAD)
-def test_run_stops_with_one_line_naming_the_setting(setting, value, message, monkeypatch, tmp_path, capsys):
+def test_run_stops_with_one_line_naming_the_setting(
+    setting, value, message, monkeypatch, tmp_path, capsys, keep_logging
+):
     monkeypatch.chdir(tmp_path)
     for name in [*VALID, setting]:
         monkeypatch.delenv(name, raising=False)

@@ -164,9 +164,13 @@ def test_expired_request_cannot_be_approved(make_bot, fake_sfox):
     assert (
         "has expired" in later_ephemerals(bot, bot.driver.click(BOB, "sfox_deny", str(record.id), card.ts))[0]
     )
-    drain(bot)
     assert fake_sfox.requests("DELETE") == []
     assert bot.store.get(record.id).status == "expired"
+    # The user can be requested again: a new card, a new request.
+    again, again_card = open_request(bot, BOB, "client_1 second try")
+    assert again.id != record.id and again_card.ts != card.ts and again.status == "pending"
+    drain(bot)
+    assert fake_sfox.requests("DELETE") == []
 
 
 def test_store_refuses_approval_and_claim_after_expiry_even_if_asked(tmp_path):
