@@ -9,7 +9,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -17,7 +19,7 @@ import pytest
 
 from bot.fakes.slack_api import SlackDriver
 from bot.store import Store
-from tests.conftest import ALICE, APPROVERS, BOB, BOT_TOKEN, SFOX_KEY, SIGNING_SECRET
+from tests.conftest import ALICE, APPROVERS, BOB, BOT_TOKEN, CAROL, SFOX_KEY, SIGNING_SECRET
 from tests.helpers import buttons, card_text
 from tests.support import Gate, free_port
 
@@ -26,7 +28,7 @@ SFOX_BOT = str(Path(sys.executable).parent / "sfox-bot")
 
 
 class BotProcess:
-    def __init__(self, cwd: Path, slack, sfox) -> None:
+    def __init__(self, cwd: Path, slack, sfox, database_url: str | None = None) -> None:
         self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -44,6 +46,8 @@ class BotProcess:
             "PORT": str(self.port),
             # No DATABASE_URL: the default sqlite:///sfox-bot.db lands in the working directory.
         }
+        if database_url:
+            env["DATABASE_URL"] = database_url
         self.stderr_path = cwd / "bot.stderr"
         self._stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
@@ -146,5 +150,50 @@ def test_sigterm_lets_an_sfox_call_in_flight_finish_and_be_recorded(bot_process,
     assert record.status == "succeeded" and fake_sfox.deletes["client_1"] == 1
     assert [e.kind for e in store.events_for(record.id)][-1] == "sfox_delete"
     store.close()
+    [reply] = fake_slack.thread(card.ts)
+    assert "is deactivated" in reply.text
+
+
+@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+def test_two_bot_processes_on_one_database_send_one_delete(db, request, tmp_path, fake_slack, fake_sfox):
+    url = f"sqlite:///{tmp_path / 'shared.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
+    processes = []
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        processes.append(BotProcess(tmp_path / name, fake_slack, fake_sfox, database_url=url))
+    try:
+        for p in processes:
+            p.wait_healthy()
+        opener = SlackDriver(processes[0].url, SIGNING_SECRET, fake_slack, timeout=10)
+        card, request_id = open_card(opener, fake_slack)
+        opener.close()
+        n = 30
+        drivers = [
+            SlackDriver(processes[i % 2].url, SIGNING_SECRET, fake_slack, timeout=20) for i in range(n)
+        ]
+        bodies = [
+            d.click_body((BOB, CAROL)[i % 2], "sfox_approve", request_id, card.ts)[0]
+            for i, d in enumerate(drivers)
+        ]
+        start = threading.Barrier(n)
+
+        def one(i):
+            start.wait()
+            return drivers[i].post(bodies[i], "application/x-www-form-urlencoded").status_code
+
+        with ThreadPoolExecutor(n) as pool:
+            assert list(pool.map(one, range(n))) == [200] * n
+        for d in drivers:
+            d.close()
+        fake_slack.wait_for(lambda: fake_slack.thread(card.ts), timeout=20)
+        # Stopping both processes waits for every click and sFOX call they took on.
+        for p in processes:
+            p.proc.send_signal(signal.SIGTERM)
+        for p in processes:
+            assert p.proc.wait(timeout=40) == 0, p.stderr()
+    finally:
+        for p in processes:
+            p.stop()
+    assert len(fake_sfox.requests("DELETE")) == 1
     [reply] = fake_slack.thread(card.ts)
     assert "is deactivated" in reply.text
