@@ -56,6 +56,9 @@ class Runtime:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
+        # Clicks already acked may still be in their database step; one that wins a claim queues
+        # its DELETE, so they finish before the job pool closes (else the claim is never sent).
+        self.app.listener_runner.listener_executor.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
