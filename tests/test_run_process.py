@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -76,6 +77,14 @@ class BotProcess:
             self.proc.kill()
             self.proc.wait(timeout=30)
         self._stderr.close()
+
+
+def wait_for_log(process: BotProcess, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in process.stderr():
+        if time.monotonic() > deadline:
+            pytest.fail(f"never logged {text!r}:\n{process.stderr()}")
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -197,3 +206,28 @@ def test_two_bot_processes_on_one_database_send_one_delete(db, request, tmp_path
     assert len(fake_sfox.requests("DELETE")) == 1
     [reply] = fake_slack.thread(card.ts)
     assert "is deactivated" in reply.text
+
+
+def test_sigterm_right_after_an_acked_click_still_sends_the_delete(bot_process, fake_slack, fake_sfox):
+    """A click acked just before SIGTERM, still waiting for the database, is finished before exit."""
+    bot_process.wait_healthy()
+    driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack, timeout=10)
+    db = sqlite3.connect(bot_process.cwd / "sfox-bot.db", isolation_level=None, timeout=30)
+    try:
+        card, request_id = open_card(driver, fake_slack)
+        db.execute("BEGIN IMMEDIATE")  # the bot's next write (the approval) must wait for us
+        assert driver.click(BOB, "sfox_approve", request_id, card.ts).status_code == 200
+        bot_process.proc.send_signal(signal.SIGTERM)
+        # The worker has stopped serving and is shutting down while the click is still blocked.
+        wait_for_log(bot_process, "Worker exiting")
+        db.execute("ROLLBACK")
+        assert bot_process.proc.wait(timeout=40) == 0
+    finally:
+        db.close()
+        driver.close()
+    store = Store.from_url(f"sqlite:///{bot_process.cwd / 'sfox-bot.db'}")
+    [record] = list(store.history())
+    kinds = [e.kind for e in store.events_for(record.id)]
+    store.close()
+    assert record.status == "succeeded", (record.status, kinds, bot_process.stderr())
+    assert fake_sfox.deletes["client_1"] == 1
