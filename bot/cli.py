@@ -33,6 +33,10 @@ HISTORY_FIELDS = (
     "error",
 )
 EXIT_USAGE = 2
+# The documented JSON/CSV `status` is one of pending, denied, expired, executing, succeeded,
+# failed. `unknown` (the DELETE went out, its outcome is being settled by a lookup) is still an
+# execution in progress from the outside; `error` says what is not known yet.
+REPORTED_STATUS = {"unknown": "executing"}
 
 
 class CliError(Exception):
@@ -186,7 +190,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings().require_for_run()
     configure(settings.log_level, settings.log_format, settings.secrets())
-    store = _store(settings)
+    store = _reachable(_store(settings))
     try:
         if args.no_migrate:
             at_head = migrate.is_at_head(store.engine)
@@ -213,7 +217,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     from bot import migrate
 
     settings = load_settings()
-    store = _store(settings)
+    store = _reachable(_store(settings))
     try:
         migrate.upgrade(store.engine)
         print(f"database at revision {migrate.current_revision(store.engine)}")
@@ -316,7 +320,9 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 def _history_row(record: RequestRecord) -> dict[str, object]:
     data = record.as_dict()
-    return {name: data[name] for name in HISTORY_FIELDS}
+    row = {name: data[name] for name in HISTORY_FIELDS}
+    row["status"] = REPORTED_STATUS.get(record.status, record.status)
+    return row
 
 
 def write_json(records: Iterator[RequestRecord], out: TextIO) -> None:
@@ -391,6 +397,16 @@ def _store(settings: Settings) -> Store:
         return Store.from_url(settings.database_url)
     except Exception as exc:
         raise ConfigError("DATABASE_URL", f"cannot be used: {_first_line(exc)}") from None
+
+
+def _reachable(store: Store) -> Store:
+    """Connect once, so a database that cannot be opened is reported as a setting to fix."""
+    try:
+        store.ping()
+    except Exception as exc:
+        store.close()
+        raise ConfigError("DATABASE_URL", f"cannot be used: {_first_line(exc)}") from None
+    return store
 
 
 def _open_migrated(settings: Settings) -> Store:

@@ -125,12 +125,13 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
 
 
 def read_env(dotenv: bool = True) -> Mapping[str, str]:
-    """The process environment, after loading `.env` from the working directory (or a parent);
+    """The process environment, after loading `.env` from the working directory (not a parent);
     variables already set in the environment win over the file."""
     if dotenv:
-        from dotenv import find_dotenv, load_dotenv
+        from dotenv import load_dotenv
 
-        load_dotenv(find_dotenv(usecwd=True), override=False)
+        # Exactly ./.env: dotenv's own search would start from this package's directory.
+        load_dotenv(os.path.join(os.getcwd(), ".env"), override=False)
     return os.environ
 
 

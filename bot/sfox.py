@@ -32,6 +32,8 @@ RETRY_AFTER_CAP_SECONDS = 30.0
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # After a DELETE, these may come from a proxy that already forwarded it: the outcome is unknown.
 AMBIGUOUS_DELETE_STATUSES = frozenset({502, 504})
+# sFOX's own error text says it best for these (e.g. the non-zero balance of a 422).
+OWN_TEXT_STATUSES = frozenset({400, 404, 422})
 
 _PLAIN_MESSAGES = {
     400: "sFOX rejected the request as malformed (400)",
@@ -147,6 +149,7 @@ class SfoxClient:
         self.timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
         self._sleep = sleep
+        self._key = api_key.encode()
         self._limiter = RateLimiter(rate_limit_per_10s)
         self._http = httpx.Client(
             base_url=self.base_url,
@@ -260,7 +263,12 @@ class SfoxClient:
                     break
         finally:
             response.close()
-        return Answer(response.status_code, response.headers, b"".join(chunks)[:MAX_BODY_BYTES])
+        body = b"".join(chunks)[:MAX_BODY_BYTES]
+        if self._key:
+            # A proxy may echo the request, key included, in an error page; error text built from
+            # the body ends up in Slack and the database, so the key is cut out here.
+            body = body.replace(self._key, b"[REDACTED]")
+        return Answer(response.status_code, response.headers, body)
 
 
 @dataclass(frozen=True)
@@ -318,7 +326,10 @@ def _error_message(response: Answer) -> str:
     except ValueError:
         data = None
     if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"].strip():
-        return clip(data["error"])
+        if status in OWN_TEXT_STATUSES or status not in _PLAIN_MESSAGES:
+            return clip(data["error"])
+        # sFOX's text alone ("invalid token") does not say what to do about a 401/403/429/5xx.
+        return clip(f"{plain}; sFOX said: {data['error']}")
     content_type = response.headers.get("content-type", "")
     if "html" in content_type or body.lstrip()[:1] == b"<":
         return f"{plain}, with an HTML page (probably from a proxy, not sFOX)"

@@ -118,8 +118,8 @@ class Workflow:
             return f":no_entry: `/sfox-deactivate` can only be used in {places}."
         if requester not in self.policy.approvers:
             return ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations."
-        words = (text or "").split(None, 1)
-        token, reason = (words + ["", ""])[:2]
+        # Any whitespace ends the id: Slack keeps the newlines and tabs people type before a reason.
+        token, reason = [*(text or "").split(None, 1), "", ""][:2]
         if not token:
             return f"Which sFOX user? {USAGE}"
         try:

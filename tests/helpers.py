@@ -17,7 +17,10 @@ def open_request(bot: Bot, requester: str, text: str) -> tuple[RequestRecord, Me
     assert response.status_code == 200, response.text
     cards = bot.slack.wait_for(lambda: bot.slack.cards()[before:] or None)
     card = cards[0]
-    record = wait_until(lambda: next(iter(bot.store.history(limit=1)), None))
+    # The card is in Slack a moment before its ts is stored: wait for the record to say so.
+    record = wait_until(
+        lambda: (r := next(iter(bot.store.history(limit=1)), None)) and r.message_ts == card.ts and r
+    )
     return record, card
 
 

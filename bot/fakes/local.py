@@ -12,6 +12,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 class _ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
     daemon_threads = True
+    request_queue_size = 128  # the default backlog (5) resets simultaneous connections
 
 
 class _QuietHandler(WSGIRequestHandler):
@@ -22,7 +23,8 @@ class _QuietHandler(WSGIRequestHandler):
 def serve_wsgi(app: Callable[..., Iterable[bytes]], host: str = "127.0.0.1", port: int = 0) -> WSGIServer:
     """Start serving `app` (one thread per request) and return the server; stop it with `stop`."""
     server = make_server(host, port, app, _ThreadingWSGIServer, _QuietHandler)
-    threading.Thread(target=server.serve_forever, name="bot-http", daemon=True).start()
+    # Poll for shutdown every 50 ms (not 0.5 s): stopping a server is then quick.
+    threading.Thread(target=server.serve_forever, args=(0.05,), name="bot-http", daemon=True).start()
     return server
 
 

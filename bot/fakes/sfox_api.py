@@ -109,7 +109,9 @@ class FakeSfox:
         return f"http://{host}:{port}"
 
     def start(self) -> FakeSfox:
-        self._thread = threading.Thread(target=self._server.serve_forever, name="fake-sfox", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-sfox", daemon=True
+        )
         self._thread.start()
         return self
 

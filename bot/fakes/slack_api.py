@@ -88,7 +88,9 @@ class FakeSlack:
         return f"{self.url}/response/{name}"
 
     def start(self) -> FakeSlack:
-        threading.Thread(target=self._server.serve_forever, name="fake-slack", daemon=True).start()
+        threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), name="fake-slack", daemon=True
+        ).start()
         return self
 
     def stop(self) -> None:
