@@ -33,10 +33,6 @@ HISTORY_FIELDS = (
     "error",
 )
 EXIT_USAGE = 2
-# The documented JSON/CSV `status` is one of pending, denied, expired, executing, succeeded,
-# failed. `unknown` (the DELETE went out, its outcome is being settled by a lookup) is still an
-# execution in progress from the outside; `error` says what is not known yet.
-REPORTED_STATUS = {"unknown": "executing"}
 
 
 class CliError(Exception):
@@ -320,9 +316,7 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 def _history_row(record: RequestRecord) -> dict[str, object]:
     data = record.as_dict()
-    row = {name: data[name] for name in HISTORY_FIELDS}
-    row["status"] = REPORTED_STATUS.get(record.status, record.status)
-    return row
+    return {name: data[name] for name in HISTORY_FIELDS}
 
 
 def write_json(records: Iterator[RequestRecord], out: TextIO) -> None:
