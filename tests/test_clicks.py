@@ -330,7 +330,7 @@ def test_a_500_whose_delete_did_happen_is_not_reported_as_a_failure(bot, fake_sf
     assert done.status == "succeeded", done.error
     assert "client_1" in fake_sfox.deactivated
     first, second = final_thread_reply(bot, card, 2)
-    assert "an earlier attempt may have worked" in first.text
+    assert "after an earlier attempt failed with a server error" in first.text
     assert "is deactivated (confirmed: sFOX no longer knows the account)" in second.text
     assert len(fake_sfox.requests("DELETE")) == 2
 
