@@ -227,6 +227,16 @@ class Store:
             query = select(requests.c.id).where(requests.c.status == "pending", requests.c.expires_at <= now)
             return list(conn.execute(query).scalars())
 
+    def cardless_pending(self, created_before: datetime) -> list[int]:
+        """Pending requests whose card was never posted (the process stopped in between)."""
+        with self._read() as conn:
+            query = select(requests.c.id).where(
+                requests.c.status == "pending",
+                requests.c.message_ts.is_(None),
+                requests.c.created_at < created_before,
+            )
+            return list(conn.execute(query).scalars())
+
     def stale_claims(self, claimed_before: datetime) -> list[RequestRecord]:
         """Requests whose execution outcome nobody is working on: `unknown` ones, and `executing`
         ones claimed so long ago that the process that claimed them must be gone."""
@@ -407,11 +417,12 @@ class Store:
         )
 
     def abandon(self, request_id: int, now: datetime, error: str) -> bool:
-        """A pending request whose card could not be posted: nobody can approve it, so close it."""
+        """A pending request whose card could not be posted: nobody can approve it, so close it
+        (and free its sFOX user for a new request)."""
         return self._transition(
             request_id,
             now,
-            where=[requests.c.status == "pending"],
+            where=[requests.c.status == "pending", requests.c.message_ts.is_(None)],
             values={"status": "failed", "completed_at": now, "error": error, "retryable": False},
             event=Event("card_failed", detail=error),
             notices=[],

@@ -28,6 +28,13 @@ from bot.userid import InvalidUserId, parse_user_id
 log = logging.getLogger("sfox_bot.workflow")
 
 # Angle brackets are Slack control sequences, even inside backticks: they must be escaped.
+# A request still without a card this long after it was recorded will never get one: the
+# process that was posting it stopped (posting, retries included, takes well under a minute).
+CARDLESS_GRACE = timedelta(minutes=5)
+# How long a thread may hold a Slack message it is sending before another may take it over (a
+# process that died holding it must not hold back the messages after it for long). A card update
+# is idempotent, so its lease can be short; a thread reply must never be posted twice.
+NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0}
 USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
 MAX_REASON = 500
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -366,13 +373,20 @@ class Workflow:
         expired = sum(
             1 for request_id in self.store.due_for_expiry(now) if self.store.expire(request_id, now)
         )
+        abandoned = sum(
+            1
+            for request_id in self.store.cardless_pending(now - CARDLESS_GRACE)
+            if self.store.abandon(
+                request_id, now, "the approval card was never posted (the bot stopped first)"
+            )
+        )
         reconciled = 0
         for record in self.store.stale_claims(now - self.policy.claim_lease):
             if self.store.take_over(record, self.now(), kind="reconcile_started"):
                 reconciled += 1
                 self.reconcile(self.store.get(record.id) or record)
         delivered = self.deliver()
-        return {"expired": expired, "reconciled": reconciled, "delivered": delivered}
+        return {"expired": expired, "reconciled": reconciled, "abandoned": abandoned, "delivered": delivered}
 
     def deliver(self, request_id: int | None = None) -> int:
         """Send the Slack messages owed (for one request, or all), each request's in the order they
@@ -386,7 +400,9 @@ class Workflow:
             for notice in self.store.unsent_notices(self.now(), request_id):
                 if notice.request_id in blocked:
                     continue
-                if notice.busy or not self.store.lease_notice(notice.id, self.now()):
+                if notice.busy or not self.store.lease_notice(
+                    notice.id, self.now(), NOTICE_LEASE_SECONDS[notice.kind]
+                ):
                     blocked.add(notice.request_id)
                     continue
                 outcome = self._send(notice)

@@ -150,7 +150,8 @@ def test_killed_between_claim_and_answer_is_reconciled_after_restart(
     assert "reconcile_started" in kinds and "reconciled" in kinds
     assert len(fake_sfox.requests("DELETE")) == 1  # never a second, blind DELETE
 
-    replies = fake_slack.wait_for(lambda: fake_slack.thread(card.ts), timeout=15)
+    # A card update the killed process had leased holds the reply back until its lease ends (15 s).
+    replies = fake_slack.wait_for(lambda: fake_slack.thread(card.ts), timeout=40)
     if applied:
         assert "confirmed: sFOX no longer knows the account" in replies[-1].text
         final = fake_slack.wait_for(lambda: "Deactivated on sFOX" in card_text(fake_slack.message(card.ts)))
