@@ -37,14 +37,9 @@ class GunicornServer(BaseApplication):
         return make_wsgi_app(runtime)
 
 
-def serve_http(settings: Settings) -> None:
-    server: GunicornServer
-
-    def worker_exit(_arbiter: Any, _worker: Any) -> None:
-        for runtime in server.runtimes:
-            runtime.shutdown(wait=True)
-
-    options = {
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `sfox-bot run` is served; the benchmark serves its bare-Bolt baseline the same way."""
+    return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": 1,
         "worker_class": "gthread",
@@ -53,9 +48,18 @@ def serve_http(settings: Settings) -> None:
         "graceful_timeout": int(settings.sfox_timeout_seconds) + 15,
         "keepalive": 5,
         "accesslog": None,
-        "worker_exit": worker_exit,
         "proc_name": "sfox-bot",
     }
+
+
+def serve_http(settings: Settings) -> None:
+    server: GunicornServer
+
+    def worker_exit(_arbiter: Any, _worker: Any) -> None:
+        for runtime in server.runtimes:
+            runtime.shutdown(wait=True)
+
+    options = {**gunicorn_options(settings), "worker_exit": worker_exit}
     server = GunicornServer(settings, options)
     log.info("serving HTTP", extra={"bind": options["bind"]})
     server.run()
