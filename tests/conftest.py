@@ -118,8 +118,12 @@ def postgres_available() -> bool:
 def require_postgres() -> None:
     if not postgres_available():
         if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL is required here (SFOX_BOT_REQUIRE_POSTGRES=1) but {PG_BASE} is unreachable")
-        pytest.skip(f"PostgreSQL not reachable at {PG_BASE}; set SFOX_BOT_REQUIRE_POSTGRES=1 to make this fail")
+            pytest.fail(
+                f"PostgreSQL is required here (SFOX_BOT_REQUIRE_POSTGRES=1) but {PG_BASE} is unreachable"
+            )
+        pytest.skip(
+            f"PostgreSQL not reachable at {PG_BASE}; set SFOX_BOT_REQUIRE_POSTGRES=1 to make this fail"
+        )
 
 
 @pytest.fixture
