@@ -23,7 +23,10 @@ from bot.workflow import Policy, Workflow
 
 log = logging.getLogger("sfox_bot.runtime")
 
-# Listener threads only ack and do short database steps; job threads wait on sFOX and Slack.
+# Bolt runs each listener on the thread that serves the request (process_before_response), so the
+# ack goes out as soon as the listener returns; listeners only ack and hand the click's database
+# step to the step pool, never wait on it. Step threads do short database steps; job threads wait
+# on sFOX and Slack.
 LISTENER_THREADS = 16
 JOB_THREADS = 32
 CLAIM_GRACE_SECONDS = 5.0
@@ -38,12 +41,22 @@ class Runtime:
     workflow: Workflow
     app: App
     jobs: ThreadPoolExecutor
+    steps: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="sfox-step")
+    )
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
         """Run `fn` after the ack, on the job pool; a failure is logged, never lost silently."""
         future = self.jobs.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def step(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run a short database step after the ack, on the step pool (never behind slow sFOX calls);
+        a failure is logged, never lost silently."""
+        future = self.steps.submit(fn, *args)
         future.add_done_callback(_log_failure)
         return future
 
@@ -56,6 +69,7 @@ class Runtime:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
+        self.steps.shutdown(wait=wait)  # steps may still submit jobs: drain them first
         self.jobs.shutdown(wait=wait)
         if self._sweeper is not None:
             self._sweeper.join(timeout=5)
@@ -101,7 +115,9 @@ def build_runtime(
         signing_secret=settings.slack_signing_secret or "",
         client=slack,
         token_verification_enabled=False,
-        listener_executor=ThreadPoolExecutor(LISTENER_THREADS, thread_name_prefix="sfox-listener"),
+        # Ack as soon as the listener returns, on the request's own thread: no hop to Bolt's
+        # listener pool and no 10 ms ack polling, so a busy pool can never delay an ack.
+        process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
     runtime = Runtime(
