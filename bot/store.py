@@ -10,7 +10,9 @@ timeout) and PostgreSQL alike.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -149,6 +151,11 @@ def make_engine(url: str) -> Engine:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time, and a writer that finds the database locked sleeps and
+        # polls (1, 2, 5 … 100 ms) until it gets in: with many threads, an unlucky one can lose
+        # for seconds. Threads of one process therefore queue on this lock (woken in turn, never
+        # polling), so at most one writer per process waits inside SQLite.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -273,7 +280,7 @@ class Store:
         """Record a new pending request; raises AlreadyOpen if this sFOX user already has one (a
         partial unique index makes that hold even for two requests typed at the same moment)."""
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 request_id = conn.execute(
                     insert(requests)
                     .values(
@@ -302,7 +309,7 @@ class Store:
         return record
 
     def set_card(self, request_id: int, message_ts: str, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(requests).where(requests.c.id == request_id).values(message_ts=message_ts))
             self._event(conn, request_id, now, Event("card_posted", detail={"ts": message_ts}))
 
@@ -313,7 +320,7 @@ class Store:
             requests.c.id == request_id, requests.c.status == "pending", requests.c.expires_at > now
         )
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 rows = conn.execute(
                     insert(approvals).from_select(["request_id", "approver", "created_at"], source)
                 ).rowcount
@@ -431,7 +438,7 @@ class Store:
     def take_over(self, record: RequestRecord, now: datetime, *, kind: str) -> bool:
         """Become the one process working on a claim: compare-and-set on (status, claimed_at), so
         of a live executor and a sweeper that thinks the claim abandoned, exactly one wins."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             rows = conn.execute(
                 update(requests)
                 .where(
@@ -449,15 +456,15 @@ class Store:
 
     def queue_card(self, request_id: int, now: datetime) -> None:
         """Owe Slack a refresh of the card (e.g. the approval count changed)."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(insert(outbox).values(request_id=request_id, kind="card", created_at=now))
 
     def record_event(self, request_id: int, now: datetime, ev: Event) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             self._event(conn, request_id, now, ev)
 
     def lease_notice(self, notice_id: int, now: datetime, seconds: float = 30.0) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             return bool(
                 conn.execute(
                     update(outbox)
@@ -471,7 +478,7 @@ class Store:
             )
 
     def notice_sent(self, notice_id: int, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(outbox).where(outbox.c.id == notice_id).values(sent_at=now, last_error=None))
 
     def notice_failed(
@@ -481,7 +488,7 @@ class Store:
         values: dict[str, Any] = {"last_error": error[:500], "lease_until": now + timedelta(seconds=retry_in)}
         if give_up:
             values.update(sent_at=now, last_error=f"gave up: {error}"[:500])
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(outbox).where(outbox.c.id == notice.id).values(**values))
             self._event(
                 conn,
@@ -495,6 +502,16 @@ class Store:
     def _read(self) -> Connection:
         return self.engine.connect().execution_options(readonly=True)
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (committed on success), queued behind this process's other writers."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
     def _transition(
         self,
         request_id: int,
@@ -505,7 +522,7 @@ class Store:
         event: Event,
         notices: list[tuple[str, str | None]],
     ) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             changed = conn.execute(
                 update(requests).where(requests.c.id == request_id, *where).values(**values)
             ).rowcount
