@@ -21,6 +21,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -37,6 +38,39 @@ from bot import schema
 from bot.schema import approvals, events, outbox, requests
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# The statements of the hot paths (every click and every Slack message runs them several times),
+# built once with bound parameters: building a statement and its cache key costs more than
+# running it, and a statement object reused keeps its cache key.
+_GET = select(requests).where(requests.c.id == bindparam("request_id"))
+_APPROVERS = (
+    select(approvals.c.request_id, approvals.c.approver)
+    .where(approvals.c.request_id.in_(bindparam("ids", expanding=True)))
+    .order_by(approvals.c.id)
+)
+_UNSENT = (
+    select(outbox.c.id, outbox.c.request_id, outbox.c.kind, outbox.c.text, outbox.c.attempts)
+    .where(outbox.c.sent_at.is_(None))
+    .where(or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < bindparam("now")))
+    .order_by(outbox.c.id)
+)
+_UNSENT_FOR = _UNSENT.where(outbox.c.request_id == bindparam("request_id"))
+_LEASE = (
+    update(outbox)
+    .where(
+        outbox.c.id == bindparam("notice_id"),
+        outbox.c.sent_at.is_(None),
+        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < bindparam("now")),
+    )
+    .values(lease_until=bindparam("until"), attempts=outbox.c.attempts + 1)
+)
+_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("notice_id"))
+    .values(sent_at=bindparam("sent_at"), last_error=None)
+)
+_EVENT = insert(events)
+_NOTICE = insert(outbox)
 
 
 @dataclass(frozen=True)
@@ -168,7 +202,7 @@ class Store:
 
     def get(self, request_id: int) -> RequestRecord | None:
         with self._read() as conn:
-            row = conn.execute(select(requests).where(requests.c.id == request_id)).mappings().first()
+            row = conn.execute(_GET, {"request_id": request_id}).mappings().first()
             if row is None:
                 return None
             return self._with_approvals(conn, [row])[0]
@@ -247,15 +281,11 @@ class Store:
 
     def unsent_notices(self, now: datetime, request_id: int | None = None) -> list[Notice]:
         with self._read() as conn:
-            query = (
-                select(outbox.c.id, outbox.c.request_id, outbox.c.kind, outbox.c.text, outbox.c.attempts)
-                .where(outbox.c.sent_at.is_(None))
-                .where(or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now))
-                .order_by(outbox.c.id)
-            )
-            if request_id is not None:
-                query = query.where(outbox.c.request_id == request_id)
-            return [Notice(**row) for row in conn.execute(query).mappings()]
+            if request_id is None:
+                rows = conn.execute(_UNSENT, {"now": now})
+            else:
+                rows = conn.execute(_UNSENT_FOR, {"now": now, "request_id": request_id})
+            return [Notice(**row) for row in rows.mappings()]
 
     def ping(self) -> None:
         with self._read() as conn:
@@ -465,21 +495,12 @@ class Store:
 
     def lease_notice(self, notice_id: int, now: datetime, seconds: float = 30.0) -> bool:
         with self._write() as conn:
-            return bool(
-                conn.execute(
-                    update(outbox)
-                    .where(
-                        outbox.c.id == notice_id,
-                        outbox.c.sent_at.is_(None),
-                        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
-                    )
-                    .values(lease_until=now + timedelta(seconds=seconds), attempts=outbox.c.attempts + 1)
-                ).rowcount
-            )
+            until = now + timedelta(seconds=seconds)
+            return bool(conn.execute(_LEASE, {"notice_id": notice_id, "now": now, "until": until}).rowcount)
 
     def notice_sent(self, notice_id: int, now: datetime) -> None:
         with self._write() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == notice_id).values(sent_at=now, last_error=None))
+            conn.execute(_SENT, {"notice_id": notice_id, "sent_at": now})
 
     def notice_failed(
         self, notice: Notice, now: datetime, error: str, retry_in: float, *, give_up: bool = False
@@ -531,7 +552,7 @@ class Store:
             self._event(conn, request_id, now, event)
             for kind, text in notices:
                 conn.execute(
-                    insert(outbox).values(request_id=request_id, kind=kind, text=text, created_at=now)
+                    _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )
             return True
 
@@ -541,15 +562,16 @@ class Store:
         if isinstance(detail, dict):
             detail = json.dumps(detail, sort_keys=True)
         conn.execute(
-            insert(events).values(
-                request_id=request_id,
-                at=now,
-                kind=ev.kind,
-                actor=ev.actor,
-                http_status=ev.http_status,
-                duration_ms=ev.duration_ms,
-                detail=detail,
-            )
+            _EVENT,
+            {
+                "request_id": request_id,
+                "at": now,
+                "kind": ev.kind,
+                "actor": ev.actor,
+                "http_status": ev.http_status,
+                "duration_ms": ev.duration_ms,
+                "detail": detail,
+            },
         )
 
     @staticmethod
@@ -557,11 +579,6 @@ class Store:
         ids = [row["id"] for row in rows]
         by_request: dict[int, list[str]] = {i: [] for i in ids}
         if ids:
-            query = (
-                select(approvals.c.request_id, approvals.c.approver)
-                .where(approvals.c.request_id.in_(ids))
-                .order_by(approvals.c.id)
-            )
-            for request_id, approver in conn.execute(query):
+            for request_id, approver in conn.execute(_APPROVERS, {"ids": ids}):
                 by_request[request_id].append(approver)
         return [RequestRecord(**row, approved_by=tuple(by_request[row["id"]])) for row in rows]
