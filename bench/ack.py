@@ -9,6 +9,7 @@ its full work behind each ack: lookups, cards, claims, DELETEs, thread replies.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,8 +197,6 @@ def _drain(
     result: AckResult,
 ) -> None:
     """Wait until the bot has finished everything behind the acks, then check it did it once."""
-    import time
-
     started = time.monotonic()
 
     def carded() -> int:

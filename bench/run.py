@@ -83,9 +83,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except h.BenchError as exc:
-        print(f"\nBENCHMARK CHECK FAILED: {exc}\nServer logs kept in {base}", file=sys.stderr)
+        print(f"\nBENCHMARK CHECK FAILED: {exc}", file=sys.stderr)
         args.keep = True
         return 1
+    except BaseException:
+        args.keep = True  # the server logs say why
+        raise
     finally:
         if args.keep:
             print(f"\nWork directory (databases, server logs): {base}", file=sys.stderr)
