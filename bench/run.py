@@ -176,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         rig.stop()
     print("## Targets\n")
+    if quick:
+        print("(--quick: small counts and at most 10 clients; a smoke run, not the targets' conditions)\n")
     for line in verdicts:
         print(f"- {line}")
     print(
