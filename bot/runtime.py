@@ -25,7 +25,10 @@ from bot.workflow import Policy, Workflow
 
 log = logging.getLogger("sfox_bot.runtime")
 
-# Listener threads only ack and do short database steps; job threads wait on sFOX and Slack.
+# Bolt runs each listener on the thread that serves the request (process_before_response), so the
+# ack goes out as soon as the listener returns; listeners only ack and hand the click's database
+# step to the step pool, never wait on it. Step threads do short database steps; job threads wait
+# on sFOX and Slack.
 LISTENER_THREADS = 16
 JOB_THREADS = 32
 CLAIM_GRACE_SECONDS = 5.0
@@ -40,7 +43,9 @@ class Runtime:
     workflow: Workflow
     app: App
     jobs: ThreadPoolExecutor
-    listeners: ThreadPoolExecutor | None = None
+    steps: ThreadPoolExecutor = field(
+        default_factory=lambda: TrackedPool(LISTENER_THREADS, thread_name_prefix="sfox-step")
+    )
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -50,10 +55,17 @@ class Runtime:
         future.add_done_callback(_log_failure)
         return future
 
+    def step(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run a short database step after the ack, on the step pool (never behind slow sFOX calls);
+        a failure is logged, never lost silently."""
+        future = self.steps.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
     def wait_idle(self, timeout: float = 30.0) -> bool:
-        """Wait until every request received so far has been fully handled: listeners done and
-        the jobs they handed off finished. False if that did not happen within `timeout`."""
-        pools = [p for p in (self.listeners, self.jobs) if isinstance(p, TrackedPool)]
+        """Wait until every request received so far has been fully handled: its step done and the
+        jobs it handed off finished. False if that did not happen within `timeout`."""
+        pools = [p for p in (self.steps, self.jobs) if isinstance(p, TrackedPool)]
         return wait_all_idle(pools, timeout)
 
     def start_sweeper(self) -> None:
@@ -65,9 +77,9 @@ class Runtime:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
-        if self.listeners is not None:
-            # A click acknowledged a moment ago may still be handing its sFOX call to `jobs`.
-            self.listeners.shutdown(wait=wait)
+        # A click acked a moment ago may still be in its database step; one that wins a claim
+        # hands its DELETE to `jobs`, so the steps finish before the job pool closes.
+        self.steps.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
         if self._sweeper is not None:
             # A sweep may be in the middle of a reconciling read: let it finish too.
@@ -110,12 +122,13 @@ def build_runtime(
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     )
     workflow = Workflow(store, sfox, SlackNotifier(slack), policy)
-    listeners = TrackedPool(LISTENER_THREADS, thread_name_prefix="sfox-listener")
     app = App(
         signing_secret=settings.slack_signing_secret or "",
         client=slack,
         token_verification_enabled=False,
-        listener_executor=listeners,
+        # Ack as soon as the listener returns, on the request's own thread: no hop to Bolt's
+        # listener pool and no 10 ms ack polling, so a busy pool can never delay an ack.
+        process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
     runtime = Runtime(
@@ -126,7 +139,6 @@ def build_runtime(
         workflow=workflow,
         app=app,
         jobs=TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job"),
-        listeners=listeners,
     )
     register(app, runtime)
     return runtime

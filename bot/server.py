@@ -60,15 +60,9 @@ class GunicornServer(BaseApplication):
         return make_wsgi_app(runtime)
 
 
-def serve_http(settings: Settings) -> None:
-    server: GunicornServer
-
-    def worker_exit(_arbiter: Any, _worker: Any) -> None:
-        for runtime in server.runtimes:
-            log.info("worker stopping: finishing in-flight sFOX calls")
-            runtime.shutdown(wait=True)
-
-    options = {
+def gunicorn_options(settings: Settings) -> dict[str, Any]:
+    """How `sfox-bot run` is served; the benchmark serves its bare-Bolt baseline the same way."""
+    return {
         "bind": f"{settings.host}:{settings.port}",
         "workers": 1,
         "worker_class": "gthread",
@@ -79,12 +73,22 @@ def serve_http(settings: Settings) -> None:
         "accesslog": None,
         "logger_class": RootLogger,
         "loglevel": settings.log_level.lower(),
-        "worker_exit": worker_exit,
         "proc_name": "sfox-bot",
         # Newer gunicorn opens a control socket at a fixed path in $HOME: replicas on one host
         # would fight over it, and the bot does not use it.
         "control_socket_disable": True,
     }
+
+
+def serve_http(settings: Settings) -> None:
+    server: GunicornServer
+
+    def worker_exit(_arbiter: Any, _worker: Any) -> None:
+        for runtime in server.runtimes:
+            log.info("worker stopping: finishing in-flight sFOX calls")
+            runtime.shutdown(wait=True)
+
+    options = {**gunicorn_options(settings), "worker_exit": worker_exit}
     server = GunicornServer(settings, options)
     log.info("serving HTTP", extra={"bind": options["bind"]})
     server.run()

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any
@@ -21,6 +23,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     and_,
+    bindparam,
     create_engine,
     event,
     func,
@@ -37,6 +40,46 @@ from bot import schema
 from bot.schema import approvals, events, outbox, requests
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# The statements of the hot paths (every click and every Slack message runs them several times),
+# built once with bound parameters: building a statement and its cache key costs more than
+# running it, and a statement object reused keeps its cache key.
+_GET = select(requests).where(requests.c.id == bindparam("request_id"))
+_APPROVERS = (
+    select(approvals.c.request_id, approvals.c.approver)
+    .where(approvals.c.request_id.in_(bindparam("ids", expanding=True)))
+    .order_by(approvals.c.id)
+)
+# Unsent messages in order, leased ones included: the caller must not skip past them.
+_UNSENT = (
+    select(
+        outbox.c.id,
+        outbox.c.request_id,
+        outbox.c.kind,
+        outbox.c.text,
+        outbox.c.attempts,
+        outbox.c.lease_until,
+    )
+    .where(outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.id)
+)
+_UNSENT_FOR = _UNSENT.where(outbox.c.request_id == bindparam("request_id"))
+_LEASE = (
+    update(outbox)
+    .where(
+        outbox.c.id == bindparam("notice_id"),
+        outbox.c.sent_at.is_(None),
+        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < bindparam("now")),
+    )
+    .values(lease_until=bindparam("until"), attempts=outbox.c.attempts + 1)
+)
+_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("notice_id"))
+    .values(sent_at=bindparam("sent_at"), last_error=None)
+)
+_EVENT = insert(events)
+_NOTICE = insert(outbox)
 
 
 @dataclass(frozen=True)
@@ -167,6 +210,11 @@ def _enable_wal(cursor: Any) -> None:
 class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time, and a writer that finds the database locked sleeps and
+        # polls (1, 2, 5 … 100 ms) until it gets in: with many threads, an unlucky one can lose
+        # for seconds. Threads of one process therefore queue on this lock (woken in turn, never
+        # polling), so at most one writer per process waits inside SQLite.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str) -> Store:
@@ -179,7 +227,7 @@ class Store:
 
     def get(self, request_id: int) -> RequestRecord | None:
         with self._read() as conn:
-            row = conn.execute(select(requests).where(requests.c.id == request_id)).mappings().first()
+            row = conn.execute(_GET, {"request_id": request_id}).mappings().first()
             if row is None:
                 return None
             return self._with_approvals(conn, [row])[0]
@@ -270,20 +318,10 @@ class Store:
         """Messages not yet sent, in order, including those leased by another thread or waiting
         for a retry (`busy`): a later message of the same request must wait behind them."""
         with self._read() as conn:
-            query = (
-                select(
-                    outbox.c.id,
-                    outbox.c.request_id,
-                    outbox.c.kind,
-                    outbox.c.text,
-                    outbox.c.attempts,
-                    outbox.c.lease_until,
-                )
-                .where(outbox.c.sent_at.is_(None))
-                .order_by(outbox.c.id)
-            )
-            if request_id is not None:
-                query = query.where(outbox.c.request_id == request_id)
+            if request_id is None:
+                rows = conn.execute(_UNSENT)
+            else:
+                rows = conn.execute(_UNSENT_FOR, {"request_id": request_id})
             return [
                 Notice(
                     row.id,
@@ -293,7 +331,7 @@ class Store:
                     row.attempts,
                     busy=row.lease_until is not None and row.lease_until >= now,
                 )
-                for row in conn.execute(query)
+                for row in rows
             ]
 
     def ping(self) -> None:
@@ -319,7 +357,7 @@ class Store:
         """Record a new pending request; raises AlreadyOpen if this sFOX user already has one (a
         partial unique index makes that hold even for two requests typed at the same moment)."""
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 request_id = conn.execute(
                     insert(requests)
                     .values(
@@ -348,7 +386,7 @@ class Store:
         return record
 
     def set_card(self, request_id: int, message_ts: str, now: datetime) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(requests).where(requests.c.id == request_id).values(message_ts=message_ts))
             self._event(conn, request_id, now, Event("card_posted", detail={"ts": message_ts}))
 
@@ -359,7 +397,7 @@ class Store:
             requests.c.id == request_id, requests.c.status == "pending", requests.c.expires_at > now
         )
         try:
-            with self.engine.begin() as conn:
+            with self._write() as conn:
                 rows = conn.execute(
                     insert(approvals).from_select(["request_id", "approver", "created_at"], source)
                 ).rowcount
@@ -478,7 +516,7 @@ class Store:
     def take_over(self, record: RequestRecord, now: datetime, *, kind: str) -> bool:
         """Become the one process working on a claim: compare-and-set on (status, claimed_at), so
         of a live executor and a sweeper that thinks the claim abandoned, exactly one wins."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             rows = conn.execute(
                 update(requests)
                 .where(
@@ -496,30 +534,21 @@ class Store:
 
     def queue_card(self, request_id: int, now: datetime) -> None:
         """Owe Slack a refresh of the card (e.g. the approval count changed)."""
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(insert(outbox).values(request_id=request_id, kind="card", created_at=now))
 
     def record_event(self, request_id: int, now: datetime, ev: Event) -> None:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             self._event(conn, request_id, now, ev)
 
     def lease_notice(self, notice_id: int, now: datetime, seconds: float = 30.0) -> bool:
-        with self.engine.begin() as conn:
-            return bool(
-                conn.execute(
-                    update(outbox)
-                    .where(
-                        outbox.c.id == notice_id,
-                        outbox.c.sent_at.is_(None),
-                        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < now),
-                    )
-                    .values(lease_until=now + timedelta(seconds=seconds), attempts=outbox.c.attempts + 1)
-                ).rowcount
-            )
+        with self._write() as conn:
+            until = now + timedelta(seconds=seconds)
+            return bool(conn.execute(_LEASE, {"notice_id": notice_id, "now": now, "until": until}).rowcount)
 
     def notice_sent(self, notice_id: int, now: datetime) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == notice_id).values(sent_at=now, last_error=None))
+        with self._write() as conn:
+            conn.execute(_SENT, {"notice_id": notice_id, "sent_at": now})
 
     def notice_failed(
         self, notice: Notice, now: datetime, error: str, retry_in: float, *, give_up: bool = False
@@ -528,7 +557,7 @@ class Store:
         values: dict[str, Any] = {"last_error": error[:500], "lease_until": now + timedelta(seconds=retry_in)}
         if give_up:
             values.update(sent_at=now, last_error=f"gave up: {error}"[:500])
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             conn.execute(update(outbox).where(outbox.c.id == notice.id).values(**values))
             self._event(
                 conn,
@@ -542,6 +571,16 @@ class Store:
     def _read(self) -> Connection:
         return self.engine.connect().execution_options(readonly=True)
 
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (committed on success), queued behind this process's other writers."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
     def _transition(
         self,
         request_id: int,
@@ -552,7 +591,7 @@ class Store:
         event: Event,
         notices: list[tuple[str, str | None]],
     ) -> bool:
-        with self.engine.begin() as conn:
+        with self._write() as conn:
             changed = conn.execute(
                 update(requests).where(requests.c.id == request_id, *where).values(**values)
             ).rowcount
@@ -561,7 +600,7 @@ class Store:
             self._event(conn, request_id, now, event)
             for kind, text in notices:
                 conn.execute(
-                    insert(outbox).values(request_id=request_id, kind=kind, text=text, created_at=now)
+                    _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )
             return True
 
@@ -571,15 +610,16 @@ class Store:
         if isinstance(detail, dict):
             detail = json.dumps(detail, sort_keys=True)
         conn.execute(
-            insert(events).values(
-                request_id=request_id,
-                at=now,
-                kind=ev.kind,
-                actor=ev.actor,
-                http_status=ev.http_status,
-                duration_ms=ev.duration_ms,
-                detail=detail,
-            )
+            _EVENT,
+            {
+                "request_id": request_id,
+                "at": now,
+                "kind": ev.kind,
+                "actor": ev.actor,
+                "http_status": ev.http_status,
+                "duration_ms": ev.duration_ms,
+                "detail": detail,
+            },
         )
 
     @staticmethod
@@ -587,11 +627,6 @@ class Store:
         ids = [row["id"] for row in rows]
         by_request: dict[int, list[str]] = {i: [] for i in ids}
         if ids:
-            query = (
-                select(approvals.c.request_id, approvals.c.approver)
-                .where(approvals.c.request_id.in_(ids))
-                .order_by(approvals.c.id)
-            )
-            for request_id, approver in conn.execute(query):
+            for request_id, approver in conn.execute(_APPROVERS, {"ids": ids}):
                 by_request[request_id].append(approver)
         return [RequestRecord(**row, approved_by=tuple(by_request[row["id"]])) for row in rows]

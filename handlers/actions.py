@@ -26,11 +26,16 @@ def register(app: App, runtime: Runtime) -> None:
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         ack()
         actor = str((body.get("user") or {}).get("id", ""))
-        request_id = _request_id(action.get("value"))
+        runtime.step(on_acked, steps[action["action_id"]], _request_id(action.get("value")), actor, respond)
+
+    def on_acked(
+        step: Callable[[int, str], ClickResult], request_id: int | None, actor: str, respond: Respond
+    ) -> None:
+        """The click's database step, after the ack (on the step pool)."""
         if request_id is None or not actor:
             say_privately(respond, "That button did not carry a valid request; nothing was changed.")
             return
-        result = steps[action["action_id"]](request_id, actor)
+        result = step(request_id, actor)
         if result.ephemeral:
             say_privately(respond, result.ephemeral)
         if result.execute:

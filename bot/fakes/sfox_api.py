@@ -18,9 +18,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+from bot.fakes.server import FakeHTTPServer
 
 SAMPLE_USERS: list[dict[str, Any]] = [
     {
@@ -99,7 +101,7 @@ class FakeSfox:
         self.deletes: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.on_request: Callable[[SeenRequest], None] | None = None
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = FakeHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
 

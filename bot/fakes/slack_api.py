@@ -21,11 +21,13 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 import httpx
+
+from bot.fakes.server import FakeHTTPServer
 
 
 @dataclass
@@ -72,7 +74,7 @@ class FakeSlack:
         self.usergroups = usergroups or {}
         self.lock = threading.Lock()
         self._ts = itertools.count(1)
-        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self._server = FakeHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
 
     @property

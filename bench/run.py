@@ -1,0 +1,235 @@
+"""Benchmarks of sfox-deactivate-bot, served the production way (`sfox-bot run`, gunicorn gthread)
+against the fake Slack and fake sFOX on 127.0.0.1. Prints Markdown tables.
+
+    .venv/bin/python bench/run.py              # everything (a few minutes)
+    .venv/bin/python bench/run.py --quick      # a short smoke run of every section
+    .venv/bin/python bench/run.py --only 2,4   # some sections: 1 ack, 2 throughput, 3 contention,
+                                               # 4 history, 5 memory
+
+Correctness is asserted (every DELETE exactly once, every outcome recorded); a failed check exits
+non-zero. The figures are never asserted: they are for reading, and the machine may be noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make `bench` and `bot` importable from the checkout
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import ack, contention, history, memory, throughput  # noqa: E402
+from bench import harness as h  # noqa: E402
+
+SECTIONS = {1: "ack", 2: "throughput", 3: "contention", 4: "history", 5: "memory"}
+ACK_TARGET_S = 0.100
+RATIO_TARGET = 1.5
+THROUGHPUT_TARGET_S = 3.0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+        mem_kib = int(Path("/proc/meminfo").read_text().split()[1])
+        ram = f"{mem_kib / 1024 / 1024:.1f} GiB RAM"
+    except (OSError, ValueError, IndexError):
+        ram = "unknown RAM"
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"{os.cpu_count()} CPUs ({cpu}), {ram}, Linux {platform.release()}, "
+        f"Python {platform.python_version()}; load average {load}"
+    )
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of every section")
+    parser.add_argument(
+        "--only",
+        default="1,2,3,4,5",
+        help="comma-separated sections: 1 ack, 2 throughput, 3 contention, 4 history, 5 memory",
+    )
+    parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL contention run")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the work directory (databases, server logs)"
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.sections = sorted({int(s) for s in args.only.split(",") if s.strip()})
+    except ValueError:
+        parser.error(f"--only takes section numbers 1-5, got {args.only!r}")
+    if not args.sections or any(s not in SECTIONS for s in args.sections):
+        parser.error(f"--only takes section numbers 1-5, got {args.only!r}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    base = Path(tempfile.mkdtemp(prefix="sfox-bench-"))
+    h.set_base(base)
+    try:
+        return run(args)
+    except h.BenchError as exc:
+        print(f"\nBENCHMARK CHECK FAILED: {exc}", file=sys.stderr)
+        args.keep = True
+        return 1
+    except BaseException:
+        args.keep = True  # the server logs say why
+        raise
+    finally:
+        if args.keep:
+            print(f"\nWork directory (databases, server logs): {base}", file=sys.stderr)
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    quick = args.quick
+    print(f"# sfox-deactivate-bot benchmarks{' (quick)' if quick else ''}\n")
+    print(f"Machine: {machine()}\n", flush=True)
+    rig = h.start_rig()
+    servers: list[dict[str, Any]] = []
+    verdicts: list[str] = []
+    started = time.monotonic()
+    try:
+        if 1 in args.sections:
+            cfg = ack.QUICK if quick else ack.FULL
+            result = ack.run(cfg, rig, servers)
+            section(
+                "1. Ack latency over HTTP (ms, wall time per request, closed loop per client)",
+                h.table(ack.HEADERS, [r.cells() for r in result.rows]),
+                [
+                    "Each command names a new sFOX user; each click approves a different pending request.",
+                    "Baseline: a bare Bolt app acking the same requests, same gunicorn settings, same run.",
+                    *result.drains,
+                ],
+            )
+            verdicts += ack_verdicts(result)
+        if 2 in args.sections:
+            result2 = throughput.run(20 if quick else 200, rig, servers)
+            section(
+                f"2. Approval throughput (sFOX answers each DELETE after {throughput.DELAY * 1000:.0f} ms)",
+                h.table(throughput.HEADERS, [result2.cells()]),
+                [
+                    "Pending requests seeded through the Store API (no sFOX lookups before the window).",
+                    "Every request got exactly one DELETE and recorded `succeeded` (asserted).",
+                ],
+            )
+            verdicts.append(
+                verdict(
+                    f"{result2.requests} approvals: last outcome recorded after {result2.wall:.2f} s",
+                    result2.wall < THROUGHPUT_TARGET_S,
+                    f"< {THROUGHPUT_TARGET_S:g} s",
+                )
+            )
+        if 3 in args.sections:
+            backends = ("sqlite",) if args.no_postgres else ("sqlite", "postgres")
+            rows3 = contention.run(10 if quick else 100, rig, servers, backends)
+            section(
+                "3. Contention: simultaneous Approve clicks on one request, two bot processes, one database",
+                h.table(contention.HEADERS, [r.cells() for r in rows3]),
+                [
+                    "Loser answer: from the click until its ephemeral answer reaches the fake Slack "
+                    "(response_url). A silent loser's approval raced the winner's claim; the card shows the state.",
+                ],
+            )
+            for r in rows3:
+                if not r.skipped:
+                    verdicts.append(
+                        verdict(f"{r.backend}: {r.deletes} DELETE for {r.clicks} clicks", True, "= 1")
+                    )
+        if 4 in args.sections:
+            sizes = (1_000, 10_000) if quick else (10_000, 100_000)
+            rows4, plans = history.run(sizes, repeats=1 if quick else 3)
+            notes = [f"Query plan of `--user` at {n:,} rows: " + " / ".join(p) for n, p in plans.items()]
+            notes.append(
+                "wall: best of the repeats, Python start-up included; peak RSS: VmHWM of the "
+                "`sfox-bot history` process itself (see bench/peak.py for why not ru_maxrss)."
+            )
+            section(
+                "4. History at scale (`sfox-bot history`, SQLite)",
+                h.table(history.HEADERS, [r.cells() for r in rows4]),
+                notes,
+            )
+            verdicts += history_verdicts(rows4, sizes)
+        if 5 in args.sections:
+            if not servers:
+                memory.standalone(rig, servers, 50 if quick else 200)
+            section(
+                "5. Resident memory of `sfox-bot run` (gunicorn master + one gthread worker)",
+                h.table(memory.HEADERS, [memory.cells(s) for s in servers]),
+                ["idle: right after it answered /healthz; after load: at the end of its section."],
+            )
+    finally:
+        rig.stop()
+    print("## Targets\n")
+    if quick:
+        print("(--quick: small counts and at most 10 clients; a smoke run, not the targets' conditions)\n")
+    for line in verdicts:
+        print(f"- {line}")
+    print(
+        f"\nDone in {time.monotonic() - started:.0f} s; load average now {' '.join(f'{x:.2f}' for x in os.getloadavg())}."
+    )
+    return 0
+
+
+def section(title: str, body: str, notes: list[str]) -> None:
+    print(f"## {title}\n\n{body}\n")
+    for note in notes:
+        print(f"- {note}")
+    print(flush=True)
+
+
+def verdict(text: str, met: bool, target: str) -> str:
+    return f"{'met' if met else 'MISSED'}: {text} (target {target})"
+
+
+def ack_verdicts(result: ack.AckResult) -> list[str]:
+    most = max(r.clients for r in result.rows)
+    out = []
+    for r in result.rows:
+        if r.clients != most:
+            continue
+        p99 = h.percentile(r.ours, 99)
+        ratio = p99 / h.percentile(r.bare, 99)
+        label = f"{r.kind}, sFOX {r.delay * 1000:.0f} ms, {most} clients"
+        out.append(verdict(f"{label}: p99 ack {p99 * 1000:.1f} ms", p99 < ACK_TARGET_S, "< 100 ms"))
+        out.append(
+            verdict(f"{label}: p99 ratio ours/bare {ratio:.2f}", ratio < RATIO_TARGET, f"< {RATIO_TARGET}")
+        )
+    return out
+
+
+def history_verdicts(rows: list[history.HistoryRow], sizes: tuple[int, ...]) -> list[str]:
+    small, large = sizes[0], sizes[-1]
+    out = []
+    for label, _ in history.CASES:
+        a = next(r for r in rows if r.rows == small and r.case == label)
+        b = next(r for r in rows if r.rows == large and r.case == label)
+        growth = b.peak_rss_kib / a.peak_rss_kib
+        out.append(
+            verdict(
+                f"`{label}`: peak RSS {h.mib(a.peak_rss_kib)} → {h.mib(b.peak_rss_kib)} MiB, wall "
+                f"{a.wall * 1000:.0f} → {b.wall * 1000:.0f} ms from {small:,} to {large:,} rows",
+                growth < 1.2,
+                "memory flat (< +20 %)",
+            )
+        )
+    return out
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
