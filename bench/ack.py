@@ -216,7 +216,7 @@ def _drain(
         ),
         cfg.drain_timeout,
         "the bot to finish the lookups and DELETEs behind the acks",
-        poll=0.5,
+        poll_every=0.5,
     )
     h.assert_deleted_once(rig.sfox, click_users)
     lookups = sum(1 for r in rig.sfox.requests("GET"))

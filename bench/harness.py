@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from bench.loadgen import LoadGenerator
+from bot.fakes.polling import poll
 from bot.fakes.sfox_api import FakeSfox
 from bot.fakes.slack_api import FakeSlack, Message, SlackDriver
 from bot.store import Store
@@ -308,15 +309,11 @@ def seed_pending(
     return out
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(poll)
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll_every: float = 0.05) -> Any:
+    value = poll(predicate, timeout, poll_every)
+    if not value:
+        raise BenchError(f"timed out after {timeout:g} s waiting for {what}")
+    return value
 
 
 def status_counts(store: Store, ids: Sequence[int]) -> dict[str, int]:

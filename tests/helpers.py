@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
+from bot.fakes.polling import poll
 from bot.fakes.slack_api import Message
 from bot.store import RequestRecord
 from tests.conftest import Bot
@@ -25,14 +25,10 @@ def open_request(bot: Bot, requester: str, text: str) -> tuple[RequestRecord, Me
 
 
 def wait_until(predicate: Any, timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.02)
+    value = poll(predicate, timeout)
+    if not value:
+        raise AssertionError("condition not reached in time")
+    return value
 
 
 def wait_status(bot: Bot, request_id: int, *statuses: str, timeout: float = 10.0) -> RequestRecord:

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlencode
 
 import httpx
 
+from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 
 
@@ -132,14 +133,10 @@ class FakeSlack:
 
     def wait_for(self, predicate: Any, timeout: float = 10.0) -> Any:
         """Poll until `predicate()` returns something truthy; return it (or raise TimeoutError)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            value = predicate()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise TimeoutError("the fake Slack did not see what was expected")
-            time.sleep(0.02)
+        value = poll(predicate, timeout)
+        if not value:
+            raise TimeoutError("the fake Slack did not see what was expected")
+        return value
 
     # -- behaviour ----------------------------------------------------------------------------
 
