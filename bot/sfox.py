@@ -197,14 +197,17 @@ class SfoxClient:
         # A DELETE that got a 5xx may still have been carried out before sFOX failed; if a retry
         # then answers 404 ("does not exist"), that 404 may be our own earlier success.
         maybe_applied = False
+        error: SfoxError | None = None
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
             if remaining <= 0 or not self._limiter.acquire(deadline):
+                if error is not None:
+                    raise error  # what the last attempt got says more than "out of time"
                 raise SfoxError(
-                    f"gave up after {attempt - 1} attempt(s): sFOX did not answer within "
-                    f"{self.timeout_seconds:g} s",
-                    attempts=attempt - 1,
+                    "not sent: the bot's own sFOX rate limit (SFOX_RATE_LIMIT_PER_10S) had no free "
+                    f"slot within {self.timeout_seconds:g} s (SFOX_TIMEOUT_SECONDS); nothing reached sFOX",
+                    attempts=0,
                 )
             # A hung read may use at most half the budget, so a read can always be tried again; a
             # DELETE gets all that is left, since it is never re-sent after a read timeout anyway.

@@ -464,7 +464,11 @@ def test_retry_that_finds_the_account_gone_is_reconciled_not_failed(bot):
     assert wait_status(bot, record.id, "failed").retryable
     bot.sfox.deactivated.add("client_1")
     bot.driver.click(CAROL, "sfox_retry", str(record.id), card.ts)
-    assert wait_status(bot, record.id, "succeeded", "failed").status == "succeeded"
+    # The click is acked before its step runs: wait for the retry's own outcome (attempt 2).
+    done = wait_until(
+        lambda: (r := bot.store.get(record.id)).attempts == 2 and r.status in ("succeeded", "failed") and r
+    )
+    assert done.status == "succeeded"
 
 
 def test_reconcile_that_cannot_reach_sfox_stays_unknown_until_a_sweep_settles_it(bot):
@@ -483,3 +487,29 @@ def test_reconcile_that_cannot_reach_sfox_stays_unknown_until_a_sweep_settles_it
     done = bot.store.get(record.id)
     assert done.status == "failed" and done.retryable
     assert len(bot.sfox.requests("DELETE")) == 1
+
+
+def test_a_call_the_client_side_rate_limit_cannot_fit_is_not_sent_and_says_so(fake_sfox):
+    client = SfoxClient(fake_sfox.url, SFOX_KEY, timeout_seconds=0.3, max_attempts=3, rate_limit_per_10s=1)
+    try:
+        client.get_user("client_1")  # takes the only slot of this 10 s window
+        with pytest.raises(SfoxError) as caught:
+            client.deactivate("client_1")
+    finally:
+        client.close()
+    assert caught.value.attempts == 0 and caught.value.status is None and not caught.value.unknown
+    assert (
+        "SFOX_RATE_LIMIT_PER_10S" in caught.value.message and "nothing reached sFOX" in caught.value.message
+    )
+    assert fake_sfox.requests("DELETE") == []
+
+
+def test_when_time_runs_out_between_attempts_the_last_answer_is_reported(fake_sfox):
+    fake_sfox.script(Fault("GET", status=503, headers={"Retry-After": "0"}))
+    client = SfoxClient(fake_sfox.url, SFOX_KEY, timeout_seconds=5, max_attempts=3, rate_limit_per_10s=1)
+    try:
+        with pytest.raises(SfoxError) as caught:
+            client.get_user("client_1")  # the 503 used the slot; the retry cannot get one in time
+    finally:
+        client.close()
+    assert caught.value.status == 503 and len(fake_sfox.requests("GET")) == 1
