@@ -6,6 +6,7 @@ from __future__ import annotations
 import multiprocessing
 import random
 import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -86,7 +87,11 @@ def _hammer(url: str, ids: list[int], tag: str, deny: bool, start: Any = None) -
 
 
 def _in_process(url: str, ids: list[int], tag: str, deny: bool, start: Any, results: Any) -> None:
-    results.put(_hammer(url, ids, tag, deny, start))
+    """Hammer in a child process; report when it wrote (wall clock) along with its wins."""
+    start.wait(60)
+    began = time.time()
+    wins = _hammer(url, ids, tag, deny)
+    results.put((began, time.time(), wins))
 
 
 def _check(url: str, ids: list[int], wins: list[tuple[str, int, str]], deny: bool) -> None:
@@ -145,12 +150,16 @@ def test_two_processes_one_winner_per_request(database_url):
     for p in procs:
         p.start()
     start.wait(60)
-    wins = results.get(timeout=120) + results.get(timeout=120)
+    (began_a, ended_a, wins_a), (began_b, ended_b, wins_b) = (
+        results.get(timeout=120),
+        results.get(timeout=120),
+    )
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
-    _check(database_url, ids, wins, True)
-    # Both processes did real work (the race was real, not one process after the other).
-    assert {who.split(":")[0] for _, _, who in wins} == {"p0", "p1"}
+    _check(database_url, ids, wins_a + wins_b, True)
+    # The two processes wrote at the same time (the race was real, not one after the other).
+    # Which one wins the claims is up to the scheduler: on a loaded machine one may win them all.
+    assert max(began_a, began_b) < min(ended_a, ended_b)
     with Store.from_url(database_url).engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
