@@ -29,7 +29,7 @@ log = logging.getLogger("sfox_bot.runtime")
 # ack goes out as soon as the listener returns; listeners only ack and hand the click's database
 # step to the step pool, never wait on it. Step threads do short database steps; job threads wait
 # on sFOX and Slack.
-LISTENER_THREADS = 16
+STEP_THREADS = 16
 JOB_THREADS = 32
 CLAIM_GRACE_SECONDS = 5.0
 
@@ -44,7 +44,7 @@ class Runtime:
     app: App
     jobs: ThreadPoolExecutor
     steps: ThreadPoolExecutor = field(
-        default_factory=lambda: TrackedPool(LISTENER_THREADS, thread_name_prefix="sfox-step")
+        default_factory=lambda: TrackedPool(STEP_THREADS, thread_name_prefix="sfox-step")
     )
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None

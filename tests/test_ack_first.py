@@ -3,7 +3,7 @@
 
 import threading
 
-from bot.runtime import LISTENER_THREADS
+from bot.runtime import STEP_THREADS
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status
 
@@ -11,7 +11,7 @@ from tests.helpers import open_request, wait_status
 def test_click_is_acked_while_the_step_pool_is_busy(bot):
     record, card = open_request(bot, ALICE, "client_1 leaving the company")
     release = threading.Event()
-    blockers = [bot.runtime.steps.submit(release.wait, 30) for _ in range(LISTENER_THREADS)]
+    blockers = [bot.runtime.steps.submit(release.wait, 30) for _ in range(STEP_THREADS)]
     try:
         response = bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
         assert response.status_code == 200
