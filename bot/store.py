@@ -535,7 +535,7 @@ class Store:
     def queue_card(self, request_id: int, now: datetime) -> None:
         """Owe Slack a refresh of the card (e.g. the approval count changed)."""
         with self._write() as conn:
-            conn.execute(insert(outbox).values(request_id=request_id, kind="card", created_at=now))
+            conn.execute(_NOTICE, {"request_id": request_id, "kind": "card", "text": None, "created_at": now})
 
     def record_event(self, request_id: int, now: datetime, ev: Event) -> None:
         with self._write() as conn:
