@@ -165,6 +165,23 @@ def reply_unknown(record: RequestRecord, error: str) -> str:
     )
 
 
+def reply_never_sent(record: RequestRecord) -> str:
+    return (
+        f":x: {mention(record.requested_by)} the bot stopped after the approval and before it sent the "
+        f"deactivation of {code(record.sfox_user_id)} to sFOX. Nothing was sent, and sFOX confirms the "
+        "account still exists. An approver other than the requester can press *Retry* on the card."
+    )
+
+
+def reply_card_adopted(record: RequestRecord) -> str:
+    return (
+        f":information_source: The bot stopped right after posting this card, before it could note "
+        f"where it was, so request #{record.id} was closed meanwhile ({record.status}"
+        f"{': ' + escape(record.error, 300) if record.error else ''}). Nothing was sent to sFOX from "
+        f"this card. {mention(record.requested_by)} can request {code(record.sfox_user_id)} again."
+    )
+
+
 def reply_still_present(record: RequestRecord) -> str:
     return (
         f":x: {mention(record.requested_by)} checked with sFOX: {code(record.sfox_user_id)} still exists, "
@@ -188,8 +205,13 @@ def _fields(record: RequestRecord) -> list[dict[str, str]]:
     return [{"type": "mrkdwn", "text": f"*{label}*\n{value}"[:FIELD_LIMIT]} for label, value in pairs]
 
 
+def card_block_id(request_id: int) -> str:
+    """The block id of a card's buttons: it names the request, so a card can be recognised."""
+    return f"sfox_request_{request_id}"
+
+
 def _actions(record: RequestRecord, elements: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"type": "actions", "block_id": f"sfox_request_{record.id}", "elements": elements}
+    return {"type": "actions", "block_id": card_block_id(record.id), "elements": elements}
 
 
 def _approve_button(record: RequestRecord) -> dict[str, Any]:

@@ -292,7 +292,7 @@ def cmd_sweep(_args: argparse.Namespace) -> int:
     store = _open_migrated(settings)
     runtime = build_runtime(settings, store=store)
     try:
-        summary = runtime.workflow.sweep()
+        summary = runtime.sweep()
     finally:
         runtime.shutdown()
     print(", ".join(f"{k}: {v}" for k, v in summary.items()))

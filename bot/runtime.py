@@ -16,10 +16,11 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.approvers import approvers_for
+from bot.clicks import Clicks
 from bot.config import Settings
 from bot.pools import TrackedPool, wait_all_idle
 from bot.sfox import SfoxClient
-from bot.slack import SlackNotifier, make_web_client
+from bot.slack import SlackNotifier, answer_privately, make_web_client
 from bot.store import Store
 from bot.workflow import Policy, Workflow
 
@@ -43,6 +44,7 @@ class Runtime:
     workflow: Workflow
     app: App
     jobs: ThreadPoolExecutor
+    clicks: Clicks
     steps: ThreadPoolExecutor = field(
         default_factory=lambda: TrackedPool(STEP_THREADS, thread_name_prefix="sfox-step")
     )
@@ -68,6 +70,13 @@ class Runtime:
         pools = [p for p in (self.steps, self.jobs) if isinstance(p, TrackedPool)]
         return wait_all_idle(pools, timeout)
 
+    def sweep(self) -> dict[str, int]:
+        """One sweep: the workflow's (expiry, reconcile, lost cards, owed messages), then the
+        clicks acknowledged by a process that died before handling them."""
+        summary = self.workflow.sweep()
+        summary["clicks"] = self.clicks.replay()
+        return summary
+
     def start_sweeper(self) -> None:
         """Sweep at once (finishing what a previous process left) and then periodically."""
         if self._sweeper is None:
@@ -89,7 +98,7 @@ class Runtime:
     def _sweep_loop(self) -> None:
         while not self._stop.is_set():
             try:
-                summary = self.workflow.sweep()
+                summary = self.sweep()
                 if any(summary.values()):
                     log.info("sweep", extra=summary)
             except Exception:
@@ -131,6 +140,11 @@ def build_runtime(
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
+    jobs = TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job")
+
+    def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return runtime.submit(fn, *args)
+
     runtime = Runtime(
         settings=settings,
         store=store,
@@ -138,7 +152,8 @@ def build_runtime(
         slack=slack,
         workflow=workflow,
         app=app,
-        jobs=TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job"),
+        jobs=jobs,
+        clicks=Clicks(store, workflow, submit, answer_privately),
     )
     register(app, runtime)
     return runtime

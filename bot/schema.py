@@ -2,7 +2,9 @@
 
 `requests` holds the current state of each deactivation request, `approvals` one row per approver
 (the unique key makes a double click harmless), `events` the append-only audit trail, and
-`outbox` the Slack messages owed for a request, so a failed post is retried instead of lost.
+`outbox` the Slack messages owed for a request, so a failed post is retried instead of lost, and
+`clicks` every button click as it arrives, before it is acknowledged, so a click Slack was told we
+received is handled even if the process dies before handling it.
 """
 
 from __future__ import annotations
@@ -123,4 +125,23 @@ outbox = Table(
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
     Index("ix_outbox_unsent", "sent_at", "request_id"),
+)
+
+clicks = Table(
+    "clicks",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # No foreign key: a click naming a request that does not exist is recorded and answered too.
+    Column("request_id", Integer, nullable=False),
+    Column("action", String(32), nullable=False),
+    Column("actor", String(32), nullable=False),
+    Column("channel_id", String(32), nullable=True),
+    Column("message_ts", String(32), nullable=True),
+    # Where to answer the clicker privately; Slack's response URLs live 30 minutes. Cleared once
+    # the click is handled.
+    Column("response_url", Text, nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime, nullable=True),
+    Index("ix_clicks_open", "done_at", "lease_until"),
 )

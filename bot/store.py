@@ -386,9 +386,40 @@ class Store:
         return record
 
     def set_card(self, request_id: int, message_ts: str, now: datetime) -> None:
+        """Note where the card is. A click that adopted this very card a moment earlier already
+        did; a different ts is never written over the one recorded."""
         with self._write() as conn:
-            conn.execute(update(requests).where(requests.c.id == request_id).values(message_ts=message_ts))
-            self._event(conn, request_id, now, Event("card_posted", detail={"ts": message_ts}))
+            rows = conn.execute(
+                update(requests)
+                .where(requests.c.id == request_id, requests.c.message_ts.is_(None))
+                .values(message_ts=message_ts)
+            ).rowcount
+            if rows:
+                self._event(conn, request_id, now, Event("card_posted", detail={"ts": message_ts}))
+
+    def adopt_card(
+        self, request_id: int, message_ts: str, now: datetime, *, found_by: str, reply: str | None
+    ) -> bool:
+        """Record a card the bot posted but never noted (it died in between), found by a click on
+        it or by the sweep; owe Slack a re-render of it (and `reply` in its thread). Only when no
+        card is recorded: False if one is."""
+        with self._write() as conn:
+            rows = conn.execute(
+                update(requests)
+                .where(requests.c.id == request_id, requests.c.message_ts.is_(None))
+                .values(message_ts=message_ts)
+            ).rowcount
+            if not rows:
+                return False
+            self._event(
+                conn, request_id, now, Event("card_adopted", detail={"ts": message_ts, "found_by": found_by})
+            )
+            notices: list[tuple[str, str | None]] = [("card", None)] + ([("reply", reply)] if reply else [])
+            for kind, text in notices:
+                conn.execute(
+                    _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
+                )
+            return True
 
     def add_approval(self, request_id: int, approver: str, now: datetime) -> bool:
         """Record an approval while the request is pending and unexpired; False if it was not
@@ -567,6 +598,15 @@ class Store:
             )
 
     # -- helpers -----------------------------------------------------------------------------
+
+    def transaction(self) -> Any:
+        """A write transaction for a capability that keeps its own tables (e.g. the click journal),
+        queued like every other writer of this store."""
+        return self._write()
+
+    def reader(self) -> Connection:
+        """A read-only connection, for the same."""
+        return self._read()
 
     def _read(self) -> Connection:
         return self.engine.connect().execution_options(readonly=True)

@@ -21,6 +21,7 @@ from typing import Protocol
 
 from bot import blocks
 from bot.blocks import code, escape, mention
+from bot.crashpoints import crash_point
 from bot.sfox import SfoxClient, SfoxError, clip
 from bot.store import AlreadyOpen, Event, Notice, RequestRecord, Store
 from bot.userid import InvalidUserId, parse_user_id
@@ -69,6 +70,19 @@ class Notifier(Protocol):
 
     def reply(self, record: RequestRecord, text: str) -> None:
         """Post `text` in the card's thread. Raises NotifyError."""
+
+    def find_card(self, record: RequestRecord) -> str | None:
+        """The ts of a card posted for `record` but never recorded, or None. Raises NotifyError."""
+
+
+@dataclass(frozen=True)
+class CardRef:
+    """Where a clicked button sits: the card's channel and ts, as the click reports them, and
+    whether the message is this bot's own (only then may it become a request's card)."""
+
+    channel_id: str
+    ts: str
+    ours: bool
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,7 @@ class Workflow:
         log.info("request opened", extra=_fields(record, actor=cmd.requester))
         try:
             ts = self.notifier.post_card(record)
+            crash_point("card_posted")
         except NotifyError as exc:
             self.store.abandon(
                 record.id, self.now(), f"the approval card could not be posted (Slack: {exc.code})"
@@ -195,16 +210,18 @@ class Workflow:
             return ClickResult(
                 "You requested this deactivation, so you cannot approve it: a second admin must approve."
             )
-        if actor in record.approved_by:
-            return ClickResult("You have already approved this request.")
         now = self.now()
-        if not self.store.add_approval(request_id, actor, now):
+        # An approval already recorded is not added twice, but the claim is tried again: the
+        # click that recorded it may have stopped before claiming (the bot died in between).
+        if actor not in record.approved_by and not self.store.add_approval(request_id, actor, now):
             return ClickResult(self._not_pending(self.store.get(request_id), actor))
         if self.store.claim(request_id, now, actor=actor):
             log.info("request claimed", extra=_fields(record, actor=actor))
             return ClickResult(execute=True)
         current = self.store.get(request_id)
         if current is not None and current.status == "pending":
+            if actor in record.approved_by:
+                return ClickResult("You have already approved this request.")
             self.store.queue_card(request_id, now)
             waiting = current.required_approvals - len(current.approved_by)
             return ClickResult(f"Approval recorded. {waiting} more approval(s) needed.")
@@ -235,6 +252,26 @@ class Workflow:
         log.info("retry claimed", extra=_fields(record, actor=actor))
         return ClickResult(execute=True)
 
+    def adopt_card(self, request_id: int, card: CardRef | None) -> bool:
+        """A click on a card the bot posted but never recorded (it died in between): make that
+        message the request's card, so the outcome reaches its thread and no button stays live.
+        Only the bot's own message in the request's channel is taken."""
+        record = self.store.get(request_id)
+        if (
+            record is None
+            or record.message_ts is not None
+            or card is None
+            or not card.ours
+            or card.channel_id != record.channel_id
+        ):
+            return False
+        closed = record.status != "pending"
+        reply = blocks.reply_card_adopted(record) if closed else None
+        if not self.store.adopt_card(request_id, card.ts, self.now(), found_by="click", reply=reply):
+            return False
+        log.warning("card adopted from a click", extra=_fields(record, ts=card.ts, status=record.status))
+        return True
+
     # -- the sFOX call -------------------------------------------------------------------------
 
     def execute(self, request_id: int) -> RequestRecord | None:
@@ -242,6 +279,7 @@ class Workflow:
         record = self.store.get(request_id)
         if record is None or record.status != "executing":
             return record
+        crash_point("claimed")
         # Restart the lease at the moment the call goes out, compare-and-set: if a sweep already
         # took this claim over (it looked abandoned), we must not send anything.
         if not self.store.take_over(record, self.now(), kind="sfox_call_started"):
@@ -250,6 +288,7 @@ class Workflow:
         try:
             result = self.sfox.deactivate(record.sfox_user_id)
         except SfoxError as exc:
+            crash_point("delete_answered")
             ms = _ms_since(started)
             if exc.not_found and record.attempts > 1 and not exc.unknown:
                 # A retry that finds the account gone may be finding an earlier attempt's work.
@@ -291,6 +330,7 @@ class Workflow:
                 blocks.reply_failed(record, exc.status, exc.message, retryable),
             )
         else:
+            crash_point("delete_answered")
             event = Event(
                 "sfox_delete",
                 http_status=result.status,
@@ -309,7 +349,9 @@ class Workflow:
         try:
             self.sfox.get_user(record.sfox_user_id)
         except SfoxError as exc:
-            if not exc.not_found:
+            if exc.not_found:
+                crash_point("reconcile_read")
+            else:
                 self.store.record_event(
                     record.id,
                     self.now(),
@@ -347,11 +389,15 @@ class Workflow:
                 from_statuses=("executing", "unknown"),
             )
         else:
+            crash_point("reconcile_read")
+            never_sent = record.status == "executing" and not self._delete_started(record.id)
             self._finish(
                 record,
                 "failed",
                 record.http_status,
-                record.error or "the deactivation did not happen (sFOX still lists the account)",
+                "the bot stopped before sending the DELETE; nothing was sent to sFOX"
+                if never_sent
+                else record.error or "the deactivation did not happen (sFOX still lists the account)",
                 True,
                 Event(
                     "reconciled",
@@ -359,10 +405,21 @@ class Workflow:
                     duration_ms=_ms_since(started),
                     detail="sFOX still lists the account",
                 ),
-                blocks.reply_still_present(record),
+                blocks.reply_never_sent(record) if never_sent else blocks.reply_still_present(record),
                 from_statuses=("executing", "unknown"),
             )
         return self.store.get(record.id)
+
+    def _delete_started(self, request_id: int) -> bool:
+        """Whether the current claim got as far as sending its DELETE: `execute` records that
+        (`sfox_call_started`) just before the call, so without it nothing was sent."""
+        started = False
+        for event in self.store.events_for(request_id):
+            if event.kind in ("claimed", "retry_claimed"):
+                started = False
+            elif event.kind == "sfox_call_started":
+                started = True
+        return started
 
     # -- housekeeping --------------------------------------------------------------------------
 
@@ -373,20 +430,27 @@ class Workflow:
         expired = sum(
             1 for request_id in self.store.due_for_expiry(now) if self.store.expire(request_id, now)
         )
-        abandoned = sum(
-            1
-            for request_id in self.store.cardless_pending(now - CARDLESS_GRACE)
-            if self.store.abandon(
+        adopted = abandoned = 0
+        for request_id in self.store.cardless_pending(now - CARDLESS_GRACE):
+            if self._find_lost_card(request_id, now):
+                adopted += 1
+            elif self.store.abandon(
                 request_id, now, "the approval card was never posted (the bot stopped first)"
-            )
-        )
+            ):
+                abandoned += 1
         reconciled = 0
         for record in self.store.stale_claims(now - self.policy.claim_lease):
             if self.store.take_over(record, self.now(), kind="reconcile_started"):
                 reconciled += 1
                 self.reconcile(self.store.get(record.id) or record)
         delivered = self.deliver()
-        return {"expired": expired, "reconciled": reconciled, "abandoned": abandoned, "delivered": delivered}
+        return {
+            "expired": expired,
+            "reconciled": reconciled,
+            "abandoned": abandoned,
+            "adopted": adopted,
+            "delivered": delivered,
+        }
 
     def deliver(self, request_id: int | None = None) -> int:
         """Send the Slack messages owed (for one request, or all), each request's in the order they
@@ -417,6 +481,22 @@ class Workflow:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _find_lost_card(self, request_id: int, now: datetime) -> bool:
+        """A request with no card recorded: if the bot did post one (and died before noting it),
+        take it as the request's card, which stays valid until the request expires."""
+        record = self.store.get(request_id)
+        if record is None or record.message_ts is not None:
+            return False
+        try:
+            ts = self.notifier.find_card(record)
+        except NotifyError as exc:
+            log.warning("could not look for a lost card", extra=_fields(record, slack_error=exc.code))
+            return False
+        if ts is None or not self.store.adopt_card(request_id, ts, now, found_by="sweep", reply=None):
+            return False
+        log.warning("card adopted by the sweep", extra=_fields(record, ts=ts))
+        return True
+
     def _send(self, notice: Notice) -> str:
         """Try one owed message: "sent", "failed" (retried later) or "gave_up" (cannot work)."""
         record = self.store.get(notice.request_id)
@@ -427,6 +507,7 @@ class Workflow:
                 self.notifier.update_card(record)
             else:
                 self.notifier.reply(record, notice.text or "")
+            crash_point("notice_sent")
         except NotifyError as exc:
             permanent = exc.code in PERMANENT_SLACK_ERRORS
             retry_in = min(3600.0, 5.0 * 2 ** min(notice.attempts, 10))
@@ -467,6 +548,7 @@ class Workflow:
             reply=reply,
             from_statuses=from_statuses,
         )
+        crash_point("outcome_recorded")
         if not done:
             # Someone else settled it first; keep what we saw in the trail all the same.
             self.store.record_event(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.blocks import APPROVE, DENY, RETRY
-from bot.workflow import ClickResult
+from bot.clicks import Click
+from bot.crashpoints import crash_point
+from bot.workflow import CardRef
 from handlers.commands import say_privately
 
 if TYPE_CHECKING:
@@ -16,33 +17,32 @@ if TYPE_CHECKING:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    workflow = runtime.workflow
-    steps: dict[str, Callable[[int, str], ClickResult]] = {
-        APPROVE: workflow.approve,
-        DENY: workflow.deny,
-        RETRY: workflow.retry,
-    }
-
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-        ack()
         actor = str((body.get("user") or {}).get("id", ""))
-        runtime.step(on_acked, steps[action["action_id"]], _request_id(action.get("value")), actor, respond)
-
-    def on_acked(
-        step: Callable[[int, str], ClickResult], request_id: int | None, actor: str, respond: Respond
-    ) -> None:
-        """The click's database step, after the ack (on the step pool)."""
+        request_id = _request_id(action.get("value"))
         if request_id is None or not actor:
+            ack()
             say_privately(respond, "That button did not carry a valid request; nothing was changed.")
             return
-        result = step(request_id, actor)
-        if result.ephemeral:
-            say_privately(respond, result.ephemeral)
-        if result.execute:
-            runtime.submit(workflow.execute, request_id)
-        runtime.submit(workflow.deliver, request_id)
+        click = Click(action["action_id"], request_id, actor, _card_of(body), body.get("response_url"))
+        try:
+            # Recorded before the ack: a click Slack was told we received is never lost.
+            click = runtime.clicks.receive(click)
+        except Exception:
+            ack()
+            say_privately(
+                respond, ":warning: The bot could not record your click; nothing was changed. Try again."
+            )
+            raise
+        ack()
+        runtime.step(on_acked, click, respond)
 
-    for action_id in steps:
+    def on_acked(click: Click, respond: Respond) -> None:
+        """The click's step, after the ack (on the step pool)."""
+        crash_point("click_acked")
+        runtime.clicks.handle(click, lambda text: say_privately(respond, text))
+
+    for action_id in (APPROVE, DENY, RETRY):
         app.action(action_id)(on_click)
 
 
@@ -50,3 +50,17 @@ def _request_id(value: object) -> int | None:
     if not isinstance(value, str) or not value.isdigit() or len(value) > 12:
         return None
     return int(value)
+
+
+def _card_of(body: dict[str, Any]) -> CardRef | None:
+    """The message the clicked button sits on. It is this bot's own when Slack says the app that
+    posted it is the app receiving the click (Slack routes a button only to its own app)."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
+    ts = container.get("message_ts") or message.get("ts")
+    if container.get("type") != "message" or container.get("is_ephemeral") or not channel or not ts:
+        return None
+    app_id = body.get("api_app_id")
+    ours = bool(message.get("bot_id")) and bool(app_id) and message.get("app_id") == app_id
+    return CardRef(str(channel), str(ts), ours)

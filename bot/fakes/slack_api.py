@@ -1,7 +1,8 @@
 """A fake Slack Web API plus a driver that sends correctly signed requests to the bot.
 
 `FakeSlack` is a real HTTP server on 127.0.0.1 that answers the Web API methods the bot uses
-(`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `auth.test`, `usergroups.users.list`,
+(`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `conversations.history`, `auth.test`,
+`usergroups.users.list`,
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
@@ -30,6 +31,9 @@ import httpx
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 
+BOT_ID = "B1"
+APP_ID = "A1"
+
 
 @dataclass
 class Message:
@@ -39,6 +43,7 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     thread_ts: str | None = None
     updates: int = 0
+    bot_id: str = BOT_ID  # every message here was posted with the bot's token
 
 
 @dataclass
@@ -174,7 +179,7 @@ class FakeSlack:
             if method == "auth.test":
                 return (
                     200,
-                    {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "B1", "team": "Test"},
+                    {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": BOT_ID, "team": "Test"},
                     {},
                 )
             if method == "chat.postMessage":
@@ -200,12 +205,33 @@ class FakeSlack:
             if method == "chat.postEphemeral":
                 self.ephemeral.append({"user": args.get("user"), "text": args.get("text", "")})
                 return 200, {"ok": True, "message_ts": "1.1"}, {}
+            if method == "conversations.history":
+                return 200, self._history(args), {}
             if method == "usergroups.users.list":
                 users = self.usergroups.get(str(args.get("usergroup")))
                 if users is None:
                     return 200, {"ok": False, "error": "no_such_subteam"}, {}
                 return 200, {"ok": True, "users": users}, {}
             return 200, {"ok": False, "error": "unknown_method"}, {}
+
+    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """The channel's top-level messages between `oldest` and `latest`, newest first."""
+        oldest = float(args.get("oldest") or 0)
+        latest = float(args.get("latest") or "inf")
+        limit = int(args.get("limit") or 100)
+        found = [
+            m
+            for m in reversed(self.messages)
+            if m.channel == args.get("channel") and m.thread_ts is None and oldest <= float(m.ts) <= latest
+        ]
+        return {
+            "ok": True,
+            "messages": [
+                {"type": "message", "ts": m.ts, "text": m.text, "blocks": m.blocks, "bot_id": m.bot_id}
+                for m in found[:limit]
+            ],
+            "has_more": len(found) > limit,
+        }
 
     def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
         with self.lock:
@@ -312,7 +338,7 @@ class SlackDriver:
             "user_name": user_id.lower(),
             "command": "/sfox-deactivate",
             "text": text,
-            "api_app_id": "A1",
+            "api_app_id": APP_ID,
             "response_url": self.slack.response_url(f"cmd{n}"),
             "trigger_id": f"trigger.{n}",
         }
@@ -337,7 +363,7 @@ class SlackDriver:
             "type": "block_actions",
             "team": {"id": self.team_id, "domain": "test"},
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
-            "api_app_id": "A1",
+            "api_app_id": APP_ID,
             "token": "legacy-unused",
             "container": {
                 "type": "message",
@@ -347,7 +373,12 @@ class SlackDriver:
             },
             "trigger_id": f"trigger.{n}",
             "channel": {"id": channel_id or self.channel_id, "name": "ops"},
-            "message": {"ts": message_ts or "1.1", "type": "message"},
+            "message": {
+                "ts": message_ts or "1.1",
+                "type": "message",
+                "bot_id": BOT_ID,
+                "app_id": APP_ID,
+            },
             "response_url": self.slack.response_url(f"click{n}"),
             "actions": [
                 {
