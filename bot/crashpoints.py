@@ -28,7 +28,7 @@ POINTS: dict[str, str] = {
     "claimed": "the claim is recorded; the DELETE is not yet sent",
     "delete_answered": "sFOX has answered the DELETE; the outcome is not yet recorded",
     "outcome_recorded": "the outcome is recorded; the card update and the thread reply are not yet sent",
-    "notice_sent": "a Slack message (card update or reply) went out; it is not yet marked sent",
+    "reply_sent": "a thread reply went out; it is not yet marked sent",
     "reconcile_read": "a reconcile's read of the account was answered; the outcome is not yet recorded",
     "migration_applied": "a migration's statements ran; its transaction is not yet committed",
 }

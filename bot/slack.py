@@ -96,6 +96,18 @@ class SlackNotifier:
                 return str(message["ts"])
         return None
 
+    def reply_posted(self, record: RequestRecord, text: str) -> bool:
+        """Whether this bot already posted `text` in the card's thread: a reply whose sending
+        was cut off by a crash may have gone out, and must not appear twice."""
+        bot_id = self.bot_id()
+        response = self._call(
+            "conversations_replies", channel=record.channel_id, ts=record.message_ts, limit=1000
+        )
+        return any(
+            m.get("bot_id") == bot_id and m.get("text") == text and m.get("ts") != record.message_ts
+            for m in response.get("messages") or []
+        )
+
     def bot_id(self) -> str:
         """This bot's own id (`auth.test`), to tell its messages from anyone else's."""
         with self._lock:

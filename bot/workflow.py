@@ -74,6 +74,9 @@ class Notifier(Protocol):
     def find_card(self, record: RequestRecord) -> str | None:
         """The ts of a card posted for `record` but never recorded, or None. Raises NotifyError."""
 
+    def reply_posted(self, record: RequestRecord, text: str) -> bool:
+        """Whether `text` is already in the card's thread. Raises NotifyError."""
+
 
 @dataclass(frozen=True)
 class CardRef:
@@ -435,7 +438,9 @@ class Workflow:
             if self._find_lost_card(request_id, now):
                 adopted += 1
             elif self.store.abandon(
-                request_id, now, "the approval card was never posted (the bot stopped first)"
+                request_id,
+                now,
+                "the bot stopped before it recorded the approval card, so nobody could approve it",
             ):
                 abandoned += 1
         reconciled = 0
@@ -481,6 +486,15 @@ class Workflow:
 
     # -- helpers -------------------------------------------------------------------------------
 
+    def _already_replied(self, record: RequestRecord, text: str) -> bool:
+        """Look in the thread before sending a reply again; when the thread cannot be read, send
+        it (a reply seen twice is better than an outcome never told)."""
+        try:
+            return self.notifier.reply_posted(record, text)
+        except NotifyError as exc:
+            log.warning("could not read the thread", extra=_fields(record, slack_error=exc.code))
+            return False
+
     def _find_lost_card(self, request_id: int, now: datetime) -> bool:
         """A request with no card recorded: if the bot did post one (and died before noting it),
         take it as the request's card, which stays valid until the request expires."""
@@ -505,9 +519,12 @@ class Workflow:
                 raise NotifyError("no_card")
             if notice.kind == "card":
                 self.notifier.update_card(record)
+            elif notice.attempts and self._already_replied(record, notice.text or ""):
+                # Taken before by a process that died with the reply maybe sent: it was.
+                log.info("reply found already posted", extra={"request_id": notice.request_id})
             else:
                 self.notifier.reply(record, notice.text or "")
-            crash_point("notice_sent")
+                crash_point("reply_sent")
         except NotifyError as exc:
             permanent = exc.code in PERMANENT_SLACK_ERRORS
             retry_in = min(3600.0, 5.0 * 2 ** min(notice.attempts, 10))

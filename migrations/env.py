@@ -4,6 +4,7 @@ connection in the config; no alembic.ini is needed, so it works from any directo
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
+from bot.crashpoints import crash_point
 from bot.schema import metadata
 
 config = context.config
@@ -32,8 +33,15 @@ def run_migrations_online() -> None:
         _run(conn)
 
 
+def _applied(*_args: object, **_kwargs: object) -> None:
+    """After each migration step, inside the upgrade's transaction (test-only crash point)."""
+    crash_point("migration_applied")
+
+
 def _run(connection) -> None:  # noqa: ANN001 - alembic hands us a Connection
-    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, on_version_apply=_applied
+    )
     with context.begin_transaction():
         context.run_migrations()
 

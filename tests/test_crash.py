@@ -6,82 +6,21 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from bot.fakes.sfox_api import Fault
-from bot.fakes.slack_api import SlackDriver
-from bot.store import Store
-from tests.conftest import ALICE, BOB, SIGNING_SECRET, bot_env
+from tests.conftest import ALICE, BOB, bot_env
+from tests.crash_support import SFOX_BOT, BotProcess, View
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 
-SFOX_BOT = str(Path(sys.executable).with_name("sfox-bot"))
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class BotProcess:
-    """`sfox-bot run` in its own process group, so a kill takes the gunicorn master and worker."""
-
-    def __init__(self, env: dict[str, str], workdir: Path, name: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log = workdir / f"{name}.log"
-        full_env = {"PATH": os.environ.get("PATH", ""), **env, "HOST": "127.0.0.1", "PORT": str(self.port)}
-        with open(self.log, "wb") as log:
-            self.proc = subprocess.Popen(
-                [SFOX_BOT, "run"],
-                env=full_env,
-                cwd=workdir,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + 30
-        while True:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"sfox-bot run exited: {self.output()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                self.kill()
-                raise AssertionError(f"sfox-bot run did not become ready: {self.output()}")
-            time.sleep(0.1)
-
-    def kill(self) -> None:
-        """SIGKILL the whole process group: nothing gets to clean up or finish its work."""
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:]
 
 
 @pytest.fixture
@@ -90,17 +29,6 @@ def processes() -> Iterator[list[BotProcess]]:
     yield started
     for p in started:
         p.stop()
-
-
-class View:
-    """Just enough of tests.conftest.Bot for the helpers, for a bot that runs in another process."""
-
-    def __init__(self, url: str, database_url: str, slack: Any, sfox: Any) -> None:
-        self.url = url
-        self.slack = slack
-        self.sfox = sfox
-        self.store = Store.from_url(database_url)
-        self.driver = SlackDriver(url, SIGNING_SECRET, slack)
 
 
 @pytest.mark.parametrize("applied", [True, False], ids=["delete-applied", "delete-not-applied"])

@@ -28,7 +28,7 @@ def test_sweep_closes_a_request_whose_card_was_never_posted(bot):
     summary = bot.runtime.workflow.sweep()
     assert summary["abandoned"] == 1
     closed = bot.store.get(record.id)
-    assert closed.status == "failed" and "never posted" in closed.error
+    assert closed.status == "failed" and "before it recorded the approval card" in closed.error
     assert "card_failed" in [e.kind for e in bot.store.events_for(record.id)]
     assert bot.sfox.deletes["client_1"] == 0
     # The user is free for a new request, which works normally.

@@ -1,7 +1,8 @@
 """A fake Slack Web API plus a driver that sends correctly signed requests to the bot.
 
 `FakeSlack` is a real HTTP server on 127.0.0.1 that answers the Web API methods the bot uses
-(`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `conversations.history`, `auth.test`,
+(`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `conversations.history`,
+`conversations.replies`, `auth.test`,
 `usergroups.users.list`,
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
@@ -207,6 +208,20 @@ class FakeSlack:
                 return 200, {"ok": True, "message_ts": "1.1"}, {}
             if method == "conversations.history":
                 return 200, self._history(args), {}
+            if method == "conversations.replies":
+                parent = args.get("ts")
+                found = [
+                    m
+                    for m in self.messages
+                    if m.channel == args.get("channel") and parent in (m.ts, m.thread_ts)
+                ]
+                if not any(m.ts == parent for m in found):
+                    return 200, {"ok": False, "error": "thread_not_found"}, {}
+                listed = [
+                    {"type": "message", "ts": m.ts, "thread_ts": parent, "text": m.text, "bot_id": m.bot_id}
+                    for m in found
+                ]
+                return 200, {"ok": True, "messages": listed, "has_more": False}, {}
             if method == "usergroups.users.list":
                 users = self.usergroups.get(str(args.get("usergroup")))
                 if users is None:
