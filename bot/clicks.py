@@ -28,6 +28,9 @@ log = logging.getLogger("sfox_bot.clicks")
 # How long the process that received a click has to handle it before any sweep may. A click's
 # step takes milliseconds; this is ample even behind a burst of clicks.
 CLICK_LEASE = timedelta(seconds=10)
+# The journal write comes before the ack, which Slack wants within 3 s: a click that cannot be
+# recorded sooner is refused, visibly, rather than acknowledged and maybe lost.
+RECORD_WITHIN_SECONDS = 2.0
 # A response URL works for 30 minutes: a click older than that can still be handled, but its
 # clicker can no longer be answered privately (the card and its thread still tell the outcome).
 RESPONSE_URL_LIFETIME = timedelta(minutes=30)
@@ -68,10 +71,11 @@ class Clicks:
         }
 
     def receive(self, click: Click) -> Click:
-        """Record the click; call before acknowledging it. Returns it with its journal id."""
+        """Record the click; call before acknowledging it. Returns it with its journal id. Raises
+        store.Busy when the database cannot take it in time: then it must not count."""
         now = self.workflow.now()
         card = click.card
-        with self.store.transaction() as conn:
+        with self.store.quick_transaction(RECORD_WITHIN_SECONDS) as conn:
             click_id = conn.execute(
                 insert(clicks)
                 .values(

@@ -5,8 +5,10 @@ A test proves each one survivable by starting a real `sfox-bot run` with the tes
 `SFOX_BOT_CRASH_POINT` naming a point: when the process reaches it, it writes one line to stderr
 and SIGKILLs its whole process group (the gunicorn master and its worker), so nothing gets to
 clean up. `SFOX_BOT_CRASH_PAUSE` (seconds) waits first, so a test can line up a second actor
-(another replica, a click) against the doomed process. Without the variable `crash_point` only
-looks a name up; production behaves exactly as if the calls were not there.
+(another replica, a click) against the doomed process. `SFOX_BOT_STALL_POINT` (with
+`SFOX_BOT_STALL_SECONDS`) only holds the thread there, for tests that act meanwhile (a SIGTERM
+during a click's step). Without these variables `crash_point` only looks a name up; production
+behaves exactly as if the calls were not there.
 
 A new feature that adds a window of its own names it in POINTS and gets a test for it: the crash
 tests check that every point listed here has one.
@@ -21,6 +23,8 @@ import time
 
 CRASH_POINT_VAR = "SFOX_BOT_CRASH_POINT"
 CRASH_PAUSE_VAR = "SFOX_BOT_CRASH_PAUSE"
+STALL_POINT_VAR = "SFOX_BOT_STALL_POINT"
+STALL_SECONDS_VAR = "SFOX_BOT_STALL_SECONDS"
 
 POINTS: dict[str, str] = {
     "card_posted": "the approval card is in Slack; its ts is not yet recorded",
@@ -38,6 +42,11 @@ def crash_point(name: str) -> None:
     """Die here, at once and uncleanly, if the test-only setting names this point."""
     if name not in POINTS:
         raise ValueError(f"unknown crash point {name!r}")
+    if os.environ.get(STALL_POINT_VAR) == name:
+        seconds = float(os.environ.get(STALL_SECONDS_VAR) or 0)
+        sys.stderr.write(f"stall point {name} reached: holding for {seconds:g} s\n")
+        sys.stderr.flush()
+        time.sleep(seconds)
     if os.environ.get(CRASH_POINT_VAR) != name:
         return
     pause = float(os.environ.get(CRASH_PAUSE_VAR) or 0)

@@ -33,7 +33,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from bot import schema
@@ -155,6 +155,10 @@ class Event:
     duration_ms: int | None = None
 
 
+class Busy(Exception):
+    """The database could not take a write within the time the caller can wait."""
+
+
 class AlreadyOpen(Exception):
     def __init__(self, request_id: int | None) -> None:
         super().__init__(f"request {request_id} is already open for this user")
@@ -186,8 +190,14 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        readonly = conn.get_execution_options().get("readonly", False)
-        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+        options = conn.get_execution_options()
+        # A writer that must not wait long (e.g. the click journal, before an ack) says so.
+        busy_ms = int(options.get("busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
+        info = conn.connection.info
+        if info.get("busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+            info["busy_timeout_ms"] = busy_ms
+        conn.exec_driver_sql("BEGIN" if options.get("readonly", False) else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -603,6 +613,33 @@ class Store:
         """A write transaction for a capability that keeps its own tables (e.g. the click journal),
         queued like every other writer of this store."""
         return self._write()
+
+    @contextmanager
+    def quick_transaction(self, seconds: float) -> Iterator[Connection]:
+        """A write transaction that gives up with Busy (nothing written) rather than wait more
+        than about `seconds` for other writers: for a write that must finish before an answer is
+        due (Slack's 3 s)."""
+        deadline = time.monotonic() + seconds
+        if self._write_lock is not None and not self._write_lock.acquire(timeout=seconds):
+            raise Busy()
+        try:
+            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                with self.engine.connect() as conn:
+                    if conn.dialect.name == "sqlite":
+                        conn = conn.execution_options(busy_timeout_ms=left_ms)
+                    with conn.begin():
+                        if conn.dialect.name == "postgresql":
+                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {left_ms}")
+                            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left_ms}")
+                        yield conn
+            except OperationalError as exc:
+                if time.monotonic() >= deadline - 0.001 or "locked" in str(exc) or "timeout" in str(exc):
+                    raise Busy() from exc
+                raise
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
 
     def reader(self) -> Connection:
         """A read-only connection, for the same."""

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 from bot.blocks import APPROVE, DENY, RETRY
 from bot.clicks import Click
 from bot.crashpoints import crash_point
+from bot.store import Busy
 from bot.workflow import CardRef
 from handlers.commands import say_privately
 
@@ -28,12 +29,17 @@ def register(app: App, runtime: Runtime) -> None:
         try:
             # Recorded before the ack: a click Slack was told we received is never lost.
             click = runtime.clicks.receive(click)
-        except Exception:
+        except Exception as exc:
             ack()
+            busy = "busy" if isinstance(exc, Busy) else "unable to record clicks right now"
             say_privately(
-                respond, ":warning: The bot could not record your click; nothing was changed. Try again."
+                respond,
+                f":warning: The bot's database is {busy}: your click was *not* recorded and "
+                "changed nothing. Please click again in a moment.",
             )
-            raise
+            if not isinstance(exc, Busy):
+                raise
+            return
         ack()
         runtime.step(on_acked, click, respond)
 

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bot.crashpoints import STALL_POINT_VAR, STALL_SECONDS_VAR
 from bot.fakes.slack_api import SlackDriver
 from bot.store import Store
 from tests.conftest import ALICE, APPROVERS, BOB, BOT_TOKEN, CAROL, SFOX_KEY, SIGNING_SECRET
@@ -29,7 +30,9 @@ SFOX_BOT = str(Path(sys.executable).parent / "sfox-bot")
 
 
 class BotProcess:
-    def __init__(self, cwd: Path, slack, sfox, database_url: str | None = None) -> None:
+    def __init__(
+        self, cwd: Path, slack, sfox, database_url: str | None = None, extra_env: dict | None = None
+    ) -> None:
         self.cwd = cwd
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -49,6 +52,7 @@ class BotProcess:
         }
         if database_url:
             env["DATABASE_URL"] = database_url
+        env.update(extra_env or {})
         self.stderr_path = cwd / "bot.stderr"
         self._stderr = self.stderr_path.open("w")
         self.proc = subprocess.Popen(
@@ -208,26 +212,49 @@ def test_two_bot_processes_on_one_database_send_one_delete(db, request, tmp_path
     assert "is deactivated" in reply.text
 
 
-def test_sigterm_right_after_an_acked_click_still_sends_the_delete(bot_process, fake_slack, fake_sfox):
-    """A click acked just before SIGTERM, still waiting for the database, is finished before exit."""
+def test_sigterm_right_after_an_acked_click_still_sends_the_delete(tmp_path, fake_slack, fake_sfox):
+    """A click acked just before SIGTERM, its step not yet run, is finished before exit."""
+    stalled = {STALL_POINT_VAR: "click_acked", STALL_SECONDS_VAR: "2"}
+    bot = BotProcess(tmp_path, fake_slack, fake_sfox, extra_env=stalled)
+    try:
+        bot.wait_healthy()
+        driver = SlackDriver(bot.url, SIGNING_SECRET, fake_slack, timeout=10)
+        card, request_id = open_card(driver, fake_slack)
+        assert driver.click(BOB, "sfox_approve", request_id, card.ts).status_code == 200
+        wait_for_log(bot, "stall point click_acked reached")
+        bot.proc.send_signal(signal.SIGTERM)  # while the click's step has not started
+        assert bot.proc.wait(timeout=40) == 0
+        driver.close()
+    finally:
+        bot.stop()
+    store = Store.from_url(f"sqlite:///{tmp_path / 'sfox-bot.db'}")
+    [record] = list(store.history())
+    kinds = [e.kind for e in store.events_for(record.id)]
+    store.close()
+    assert record.status == "succeeded", (record.status, kinds, bot.stderr())
+    assert fake_sfox.deletes["client_1"] == 1
+
+
+def test_a_click_the_database_cannot_take_in_time_is_refused_visibly(bot_process, fake_slack, fake_sfox):
+    """Clicks are recorded before the ack; when the database is locked past the time an ack can
+    wait, the click is acked with a private "not recorded" and changes nothing."""
     bot_process.wait_healthy()
     driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack, timeout=10)
     db = sqlite3.connect(bot_process.cwd / "sfox-bot.db", isolation_level=None, timeout=30)
     try:
         card, request_id = open_card(driver, fake_slack)
-        db.execute("BEGIN IMMEDIATE")  # the bot's next write (the approval) must wait for us
-        assert driver.click(BOB, "sfox_approve", request_id, card.ts).status_code == 200
-        bot_process.proc.send_signal(signal.SIGTERM)
-        # The worker has stopped serving and is shutting down while the click is still blocked.
-        wait_for_log(bot_process, "Worker exiting")
+        db.execute("BEGIN IMMEDIATE")  # another writer holds the database for longer than 3 s
+        started = time.monotonic()
+        response = driver.click(BOB, "sfox_approve", request_id, card.ts)
+        assert response.status_code == 200 and time.monotonic() - started < 3.0
+        answer = driver.ephemeral_for(response.extensions["response_name"])
+        assert "was *not* recorded" in answer[0]
         db.execute("ROLLBACK")
-        assert bot_process.proc.wait(timeout=40) == 0
     finally:
         db.close()
         driver.close()
     store = Store.from_url(f"sqlite:///{bot_process.cwd / 'sfox-bot.db'}")
-    [record] = list(store.history())
-    kinds = [e.kind for e in store.events_for(record.id)]
+    record = store.get(int(request_id))
     store.close()
-    assert record.status == "succeeded", (record.status, kinds, bot_process.stderr())
-    assert fake_sfox.deletes["client_1"] == 1
+    assert record.status == "pending" and record.approved_by == ()
+    assert fake_sfox.requests("DELETE") == []
