@@ -222,9 +222,9 @@ class Workflow:
             log.info("request claimed", extra=_fields(record, actor=actor))
             return ClickResult(execute=True)
         current = self.store.get(request_id)
+        if actor in record.approved_by:
+            return ClickResult(self._not_pending(current, actor))
         if current is not None and current.status == "pending":
-            if actor in record.approved_by:
-                return ClickResult("You have already approved this request.")
             self.store.queue_card(request_id, now)
             waiting = current.required_approvals - len(current.approved_by)
             return ClickResult(f"Approval recorded. {waiting} more approval(s) needed.")
