@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from json.encoder import encode_basestring_ascii as _quote  # what json.dumps uses (ensure_ascii)
+from typing import Any, NamedTuple
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
+from sqlalchemy import Connection, DateTime, Engine, bindparam, func, insert, select, type_coerce, update
 
 from bot.schema import audit_anchor, audit_head, events
 
@@ -46,11 +46,31 @@ _MOVE_HEAD = (
     .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"))
 )
 _INSERT = insert(events)
+# PostgreSQL: the insert and the head's move in one statement (one round trip fewer while the
+# head is locked).
+_COLUMNS = (
+    "request_id",
+    "at",
+    "kind",
+    "actor",
+    "http_status",
+    "duration_ms",
+    "detail",
+    "seq",
+    "prev_hash",
+    "hash",
+)
+_INSERT_AND_MOVE = (
+    update(audit_head)
+    .where(audit_head.c.id == HEAD_ID)
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"))
+    .add_cte(insert(events).values({c: bindparam(f"new_{c}") for c in _COLUMNS}).cte("appended"))
+)
 _CHAIN = select(
     events.c.id,
     events.c.seq,
     events.c.request_id,
-    events.c.at,
+    type_coerce(events.c.at, DateTime).label("at"),  # naive UTC as stored: no time-zone step per row
     events.c.kind,
     events.c.actor,
     events.c.http_status,
@@ -74,17 +94,46 @@ def canonical_time(at: datetime) -> str:
 def canonical(event: Mapping[str, Any]) -> bytes:
     """The bytes hashed for one event: its FIELDS as sorted-key compact JSON (`at` may be given as
     a datetime or as its canonical text)."""
-    body = {name: event[name] for name in FIELDS}
-    if isinstance(body["at"], datetime):
-        body["at"] = canonical_time(body["at"])
-    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    at = event["at"]
+    return _body(
+        event["seq"],
+        event["request_id"],
+        canonical_time(at) if isinstance(at, datetime) else at,
+        event["kind"],
+        event["actor"],
+        event["http_status"],
+        event["duration_ms"],
+        event["detail"],
+    )
+
+
+def _body(
+    seq: int,
+    request_id: int,
+    at: str,
+    kind: str,
+    actor: str | None,
+    http_status: int | None,
+    duration_ms: int | None,
+    detail: str | None,
+) -> bytes:
+    """`json.dumps(fields, sort_keys=True, separators=(",", ":")).encode()`, written out: the
+    keys in sorted order and each value encoded as json.dumps does (tests check they agree), at a
+    fraction of the cost, which matters when verify walks a million events."""
+    return (
+        f'{{"actor":{"null" if actor is None else _quote(actor)},"at":{_quote(at)},'
+        f'"detail":{"null" if detail is None else _quote(detail)},'
+        f'"duration_ms":{"null" if duration_ms is None else int(duration_ms)},'
+        f'"http_status":{"null" if http_status is None else int(http_status)},'
+        f'"kind":{_quote(kind)},"request_id":{int(request_id)},"seq":{int(seq)}}}'
+    ).encode()
 
 
 def link(prev_hash: str, body: bytes, key: bytes | None) -> str:
     """H(prev_hash || body): HMAC-SHA256 with `key`, else SHA-256; lowercase hex."""
     message = prev_hash.encode() + body
     if key:
-        return hmac.new(key, message, hashlib.sha256).hexdigest()
+        return hmac.digest(key, message, "sha256").hex()
     return hashlib.sha256(message).hexdigest()
 
 
@@ -128,8 +177,11 @@ class Chain:
         digest = link(head_hash, canonical(row), self._key)
         row["prev_hash"] = head_hash
         row["hash"] = digest
-        conn.execute(_INSERT, row)
-        conn.execute(_MOVE_HEAD, {"head_seq": row["seq"], "head_hash": digest})
+        if conn.dialect.name == "postgresql":
+            conn.execute(_INSERT_AND_MOVE, {f"new_{c}": v for c, v in row.items()})
+        else:
+            conn.execute(_INSERT, row)
+            conn.execute(_MOVE_HEAD, {"head_seq": row["seq"], "head_hash": digest})
         return int(row["seq"])
 
 
@@ -174,8 +226,7 @@ class Report:
         return f"audit ok: {self.count} events, head {self.head_seq} {self.head_hash}"
 
 
-@dataclass
-class _Row:
+class _Row(NamedTuple):
     id: int
     seq: int
     prev_hash: str
@@ -183,7 +234,7 @@ class _Row:
     body: bytes
 
     def consistent(self, key: bytes | None) -> bool:
-        return hmac.compare_digest(link(self.prev_hash, self.body, key), self.hash)
+        return link(self.prev_hash, self.body, key) == self.hash
 
 
 def parse_anchor(text: str) -> tuple[int, str]:
@@ -211,45 +262,59 @@ def verify(
         with conn.begin():
             recorded = conn.execute(_HEAD).first()
             result = conn.execution_options(yield_per=batch).execute(_CHAIN)
-            rows = (_as_row(r) for r in result)
-            return walk(rows, key_bytes(key), dict(anchors), recorded and (int(recorded[0]), recorded[1]))
+            return walk(
+                _rows(result),
+                key_bytes(key),
+                dict(anchors),
+                recorded and (int(recorded[0]), recorded[1]),
+            )
     finally:
         conn.close()
 
 
-def _as_row(r: Any) -> _Row:
-    body = canonical(
-        {
-            "seq": r.seq,
-            "request_id": r.request_id,
-            "at": r.at,
-            "kind": r.kind,
-            "actor": r.actor,
-            "http_status": r.http_status,
-            "duration_ms": r.duration_ms,
-            "detail": r.detail,
-        }
-    )
-    return _Row(r.id, r.seq, r.prev_hash, r.hash, body)
+def _rows(result: Iterable[Any]) -> Iterator[tuple[int, int, str, str, bytes]]:
+    """(id, seq, prev_hash, hash, canonical bytes) per event; `at` comes naive UTC as stored."""
+    for (
+        row_id,
+        seq,
+        request_id,
+        at,
+        kind,
+        actor,
+        http_status,
+        duration_ms,
+        detail,
+        prev_hash,
+        digest,
+    ) in result:
+        at_text = at.isoformat(timespec="microseconds") + "Z"
+        body = _body(seq, request_id, at_text, kind, actor, http_status, duration_ms, detail)
+        yield row_id, seq, prev_hash, digest, body
 
 
 def walk(
-    rows: Iterator[_Row],
+    rows: Iterator[tuple[int, int, str, str, bytes]],
     key: bytes | None,
     anchors: Mapping[int, str],
     recorded_head: tuple[int, str] | None = None,
 ) -> Report:
-    """The verification proper, over rows in (seq, id) order."""
+    """The verification proper, over (id, seq, prev_hash, hash, canonical bytes) in (seq, id)
+    order. The common case (all is well) is a few comparisons and one hash per event; a row that
+    fails them is diagnosed, with a look at the row after it."""
     expected, prev, before_prev = 1, GENESIS, GENESIS
     count = 0
     row = next(rows, None)
     while row is not None:
         after = next(rows, None)
-        problem = _check(row, after, expected, prev, before_prev, key, anchors)
-        if problem is not None:
-            return Report(count, expected - 1, prev, problem)
+        _, seq, prev_hash, digest, body = row
+        if seq != expected or prev_hash != prev or seq in anchors or link(prev, body, key) != digest:
+            problem = _check(
+                _Row._make(row), after and _Row._make(after), expected, prev, before_prev, key, anchors
+            )
+            if problem is not None:
+                return Report(count, expected - 1, prev, problem)
         count += 1
-        before_prev, prev, expected = prev, row.hash, row.seq + 1
+        before_prev, prev, expected = prev, digest, seq + 1
         row = after
     last = expected - 1
     for seq in sorted(anchors):

@@ -602,11 +602,12 @@ class Store:
             ).rowcount
             if not changed:
                 return False
-            self._event(conn, request_id, now, event)
             for kind, text in notices:
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )
+            # Last: the append locks the chain's head until the commit, so it holds it briefly.
+            self._event(conn, request_id, now, event)
             return True
 
     def _event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from alembic import command
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
@@ -123,6 +125,28 @@ def test_canonical_encoding_is_the_documented_one():
         b'"duration_ms":null,"http_status":null,"kind":"approved","request_id":3,"seq":7}'
     )
     assert audit.link(audit.GENESIS, body, None) == hashlib.sha256(audit.GENESIS.encode() + body).hexdigest()
+
+
+_text = st.text(st.characters(codec="utf-8"), max_size=40)
+_int = st.integers(min_value=0, max_value=2**53)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    seq=_int,
+    request_id=_int,
+    at=st.datetimes(min_value=datetime(1970, 1, 1), timezones=st.just(UTC)),
+    kind=_text,
+    actor=st.none() | _text,
+    http_status=st.none() | _int,
+    duration_ms=st.none() | _int,
+    detail=st.none() | _text,
+)
+def test_the_fast_encoding_is_exactly_sorted_key_json(**event):
+    """`canonical` is written out for speed; it must be byte for byte the documented JSON."""
+    reference = {**event, "at": event["at"].strftime("%Y-%m-%dT%H:%M:%S.%fZ")}
+    expected = json.dumps(reference, sort_keys=True, separators=(",", ":")).encode()
+    assert audit.canonical(event) == expected
 
 
 # -- the database refuses changes --------------------------------------------------------------
