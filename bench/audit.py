@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import subprocess
@@ -40,7 +41,15 @@ APPEND_HEADERS = [
     "events/s",
     "ms per append (wall / events x writers)",
 ]
-VERIFY_HEADERS = ["events", "fixture build s", "verify wall s", "peak RSS MiB (VmHWM)", "result"]
+VERIFY_HEADERS = [
+    "events",
+    "fixture build s",
+    "verify wall s",
+    "verify peak RSS MiB (VmHWM)",
+    "export jsonl wall s",
+    "export peak RSS MiB",
+    "result",
+]
 
 _PLAIN_EVENTS = sa.table(  # the events table as revision 0001 made it
     "events",
@@ -88,6 +97,8 @@ class VerifyRow:
     build: float
     wall: float
     peak_rss_kib: int
+    export_wall: float
+    export_peak_kib: int
     result: str
 
     def cells(self) -> list[Any]:
@@ -96,6 +107,8 @@ class VerifyRow:
             f"{self.build:.1f}",
             f"{self.wall:.2f}",
             h.mib(self.peak_rss_kib),
+            f"{self.export_wall:.2f}",
+            h.mib(self.export_peak_kib),
             self.result,
         ]
 
@@ -273,8 +286,10 @@ def seed_chain(path: Path, n: int, batch: int = 20_000) -> str:
     return url
 
 
-def run_verify(url: str, work: Path) -> tuple[str, float, int]:
-    peak_path = work / "verify.peak"
+def run_command(url: str, work: Path, *args: str) -> tuple[str, float, int]:
+    """`sfox-bot audit ARGS` as an operator runs it, output to a file: (the output's last line,
+    wall seconds, peak RSS KiB of that process)."""
+    peak_path, out_path = work / "audit.peak", work / "audit.out"
     peak_path.unlink(missing_ok=True)
     env = {
         **os.environ,
@@ -283,19 +298,24 @@ def run_verify(url: str, work: Path) -> tuple[str, float, int]:
         "PYTHONPATH": str(h.ROOT),
     }
     env.pop("SFOX_AUDIT_KEY", None)
-    started = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "bench.peak", "audit", "verify"],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=work,
-        check=False,
-    )
-    wall = time.perf_counter() - started
+    with open(out_path, "wb") as out:
+        started = time.perf_counter()
+        proc = subprocess.run(
+            [sys.executable, "-m", "bench.peak", "audit", *args],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env=env,
+            cwd=work,
+            check=False,
+        )
+        wall = time.perf_counter() - started
     if proc.returncode != 0:
-        raise h.BenchError(f"audit verify failed: {proc.stdout}{proc.stderr}")
-    return proc.stdout.strip(), wall, int(peak_path.read_text())
+        raise h.BenchError(f"audit {' '.join(args)} failed: {proc.stderr.decode(errors='replace')}")
+    with open(out_path, "rb") as f:
+        f.seek(max(0, out_path.stat().st_size - 4096))
+        last = f.read().decode(errors="replace").strip().splitlines()[-1]
+    out_path.unlink()
+    return last, wall, int(peak_path.read_text())
 
 
 def run_verifies(sizes: tuple[int, ...]) -> list[VerifyRow]:
@@ -306,9 +326,12 @@ def run_verifies(sizes: tuple[int, ...]) -> list[VerifyRow]:
         began = time.perf_counter()
         url = seed_chain(path, n)
         build = time.perf_counter() - began
-        line, wall, peak = run_verify(url, work)
+        line, wall, peak = run_command(url, work, "verify")
         if not line.startswith(f"audit ok: {n} events"):
             raise h.BenchError(f"audit verify on {n} events said: {line}")
-        rows.append(VerifyRow(n, build, wall, peak, line.split(",")[0]))
+        last, export_wall, export_peak = run_command(url, work, "export")
+        if json.loads(last)["seq"] != n:
+            raise h.BenchError(f"audit export on {n} events ended with {last[:80]}")
+        rows.append(VerifyRow(n, build, wall, peak, export_wall, export_peak, line.split(",")[0]))
         path.unlink()
     return rows

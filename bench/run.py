@@ -216,8 +216,9 @@ def audit_section(quick: bool, no_postgres: bool) -> list[str]:
             "Append: `Store.record_event` (one write transaction, one chained event) in a loop per "
             "writer process; `before (0001)`: the same transaction inserting the same row into the "
             "schema before the chain. Two writers: two processes on one database.",
-            "Verify: SQLite, a valid chain bulk-inserted after the real migrations; wall time and "
-            "VmHWM of the `sfox-bot audit verify` process (Python start-up included).",
+            "Verify and export: SQLite, a valid chain bulk-inserted after the real migrations; wall "
+            "time and VmHWM of the `sfox-bot audit verify` / `audit export` process (Python start-up "
+            "included; the export written to a file).",
         ],
     )
     out = []
@@ -242,14 +243,17 @@ def audit_section(quick: bool, no_postgres: bool) -> list[str]:
             f"< {VERIFY_TARGET_S:g} s",
         )
     )
-    out.append(
-        verdict(
-            f"`audit verify` peak RSS {h.mib(small.peak_rss_kib)} → {h.mib(large.peak_rss_kib)} MiB "
-            f"from {small.events:,} to {large.events:,} events",
-            large.peak_rss_kib / small.peak_rss_kib < 1.2,
-            "memory flat (< +20 %)",
+    for label, a, b in (
+        ("verify", small.peak_rss_kib, large.peak_rss_kib),
+        ("export", small.export_peak_kib, large.export_peak_kib),
+    ):
+        out.append(
+            verdict(
+                f"`audit {label}` peak RSS {h.mib(a)} → {h.mib(b)} MiB from {small.events:,} to {large.events:,} events",
+                b / a < 1.2,
+                "memory flat (< +20 %)",
+            )
         )
-    )
     return sorted(out)
 
 
