@@ -211,18 +211,25 @@ def measure_appends(url: str, backend: str, chained: bool, writers: int, n: int)
     return AppendRow(backend, "chained" if chained else "before (0001)", writers, per * writers, wall)
 
 
-def run_appends(n: int, backends: tuple[str, ...]) -> list[AppendRow]:
+def run_appends(n: int, backends: tuple[str, ...], repeats: int = 1) -> list[AppendRow]:
+    """Each configuration `repeats` times on a fresh database, alternating chained and not (so
+    a noisy neighbour hurts both alike); the best run of each is kept."""
     work = h.workdir("audit-append")
     rows: list[AppendRow] = []
+    if "postgres" in backends and not contention.postgres_reachable():
+        backends = tuple(b for b in backends if b != "postgres")
     for backend in backends:
         for writers in (1, 2):
-            for chained in (False, True):
-                if backend == "sqlite":
-                    url = f"sqlite:///{work / f'append-{writers}-{int(chained)}.db'}"
-                    rows.append(measure_appends(url, "SQLite", chained, writers, n))
-                elif contention.postgres_reachable():
-                    with contention.postgres_schema() as url:
-                        rows.append(measure_appends(url, "PostgreSQL", chained, writers, n))
+            runs: dict[bool, list[AppendRow]] = {False: [], True: []}
+            for attempt in range(repeats):
+                for chained in (False, True):
+                    if backend == "sqlite":
+                        url = f"sqlite:///{work / f'append-{writers}-{int(chained)}-{attempt}.db'}"
+                        runs[chained].append(measure_appends(url, "SQLite", chained, writers, n))
+                    else:
+                        with contention.postgres_schema() as url:
+                            runs[chained].append(measure_appends(url, "PostgreSQL", chained, writers, n))
+            rows += [min(runs[chained], key=lambda r: r.wall) for chained in (False, True)]
     return rows
 
 

@@ -502,6 +502,8 @@ def test_verify_head_and_export_commands(cli_run, tmp_path):
     assert code == 1 and err == "sfox-bot: no request with id 99\n"
     code, _, err = cli_run("audit", "export", "--since", "yesterday", env=env)
     assert code == 2 and "--since" in err
+    code, out, _ = cli_run("audit", env=env)
+    assert code == 2 and "verify" in out and "export" in out
     store.close()
 
 
@@ -560,3 +562,20 @@ def test_the_audit_key_is_a_secret(cli_run, tmp_path):
     store.close()
     code, out, err = cli_run("check", env={"DATABASE_URL": url, "SFOX_AUDIT_KEY": KEY})
     assert KEY not in out + err and "SFOX_AUDIT_KEY" in out
+
+
+def test_the_migrated_audit_tables_match_what_the_code_describes(url):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from bot.schema import metadata
+
+    store = Store.from_url(url)
+    migrate.upgrade(store.engine)
+    try:
+        with store.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    finally:
+        store.close()
+    audit_tables = ("events", "audit_head", "audit_anchor")
+    assert [d for d in diff if any(t in repr(d) for t in audit_tables)] == []
