@@ -137,3 +137,11 @@ def test_the_running_bot_posts_anchors_from_its_sweep(make_bot):
     text = wait_until(lambda: posted(bot.slack) and posted(bot.slack)[0])
     seq, digest = text.split("`")[1].split()
     assert audit.verify(bot.store.engine, None, [(int(seq), digest)]).ok
+
+
+def test_a_bot_with_an_audit_key_writes_a_keyed_chain(make_bot):
+    key = "bot-audit-key-0123456789"
+    bot = make_bot(SFOX_AUDIT_KEY=key)
+    open_request(bot, ALICE, "client_1 left")
+    assert audit.verify(bot.store.engine, key).ok
+    assert audit.verify(bot.store.engine).problem.kind == "wrong key"
