@@ -4,7 +4,7 @@ against the fake Slack and fake sFOX on 127.0.0.1. Prints Markdown tables.
     .venv/bin/python bench/run.py              # everything (a few minutes)
     .venv/bin/python bench/run.py --quick      # a short smoke run of every section
     .venv/bin/python bench/run.py --only 2,4   # some sections: 1 ack, 2 throughput, 3 contention,
-                                               # 4 history, 5 memory
+                                               # 4 history, 5 memory, 6 audit
 
 Correctness is asserted (every DELETE exactly once, every outcome recorded); a failed check exits
 non-zero. The figures are never asserted: they are for reading, and the machine may be noisy.
@@ -26,12 +26,15 @@ if __package__ in (None, ""):  # run as a script: make `bench` and `bot` importa
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import ack, contention, history, memory, throughput  # noqa: E402
+from bench import audit as audit_bench  # noqa: E402
 from bench import harness as h  # noqa: E402
 
-SECTIONS = {1: "ack", 2: "throughput", 3: "contention", 4: "history", 5: "memory"}
+SECTIONS = {1: "ack", 2: "throughput", 3: "contention", 4: "history", 5: "memory", 6: "audit"}
 ACK_TARGET_S = 0.100
 RATIO_TARGET = 1.5
 THROUGHPUT_TARGET_S = 3.0
+VERIFY_TARGET_S = 20.0
+APPEND_TARGET_MS = 1.0
 
 
 def machine() -> str:
@@ -59,8 +62,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of every section")
     parser.add_argument(
         "--only",
-        default="1,2,3,4,5",
-        help="comma-separated sections: 1 ack, 2 throughput, 3 contention, 4 history, 5 memory",
+        default="1,2,3,4,5,6",
+        help="comma-separated sections: 1 ack, 2 throughput, 3 contention, 4 history, 5 memory, 6 audit",
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL contention run")
     parser.add_argument(
@@ -70,9 +73,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     try:
         args.sections = sorted({int(s) for s in args.only.split(",") if s.strip()})
     except ValueError:
-        parser.error(f"--only takes section numbers 1-5, got {args.only!r}")
+        parser.error(f"--only takes section numbers 1-6, got {args.only!r}")
     if not args.sections or any(s not in SECTIONS for s in args.sections):
-        parser.error(f"--only takes section numbers 1-5, got {args.only!r}")
+        parser.error(f"--only takes section numbers 1-6, got {args.only!r}")
     return args
 
 
@@ -173,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
                 h.table(memory.HEADERS, [memory.cells(s) for s in servers]),
                 ["idle: right after it answered /healthz; after load: at the end of its section."],
             )
+        if 6 in args.sections:
+            verdicts += audit_section(quick, args.no_postgres)
     finally:
         rig.stop()
     print("## Targets\n")
@@ -195,6 +200,62 @@ def section(title: str, body: str, notes: list[str]) -> None:
 
 def verdict(text: str, met: bool, target: str) -> str:
     return f"{'met' if met else 'MISSED'}: {text} (target {target})"
+
+
+def audit_section(quick: bool, no_postgres: bool) -> list[str]:
+    backends = ("sqlite",) if no_postgres else ("sqlite", "postgres")
+    appends = audit_bench.run_appends(200 if quick else 4000, backends, repeats=1 if quick else 3)
+    sizes = (2_000, 20_000) if quick else (100_000, 1_000_000)
+    verifies = audit_bench.run_verifies(sizes)
+    section(
+        "6. Audit trail: append cost and `sfox-bot audit verify` at scale",
+        h.table(audit_bench.APPEND_HEADERS, [r.cells() for r in appends])
+        + "\n\n"
+        + h.table(audit_bench.VERIFY_HEADERS, [r.cells() for r in verifies]),
+        [
+            "Append: `Store.record_event` (one write transaction, one chained event) in a loop per "
+            "writer process; `before (0001)`: the same transaction inserting the same row into the "
+            "schema before the chain. Two writers: two processes on one database, appending "
+            "back to back (far more contention than the bot ever sees). Best of the repeats.",
+            "Verify and export: SQLite, a valid chain bulk-inserted after the real migrations; wall "
+            "time and VmHWM of the `sfox-bot audit verify` / `audit export` process (Python start-up "
+            "included; the export written to a file).",
+        ],
+    )
+    out = []
+    for backend in {r.backend for r in appends}:
+        for writers in (1, 2):
+            pair = {r.schema: r for r in appends if r.backend == backend and r.writers == writers}
+            if len(pair) == 2:
+                added = pair["chained"].ms_per_append - pair["before (0001)"].ms_per_append
+                out.append(
+                    verdict(
+                        f"{backend}, {writers} writer(s): the chain adds {added:.3f} ms per state change "
+                        f"({pair['chained'].rate:,.0f} events/s)",
+                        added < APPEND_TARGET_MS,
+                        f"< {APPEND_TARGET_MS:g} ms",
+                    )
+                )
+    small, large = verifies[0], verifies[-1]
+    out.append(
+        verdict(
+            f"`audit verify` on {large.events:,} events: {large.wall:.1f} s",
+            large.wall < VERIFY_TARGET_S,
+            f"< {VERIFY_TARGET_S:g} s",
+        )
+    )
+    for label, a, b in (
+        ("verify", small.peak_rss_kib, large.peak_rss_kib),
+        ("export", small.export_peak_kib, large.export_peak_kib),
+    ):
+        out.append(
+            verdict(
+                f"`audit {label}` peak RSS {h.mib(a)} → {h.mib(b)} MiB from {small.events:,} to {large.events:,} events",
+                b / a < 1.2,
+                "memory flat (< +20 %)",
+            )
+        )
+    return sorted(out)
 
 
 def ack_verdicts(result: ack.AckResult) -> list[str]:

@@ -174,6 +174,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="talk to the real sFOX API at SFOX_API_URL with SFOX_API_KEY: deactivations are PERMANENT",
     )
     console.set_defaults(handler=cmd_console)
+
+    from bot import audit_cli
+
+    audit_cli.register(sub)
     return parser
 
 
@@ -191,7 +195,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.no_migrate:
             at_head = migrate.is_at_head(store.engine)
         else:
-            migrate.upgrade(store.engine)
+            migrate.upgrade(store.engine, settings.audit_key)
             at_head = True
     except Exception as exc:
         raise CliError(f"cannot prepare the database at DATABASE_URL: {_first_line(exc)}") from None
@@ -215,7 +219,7 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     settings = load_settings()
     store = _reachable(_store(settings))
     try:
-        migrate.upgrade(store.engine)
+        migrate.upgrade(store.engine, settings.audit_key)
         print(f"database at revision {migrate.current_revision(store.engine)}")
     except Exception as exc:
         raise CliError(f"migration of the database at DATABASE_URL failed: {_first_line(exc)}") from None
@@ -257,6 +261,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         out = _history_row(record)
         out["events"] = [
             {
+                "seq": e.seq,
                 "at": e.at.isoformat(),
                 "kind": e.kind,
                 "actor": e.actor,
@@ -274,7 +279,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"{key:>14}  {shown}")
     print("\nevents:")
     for e in trail:
-        parts = [e.at.strftime("%Y-%m-%d %H:%M:%S"), f"{e.kind:<18}", e.actor or ""]
+        parts = [f"#{e.seq:<5}", e.at.strftime("%Y-%m-%d %H:%M:%S"), f"{e.kind:<18}", e.actor or ""]
         if e.http_status is not None:
             parts.append(f"http={e.http_status}")
         if e.duration_ms is not None:
@@ -388,7 +393,7 @@ def _csv_safe(text: str) -> str:
 
 def _store(settings: Settings) -> Store:
     try:
-        return Store.from_url(settings.database_url)
+        return Store.from_url(settings.database_url, settings.audit_key)
     except Exception as exc:
         raise ConfigError("DATABASE_URL", f"cannot be used: {_first_line(exc)}") from None
 

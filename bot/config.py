@@ -15,6 +15,7 @@ from urllib.parse import unquote, urlsplit
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
 SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
+AUDIT_KEY_MIN_LENGTH = 16
 
 
 class ConfigError(Exception):
@@ -43,6 +44,9 @@ class Settings:
     sfox_timeout_seconds: float = 30.0
     sfox_rate_limit_per_10s: int = 200
     sweep_interval_seconds: float = 60.0
+    audit_key: str | None = field(default=None, repr=False)
+    audit_channel: str | None = None
+    audit_anchor_minutes: int = 60
     database_url: str = "sqlite:///sfox-bot.db"
     host: str = "0.0.0.0"
     port: int = 3000
@@ -55,7 +59,13 @@ class Settings:
 
     def secrets(self) -> list[str]:
         """Every secret value, so logging can scrub them wherever they might leak."""
-        values = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.sfox_api_key]
+        values = [
+            self.slack_bot_token,
+            self.slack_signing_secret,
+            self.slack_app_token,
+            self.sfox_api_key,
+            self.audit_key,
+        ]
         values += _password_of(self.database_url)
         return [v for v in values if v]
 
@@ -116,6 +126,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         sfox_timeout_seconds=get.number("SFOX_TIMEOUT_SECONDS", 30.0, low=0.1, high=600),
         sfox_rate_limit_per_10s=get.integer("SFOX_RATE_LIMIT_PER_10S", 200, low=1, high=250),
         sweep_interval_seconds=get.number("SFOX_SWEEP_INTERVAL_SECONDS", 60.0, low=0.05, high=86400),
+        audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
+        audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),
+        audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),
         database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
         host=get.text("HOST", "0.0.0.0"),
         port=get.integer("PORT", 3000, low=0, high=65535),
@@ -174,12 +187,14 @@ class _Reader:
     def text(self, name: str, default: str) -> str:
         return self.raw(name) or default
 
-    def secret(self, name: str, prefix: str | None = None) -> str | None:
+    def secret(self, name: str, prefix: str | None = None, min_length: int = 0) -> str | None:
         value = self.raw(name)
         if value is None:
             return None
         if any(c.isspace() for c in value):
             raise ConfigError(name, "must not contain whitespace")
+        if len(value) < min_length:
+            raise ConfigError(name, f"must be at least {min_length} characters long")
         if prefix and not value.startswith(prefix):
             # The value itself is never echoed: it is a secret.
             raise ConfigError(name, f"must start with {prefix!r}")

@@ -27,9 +27,11 @@ def alembic_config(url: str) -> Config:
     return config
 
 
-def upgrade(engine: Engine) -> None:
-    """`alembic upgrade head`, serialized across processes on PostgreSQL."""
+def upgrade(engine: Engine, audit_key: str | None = None) -> None:
+    """`alembic upgrade head`, serialized across processes on PostgreSQL. `audit_key`
+    (SFOX_AUDIT_KEY) keys the hashes of events chained by a migration (0002_audit)."""
     config = alembic_config(engine.url.render_as_string(hide_password=False))
+    config.attributes["audit_key"] = audit_key
     with engine.begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})

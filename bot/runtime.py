@@ -16,6 +16,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.approvers import approvers_for
+from bot.audit import AuditAnchor
 from bot.clicks import Clicks
 from bot.config import Settings
 from bot.pools import TrackedPool, wait_all_idle
@@ -48,6 +49,7 @@ class Runtime:
     steps: ThreadPoolExecutor = field(
         default_factory=lambda: TrackedPool(STEP_THREADS, thread_name_prefix="sfox-step")
     )
+    anchor: AuditAnchor | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -103,6 +105,11 @@ class Runtime:
                     log.info("sweep", extra=summary)
             except Exception:
                 log.exception("sweep failed; will try again")
+            if self.anchor is not None:
+                try:
+                    self.anchor.tick()
+                except Exception:
+                    log.exception("audit anchor failed; will try again")
             self._stop.wait(self.settings.sweep_interval_seconds)
 
 
@@ -114,7 +121,7 @@ def build_runtime(
 ) -> Runtime:
     from handlers import register
 
-    store = store or Store.from_url(settings.database_url)
+    store = store or Store.from_url(settings.database_url, settings.audit_key)
     sfox = SfoxClient(
         settings.sfox_api_url,
         settings.sfox_api_key or "",
@@ -154,6 +161,15 @@ def build_runtime(
         app=app,
         jobs=jobs,
         clicks=Clicks(store, workflow, submit, answer_privately),
+        anchor=AuditAnchor(
+            store.engine,
+            slack,
+            settings.audit_channel,
+            timedelta(minutes=settings.audit_anchor_minutes),
+            now=workflow.now,
+        )
+        if settings.audit_channel
+        else None,
     )
     register(app, runtime)
     return runtime

@@ -2,7 +2,8 @@
 
 `requests` holds the current state of each deactivation request, `approvals` one row per approver
 (the unique key makes a double click harmless), `events` the append-only audit trail, and
-`outbox` the Slack messages owed for a request, so a failed post is retried instead of lost, and
+`outbox` the Slack messages owed for a request, so a failed post is retried instead of lost;
+`audit_head` and `audit_anchor` hold the head of the events' hash chain and its last anchor;
 `clicks` every button click as it arrives, before it is acknowledged, so a click Slack was told we
 received is handled even if the process dies before handling it.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     Column,
     DateTime,
@@ -109,7 +111,33 @@ events = Table(
     Column("http_status", Integer, nullable=True),
     Column("duration_ms", Integer, nullable=True),
     Column("detail", Text, nullable=True),
+    # The hash chain (bot/audit.py): a global sequence number, the previous event's hash and this
+    # event's hash. The database refuses UPDATE and DELETE on this table (migration 0002_audit).
+    Column("seq", BigInteger, nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
     Index("ix_events_request", "request_id", "id"),
+    Index("uq_events_seq", "seq", unique=True),
+)
+
+# One row (id 1): the newest event of the chain. Every append locks it, so appends are serialised
+# across threads, processes and replicas and the chain cannot fork.
+audit_head = Table(
+    "audit_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# One row (id 1): the last head posted to SFOX_AUDIT_CHANNEL, claimed by one replica at a time.
+audit_anchor = Table(
+    "audit_anchor",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+    Column("posted_at", UTCDateTime, nullable=True),
 )
 
 outbox = Table(

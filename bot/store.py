@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from bot import schema
+from bot.audit import Chain
 from bot.schema import approvals, events, outbox, requests
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -78,7 +79,6 @@ _SENT = (
     .where(outbox.c.id == bindparam("notice_id"))
     .values(sent_at=bindparam("sent_at"), last_error=None)
 )
-_EVENT = insert(events)
 _NOTICE = insert(outbox)
 
 
@@ -129,6 +129,9 @@ class EventRecord:
     http_status: int | None
     duration_ms: int | None
     detail: str | None
+    seq: int
+    prev_hash: str
+    hash: str
 
 
 @dataclass(frozen=True)
@@ -218,8 +221,10 @@ def _enable_wal(cursor: Any) -> None:
 
 
 class Store:
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, audit_key: str | None = None) -> None:
         self.engine = engine
+        # Every event joins the audit hash chain (bot/audit.py), HMAC-keyed by SFOX_AUDIT_KEY if set.
+        self._chain = Chain(audit_key)
         # SQLite has one writer at a time, and a writer that finds the database locked sleeps and
         # polls (1, 2, 5 … 100 ms) until it gets in: with many threads, an unlucky one can lose
         # for seconds. Threads of one process therefore queue on this lock (woken in turn, never
@@ -227,8 +232,8 @@ class Store:
         self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
-    def from_url(cls, url: str) -> Store:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, audit_key: str | None = None) -> Store:
+        return cls(make_engine(url), audit_key)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -279,7 +284,7 @@ class Store:
     def events_for(self, request_id: int) -> list[EventRecord]:
         with self._read() as conn:
             rows = conn.execute(
-                select(events).where(events.c.request_id == request_id).order_by(events.c.id)
+                select(events).where(events.c.request_id == request_id).order_by(events.c.seq)
             ).mappings()
             return [EventRecord(**row) for row in rows]
 
@@ -421,14 +426,15 @@ class Store:
             ).rowcount
             if not rows:
                 return False
-            self._event(
-                conn, request_id, now, Event("card_adopted", detail={"ts": message_ts, "found_by": found_by})
-            )
             notices: list[tuple[str, str | None]] = [("card", None)] + ([("reply", reply)] if reply else [])
             for kind, text in notices:
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )
+            # Last, like every transition's event: the chain's head stays locked only briefly.
+            self._event(
+                conn, request_id, now, Event("card_adopted", detail={"ts": message_ts, "found_by": found_by})
+            )
             return True
 
     def add_approval(self, request_id: int, approver: str, now: datetime) -> bool:
@@ -674,29 +680,27 @@ class Store:
             ).rowcount
             if not changed:
                 return False
-            self._event(conn, request_id, now, event)
             for kind, text in notices:
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )
+            # Last: the append locks the chain's head until the commit, so it holds it briefly.
+            self._event(conn, request_id, now, event)
             return True
 
-    @staticmethod
-    def _event(conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+    def _event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
         detail = ev.detail
         if isinstance(detail, dict):
             detail = json.dumps(detail, sort_keys=True)
-        conn.execute(
-            _EVENT,
-            {
-                "request_id": request_id,
-                "at": now,
-                "kind": ev.kind,
-                "actor": ev.actor,
-                "http_status": ev.http_status,
-                "duration_ms": ev.duration_ms,
-                "detail": detail,
-            },
+        self._chain.append(
+            conn,
+            request_id=request_id,
+            at=now,
+            kind=ev.kind,
+            actor=ev.actor,
+            http_status=ev.http_status,
+            duration_ms=ev.duration_ms,
+            detail=detail,
         )
 
     @staticmethod

@@ -71,9 +71,9 @@ def bot_env(slack: FakeSlack, sfox: FakeSfox, database_url: str, **overrides: st
 
 
 def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_first: bool = True) -> Bot:
-    store = Store.from_url(settings.database_url)
+    store = Store.from_url(settings.database_url, settings.audit_key)
     if migrate_first:
-        migrate.upgrade(store.engine)
+        migrate.upgrade(store.engine, settings.audit_key)
     runtime = build_runtime(settings, store=store)
     server = serve_wsgi(make_wsgi_app(runtime))
     url = url_of(server)
