@@ -31,6 +31,7 @@ HISTORY_FIELDS = (
     "completed_at",
     "http_status",
     "error",
+    "balances",
 )
 EXIT_USAGE = 2
 
@@ -270,8 +271,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     for key, value in _history_row(record).items():
-        shown = ", ".join(value) if isinstance(value, list) else ("" if value is None else value)
-        print(f"{key:>14}  {shown}")
+        print(f"{key:>14}  {_flat(value).replace(';', ', ')}")
     print("\nevents:")
     for e in trail:
         parts = [e.at.strftime("%Y-%m-%d %H:%M:%S"), f"{e.kind:<18}", e.actor or ""]
@@ -315,8 +315,20 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def _history_row(record: RequestRecord) -> dict[str, object]:
+    from bot.balances import history_balances
+
     data = record.as_dict()
+    data["balances"] = history_balances(record.balances)
     return {name: data[name] for name in HISTORY_FIELDS}
+
+
+def _flat(value: object) -> str:
+    """One history value as text (CSV, `show`): lists joined with `;`, balances as `usd 100`."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(f"{v['currency']} {v['balance']}" if isinstance(v, dict) else str(v) for v in value)
+    return str(value)
 
 
 def write_json(records: Iterator[RequestRecord], out: TextIO) -> None:
@@ -335,12 +347,7 @@ def write_csv(records: Iterator[RequestRecord], out: TextIO) -> None:
     writer.writerow(HISTORY_FIELDS)
     for record in records:
         row = _history_row(record)
-        writer.writerow(
-            [
-                ";".join(v) if isinstance(v, list) else ("" if v is None else _csv_safe(str(v)))
-                for v in row.values()
-            ]
-        )
+        writer.writerow([_csv_safe(_flat(v)) for v in row.values()])
 
 
 def write_table(records: Iterator[RequestRecord], out: TextIO) -> None:

@@ -16,6 +16,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.approvers import approvers_for
+from bot.balances import BalanceReader
 from bot.config import Settings
 from bot.pools import TrackedPool, wait_all_idle
 from bot.sfox import SfoxClient
@@ -121,7 +122,8 @@ def build_runtime(
         allowed_channels=settings.allowed_channels,
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     )
-    workflow = Workflow(store, sfox, SlackNotifier(slack), policy)
+    reader = BalanceReader(sfox, settings.balance_check) if settings.balance_check != "off" else None
+    workflow = Workflow(store, sfox, SlackNotifier(slack), policy, balances=reader.check if reader else None)
     app = App(
         signing_secret=settings.slack_signing_secret or "",
         client=slack,

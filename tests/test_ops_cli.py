@@ -47,12 +47,12 @@ def run_cli(monkeypatch, tmp_path):
 
 @pytest.fixture
 def recorded(bot, database_url):
-    """A database with three requests: succeeded (ALICE for client_1), denied (BOB for client_2),
+    """A database with three requests: succeeded (ALICE for client_1), denied (BOB for client_late),
     pending (CAROL for client_3)."""
     r1, c1 = open_request(bot, ALICE, "client_1 left the company")
     bot.driver.click(BOB, "sfox_approve", str(r1.id), c1.ts)
     wait_status(bot, r1.id, "succeeded")
-    r2, c2 = open_request(bot, BOB, "client_2 =HYPERLINK(evil)")
+    r2, c2 = open_request(bot, BOB, "client_late =HYPERLINK(evil)")
     bot.driver.click(ALICE, "sfox_deny", str(r2.id), c2.ts)
     wait_status(bot, r2.id, "denied")
     r3, _ = open_request(bot, CAROL, "client_3")
