@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also call Slack auth.test (and the approver group) and a harmless sFOX read",
     )
+    check.add_argument(
+        "--probe-user",
+        metavar="ID",
+        help="with --online: an existing sFOX user id, to test that the key may create user tokens "
+        "(needed to read balances); the token is dropped unused",
+    )
     check.set_defaults(handler=cmd_check)
 
     hist = sub.add_parser(
@@ -229,7 +235,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bot.check import render, run_checks
     from bot.config import read_env
 
-    rows = run_checks(read_env(), online=args.online)
+    rows = run_checks(read_env(), online=args.online, probe_user=args.probe_user)
     render(rows, sys.stdout)
     return 0 if all(row.ok for row in rows) else 1
 
