@@ -27,3 +27,4 @@ def test_quick_benchmark_completes_with_exactly_once_deletes():
     assert "DELETEs, each exactly once" in proc.stdout  # section 1
     assert "Every request got exactly one DELETE" in proc.stdout  # section 2
     assert "SQLite: 1 DELETE for 10 clicks" in proc.stdout  # section 3
+    assert "## 6. Card latency" in proc.stdout and "| required " in proc.stdout  # section 6
