@@ -37,7 +37,7 @@ ROUTE_LIMIT = 4
 ROUTE_WINDOW_SECONDS = 10.0
 # How long a read may wait for a slot of the route's limiter before it counts as not checked.
 SLOT_WAIT_SECONDS = 3.0
-MAX_CURRENCIES = 200
+MAX_CURRENCIES = 1000
 _CURRENCY = re.compile(r"^[A-Za-z0-9._-]{1,20}$")
 
 

@@ -24,7 +24,7 @@ from bot.logs import configure
 from bot.sandbox import APPROVERS, CHANNEL_NAME, PEOPLE, Sandbox, SandboxError, database
 from bot.transcript import Entry
 
-TARGETS = ("client_1", "client_late")
+TARGETS = ("client_1", "client_2", "client_late")  # each may be left open by an earlier session
 
 
 def run(*, fresh: bool, out: TextIO = sys.stdout) -> int:

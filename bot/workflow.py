@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import blocks
 from bot.blocks import code, escape, mention
@@ -157,7 +157,7 @@ class Workflow:
                 return f":mag: No such sFOX user: {code(cmd.sfox_user_id)}. Nothing was posted."
             return f":warning: Could not look {code(cmd.sfox_user_id)} up on sFOX: {escape(exc.message)}. Nothing was posted."
         check = self.balances(cmd.sfox_user_id) if self.balances else None
-        request = {
+        request: dict[str, Any] = {
             "sfox_user_id": cmd.sfox_user_id,
             "reason": cmd.reason,
             "requested_by": cmd.requester,
@@ -178,7 +178,7 @@ class Workflow:
             log.info("request blocked: the account holds funds", extra=_fields(record))
             return blocks.blocked_answer(record, funds)
         try:
-            record = self.store.create_request(**request)  # type: ignore[arg-type]
+            record = self.store.create_request(**request)
         except AlreadyOpen as exc:
             existing = self.store.get(exc.request_id) if exc.request_id else None
             return (

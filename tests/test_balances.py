@@ -16,7 +16,7 @@ from decimal import Decimal
 import pytest
 
 from bot.balances import BalanceCheck, card_line, describe_funds, parse_balances
-from bot.cli import _history_row
+from bot.cli import _history_row, build_parser
 from bot.fakes.sfox_api import Fault, currency
 from tests.conftest import ALICE, BOB
 from tests.helpers import card_text, open_request, wait_status, wait_until
@@ -71,6 +71,13 @@ def test_funds_block_the_request_before_any_card(bot, fake_sfox):
         {"currency": "btc", "balance": 0.5},
         {"currency": "eth", "balance": 0},
     ]
+    # No card, so no button; a forged click changes nothing and says why.
+    click = bot.driver.click(BOB, "sfox_approve", str(record.id))
+    [said] = later_ephemerals(bot, click)
+    assert f"Request #{record.id} was closed before any card: the account holds funds" in said
+    assert bot.store.get(record.id).status == "blocked" and fake_sfox.deletes["client_2"] == 0
+    assert [r.id for r in bot.store.history(status="blocked")] == [record.id]
+    assert build_parser().parse_args(["history", "--status", "blocked"]).status == "blocked"
     # Blocked is final: the user is free for a new request once the funds are gone.
     assert bot.store.open_request_for("client_2") is None
     fake_sfox.users["client_2"]["balances"] = [currency("usd", 0)]
