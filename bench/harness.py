@@ -50,7 +50,19 @@ class BenchSlack(FakeSlack):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.arrivals: dict[str, list[tuple[float, str]]] = {}
+        # card text -> when its chat.postMessage arrived (perf_counter), for card latencies
+        self.cards_at: dict[str, float] = {}
         self._ts_seq = 0
+
+    def handle_api(
+        self, method: str, args: dict[str, Any], auth: str | None
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        at = time.perf_counter()
+        answer = super().handle_api(method, args, auth)
+        if method == "chat.postMessage" and not args.get("thread_ts"):
+            with self.lock:
+                self.cards_at.setdefault(str(args.get("text", "")), at)
+        return answer
 
     def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
         at = time.perf_counter()
@@ -73,6 +85,7 @@ class BenchSlack(FakeSlack):
             self.ephemeral.clear()
             self.calls.clear()
             self.arrivals.clear()
+            self.cards_at.clear()
 
 
 class BenchSfox(FakeSfox):

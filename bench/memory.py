@@ -39,7 +39,7 @@ def cells(entry: dict[str, Any]) -> list[Any]:
 def standalone(rig: h.Rig, memory: list[dict[str, Any]], n: int) -> None:
     work = h.workdir("memory")
     url = f"sqlite:///{work / 'memory.db'}"
-    bot = h.start_bot("bot-memory", rig, url, work)
+    bot = h.start_bot("bot-memory", rig, url, work, SFOX_BALANCE_CHECK="off")  # as in section 1
     store = Store.from_url(url)
     driver = rig.driver
     try:

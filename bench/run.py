@@ -4,7 +4,7 @@ against the fake Slack and fake sFOX on 127.0.0.1. Prints Markdown tables.
     .venv/bin/python bench/run.py              # everything (a few minutes)
     .venv/bin/python bench/run.py --quick      # a short smoke run of every section
     .venv/bin/python bench/run.py --only 2,4   # some sections: 1 ack, 2 throughput, 3 contention,
-                                               # 4 history, 5 memory, 6 audit
+                                               # 4 history, 5 memory, 6 audit, 7 card latency
 
 Correctness is asserted (every DELETE exactly once, every outcome recorded); a failed check exits
 non-zero. The figures are never asserted: they are for reading, and the machine may be noisy.
@@ -25,11 +25,19 @@ from typing import Any
 if __package__ in (None, ""):  # run as a script: make `bench` and `bot` importable from the checkout
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench import ack, contention, history, memory, throughput  # noqa: E402
+from bench import ack, cards, contention, history, memory, throughput  # noqa: E402
 from bench import audit as audit_bench  # noqa: E402
 from bench import harness as h  # noqa: E402
 
-SECTIONS = {1: "ack", 2: "throughput", 3: "contention", 4: "history", 5: "memory", 6: "audit"}
+SECTIONS = {
+    1: "ack",
+    2: "throughput",
+    3: "contention",
+    4: "history",
+    5: "memory",
+    6: "audit",
+    7: "cards",
+}
 ACK_TARGET_S = 0.100
 RATIO_TARGET = 1.5
 THROUGHPUT_TARGET_S = 3.0
@@ -62,8 +70,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run of every section")
     parser.add_argument(
         "--only",
-        default="1,2,3,4,5,6",
-        help="comma-separated sections: 1 ack, 2 throughput, 3 contention, 4 history, 5 memory, 6 audit",
+        default="1,2,3,4,5,6,7",
+        help="comma-separated sections: 1 ack, 2 throughput, 3 contention, 4 history, 5 memory, "
+        "6 audit, 7 card latency with and without the balance read",
     )
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL contention run")
     parser.add_argument(
@@ -178,6 +187,19 @@ def run(args: argparse.Namespace) -> int:
             )
         if 6 in args.sections:
             verdicts += audit_section(quick, args.no_postgres)
+        if 7 in args.sections:
+            rows7 = cards.run(2 if quick else 10, rig)
+            section(
+                "7. Card latency: slash command → card posted, with and without the balance read",
+                h.table(cards.HEADERS, [r.cells() for r in rows7]),
+                [
+                    "off: one sFOX call before the card (the user lookup); required: three (lookup, "
+                    "user token, balance read). The fake sFOX answers each after `sFOX ms`.",
+                    f"One command at a time; with the read, {cards.SPACING:.1f} s apart so the route's "
+                    "limiter always has a slot. Burst: more commands at once than the limiter allows in "
+                    "10 s; a read whose slot is more than 3 s away gives up at once: not checked.",
+                ],
+            )
     finally:
         rig.stop()
     print("## Targets\n")

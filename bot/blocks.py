@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot import balances
 from bot.config import SLACK_USER_ID
 from bot.store import RequestRecord
 
@@ -31,6 +32,7 @@ STATUS_LINES = {
     "unknown": ":grey_question: Outcome unknown, checking with sFOX",
     "succeeded": ":white_check_mark: Deactivated on sFOX",
     "failed": ":x: Not deactivated",
+    "blocked": ":moneybag: Not asked: the account holds funds",
 }
 
 
@@ -85,8 +87,15 @@ def card(record: RequestRecord) -> list[dict[str, Any]]:
             "text": {"type": "plain_text", "text": f"sFOX account deactivation #{record.id}"[:HEADER_LIMIT]},
         },
         {"type": "section", "fields": _fields(record)},
-        {"type": "section", "text": {"type": "mrkdwn", "text": status_line(record)[:SECTION_LIMIT]}},
     ]
+    balance_line = balances.card_line(record.balances)
+    if balance_line:
+        blocks.append(
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": escape(balance_line, 600)}]}
+        )
+    blocks.append(
+        {"type": "section", "text": {"type": "mrkdwn", "text": status_line(record)[:SECTION_LIMIT]}}
+    )
     if record.status == "pending":
         blocks.append(
             {
@@ -121,11 +130,29 @@ def status_line(record: RequestRecord) -> str:
         record.status == "failed" and record.approved_by
     ):
         line += f" · approved by {mentions(record.approved_by)}"
-    if record.status in ("failed", "unknown") and record.error:
+    if record.status in ("failed", "unknown", "blocked") and record.error:
         line += f"\n{_status_code(record)}{escape(record.error, 800)}"
     if record.status == "failed" and record.retryable:
         line += "\nAn approver other than the requester can retry."
     return line
+
+
+def funds_text(check: balances.BalanceCheck) -> str:
+    """`USD 100 (10 held), BTC 0.5`: what a blocked request's target holds."""
+    return balances.describe_funds(check.funds)
+
+
+def blocked_error(funds: str) -> str:
+    return f"the account holds funds ({funds}); sFOX refuses to deactivate an account with funds"
+
+
+def blocked_answer(record: RequestRecord, funds: str) -> str:
+    return (
+        f":moneybag: {code(record.sfox_user_id)} still holds funds on sFOX: {escape(funds, 600)}. "
+        "sFOX refuses to deactivate an account with funds, so no card was posted and nobody was asked "
+        f"to approve (recorded as request #{record.id}, blocked). "
+        "The user must withdraw every balance first; then request again."
+    )
 
 
 def reply_denied(record: RequestRecord, actor: str) -> str:

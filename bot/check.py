@@ -20,6 +20,7 @@ from bot.logs import Redactor
 from bot.sfox import SfoxClient, SfoxError
 from bot.slack import make_web_client
 from bot.store import Store
+from bot.userid import InvalidUserId, parse_user_id
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ def check_database(settings: Settings) -> Check:
     return Check(name, True, f"reachable, schema at head ({head})")
 
 
-def check_online(settings: Settings) -> list[Check]:
+def check_online(settings: Settings, probe_user: str | None = None) -> list[Check]:
     """Prove the credentials with calls that change nothing."""
     rows = [_slack_auth(settings)]
     if settings.slack_app_token:
@@ -88,16 +89,17 @@ def check_online(settings: Settings) -> list[Check]:
     if settings.approver_group:
         rows.append(_slack_group(settings))
     rows.append(_sfox(settings))
+    rows.append(_sfox_user_tokens(settings, probe_user))
     return rows
 
 
-def run_checks(env: Mapping[str, str], *, online: bool) -> list[Check]:
+def run_checks(env: Mapping[str, str], *, online: bool, probe_user: str | None = None) -> list[Check]:
     rows, settings = check_settings(env)
     if settings is None:
         return rows
     rows.append(check_database(settings))
     if online:
-        rows.extend(check_online(settings))
+        rows.extend(check_online(settings, probe_user))
     scrub = Redactor(settings.secrets()).scrub
     return [replace(r, detail=scrub(r.detail)) for r in rows]
 
@@ -184,6 +186,41 @@ def _sfox(settings: Settings) -> Check:
     finally:
         client.close()
     return Check(name, True, f"{settings.sfox_api_url} answered {result.status}")
+
+
+def _sfox_user_tokens(settings: Settings, probe_user: str | None) -> Check:
+    """May the key create user tokens (needed to read balances)? A token is asked for the user
+    the operator named and dropped unused: nothing changes on the account."""
+    name = "sFOX user tokens (POST /v1/enterprise/user-tokens)"
+    if probe_user is None:
+        return Check(name, True, "skipped: name an existing sFOX user with --probe-user ID to test it")
+    try:
+        user_id = parse_user_id(probe_user)
+    except InvalidUserId as exc:
+        return Check(name, False, f"--probe-user is not a valid sFOX user id: {exc}")
+    if not settings.sfox_api_key:
+        return Check(name, False, "SFOX_API_KEY is not set")
+    client = SfoxClient(
+        settings.sfox_api_url,
+        settings.sfox_api_key,
+        timeout_seconds=min(settings.sfox_timeout_seconds, 15.0),
+        max_attempts=2,
+    )
+    try:
+        client.create_user_token(user_id)  # dropped at once: never printed or kept
+    except SfoxError as exc:
+        hints = {
+            403: "this key may not create user tokens: every card will say balances not checked "
+            "(ask sFOX to allow it, or set SFOX_BALANCE_CHECK=off)",
+            404: f"sFOX does not know {user_id}: pass an existing user id",
+            401: "check SFOX_API_KEY",
+        }
+        status = f"HTTP {exc.status}" if exc.status else "no answer"
+        hint = hints.get(exc.status or 0, "")
+        return Check(name, False, f"{exc.message} ({status}){'; ' + hint if hint else ''}")
+    finally:
+        client.close()
+    return Check(name, True, f"the key may create user tokens (one for {user_id} was issued and dropped)")
 
 
 def _slack_error(exc: Exception) -> str:

@@ -31,6 +31,7 @@ HISTORY_FIELDS = (
     "completed_at",
     "http_status",
     "error",
+    "balances",
 )
 EXIT_USAGE = 2
 
@@ -108,6 +109,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--online",
         action="store_true",
         help="also call Slack auth.test (and the approver group) and a harmless sFOX read",
+    )
+    check.add_argument(
+        "--probe-user",
+        metavar="ID",
+        help="with --online: an existing sFOX user id, to test that the key may create user tokens "
+        "(needed to read balances); the token is dropped unused",
     )
     check.set_defaults(handler=cmd_check)
 
@@ -232,7 +239,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     from bot.check import render, run_checks
     from bot.config import read_env
 
-    rows = run_checks(read_env(), online=args.online)
+    rows = run_checks(read_env(), online=args.online, probe_user=args.probe_user)
     render(rows, sys.stdout)
     return 0 if all(row.ok for row in rows) else 1
 
@@ -275,8 +282,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         sys.stdout.write("\n")
         return 0
     for key, value in _history_row(record).items():
-        shown = ", ".join(value) if isinstance(value, list) else ("" if value is None else value)
-        print(f"{key:>14}  {shown}")
+        print(f"{key:>14}  {_flat(value).replace(';', ', ')}")
     print("\nevents:")
     for e in trail:
         parts = [f"#{e.seq:<5}", e.at.strftime("%Y-%m-%d %H:%M:%S"), f"{e.kind:<18}", e.actor or ""]
@@ -320,8 +326,20 @@ def cmd_console(args: argparse.Namespace) -> int:
 
 
 def _history_row(record: RequestRecord) -> dict[str, object]:
+    from bot.balances import history_balances
+
     data = record.as_dict()
+    data["balances"] = history_balances(record.balances)
     return {name: data[name] for name in HISTORY_FIELDS}
+
+
+def _flat(value: object) -> str:
+    """One history value as text (CSV, `show`): lists joined with `;`, balances as `usd 100`."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return ";".join(f"{v['currency']} {v['balance']}" if isinstance(v, dict) else str(v) for v in value)
+    return str(value)
 
 
 def write_json(records: Iterator[RequestRecord], out: TextIO) -> None:
@@ -340,12 +358,7 @@ def write_csv(records: Iterator[RequestRecord], out: TextIO) -> None:
     writer.writerow(HISTORY_FIELDS)
     for record in records:
         row = _history_row(record)
-        writer.writerow(
-            [
-                ";".join(v) if isinstance(v, list) else ("" if v is None else _csv_safe(str(v)))
-                for v in row.values()
-            ]
-        )
+        writer.writerow([_csv_safe(_flat(v)) for v in row.values()])
 
 
 def write_table(records: Iterator[RequestRecord], out: TextIO) -> None:

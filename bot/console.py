@@ -15,6 +15,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
+from bot.balances import describe_funds, parse_balances
 from bot.blocks import card
 from bot.cli import CliError, write_table
 from bot.config import load_settings
@@ -30,7 +31,7 @@ HELP = f"""\
                                   the slash command, typed as the current user
   approve N | deny N | retry N    click that button on card #N as the current user
   as NAME                         become someone else (see `users`)
-  users                           who is who, and who may approve
+  users                           who is who, who may approve, and the fake sFOX accounts
   history                         the recorded requests, newest first (as `sfox-bot history`)
   show N                          card #N as it stands now, and its audit trail
   help                            this list
@@ -133,7 +134,7 @@ class Console:
             f"the sFOX API at {self.sb.real_sfox.url} (--real-sfox: approved means deactivated for good)"
             if self.sb.real_sfox
             else f"a fake sFOX at {self.sb.fake_sfox.url if self.sb.fake_sfox else '?'} "
-            "(client_1: deactivatable, client_2: holds funds, other ids: unknown)"
+            "(`users` lists its accounts and their balances; other ids are unknown)"
         )
         self.say(
             f"sfox-bot console: the real bot in #{CHANNEL_NAME}, a fake Slack, and {target}.",
@@ -149,6 +150,29 @@ class Console:
             role = "approver" if self.sb.is_approver(name) else "not an approver"
             marker = "  ← you" if name == self.me else ""
             self.say(f"  {name:<8} {user_id:<9} {role}{marker}")
+        self.accounts()
+
+    def accounts(self) -> None:
+        """The fake sFOX's accounts with their balances, as the bot would read them."""
+        fake = self.sb.fake_sfox
+        if fake is None:
+            self.say("  sFOX accounts: the real sFOX; balances are read when a request is made.")
+            return
+        self.say("  sFOX accounts (fake):")
+        with fake.lock:
+            users = {uid: dict(u) for uid, u in fake.users.items() if uid not in fake.deactivated}
+        for uid, user in users.items():
+            name = plain(f"{user.get('first_name') or ''} {user.get('last_name') or ''}".strip())
+            held = describe_funds(parse_balances(fake.balances_of(uid)))
+            balances = "all zero" if held == "none" else held
+            if user.get("balance_fails"):
+                balances += f"; the balance read fails (HTTP {user['balance_fails']})"
+            if user.get("funds_after_read"):
+                later = describe_funds(parse_balances(user["funds_after_read"]))
+                balances += f"; then {later} arrives right after the first read"
+            self.say(
+                f"    {plain(uid):<18} {name:<18} {plain(str(user.get('status'))):<9} balances: {balances}"
+            )
 
     def become(self, rest: str) -> None:
         name = rest.lower()

@@ -3,7 +3,9 @@
 The real bot runs against a fake Slack and a fake sFOX on 127.0.0.1 (see bot.sandbox) and a
 scripted scene is played through signed Slack requests: alice asks to deactivate client_1, her own
 approval is refused, mallory (no approver) is refused, bob approves and the outcome lands in the
-card's thread; an unknown id gets no card; client_2 still holds funds and sFOX refuses with 422.
+card's thread; an unknown id gets no card; client_2 still holds funds, so the bot reads its
+balances and posts no card (blocked); client_late's funds arrive after the card, so sFOX refuses
+the approved DELETE with 422.
 The transcript shows what each person would have seen in Slack, and ends with the history table.
 
 Reruns on the same database work: the fake sFOX starts afresh each run (client_1 exists again),
@@ -22,7 +24,7 @@ from bot.logs import configure
 from bot.sandbox import APPROVERS, CHANNEL_NAME, PEOPLE, Sandbox, SandboxError, database
 from bot.transcript import Entry
 
-TARGETS = ("client_1", "client_2")
+TARGETS = ("client_1", "client_2", "client_late")  # each may be left open by an earlier session
 
 
 def run(*, fresh: bool, out: TextIO = sys.stdout) -> int:
@@ -60,11 +62,14 @@ class Scene:
         self.step("bob mistypes the id: sFOX does not know it, so no card is posted")
         self.show(self.sb.command("bob", "client_9"))
 
-        self.step("client_2 still holds funds: alice approves, sFOX refuses with 422")
-        second = self.open("bob", "client_2", "customer asked to close the account")
+        self.step("client_2 still holds funds: the bot reads its balances and posts no card")
+        blocked = self.blocked("bob", "client_2", "customer asked to close the account")
+
+        self.step("client_late reads zero, but funds arrive after the card: sFOX refuses with 422")
+        second = self.open("bob", "client_late", "customer asked to close the account")
         self.show(self.sb.click("alice", "approve", second))
 
-        return self.outro(first, second)
+        return self.outro(first, blocked, second)
 
     # -- parts of the scene --------------------------------------------------------------------
 
@@ -79,7 +84,8 @@ class Scene:
             f"  people:     {', '.join(f'{n} ({PEOPLE[n]})' for n in APPROVERS)} are approvers; "
             f"mallory ({PEOPLE['mallory']}) is not",
             f"  channel:    #{CHANNEL_NAME}",
-            f"  fake sFOX:  {sfox.url}  client_1 (balance 0), client_2 (holds funds), others unknown",
+            f"  fake sFOX:  {sfox.url}  client_1 (balances 0), client_2 (holds funds),",
+            "              client_late (funds arrive after the card), others unknown",
             f"  database:   {where}",
         )
 
@@ -112,13 +118,26 @@ class Scene:
         self.opened.append(record.id)
         return record.id
 
-    def outro(self, first: int, second: int) -> int:
+    def blocked(self, name: str, sfox_user_id: str, reason: str) -> int:
+        """A command that must end as a `blocked` request, with no card."""
+        last = next(self.sb.store.history(limit=1), None)
+        self.show(self.sb.command(name, f"{sfox_user_id} {reason}"))
+        record = next(self.sb.store.history(limit=1, user=sfox_user_id), None)
+        if record is None or record.status != "blocked" or (last is not None and record.id <= last.id):
+            raise SandboxError(f"the request for {sfox_user_id} was not blocked; see the transcript above")
+        self.opened.append(record.id)
+        return record.id
+
+    def outro(self, first: int, blocked: int, second: int) -> int:
         self.heading("sfox-bot history (the requests this demo made)")
         write_table(self.sb.records(self.opened), self.out)
         done, refused = self.sb.store.get(first), self.sb.store.get(second)
+        stopped = self.sb.store.get(blocked)
         ok = (
             done is not None
             and done.status == "succeeded"
+            and stopped is not None
+            and stopped.status == "blocked"
             and refused is not None
             and refused.status == "failed"
             and refused.http_status == 422

@@ -17,6 +17,7 @@ from slack_sdk import WebClient
 
 from bot.approvers import approvers_for
 from bot.audit import AuditAnchor
+from bot.balances import BalanceReader
 from bot.clicks import Clicks
 from bot.config import Settings
 from bot.pools import TrackedPool, wait_all_idle
@@ -137,7 +138,8 @@ def build_runtime(
         allowed_channels=settings.allowed_channels,
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     )
-    workflow = Workflow(store, sfox, SlackNotifier(slack), policy)
+    reader = BalanceReader(sfox, settings.balance_check) if settings.balance_check != "off" else None
+    workflow = Workflow(store, sfox, SlackNotifier(slack), policy, balances=reader.check if reader else None)
     app = App(
         signing_secret=settings.slack_signing_secret or "",
         client=slack,

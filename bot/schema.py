@@ -29,7 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
-STATUSES = ("pending", "denied", "expired", "executing", "unknown", "succeeded", "failed")
+# `blocked`: closed before any card because the target still holds funds (see bot.balances).
+STATUSES = ("pending", "denied", "expired", "executing", "unknown", "succeeded", "failed", "blocked")
 OPEN_STATUSES = ("pending", "executing", "unknown")
 
 
@@ -76,6 +77,8 @@ requests = Table(
     Column("error", Text, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("retryable", Boolean, nullable=False, default=False),
+    # The balance check before the card, as JSON (bot.balances): what was read, or why not.
+    Column("balances", Text, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
     Index("ix_requests_requested_by", "requested_by"),

@@ -183,13 +183,52 @@ class SfoxClient:
         )
         return result
 
+    def create_user_token(self, user_id: str) -> str:
+        """A short-lived token to act as the end user (for reading their balances). The caller
+        uses it for one call and drops it: it is never stored, logged or shown."""
+        response, _ = self._call(
+            "POST", f"/v1/enterprise/user-tokens/{path_segment(user_id)}", idempotent=True
+        )
+        try:
+            token = json.loads(response.content)["data"]["token"]
+            if not isinstance(token, str) or not token or any(c.isspace() for c in token):
+                raise TypeError
+        except (ValueError, KeyError, TypeError):
+            raise SfoxError(
+                f"sFOX answered {response.status_code} without a usable user token",
+                status=response.status_code,
+            ) from None
+        return token
+
+    def get_user_balances(self, user_token: str) -> Any:
+        """`GET /v1/user/balance` as the end user: the parsed JSON (the caller checks its shape).
+        Sent once, never retried: the route allows only a few calls per 10 s, and each retry
+        would use one up. The token goes only into this request's Authorization header."""
+        response, _ = self._call(
+            "GET", "/v1/user/balance", idempotent=True, bearer=user_token, max_attempts=1
+        )
+        try:
+            return json.loads(response.content)
+        except ValueError:
+            raise SfoxError(
+                f"sFOX answered {response.status_code} with a body that is not JSON",
+                status=response.status_code,
+            ) from None
+
     def deactivate(self, user_id: str) -> CallResult:
         """DELETE the account. Success is any 2xx (the body is never parsed); raises SfoxError."""
         _, result = self._call("DELETE", f"/v1/enterprise/account/{path_segment(user_id)}", idempotent=False)
         return result
 
     def _call(
-        self, method: str, path: str, *, idempotent: bool, params: dict[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        *,
+        idempotent: bool,
+        params: dict[str, str] | None = None,
+        bearer: str | None = None,
+        max_attempts: int | None = None,
     ) -> tuple[Answer, CallResult]:
         started = time.monotonic()
         deadline = started + self.timeout_seconds
@@ -198,6 +237,7 @@ class SfoxClient:
         # then answers 404 ("does not exist"), that 404 may be our own earlier success.
         maybe_applied = False
         error: SfoxError | None = None
+        max_attempts = max_attempts or self.max_attempts
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
@@ -214,7 +254,7 @@ class SfoxClient:
             per_try = remaining if not idempotent else min(remaining, self.timeout_seconds / 2)
             may_have_arrived = False
             try:
-                response = self._send(method, path, params, timeout=per_try)
+                response = self._send(method, path, params, timeout=per_try, bearer=bearer)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 error = SfoxError(f"could not connect to sFOX ({type(exc).__name__})", attempts=attempt)
                 retry_after = None
@@ -244,17 +284,26 @@ class SfoxClient:
                 error.unknown = True
                 error.message = f"{error.message}; the deactivation may or may not have happened"
                 raise error
-            if attempt >= self.max_attempts:
+            if attempt >= max_attempts:
                 raise error
             delay = _backoff(attempt, retry_after)
             if time.monotonic() + delay >= deadline:
                 raise error
             self._sleep(delay)
 
-    def _send(self, method: str, path: str, params: dict[str, str] | None, timeout: float) -> Answer:
-        """Send and read at most MAX_BODY_BYTES of the answer, so a huge body cannot exhaust memory."""
+    def _send(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None,
+        timeout: float,
+        bearer: str | None = None,
+    ) -> Answer:
+        """Send and read at most MAX_BODY_BYTES of the answer, so a huge body cannot exhaust memory.
+        `bearer` replaces the enterprise key for this one request (a user token)."""
         per_try = httpx.Timeout(timeout, connect=min(timeout, 5.0))
-        request = self._http.build_request(method, path, params=params, timeout=per_try)
+        headers = {"Authorization": f"Bearer {bearer}"} if bearer else None
+        request = self._http.build_request(method, path, params=params, headers=headers, timeout=per_try)
         response = self._http.send(request, stream=True)
         try:
             chunks: list[bytes] = []
@@ -267,10 +316,11 @@ class SfoxClient:
         finally:
             response.close()
         body = b"".join(chunks)[:MAX_BODY_BYTES]
-        if self._key:
-            # A proxy may echo the request, key included, in an error page; error text built from
-            # the body ends up in Slack and the database, so the key is cut out here.
-            body = body.replace(self._key, b"[REDACTED]")
+        # A proxy may echo the request, key or user token included, in an error page; error text
+        # built from the body ends up in Slack and the database, so they are cut out here.
+        for secret in (self._key, bearer.encode() if bearer else b""):
+            if secret:
+                body = body.replace(secret, b"[REDACTED]")
         return Answer(response.status_code, response.headers, body)
 
 

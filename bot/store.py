@@ -105,6 +105,7 @@ class RequestRecord:
     error: str | None
     attempts: int
     retryable: bool
+    balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -368,37 +369,66 @@ class Store:
         target_status: str | None,
         now: datetime,
         ttl: timedelta,
+        balances: str | None = None,
     ) -> RequestRecord:
         """Record a new pending request; raises AlreadyOpen if this sFOX user already has one (a
         partial unique index makes that hold even for two requests typed at the same moment)."""
+        values = {
+            "sfox_user_id": sfox_user_id,
+            "reason": reason,
+            "requested_by": requested_by,
+            "channel_id": channel_id,
+            "status": "pending",
+            "required_approvals": required_approvals,
+            "target_name": target_name,
+            "target_email": target_email,
+            "target_status": target_status,
+            "created_at": now,
+            "expires_at": now + ttl,
+            "attempts": 0,
+            "retryable": False,
+            "balances": balances,
+        }
         try:
-            with self._write() as conn:
-                request_id = conn.execute(
-                    insert(requests)
-                    .values(
-                        sfox_user_id=sfox_user_id,
-                        reason=reason,
-                        requested_by=requested_by,
-                        channel_id=channel_id,
-                        status="pending",
-                        required_approvals=required_approvals,
-                        target_name=target_name,
-                        target_email=target_email,
-                        target_status=target_status,
-                        created_at=now,
-                        expires_at=now + ttl,
-                        attempts=0,
-                        retryable=False,
-                    )
-                    .returning(requests.c.id)
-                ).scalar_one()
-                self._event(conn, request_id, now, Event("requested", requested_by, {"reason": reason}))
+            request_id = self._insert_request(values, Event("requested", requested_by, {"reason": reason}))
         except IntegrityError:
             existing = self.open_request_for(sfox_user_id)
             raise AlreadyOpen(existing.id if existing else None) from None
         record = self.get(request_id)
         assert record is not None
         return record
+
+    def block(self, *, error: str, event: Event, **request: Any) -> RequestRecord:
+        """Record a request that is closed before any card (`blocked`: the target holds funds),
+        with its `requested` and `event` trail entries, in one transaction. `request` takes the
+        arguments of `create_request`."""
+        now: datetime = request.pop("now")
+        request.pop("ttl", None)
+        values = {
+            **request,
+            "status": "blocked",
+            "created_at": now,
+            "expires_at": now,
+            "completed_at": now,
+            "error": error,
+            "attempts": 0,
+            "retryable": False,
+        }
+        request_id = self._insert_request(
+            values, Event("requested", request["requested_by"], {"reason": request["reason"]}), event
+        )
+        record = self.get(request_id)
+        assert record is not None
+        return record
+
+    def _insert_request(self, values: dict[str, Any], *trail: Event) -> int:
+        with self._write() as conn:
+            request_id: int = conn.execute(
+                insert(requests).values(**values).returning(requests.c.id)
+            ).scalar_one()
+            for ev in trail:
+                self._event(conn, request_id, values["created_at"], ev)
+        return request_id
 
     def set_card(self, request_id: int, message_ts: str, now: datetime) -> None:
         """Note where the card is. A click that adopted this very card a moment earlier already

@@ -31,6 +31,7 @@ EMOJI = {
     "warning": "⚠️",
     "mag": "🔍",
     "information_source": "ℹ️",
+    "moneybag": "💰",
 }
 
 _ANGLE = re.compile(r"<([^<>]*)>")

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from bot import blocks
 from bot.blocks import code, escape, mention
@@ -25,6 +25,9 @@ from bot.crashpoints import crash_point
 from bot.sfox import SfoxClient, SfoxError, clip
 from bot.store import AlreadyOpen, Event, Notice, RequestRecord, Store
 from bot.userid import InvalidUserId, parse_user_id
+
+if TYPE_CHECKING:
+    from bot.balances import BalanceCheck
 
 log = logging.getLogger("sfox_bot.workflow")
 
@@ -126,12 +129,15 @@ class Workflow:
         notifier: Notifier,
         policy: Policy,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        balances: Callable[[str], BalanceCheck] | None = None,
     ) -> None:
         self.store = store
         self.sfox = sfox
         self.notifier = notifier
         self.policy = policy
         self.now = clock
+        # Reads the target's balances before the card (bot.balances); None: no balance check.
+        self.balances = balances
 
     # -- the slash command ---------------------------------------------------------------------
 
@@ -167,20 +173,29 @@ class Workflow:
             if exc.not_found:
                 return f":mag: No such sFOX user: {code(cmd.sfox_user_id)}. Nothing was posted."
             return f":warning: Could not look {code(cmd.sfox_user_id)} up on sFOX: {escape(exc.message)}. Nothing was posted."
-        now = self.now()
-        try:
-            record = self.store.create_request(
-                sfox_user_id=cmd.sfox_user_id,
-                reason=cmd.reason,
-                requested_by=cmd.requester,
-                channel_id=cmd.channel_id,
-                required_approvals=self.policy.required_approvals,
-                target_name=target.name or None,
-                target_email=target.email,
-                target_status=target.status,
-                now=now,
-                ttl=self.policy.ttl,
+        check = self.balances(cmd.sfox_user_id) if self.balances else None
+        request: dict[str, Any] = {
+            "sfox_user_id": cmd.sfox_user_id,
+            "reason": cmd.reason,
+            "requested_by": cmd.requester,
+            "channel_id": cmd.channel_id,
+            "required_approvals": self.policy.required_approvals,
+            "target_name": target.name or None,
+            "target_email": target.email,
+            "target_status": target.status,
+            "now": self.now(),
+            "ttl": self.policy.ttl,
+            "balances": check.to_json() if check else None,
+        }
+        if check is not None and check.blocks:
+            funds = blocks.funds_text(check)
+            record = self.store.block(
+                error=blocks.blocked_error(funds), event=Event("blocked", detail={"funds": funds}), **request
             )
+            log.info("request blocked: the account holds funds", extra=_fields(record))
+            return blocks.blocked_answer(record, funds)
+        try:
+            record = self.store.create_request(**request)
         except AlreadyOpen as exc:
             existing = self.store.get(exc.request_id) if exc.request_id else None
             return (
@@ -616,6 +631,7 @@ class Workflow:
             "unknown": "is waiting for sFOX to confirm its outcome",
             "succeeded": "is done: the account is deactivated",
             "failed": "has failed; see its thread",
+            "blocked": "was closed before any card: the account holds funds",
             "pending": "is still pending",
         }
         return f"Request #{record.id} {states.get(record.status, record.status)}; your click changed nothing."

@@ -28,3 +28,4 @@ def test_quick_benchmark_completes_with_exactly_once_deletes():
     assert "Every request got exactly one DELETE" in proc.stdout  # section 2
     assert "SQLite: 1 DELETE for 10 clicks" in proc.stdout  # section 3
     assert "`audit verify` on 20,000 events" in proc.stdout  # section 6
+    assert "## 7. Card latency" in proc.stdout and "| required " in proc.stdout  # section 7

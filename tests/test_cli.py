@@ -20,7 +20,7 @@ from bot.fakes.sfox_api import NONZERO
 from bot.store import Event, Store
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import open_request, wait_status
-from tests.support import drain
+from tests.support import drain, later_ephemerals
 
 SFOX_BOT = str(Path(sys.executable).parent / "sfox-bot")
 FIELDS = [
@@ -38,9 +38,11 @@ FIELDS = [
     "completed_at",
     "http_status",
     "error",
+    "balances",
 ]
-# The issue-2 statuses, plus `unknown` (issue 3: the DELETE went out and no answer came).
-STATUSES = {"pending", "denied", "expired", "executing", "succeeded", "failed", "unknown"}
+# The issue-2 statuses, plus `unknown` (issue 3: the DELETE went out and no answer came), plus
+# `blocked` (issue 11: the target held funds, so no card was posted).
+STATUSES = {"pending", "denied", "expired", "executing", "succeeded", "failed", "unknown", "blocked"}
 
 
 def cli(*args: str, database_url: str, cwd: Path, module: bool = False) -> subprocess.CompletedProcess[str]:
@@ -51,14 +53,17 @@ def cli(*args: str, database_url: str, cwd: Path, module: bool = False) -> subpr
 
 @pytest.fixture
 def filled(bot, fake_sfox):
-    """Five requests, oldest first: succeeded, failed (422), denied, pending, outcome unknown."""
+    """Six requests, oldest first: succeeded, failed (422: funds arrived after the card), blocked
+    (funds before any card), denied, pending, outcome unknown."""
     cards = {}
     ok, cards["ok"] = open_request(bot, ALICE, "client_1 left the company")
     bot.driver.click(BOB, "sfox_approve", str(ok.id), cards["ok"].ts)
     wait_status(bot, ok.id, "succeeded")
-    bad, cards["bad"] = open_request(bot, ALICE, "client_2 has balances")
+    bad, cards["bad"] = open_request(bot, ALICE, "client_late has balances")
     bot.driver.click(CAROL, "sfox_approve", str(bad.id), cards["bad"].ts)
     wait_status(bot, bad.id, "failed")
+    later_ephemerals(bot, bot.driver.command(BOB, "client_2 holds funds"))
+    blocked = next(r for r in bot.store.history(limit=1) if r.sfox_user_id == "client_2")
     no, cards["no"] = open_request(bot, BOB, "client_3 =cmd|' /C calc'!A0")
     bot.driver.click(CAROL, "sfox_deny", str(no.id), cards["no"].ts)
     wait_status(bot, no.id, "denied")
@@ -81,7 +86,8 @@ def filled(bot, fake_sfox):
         event=Event("sfox_delete"),
         reply="…",
     )
-    return bot, {"ok": ok, "bad": bad, "no": no, "waiting": waiting, "lost": lost}, cards
+    records = {"ok": ok, "bad": bad, "blocked": blocked, "no": no, "waiting": waiting, "lost": lost}
+    return bot, records, cards
 
 
 def history_json(bot, tmp_path, *extra: str, module: bool = False) -> list[dict]:
@@ -102,7 +108,8 @@ def test_history_json_has_exactly_the_issue_fields_newest_first(filled, tmp_path
     bot, records, cards = filled
     rows = history_json(bot, tmp_path)
     assert tuple(FIELDS) == HISTORY_FIELDS
-    assert [r["id"] for r in rows] == [records[k].id for k in ("lost", "waiting", "no", "bad", "ok")]
+    order = ("lost", "waiting", "no", "blocked", "bad", "ok")
+    assert [r["id"] for r in rows] == [records[k].id for k in order]
     for row in rows:
         assert list(row) == FIELDS
         assert row["status"] in STATUSES
@@ -117,10 +124,22 @@ def test_history_json_has_exactly_the_issue_fields_newest_first(filled, tmp_path
     assert ok["channel_id"] == "C0123TEST" and ok["message_ts"] == cards["ok"].ts
     assert ok["decided_at"] and ok["completed_at"] and ok["created_at"] <= ok["completed_at"]
     assert (ok["http_status"], ok["error"]) == (200, None)
+    assert ok["balances"] == [{"currency": "usd", "balance": 0}, {"currency": "btc", "balance": 0}]
 
-    bad = by_user["client_2"]
+    bad = by_user["client_late"]
     assert (bad["status"], bad["http_status"], bad["error"]) == ("failed", 422, NONZERO)
     assert bad["approved_by"] == [CAROL]
+    assert bad["balances"] == [{"currency": "usd", "balance": 0}]  # as read before the card
+
+    blocked = by_user["client_2"]
+    assert (blocked["status"], blocked["requested_by"], blocked["http_status"]) == ("blocked", BOB, None)
+    assert blocked["message_ts"] is None and blocked["approved_by"] == [] and blocked["completed_at"]
+    assert "USD 1250 (100 held), BTC 0.5" in blocked["error"]
+    assert blocked["balances"] == [
+        {"currency": "usd", "balance": 1250},
+        {"currency": "btc", "balance": 0.5},
+        {"currency": "eth", "balance": 0},
+    ]
 
     no = by_user["client_3"]
     assert (no["status"], no["denied_by"], no["approved_by"], no["http_status"]) == (
@@ -130,6 +149,10 @@ def test_history_json_has_exactly_the_issue_fields_newest_first(filled, tmp_path
         None,
     )
     assert no["requested_by"] == BOB
+    assert no["balances"] == []  # read: client_3 has no currency at all
+    for row in rows:
+        # The bot reads at most 4 balances per 10 s: the last requests may find no free slot.
+        assert row["balances"] is None or isinstance(row["balances"], list)
 
     waiting = by_user["client_4"]
     assert (waiting["status"], waiting["decided_at"], waiting["completed_at"]) == ("pending", None, None)
@@ -161,6 +184,8 @@ def test_history_csv_says_the_same_as_json(filled, tmp_path):
         assert values["approved_by"] == ";".join(obj["approved_by"])
         assert values["http_status"] == ("" if obj["http_status"] is None else str(obj["http_status"]))
         assert values["error"] == (obj["error"] or "")
+        shown = ";".join(f"{b['currency']} {b['balance']}" for b in obj["balances"] or [])
+        assert values["balances"] == shown
     reasons = {dict(zip(FIELDS, r, strict=True))["sfox_user_id"]: r[3] for r in table[1:]}
     assert reasons["client_3"].startswith("'=")  # not run as a spreadsheet formula
 
@@ -174,7 +199,8 @@ def test_history_table_and_default_format(filled, tmp_path):
     assert lines[0].split()[:4] == ["id", "created_at", "status", "sfox_user_id"]
     assert len(lines) == 1 + len(records)
     assert lines[1].split()[0] == str(records["lost"].id)
-    assert "client_2" in done.stdout and "422" in done.stdout and "Can not disable account" in done.stdout
+    assert "client_late" in done.stdout and "422" in done.stdout and "Can not disable account" in done.stdout
+    assert "blocked    client_2" in done.stdout and "holds funds" in done.stdout
     # Not a terminal: JSON by default.
     default = cli("history", database_url=url, cwd=tmp_path)
     assert json.loads(default.stdout) == history_json(bot, tmp_path)
@@ -213,6 +239,13 @@ def test_show_prints_the_trail(filled, tmp_path):
     assert call["http_status"] == 422 and call["duration_ms"] is not None and NONZERO in call["detail"]
     text = cli("show", str(records["bad"].id), database_url=url, cwd=tmp_path).stdout
     assert "sfox_delete" in text and "http=422" in text
+    blocked = cli("show", str(records["blocked"].id), "--format", "json", database_url=url, cwd=tmp_path)
+    shown = json.loads(blocked.stdout)
+    assert shown["status"] == "blocked" and "USD 1250 (100 held), BTC 0.5" in shown["error"]
+    assert [e["kind"] for e in shown["events"]] == ["requested", "blocked"]
+    assert "USD 1250 (100 held), BTC 0.5" in shown["events"][-1]["detail"]
+    text = cli("show", str(records["blocked"].id), database_url=url, cwd=tmp_path).stdout
+    assert "blocked" in text and "usd 1250" in text
     missing = cli("show", "999", database_url=url, cwd=tmp_path)
     assert missing.returncode == 1 and missing.stderr.strip() == "sfox-bot: no request with id 999"
 

@@ -141,12 +141,13 @@ def test_click_while_the_deactivation_is_running_says_its_state(bot, fake_sfox, 
 
 
 def test_click_on_a_failed_card_says_its_state(bot):
-    record, card = open_request(bot, ALICE, "client_2 balances")
+    # client_late: its balances read zero before the card, and funds arrive before the DELETE.
+    record, card = open_request(bot, ALICE, "client_late balances")
     click(bot, BOB, APPROVE, record, card)
     wait_status(bot, record.id, "failed")
     text = answer_to(bot, click(bot, CAROL, APPROVE, record, card))
     assert "has failed; see its thread" in text
-    assert bot.sfox.deletes["client_2"] == 1
+    assert bot.sfox.deletes["client_late"] == 1
 
 
 # -- approve -------------------------------------------------------------------------------------
@@ -220,7 +221,8 @@ def test_deny_after_a_first_approval_still_stops_it(make_bot, fake_sfox):
 
 OUTCOMES = {
     # name: (user, faults, expected texts in the reply and the card, http status, retryable)
-    "422 non-zero balance": ("client_2", [], [NONZERO], 422, False),
+    # funds arrived after the card (the balance check read zero): sFOX refuses the DELETE
+    "422 non-zero balance": ("client_late", [], [NONZERO], 422, False),
     "401 bad key": (
         "client_1",
         [Fault(status=401, body={"error": "invalid api key"})],

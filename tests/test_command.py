@@ -29,7 +29,11 @@ def assert_nothing_happened(bot) -> None:
     assert slack_posts(bot, "chat.postMessage") == []
     assert request_count(bot) == 0
     record, _ = open_request(bot, ALICE, "client_3 barrier")
-    assert [r.raw_path for r in bot.sfox.requests()] == ["/v1/enterprise/users/client_3"]
+    assert [r.raw_path for r in bot.sfox.requests()] == [
+        "/v1/enterprise/users/client_3",
+        "/v1/enterprise/user-tokens/client_3",
+        "/v1/user/balance",
+    ]
     assert request_count(bot) == 1 and record.sfox_user_id == "client_3"
 
 

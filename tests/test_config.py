@@ -51,6 +51,7 @@ BAD = [
     ("PORT", "70000", "PORT: must be between 0 and 65535"),
     ("LOG_LEVEL", "LOUD", "LOG_LEVEL: must be one of"),
     ("LOG_FORMAT", "xml", "LOG_FORMAT: must be one of"),
+    ("SFOX_BALANCE_CHECK", "sometimes", "SFOX_BALANCE_CHECK: must be one of required, advisory, off"),
 ]
 SECRET_VALUES = ("abc-not-a-bot-token", "two words", "pw@")
 
@@ -74,6 +75,7 @@ def test_defaults_are_the_documented_ones():
     assert s.database_url == "sqlite:///sfox-bot.db"
     assert (s.host, s.port) == ("0.0.0.0", 3000)
     assert not s.socket_mode
+    assert s.balance_check == "required"
 
 
 def test_every_documented_setting_is_read():
@@ -89,6 +91,7 @@ def test_every_documented_setting_is_read():
             "DATABASE_URL": "postgresql://u@db/x",
             "HOST": "127.0.0.1",
             "PORT": "8080",
+            "SFOX_BALANCE_CHECK": " Advisory ",
         },
         dotenv=False,
     )
@@ -99,6 +102,7 @@ def test_every_documented_setting_is_read():
     assert (s.required_approvals, s.request_ttl_seconds) == (2, 600)
     assert s.database_url == "postgresql+psycopg://u@db/x"
     assert (s.host, s.port) == ("127.0.0.1", 8080)
+    assert s.balance_check == "advisory"
 
 
 def test_socket_mode_needs_no_signing_secret():

@@ -19,8 +19,9 @@ deny 1
 
 /sfox-deactivate client_1 again
 /sfox-deactivate client_2 closing
+/sfox-deactivate client_late closing
 as alice
-approve 2
+approve 3
 show 1
 history
 approve x
@@ -51,6 +52,12 @@ def test_console_session_from_a_pipe(tmp_path):
         "alice> users",
         "alice    UALICE    approver  ← you",
         "mallory  UMALLORY  not an approver",
+        "sFOX accounts (fake):",
+        "client_1           Ada Lovelace       VERIFIED  balances: all zero",
+        "client_2           Grace Hopper       VERIFIED  balances: USD 1250 (100 held), BTC 0.5",
+        "client_held        Hedy Lamarr        VERIFIED  balances: USD 40 (40 held)",
+        "client_late        Katherine Johnson  VERIFIED  balances: all zero; then USD 75 arrives",
+        "client_unreadable  Claude Shannon     VERIFIED  balances: all zero; the balance read fails (HTTP 500)",
         "alice> /sfox-deactivate client_1 leaving the company",
         "(only visible to alice) Looking up `client_1` on sFOX…",
         "the bot posts card #1:",
@@ -74,9 +81,12 @@ def test_console_session_from_a_pipe(tmp_path):
         "sFOX API  GET /v1/enterprise/users/client_1 → 404",
         "(only visible to bob) 🔍 No such sFOX user: `client_1`. Nothing was posted.",
         "bob> /sfox-deactivate client_2 closing",
-        "the bot posts card #2:",
-        "alice> approve 2",
-        "sFOX API  DELETE /v1/enterprise/account/client_2 → 422",
+        "(only visible to bob) 💰 `client_2` still holds funds on sFOX: USD 1250 (100 held), BTC 0.5.",
+        "bob> /sfox-deactivate client_late closing",
+        "the bot posts card #3:",
+        "│ Balances: all zero (checked ",
+        "alice> approve 3",
+        "sFOX API  DELETE /v1/enterprise/account/client_late → 422",
         "alice> show 1",
         "┌─ sFOX account deactivation #1",
         "│ ✅ Deactivated on sFOX · approved by @bob",
@@ -85,7 +95,8 @@ def test_console_session_from_a_pipe(tmp_path):
         "approved            bob",
         "sfox_delete         http=200",
         "alice> history",
-        "failed     client_2",
+        "failed     client_late",
+        "blocked    client_2",
         "succeeded  client_1",
         "alice> approve x",
         "Which card? `approve N`",
@@ -101,7 +112,12 @@ def test_console_session_from_a_pipe(tmp_path):
     assert out.count("DELETE /v1/enterprise/account/client_1") == 1
     assert "client_3" not in "".join(r["sfox_user_id"] for r in history(tmp_path))
     recorded = [(r["id"], r["sfox_user_id"], r["status"], r["http_status"]) for r in history(tmp_path)]
-    assert recorded == [(2, "client_2", "failed", 422), (1, "client_1", "succeeded", 200)]
+    assert recorded == [
+        (3, "client_late", "failed", 422),
+        (2, "client_2", "blocked", None),
+        (1, "client_1", "succeeded", 200),
+    ]
+    assert "DELETE /v1/enterprise/account/client_2" not in out
 
 
 def test_console_ends_at_end_of_input_and_keeps_what_was_done(tmp_path):
@@ -168,5 +184,11 @@ def test_real_sfox_after_confirmation(tmp_path, fake_sfox):
     assert f"the sFOX API at {fake_sfox.url}" in done.stdout
     assert "✅ Deactivated on sFOX · approved by @bob" in done.stdout
     assert fake_sfox.deletes["client_1"] == 1
-    assert all(r.headers["authorization"] == f"Bearer {SFOX_KEY}" for r in fake_sfox.requests())
+    # The key on every enterprise call; the one balance read carries the user token instead.
+    assert "Balances: all zero (checked " in done.stdout
+    for seen in fake_sfox.requests():
+        if seen.raw_path == "/v1/user/balance":
+            assert seen.headers["authorization"].removeprefix("Bearer ") in fake_sfox.tokens
+        else:
+            assert seen.headers["authorization"] == f"Bearer {SFOX_KEY}"
     assert SFOX_KEY not in done.stderr + done.stdout

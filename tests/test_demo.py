@@ -10,15 +10,18 @@ from bot.store import Store
 from tests.sandbox_run import history, sfox_bot
 
 
-def assert_scene(out: str, first: int, second: int) -> None:
+def assert_scene(out: str, first: int, blocked: int, second: int) -> None:
     """The key moments, in the order they happen."""
     moments: list[str | tuple[str, ...]] = [
         "alice › /sfox-deactivate client_1",
         "(only visible to alice) Looking up `client_1` on sFOX…",
         "sFOX API  GET /v1/enterprise/users/client_1 → 200",
+        "sFOX API  POST /v1/enterprise/user-tokens/client_1 → 201",
+        "sFOX API  GET /v1/user/balance → 200",
         f"the bot posts card #{first}:",
         "│ Name          Ada Lovelace",
         "│ Requested by  @alice",
+        "│ Balances: all zero (checked ",
         "│ ⏳ Waiting for approval (0 of 1 approvals)",
         "│ [ Approve ]  [ Deny ]",
         f"alice › clicks [ Approve ] on card #{first}",
@@ -34,12 +37,18 @@ def assert_scene(out: str, first: int, second: int) -> None:
         "bob › /sfox-deactivate client_9",
         "(only visible to bob) 🔍 No such sFOX user: `client_9`. Nothing was posted.",
         "bob › /sfox-deactivate client_2",
+        "sFOX API  GET /v1/user/balance → 200",
+        "(only visible to bob) 💰 `client_2` still holds funds on sFOX: USD 1250 (100 held), BTC 0.5.",
+        f"(recorded as request #{blocked}, blocked)",
+        "bob › /sfox-deactivate client_late",
+        "sFOX API  GET /v1/user/balance → 200",
         f"the bot posts card #{second}:",
+        "│ Balances: all zero (checked ",
         f"alice › clicks [ Approve ] on card #{second}",
-        "sFOX API  DELETE /v1/enterprise/account/client_2 → 422",
+        "sFOX API  DELETE /v1/enterprise/account/client_late → 422",
         (
             "❌ Not deactivated · approved by @alice",
-            f"↳ in the thread of card #{second}: ❌ @bob sFOX did not deactivate `client_2`: HTTP 422",
+            f"↳ in the thread of card #{second}: ❌ @bob sFOX did not deactivate `client_late`: HTTP 422",
         ),
         "sfox-bot history (the requests this demo made)",
     ]
@@ -55,9 +64,12 @@ def assert_scene(out: str, first: int, second: int) -> None:
         at = end
     # exactly one DELETE per account, and the refused clicks changed nothing on the card
     assert out.count("DELETE /v1/enterprise/account/client_1") == 1
-    assert out.count("DELETE /v1/enterprise/account/client_2") == 1
+    assert out.count("DELETE /v1/enterprise/account/client_late") == 1
+    assert "DELETE /v1/enterprise/account/client_2" not in out  # blocked: no card, no DELETE
+    assert f"the bot posts card #{blocked}" not in out
     table = out[out.index("sfox-bot history") :]
-    assert f"\n{second:<5}  " in table and "failed     client_2" in table and "422" in table
+    assert f"\n{second:<5}  " in table and "failed     client_late" in table and "422" in table
+    assert f"\n{blocked:<5}  " in table and "blocked    client_2" in table
     assert f"\n{first:<5}  " in table and "succeeded  client_1" in table
 
 
@@ -65,14 +77,17 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
     first = sfox_bot(tmp_path, "demo")
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stderr == ""
-    assert_scene(first.stdout, 1, 2)
+    assert_scene(first.stdout, 1, 2, 3)
 
     recorded = history(tmp_path)
     assert [(r["id"], r["sfox_user_id"], r["status"], r["http_status"]) for r in recorded] == [
-        (2, "client_2", "failed", 422),
+        (3, "client_late", "failed", 422),
+        (2, "client_2", "blocked", None),
         (1, "client_1", "succeeded", 200),
     ]
-    assert recorded[1]["requested_by"] == "UALICE" and recorded[1]["approved_by"] == ["UBOB"]
+    assert recorded[2]["requested_by"] == "UALICE" and recorded[2]["approved_by"] == ["UBOB"]
+    assert recorded[1]["requested_by"] == "UBOB" and recorded[1]["approved_by"] == []
+    assert recorded[1]["balances"][0] == {"currency": "usd", "balance": 1250}
     assert recorded[0]["requested_by"] == "UBOB" and recorded[0]["approved_by"] == ["UALICE"]
     assert all(r["channel_id"] == CHANNEL_ID for r in recorded)
 
@@ -80,12 +95,14 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
     # run left nothing open, so the same scene plays with the next request numbers.
     again = sfox_bot(tmp_path, "demo")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert_scene(again.stdout, 3, 4)
+    assert_scene(again.stdout, 4, 5, 6)
     assert "\n1      " not in again.stdout.split("sfox-bot history")[1]  # only what this run did
     assert [(r["id"], r["status"]) for r in history(tmp_path)] == [
-        (4, "failed"),
-        (3, "succeeded"),
-        (2, "failed"),
+        (6, "failed"),
+        (5, "blocked"),
+        (4, "succeeded"),
+        (3, "failed"),
+        (2, "blocked"),
         (1, "succeeded"),
     ]
     # the made-up tokens and keys never reach the database
@@ -97,7 +114,7 @@ def test_demo_fresh_uses_a_temporary_database(tmp_path):
     for _ in range(2):
         done = sfox_bot(tmp_path, "demo", "--fresh")
         assert done.returncode == 0, done.stdout + done.stderr
-        assert_scene(done.stdout, 1, 2)
+        assert_scene(done.stdout, 1, 2, 3)
         assert "a temporary database (--fresh)" in done.stdout
     assert list(tmp_path.iterdir()) == []
 
@@ -117,7 +134,7 @@ def test_demo_ignores_the_real_settings(tmp_path):
     (tmp_path / ".env").write_text("".join(f"{k}={v}\n" for k, v in broken.items()))
     done = sfox_bot(tmp_path, "demo", **broken)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert_scene(done.stdout, 1, 2)
+    assert_scene(done.stdout, 1, 2, 3)
     assert (tmp_path / "sfox-bot.db").exists()
 
 
@@ -130,7 +147,7 @@ def test_demo_first_closes_a_request_left_open_by_an_earlier_session(tmp_path):
     assert done.returncode == 0, done.stdout + done.stderr
     assert "alice cancels request #1, left open by an earlier session" in done.stdout
     assert "alice › clicks [ Deny ] on card #1" in done.stdout
-    assert_scene(done.stdout, 2, 3)
+    assert_scene(done.stdout, 2, 3, 4)
     leftover = history(tmp_path)[-1]
     assert (leftover["id"], leftover["status"], leftover["denied_by"]) == (1, "denied", "UALICE")
 

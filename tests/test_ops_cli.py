@@ -14,11 +14,13 @@ import pytest
 
 from bot.cli import build_parser, main
 from bot.config import setting_names
+from bot.fakes.sfox_api import Fault
 from tests.conftest import ALICE, BOB, BOT_TOKEN, CAROL, SFOX_KEY, SIGNING_SECRET, bot_env
 from tests.helpers import open_request, wait_status
 from tests.ops_support import SFOX_BOT, clean_env, cli
 
 SECRETS = (BOT_TOKEN, SIGNING_SECRET, SFOX_KEY)
+TOKENS = "sFOX user tokens (POST /v1/enterprise/user-tokens)"
 
 
 @pytest.fixture
@@ -47,12 +49,12 @@ def run_cli(monkeypatch, tmp_path):
 
 @pytest.fixture
 def recorded(bot, database_url):
-    """A database with three requests: succeeded (ALICE for client_1), denied (BOB for client_2),
+    """A database with three requests: succeeded (ALICE for client_1), denied (BOB for client_late),
     pending (CAROL for client_3)."""
     r1, c1 = open_request(bot, ALICE, "client_1 left the company")
     bot.driver.click(BOB, "sfox_approve", str(r1.id), c1.ts)
     wait_status(bot, r1.id, "succeeded")
-    r2, c2 = open_request(bot, BOB, "client_2 =HYPERLINK(evil)")
+    r2, c2 = open_request(bot, BOB, "client_late =HYPERLINK(evil)")
     bot.driver.click(ALICE, "sfox_deny", str(r2.id), c2.ts)
     wait_status(bot, r2.id, "denied")
     r3, _ = open_request(bot, CAROL, "client_3")
@@ -149,9 +151,41 @@ def test_check_online_proves_both_credentials(run_cli, fake_slack, fake_sfox, tm
     assert table["Slack bot token (auth.test)"] == ("ok", "bot user UBOT in workspace Test")
     assert table["Slack approver group (usergroups.users.list)"] == ("ok", "S0ADMINS: 2 member(s)")
     assert table["sFOX API key (GET /v1/enterprise/users)"][0] == "ok"
+    assert table[TOKENS] == ("ok", "skipped: name an existing sFOX user with --probe-user ID to test it")
     assert [r.method for r in fake_sfox.requests()] == ["GET"]  # a read, nothing else
     assert {m for m, _ in fake_slack.calls} == {"auth.test", "usergroups.users.list"}
     assert not any(secret in out for secret in SECRETS)
+
+
+def test_check_online_probes_user_tokens_for_a_named_user(run_cli, fake_slack, fake_sfox, tmp_path):
+    env = bot_env(fake_slack, fake_sfox, f"sqlite:///{tmp_path / 'bot.db'}")
+    run_cli("migrate", env=env)
+    code, out, _ = run_cli("check", "--online", "--probe-user", "client_1", env=env)
+    assert code == 0, out
+    assert rows(out)[TOKENS] == (
+        "ok",
+        "the key may create user tokens (one for client_1 was issued and dropped)",
+    )
+    assert [(r.method, r.raw_path) for r in fake_sfox.requests()][-1] == (
+        "POST",
+        "/v1/enterprise/user-tokens/client_1",
+    )
+    assert not any(r.raw_path == "/v1/user/balance" for r in fake_sfox.requests())  # not used
+    [token] = fake_sfox.tokens
+    assert token not in out
+
+    code, out, _ = run_cli("check", "--online", "--probe-user", "ghost", env=env)
+    assert code == 1
+    assert rows(out)[TOKENS][0] == "FAIL" and "does not know ghost" in rows(out)[TOKENS][1]
+
+    fake_sfox.script(Fault(method="POST", status=403, body={"error": "Forbidden"}))
+    code, out, _ = run_cli("check", "--online", "--probe-user", "client_1", env=env)
+    assert code == 1
+    assert "may not create user tokens" in rows(out)[TOKENS][1]
+    assert "SFOX_BALANCE_CHECK=off" in rows(out)[TOKENS][1]
+
+    code, out, _ = run_cli("check", "--online", "--probe-user", "../x", env=env)
+    assert code == 1 and "not a valid sFOX user id" in rows(out)[TOKENS][1]
 
 
 def test_check_online_fails_on_wrong_credentials_without_printing_them(

@@ -49,7 +49,7 @@ def test_a_deactivation_is_recorded_step_by_step(bot):
 
 
 def test_a_failed_call_records_sfox_status_error_text_and_timing(bot):
-    record, card = open_request(bot, ALICE, "client_2 left")
+    record, card = open_request(bot, ALICE, "client_late left")  # funds arrive after the card
     bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
     done = wait_status(bot, record.id, "failed")
     call = wait_trail(bot, record.id, "sfox_delete")[-1]

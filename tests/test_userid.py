@@ -190,6 +190,8 @@ def test_sfox_receives_exactly_one_encoded_segment(bot, fake_sfox, typed, user_i
     wait_status(bot, record.id, "succeeded")
     assert [(r.method, r.raw_path) for r in fake_sfox.requests()] == [
         ("GET", f"/v1/enterprise/users/{segment}"),
+        ("POST", f"/v1/enterprise/user-tokens/{segment}"),
+        ("GET", "/v1/user/balance"),
         ("DELETE", f"/v1/enterprise/account/{segment}"),
     ]
     assert fake_sfox.deactivated == {user_id}

@@ -1,7 +1,8 @@
 """A fake sFOX Connect API: a real HTTP server on 127.0.0.1, for tests, the demo and rehearsals.
 
 It behaves as ../shared/SFOX_API.md describes (200 with no body, 422 while balances are non-zero,
-404 for unknown or already deactivated accounts, 401 for a wrong key) and can be told to
+404 for unknown or already deactivated accounts, 401 for a wrong key; user tokens that expire and
+the balance read they allow, 401 for a wrong or expired token) and can be told to
 misbehave: scripted answers (any status, headers, body), delays, answers that never come, and
 connections dropped after the deactivation has been applied. It records every request it saw.
 
@@ -11,6 +12,7 @@ This is a testing aid. It never talks to the real sFOX.
 from __future__ import annotations
 
 import json
+import secrets
 import socket
 import struct
 import threading
@@ -18,11 +20,35 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bot.fakes.server import FakeHTTPServer
+
+
+def currency(code: str, balance: float, held: float = 0) -> dict[str, Any]:
+    """One entry of `GET /v1/user/balance`, as sFOX shapes it."""
+    return {
+        "currency": code,
+        "balance": balance,
+        "available": balance - held,
+        "held": held,
+        "trading_wallet": balance,
+        "collateral_wallet": 0,
+        "borrow_wallet": 0,
+        "lending_wallet": 0,
+    }
+
+
+# A user's private fields, never in what the API shows about them:
+#   balances         what `GET /v1/user/balance` answers (and DELETE refuses with 422 while any is
+#                    non-zero); `balance` is a shorthand for a single USD balance;
+#   funds_after_read balances that arrive right after the first balance read (the card is
+#                    then posted with zero balances, and the DELETE later gets 422);
+#   balance_fails    the status the balance read answers with instead (e.g. 500).
+PRIVATE_FIELDS = ("balance", "balances", "funds_after_read", "balance_fails")
 
 SAMPLE_USERS: list[dict[str, Any]] = [
     {
@@ -31,7 +57,7 @@ SAMPLE_USERS: list[dict[str, Any]] = [
         "last_name": "Lovelace",
         "email": "ada@example.com",
         "status": "VERIFIED",
-        "balance": 0,
+        "balances": [currency("usd", 0), currency("btc", 0)],
     },
     {
         "user_id": "client_2",
@@ -39,7 +65,7 @@ SAMPLE_USERS: list[dict[str, Any]] = [
         "last_name": "Hopper",
         "email": "grace@example.com",
         "status": "VERIFIED",
-        "balance": 1250,
+        "balances": [currency("usd", 1250, held=100), currency("btc", 0.5), currency("eth", 0)],
     },
     {
         "user_id": "client_3",
@@ -47,12 +73,39 @@ SAMPLE_USERS: list[dict[str, Any]] = [
         "last_name": "Turing",
         "email": "alan@example.com",
         "status": "PENDING",
-        "balance": 0,
+        "balances": [],
+    },
+    {
+        "user_id": "client_held",
+        "first_name": "Hedy",
+        "last_name": "Lamarr",
+        "email": "hedy@example.com",
+        "status": "VERIFIED",
+        "balances": [currency("usd", 40, held=40), currency("btc", 0)],
+    },
+    {
+        "user_id": "client_late",
+        "first_name": "Katherine",
+        "last_name": "Johnson",
+        "email": "katherine@example.com",
+        "status": "VERIFIED",
+        "balances": [currency("usd", 0)],
+        "funds_after_read": [currency("usd", 75)],
+    },
+    {
+        "user_id": "client_unreadable",
+        "first_name": "Claude",
+        "last_name": "Shannon",
+        "email": "claude@example.com",
+        "status": "VERIFIED",
+        "balances": [currency("usd", 0)],
+        "balance_fails": 500,
     },
 ]
 
 NONZERO = "Can not disable account with non-zero balances. Please remove all balances and try again."
 NOT_FOUND = "The account does not exist to be disabled."
+USER_TOKEN_LIFETIME = timedelta(hours=24)
 
 
 @dataclass
@@ -63,7 +116,8 @@ class Fault:
     delay: seconds to wait before answering;
     apply: perform the real operation first (so a dropped or late answer hides a real effect);
     drop: close the connection without any answer;
-    reset: abort the connection with a TCP reset (RST) instead of an answer.
+    reset: abort the connection with a TCP reset (RST) instead of an answer;
+    path: only for requests whose path starts with this (e.g. "/v1/user/balance").
     """
 
     method: str = "DELETE"
@@ -74,6 +128,7 @@ class Fault:
     apply: bool = False
     drop: bool = False
     reset: bool = False
+    path: str | None = None
 
 
 @dataclass
@@ -91,9 +146,15 @@ class FakeSfox:
         users: list[dict[str, Any]] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        token_lifetime: timedelta = USER_TOKEN_LIFETIME,
     ) -> None:
         self.api_key = api_key
-        self.users: dict[str, dict[str, Any]] = {u["user_id"]: dict(u) for u in (users or SAMPLE_USERS)}
+        self.users: dict[str, dict[str, Any]] = {
+            u["user_id"]: json.loads(json.dumps(u)) for u in (users or SAMPLE_USERS)
+        }
+        self.token_lifetime = token_lifetime
+        # user token -> (user id, when it stops working); tokens issued, for tests to search for.
+        self.tokens: dict[str, tuple[str, float]] = {}
         self.deactivated: set[str] = set()
         self.faults: list[Fault] = []
         self.delay = 0.0
@@ -128,6 +189,7 @@ class FakeSfox:
         self.stop()
 
     def add_user(self, user_id: str, balance: float = 0, **fields: Any) -> None:
+        """A user with one USD `balance` (or `balances=[currency(...), ...]`, and any other field)."""
         with self.lock:
             self.users[user_id] = {
                 "user_id": user_id,
@@ -135,9 +197,13 @@ class FakeSfox:
                 "last_name": "User",
                 "email": f"{user_id}@example.com",
                 "status": "VERIFIED",
-                "balance": balance,
+                "balances": [currency("usd", balance)],
                 **fields,
             }
+
+    def balances_of(self, user_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return _balances(self.users[user_id])
 
     def script(self, *faults: Fault) -> None:
         with self.lock:
@@ -149,14 +215,16 @@ class FakeSfox:
 
     # -- behaviour ---------------------------------------------------------------------------
 
-    def take_fault(self, method: str) -> Fault | None:
+    def take_fault(self, method: str, path: str = "") -> Fault | None:
         with self.lock:
             for i, fault in enumerate(self.faults):
-                if fault.method in (method, "*"):
+                if fault.method in (method, "*") and (fault.path is None or path.startswith(fault.path)):
                     return self.faults.pop(i)
         return None
 
     def answer(self, method: str, path: str, auth: str | None) -> tuple[int, bytes]:
+        if method == "GET" and path.rstrip("/") == "/v1/user/balance":
+            return self._balance_read(auth)
         if auth != f"Bearer {self.api_key}":
             return 401, _json({"error": "invalid api key"})
         parts = [unquote(p) for p in path.split("/")]
@@ -169,22 +237,56 @@ class FakeSfox:
                 if user is None or parts[4] in self.deactivated:
                     return 404, _json({"error": "User not found"})
                 return 200, _json({"data": _public(user)})
+            if method == "POST" and len(parts) == 5 and parts[1:4] == ["v1", "enterprise", "user-tokens"]:
+                uid = parts[4]
+                if uid not in self.users or uid in self.deactivated:
+                    return 404, _json({"error": "User not found"})
+                token = "user-" + secrets.token_urlsafe(24)
+                self.tokens[token] = (uid, time.monotonic() + self.token_lifetime.total_seconds())
+                expires = datetime.now(UTC) + self.token_lifetime
+                return 201, _json(
+                    {
+                        "data": {
+                            "token": token,
+                            "partner_user_id": uid,
+                            "expires": expires.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                        }
+                    }
+                )
             if method == "DELETE" and len(parts) == 5 and parts[1:4] == ["v1", "enterprise", "account"]:
                 uid = parts[4]
                 self.deletes[uid] += 1
                 user = self.users.get(uid)
                 if user is None or uid in self.deactivated:
                     return 404, _json({"error": NOT_FOUND})
-                if user.get("balance"):
+                if any(b.get("balance") or b.get("held") for b in _balances(user)):
                     return 422, _json({"error": NONZERO})
                 self.deactivated.add(uid)
                 return 200, b""
         return 404, _json({"error": "Not found"})
 
+    def _balance_read(self, auth: str | None) -> tuple[int, bytes]:
+        token = auth[len("Bearer ") :] if auth and auth.startswith("Bearer ") else ""
+        with self.lock:
+            uid, until = self.tokens.get(token, ("", 0.0))
+            user = self.users.get(uid)
+            if user is None or uid in self.deactivated or time.monotonic() >= until:
+                return 401, _json({"error": "invalid token"})
+            if user.get("balance_fails"):
+                return int(user["balance_fails"]), _json({"error": "try again later"})
+            answer = _balances(user)
+            if user.get("funds_after_read"):
+                user["balances"] = user.pop("funds_after_read")
+                user.pop("balance", None)
+            return 200, _json(answer)
+
 
 def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: with Nagle's algorithm the body waited for the
+        # client's delayed ACK, adding about 40 ms to every call on a kept-alive connection.
+        disable_nagle_algorithm = True
 
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass
@@ -210,7 +312,7 @@ def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
             if fake.on_request:
                 fake.on_request(seen)
             path = urlsplit(self.path).path
-            fault = fake.take_fault(method)
+            fault = fake.take_fault(method, path)
             if fake.delay:
                 time.sleep(fake.delay)
             if fault and fault.apply:
@@ -253,8 +355,14 @@ def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+def _balances(user: dict[str, Any]) -> list[dict[str, Any]]:
+    if "balances" in user:
+        return [dict(b) for b in user["balances"]]
+    return [currency("usd", user.get("balance") or 0)]
+
+
 def _public(user: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in user.items() if k != "balance"}
+    out = {k: v for k, v in user.items() if k not in PRIVATE_FIELDS}
     out.setdefault("account_type", "individual")
     out.setdefault("account_role", "Client")
     out.setdefault("phone_number", None)

@@ -1,7 +1,7 @@
 """The click journal: each button click is recorded before it is acknowledged.
 
 Revision ID: 0004_clicks
-Revises: 0002_audit
+Revises: 0003_balances
 Create Date: 2026-12-01
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from bot.schema import UTCDateTime
 
 revision: str = "0004_clicks"
-down_revision: str | None = "0002_audit"
+down_revision: str | None = "0003_balances"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
