@@ -18,7 +18,8 @@ from bot.fakes.slack_api import sign
 from bot.schema import STATUSES
 from bot.store import RequestRecord
 from bot.userid import MAX_LENGTH, InvalidUserId, parse_user_id, path_segment
-from bot.workflow import Command, Policy, Workflow, _card_failure_advice
+from bot.workflow import Command, Policy, Workflow
+from bot.workflow_base import card_failure_advice
 from tests.conftest import ALICE, APPROVERS, BOB, CAROL, SIGNING_SECRET
 from tests.helpers import card_text, open_request, wait_until
 
@@ -422,7 +423,7 @@ def test_command_answers_are_bounded_and_inert(requester, text):
 @settings(max_examples=200, deadline=None)
 @given(any_text)
 def test_card_failure_advice_is_bounded_and_inert(code):
-    text = _card_failure_advice(code)
+    text = card_failure_advice(code)
     assert len(text) <= 3000
     _inert(text)
 

@@ -22,5 +22,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("requests") as batch:
-        batch.drop_column("balances")
+    # Not batch mode: on SQLite that rebuilds `requests`, which the audit trail's events reference
+    # (foreign keys on), so the rebuild would be refused. SQLite drops a plain column in place.
+    op.drop_column("requests", "balances")
