@@ -5,11 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot import schema
@@ -116,12 +112,7 @@ class AskingStore(StoreBase):
         """Note where the card is. A click that adopted this very card a moment earlier already
         did; a different ts is never written over the one recorded."""
         with self._write() as conn:
-            rows = conn.execute(
-                update(requests)
-                .where(requests.c.id == request_id, requests.c.message_ts.is_(None))
-                .values(message_ts=message_ts)
-            ).rowcount
-            if rows:
+            if self._note_card(conn, request_id, message_ts):
                 self._event(conn, request_id, now, Event("card_posted", detail={"ts": message_ts}))
 
     def adopt_card(
@@ -131,12 +122,7 @@ class AskingStore(StoreBase):
         it or by the sweep; owe Slack a re-render of it (and `reply` in its thread). Only when no
         card is recorded: False if one is."""
         with self._write() as conn:
-            rows = conn.execute(
-                update(requests)
-                .where(requests.c.id == request_id, requests.c.message_ts.is_(None))
-                .values(message_ts=message_ts)
-            ).rowcount
-            if not rows:
+            if not self._note_card(conn, request_id, message_ts):
                 return False
             notices: list[tuple[str, str | None]] = [("card", None)] + ([("reply", reply)] if reply else [])
             for kind, text in notices:
@@ -148,3 +134,14 @@ class AskingStore(StoreBase):
                 conn, request_id, now, Event("card_adopted", detail={"ts": message_ts, "found_by": found_by})
             )
             return True
+
+    @staticmethod
+    def _note_card(conn: Connection, request_id: int, message_ts: str) -> bool:
+        """Write where the card is, unless a card is recorded already; True if this wrote it."""
+        return bool(
+            conn.execute(
+                update(requests)
+                .where(requests.c.id == request_id, requests.c.message_ts.is_(None))
+                .values(message_ts=message_ts)
+            ).rowcount
+        )
