@@ -81,6 +81,17 @@ _SENT = (
 )
 _NOTICE = insert(outbox)
 
+# -- visibility hook (issue 13): a final outcome owes the requester a direct message, queued in
+# the same transaction as the outcome; bot/dms.py renders and sends it through the outbox.
+DM_OUTCOMES = frozenset({"succeeded", "failed", "denied", "expired", "blocked"})
+
+
+def _dm_owed(values: dict[str, Any]) -> list[tuple[str, str | None]]:
+    status = values.get("status")
+    if status not in DM_OUTCOMES:
+        return []
+    return [("dm", json.dumps({"status": status, "error": values.get("error")}))]
+
 
 @dataclass(frozen=True)
 class RequestRecord:
@@ -106,6 +117,8 @@ class RequestRecord:
     attempts: int
     retryable: bool
     balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
+    deny_reason: str | None = None  # what the denier typed in the Deny modal (issue 13)
+    reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -426,6 +439,16 @@ class Store:
             request_id: int = conn.execute(
                 insert(requests).values(**values).returning(requests.c.id)
             ).scalar_one()
+            for kind, text in _dm_owed(values):  # visibility hook (issue 13): a blocked request's DM
+                conn.execute(
+                    _NOTICE,
+                    {
+                        "request_id": request_id,
+                        "kind": kind,
+                        "text": text,
+                        "created_at": values["created_at"],
+                    },
+                )
             for ev in trail:
                 self._event(conn, request_id, values["created_at"], ev)
         return request_id
@@ -528,13 +551,19 @@ class Store:
             notices=[("card", None)],
         )
 
-    def deny(self, request_id: int, actor: str, now: datetime, reply: str) -> bool:
+    def deny(self, request_id: int, actor: str, now: datetime, reply: str, reason: str | None = None) -> bool:
         return self._transition(
             request_id,
             now,
             where=[requests.c.status == "pending", requests.c.expires_at > now],
-            values={"status": "denied", "denied_by": actor, "decided_at": now, "completed_at": now},
-            event=Event("denied", actor),
+            values={
+                "status": "denied",
+                "denied_by": actor,
+                "decided_at": now,
+                "completed_at": now,
+                "deny_reason": reason or None,
+            },
+            event=Event("denied", actor, {"reason": reason} if reason else None),
             notices=[("card", None), ("reply", reply)],
         )
 
@@ -677,6 +706,11 @@ class Store:
             if self._write_lock is not None:
                 self._write_lock.release()
 
+    def append_event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+        """Append an audit event inside a transaction of `transaction()` (e.g. bot/reminders.py's
+        conditional update): the event commits with it, or not at all."""
+        self._event(conn, request_id, now, ev)
+
     def reader(self) -> Connection:
         """A read-only connection, for the same."""
         return self._read()
@@ -710,7 +744,7 @@ class Store:
             ).rowcount
             if not changed:
                 return False
-            for kind, text in notices:
+            for kind, text in [*notices, *_dm_owed(values)]:  # visibility hook: the requester's DM
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
-from bot import blocks
+from bot import approvers, blocks
 from bot.blocks import code, escape, mention
 from bot.crashpoints import crash_point
 from bot.sfox import SfoxClient, SfoxError, clip
@@ -38,7 +38,7 @@ CARDLESS_GRACE = timedelta(minutes=5)
 # How long a thread may hold a Slack message it is sending before another may take it over (a
 # process that died holding it must not hold back the messages after it for long). A card update
 # is idempotent, so its lease can be short; a thread reply must never be posted twice.
-NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0}
+NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0, "dm": 30.0}
 USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
 MAX_REASON = 500
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -52,6 +52,10 @@ PERMANENT_SLACK_ERRORS = frozenset(
         "invalid_auth",
         "account_inactive",
         "no_card",
+        # A direct message to someone who cannot get one (issue 13, bot/dms.py).
+        "user_not_found",
+        "user_disabled",
+        "cannot_dm_bot",
     }
 )
 
@@ -138,6 +142,8 @@ class Workflow:
         self.now = clock
         # Reads the target's balances before the card (bot.balances); None: no balance check.
         self.balances = balances
+        # Visibility hook (issue 13): senders for other kinds of owed message ("dm": bot/dms.py).
+        self.senders: dict[str, Callable[[Notice, RequestRecord | None], None]] = {}
 
     # -- the slash command ---------------------------------------------------------------------
 
@@ -147,7 +153,10 @@ class Workflow:
             places = ", ".join(f"<#{c}>" for c in sorted(self.policy.allowed_channels))
             return f":no_entry: `/sfox-deactivate` can only be used in {places}."
         if requester not in self.policy.approvers:
-            return ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations."
+            return approvers.refusal(
+                self.policy.approvers,
+                ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations.",
+            )
         # Any whitespace ends the id: Slack keeps the newlines and tabs people type before a reason.
         token, reason = [*(text or "").split(None, 1), "", ""][:2]
         if not token:
@@ -246,13 +255,14 @@ class Workflow:
         # Another approver's click completed the claim a moment earlier.
         return ClickResult(f"Your approval was recorded; request #{request_id} is already being deactivated.")
 
-    def deny(self, request_id: int, actor: str) -> ClickResult:
+    def deny(self, request_id: int, actor: str, reason: str | None = None) -> ClickResult:
         record = self.store.get(request_id)
         refusal = self._click_refusal(record, actor)
         if refusal:
             return ClickResult(refusal)
         assert record is not None
-        if not self.store.deny(request_id, actor, self.now(), blocks.reply_denied(record, actor)):
+        reply = blocks.reply_denied(record, actor, reason)
+        if not self.store.deny(request_id, actor, self.now(), reply, reason):
             return ClickResult(self._not_pending(self.store.get(request_id), actor))
         log.info("request denied", extra=_fields(record, actor=actor))
         return ClickResult(None)
@@ -485,7 +495,7 @@ class Workflow:
                 if notice.request_id in blocked:
                     continue
                 if notice.busy or not self.store.lease_notice(
-                    notice.id, self.now(), NOTICE_LEASE_SECONDS[notice.kind]
+                    notice.id, self.now(), NOTICE_LEASE_SECONDS.get(notice.kind, 30.0)
                 ):
                     blocked.add(notice.request_id)
                     continue
@@ -530,9 +540,11 @@ class Workflow:
         """Try one owed message: "sent", "failed" (retried later) or "gave_up" (cannot work)."""
         record = self.store.get(notice.request_id)
         try:
-            if record is None or record.message_ts is None:
+            if notice.kind in self.senders:  # visibility hook (issue 13): e.g. the requester's DM
+                self.senders[notice.kind](notice, record)
+            elif record is None or record.message_ts is None:
                 raise NotifyError("no_card")
-            if notice.kind == "card":
+            elif notice.kind == "card":
                 self.notifier.update_card(record)
             elif notice.attempts and self._already_replied(record, notice.text or ""):
                 # Taken before by a process that died with the reply maybe sent: it was.
@@ -600,7 +612,10 @@ class Workflow:
         if record is None:
             return "That deactivation request does not exist (any more)."
         if actor not in self.policy.approvers:
-            return ":no_entry: You are not on the sFOX approver list, so you cannot approve or deny."
+            return approvers.refusal(
+                self.policy.approvers,
+                ":no_entry: You are not on the sFOX approver list, so you cannot approve or deny.",
+            )
         if record.status == "pending" and self._expire_if_due(record):
             return (
                 f"Request #{record.id} has expired; nothing was changed. Start a new request if still needed."

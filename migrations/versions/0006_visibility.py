@@ -1,0 +1,40 @@
+"""Visibility (issue 13): a deny's reason, the one reminder per request, a click's deny reason.
+
+`requests.deny_reason` keeps what the approver typed in the Deny modal (shown on the card and in
+the thread); `requests.reminded_at` records the reminder posted in the card's thread, set by one
+conditional UPDATE so that of several replicas' sweeps exactly one reminds; `clicks.reason` carries
+a Deny modal's reason from the moment the submission is recorded (before its ack) to its step.
+Outbox rows of kind "dm" (a direct message to the requester) need no schema change.
+
+Revision ID: 0006_visibility
+Revises: 0004_clicks
+Create Date: 2026-12-01
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+from bot.schema import UTCDateTime
+
+revision: str = "0006_visibility"
+down_revision: str | None = "0004_clicks"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("requests") as batch:
+        batch.add_column(sa.Column("deny_reason", sa.Text, nullable=True))
+        batch.add_column(sa.Column("reminded_at", UTCDateTime, nullable=True))
+    with op.batch_alter_table("clicks") as batch:
+        batch.add_column(sa.Column("reason", sa.Text, nullable=True))
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("clicks") as batch:
+        batch.drop_column("reason")
+    with op.batch_alter_table("requests") as batch:
+        batch.drop_column("reminded_at")
+        batch.drop_column("deny_reason")
