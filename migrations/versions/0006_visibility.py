@@ -25,16 +25,14 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("requests") as batch:
-        batch.add_column(sa.Column("deny_reason", sa.Text, nullable=True))
-        batch.add_column(sa.Column("reminded_at", UTCDateTime, nullable=True))
-    with op.batch_alter_table("clicks") as batch:
-        batch.add_column(sa.Column("reason", sa.Text, nullable=True))
+    # Plain ADD/DROP COLUMN (SQLite 3.35+ and PostgreSQL): no table is rebuilt, so the foreign
+    # keys onto `requests` and the audit triggers are left alone.
+    op.add_column("requests", sa.Column("deny_reason", sa.Text, nullable=True))
+    op.add_column("requests", sa.Column("reminded_at", UTCDateTime, nullable=True))
+    op.add_column("clicks", sa.Column("reason", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("clicks") as batch:
-        batch.drop_column("reason")
-    with op.batch_alter_table("requests") as batch:
-        batch.drop_column("reminded_at")
-        batch.drop_column("deny_reason")
+    op.drop_column("clicks", "reason")
+    op.drop_column("requests", "reminded_at")
+    op.drop_column("requests", "deny_reason")
