@@ -123,7 +123,7 @@ def test_console_session_from_a_pipe(tmp_path):
 def test_console_ends_at_end_of_input_and_keeps_what_was_done(tmp_path):
     done = sfox_bot(tmp_path, "console", stdin="help\n/sfox-deactivate client_1 pending for now")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "approve N | deny N | retry N" in done.stdout
+    assert "approve N | deny N [reason] | retry N" in done.stdout
     assert "the bot posts card #1:" in done.stdout
     assert [r["status"] for r in history(tmp_path)] == ["pending"]
 
