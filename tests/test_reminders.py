@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import update
 
 from bot.schema import requests
@@ -29,8 +30,15 @@ def reminders(bot, ts):
 
 
 def test_one_reminder_per_request_with_two_replicas_sweeping(make_bot, database_url):
-    first = make_bot()
-    second = make_bot(DATABASE_URL=database_url)
+    two_replicas_remind_once(make_bot(DATABASE_URL=database_url), make_bot(DATABASE_URL=database_url))
+
+
+@pytest.mark.postgres
+def test_one_reminder_per_request_with_two_replicas_sweeping_on_postgres(make_bot, postgres_url):
+    two_replicas_remind_once(make_bot(DATABASE_URL=postgres_url), make_bot(DATABASE_URL=postgres_url))
+
+
+def two_replicas_remind_once(first, second):
     record, card = open_request(first, ALICE, "client_1")
     age(first, record.id, 20)
     first.runtime.sweep()
