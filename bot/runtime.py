@@ -17,7 +17,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot import subcommands
-from bot.approvers import approvers_for
+from bot.approvers import GroupApprovers, approvers_for
 from bot.audit import AuditAnchor
 from bot.balances import BalanceReader
 from bot.clicks import Clicks
@@ -228,6 +228,8 @@ def _visibility(
     dms = DirectMessages(slack, store)
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
+    if isinstance(approvers, GroupApprovers):
+        metrics.instrument_slack(approvers.client)  # usergroups.users.list
     return Visibility(
         metrics=metrics,
         dms=dms,

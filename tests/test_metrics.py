@@ -103,3 +103,34 @@ def test_socket_mode_serves_health_readiness_and_metrics_on_its_own_port(bot):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_multiprocess_mode_adds_up_every_worker(tmp_path):
+    """With PROMETHEUS_MULTIPROC_DIR (gunicorn with several workers), a scrape in one process
+    reports what every process counted."""
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from bot.metrics import Metrics
+from bot.store import Store
+from bot import migrate
+store = Store.from_url(sys.argv[1])
+migrate.upgrade(store.engine)
+metrics = Metrics(store)
+metrics.click("sfox_approve", "claimed")
+if sys.argv[2] == "scrape":
+    sys.stdout.write(metrics.scrape()[0].decode())
+"""
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom")}
+    (tmp_path / "prom").mkdir()
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    for mode in ("count", "count", "scrape"):
+        done = subprocess.run(
+            [sys.executable, "-c", script, url, mode], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert done.returncode == 0, done.stderr
+    assert 'sfox_bot_clicks_total{action="sfox_approve",result="claimed"} 3.0' in done.stdout
+    assert "sfox_bot_requests" in done.stdout  # the database's gauges too
