@@ -109,3 +109,29 @@ def test_a_home_approval_racing_a_card_approval_sends_one_delete(make_bot, fake_
         deletes = [r for r in fake_sfox.requests("DELETE") if r.raw_path.endswith(f"/{user}")]
         assert len(deletes) == 1
         assert [e.kind for e in bot.store.events_for(record.id)].count("claimed") == 1
+
+
+def test_the_events_url_answers_slacks_url_verification(bot):
+    """Slack checks the event subscription's request URL (app.yaml) with a signed challenge."""
+    import json
+
+    body = json.dumps({"token": "legacy", "challenge": "abc123", "type": "url_verification"}).encode()
+    response = bot.driver.post(body, "application/json")
+    assert response.status_code == 200 and "abc123" in response.text
+
+
+def test_the_messages_tab_does_not_publish_the_home(bot):
+    import json
+    import time
+
+    payload = {
+        "type": "event_callback",
+        "team_id": "T1",
+        "api_app_id": "A1",
+        "event_id": "Ev9",
+        "event_time": int(time.time()),
+        "event": {"type": "app_home_opened", "user": BOB, "channel": "DUBOB", "tab": "messages"},
+    }
+    assert bot.driver.post(json.dumps(payload).encode(), "application/json").status_code == 200
+    bot.runtime.wait_idle()
+    assert bot.slack.home(BOB) is None
