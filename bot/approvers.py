@@ -51,6 +51,8 @@ class GroupApprovers:
         self._members: frozenset[str] = frozenset()
         self._valid_until = float("-inf")
         self._lock = threading.Lock()
+        # Slack's error from the last read, while the group cannot be read; None when it was read.
+        self.unreadable: str | None = None
 
     def __contains__(self, user_id: object) -> bool:
         return user_id in self.fixed or user_id in self.members()
@@ -64,9 +66,11 @@ class GroupApprovers:
             try:
                 self._members = self._fetch()
                 self._valid_until = now + self.ttl
+                self.unreadable = None
             except Exception as exc:
                 self._members = frozenset()
                 self._valid_until = now + self.failure_ttl
+                self.unreadable = _slack_error(exc)
                 log.warning(
                     "approver group unreadable: its members are not approvers until Slack answers",
                     extra={"usergroup": self.group_id, "slack_error": _slack_error(exc)},
@@ -79,6 +83,18 @@ class GroupApprovers:
         if not isinstance(users, list):
             raise ValueError("usergroups.users.list answered without a user list")
         return frozenset(str(u) for u in users)
+
+
+def refusal(approvers: Container[str], refusal_text: str) -> str:
+    """What to tell someone found not to be an approver: `refusal_text`, unless the approver group
+    could not be read just now (a Slack outage), in which case we cannot know, and say so."""
+    error = getattr(approvers, "unreadable", None)
+    if isinstance(approvers, GroupApprovers) and error:
+        return (
+            f":warning: I cannot read the approver group from Slack right now (`{error[:60]}`), so I "
+            "cannot tell whether you are an approver. Nothing was changed; try again in a minute."
+        )
+    return refusal_text
 
 
 def approvers_for(settings: Settings) -> Container[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot import blocks
+from bot import approvers, blocks
 from bot.blocks import code, escape, mention
 from bot.crashpoints import crash_point
 from bot.sfox import SfoxError
@@ -29,7 +29,10 @@ class Asking(WorkflowBase):
             places = ", ".join(f"<#{c}>" for c in sorted(self.policy.allowed_channels))
             return f":no_entry: `/sfox-deactivate` can only be used in {places}."
         if requester not in self.policy.approvers:
-            return ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations."
+            return approvers.refusal(
+                self.policy.approvers,
+                ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations.",
+            )
         # Any whitespace ends the id: Slack keeps the newlines and tabs people type before a reason.
         token, reason = [*(text or "").split(None, 1), "", ""][:2]
         if not token:

@@ -125,7 +125,8 @@ def status_line(record: RequestRecord) -> str:
     if record.status == "pending":
         return f"{line} ({len(record.approved_by)} of {record.required_approvals} approvals)"
     if record.status == "denied":
-        return f"{line} by {mention(record.denied_by)}"
+        why = f": {escape(record.deny_reason, 600)}" if record.deny_reason else ""
+        return f"{line} by {mention(record.denied_by)}{why}"
     if record.status in ("executing", "unknown", "succeeded") or (
         record.status == "failed" and record.approved_by
     ):
@@ -155,12 +156,15 @@ def blocked_answer(record: RequestRecord, funds: str) -> str:
     )
 
 
-def reply_denied(record: RequestRecord, actor: str) -> str:
+def reply_denied(record: RequestRecord, actor: str, reason: str | None = None) -> str:
+    why = f" Reason: {escape(reason, 600)}" if reason else ""
     if actor == record.requested_by:
-        return f"{mention(actor)} cancelled this request. {code(record.sfox_user_id)} was not deactivated."
+        return (
+            f"{mention(actor)} cancelled this request. {code(record.sfox_user_id)} was not deactivated.{why}"
+        )
     return (
         f"{mention(actor)} denied this request from {mention(record.requested_by)}. "
-        f"{code(record.sfox_user_id)} was not deactivated."
+        f"{code(record.sfox_user_id)} was not deactivated.{why}"
     )
 
 

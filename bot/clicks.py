@@ -46,6 +46,8 @@ class Click:
     response_url: str | None
     id: int | None = None
     received_at: datetime | None = None
+    # A Deny sent from the reason modal (handlers/deny_modal.py) carries what was typed.
+    reason: str | None = None
 
 
 class Clicks:
@@ -69,6 +71,8 @@ class Clicks:
             DENY: workflow.deny,
             RETRY: workflow.retry,
         }
+        # Told of each handled click and what it led to (bot/metrics.py counts them).
+        self.observers: list[Callable[[Click, ClickResult], None]] = []
 
     def receive(self, click: Click) -> Click:
         """Record the click; call before acknowledging it. Returns it with its journal id. Raises
@@ -85,19 +89,27 @@ class Clicks:
                     channel_id=card.channel_id if card and card.ours else None,
                     message_ts=card.ts if card and card.ours else None,
                     response_url=click.response_url,
+                    reason=click.reason,
                     received_at=now,
                     lease_until=now + CLICK_LEASE,
                 )
                 .returning(clicks.c.id)
             ).scalar_one()
-        return Click(click.action, click.request_id, click.actor, card, click.response_url, click_id, now)
+        return Click(
+            click.action, click.request_id, click.actor, card, click.response_url, click_id, now, click.reason
+        )
 
     def handle(self, click: Click, answer: Callable[[str], None]) -> ClickResult:
         """The click's step: adopt its card if the request has none recorded, run the step,
         answer the clicker, mark the click done, and set off what the step calls for."""
         step = self.steps[click.action]
         adopted = self.workflow.adopt_card(click.request_id, click.card)
-        result = step(click.request_id, click.actor)
+        if click.action == DENY and click.reason:
+            result = self.workflow.deny(click.request_id, click.actor, click.reason)
+        else:
+            result = step(click.request_id, click.actor)
+        for observe in self.observers:
+            observe(click, result)
         text = result.ephemeral
         if adopted and text is None:
             text = "Done. (This card had lost its link to its request when the bot restarted; it is back.)"
@@ -159,6 +171,7 @@ class Clicks:
                 row["response_url"],
                 row["id"],
                 row["received_at"],
+                row["reason"],
             )
             for row in rows
             if row["action"] in self.steps

@@ -48,6 +48,10 @@ class Settings:
     audit_key: str | None = field(default=None, repr=False)
     audit_channel: str | None = None
     audit_anchor_minutes: int = 60
+    # Visibility (issue 13): the one reminder, a required reason, Socket Mode's ops port.
+    remind_after_fraction: float = 0.5
+    require_reason: bool = False
+    metrics_port: int = 9090
     database_url: str = "sqlite:///sfox-bot.db"
     host: str = "0.0.0.0"
     port: int = 3000
@@ -131,6 +135,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
         audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),
         audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),
+        remind_after_fraction=get.number("SFOX_REMIND_AFTER_FRACTION", 0.5, low=0.0, high=1.0),
+        require_reason=get.choice("SFOX_REQUIRE_REASON", "false", ("true", "false")) == "true",
+        metrics_port=get.integer("METRICS_PORT", 9090, low=0, high=65535),
         database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
         host=get.text("HOST", "0.0.0.0"),
         port=get.integer("PORT", 3000, low=0, high=65535),

@@ -29,7 +29,10 @@ CONFIRMATION = "yes"
 HELP = f"""\
   {COMMAND} <sfox_user_id> [reason]
                                   the slash command, typed as the current user
-  approve N | deny N | retry N    click that button on card #N as the current user
+  approve N | deny N [reason] | retry N
+                                  click that button on card #N as the current user (Deny
+                                  opens a dialog: the reason, if any, is typed there)
+  sweep                           what the bot does every minute: expiry, reminders, owed messages
   as NAME                         become someone else (see `users`)
   users                           who is who, who may approve, and the fake sFOX accounts
   history                         the recorded requests, newest first (as `sfox-bot history`)
@@ -67,6 +70,7 @@ class Console:
             "as": self.become,
             "history": self.history,
             "show": self.show,
+            "sweep": self.sweep,
             "quit": self.quit,
             "exit": self.quit,
         }
@@ -115,11 +119,12 @@ class Console:
             self.say(f"  {word} is not a command here; the bot has only {COMMAND}.")
             return None
         if word in BUTTONS:
-            number = _request_number(rest)
+            number_text, _, reason = rest.partition(" ")
+            number = _request_number(number_text)
             if number is None:
                 self.say(f"  Which card? `{word} N`, with N the request number shown on the card.")
                 return None
-            self.say(*self.sb.render(self.sb.click(self.me, word, number)))
+            self.say(*self.sb.render(self.sb.click(self.me, word, number, reason=reason.strip() or None)))
             return None
         action = self.commands.get(word.lower())
         if action is None:
@@ -203,6 +208,9 @@ class Console:
             if event.detail:
                 parts.append(plain(event.detail))
             self.say("    " + "  ".join(parts))
+
+    def sweep(self, _rest: str) -> None:
+        self.say(*self.sb.render(self.sb.sweep()) or ["  (nothing to do)"])
 
     def quit(self, _rest: str) -> bool:
         return False

@@ -3,7 +3,7 @@ click on a card the bot lost track of does."""
 
 from __future__ import annotations
 
-from bot import blocks
+from bot import approvers, blocks
 from bot.blocks import mention
 from bot.store import RequestRecord
 from bot.workflow_base import (
@@ -44,13 +44,14 @@ class Deciding(WorkflowBase):
         # Another approver's click completed the claim a moment earlier.
         return ClickResult(f"Your approval was recorded; request #{request_id} is already being deactivated.")
 
-    def deny(self, request_id: int, actor: str) -> ClickResult:
+    def deny(self, request_id: int, actor: str, reason: str | None = None) -> ClickResult:
         record = self.store.get(request_id)
         refusal = self._click_refusal(record, actor)
         if refusal:
             return ClickResult(refusal)
         assert record is not None
-        if not self.store.deny(request_id, actor, self.now(), blocks.reply_denied(record, actor)):
+        reply = blocks.reply_denied(record, actor, reason)
+        if not self.store.deny(request_id, actor, self.now(), reply, reason):
             return ClickResult(self._not_pending(self.store.get(request_id), actor))
         log.info("request denied", extra=log_fields(record, actor=actor))
         return ClickResult(None)
@@ -92,7 +93,10 @@ class Deciding(WorkflowBase):
         if record is None:
             return "That deactivation request does not exist (any more)."
         if actor not in self.policy.approvers:
-            return ":no_entry: You are not on the sFOX approver list, so you cannot approve or deny."
+            return approvers.refusal(
+                self.policy.approvers,
+                ":no_entry: You are not on the sFOX approver list, so you cannot approve or deny.",
+            )
         if record.status == "pending" and self._expire_if_due(record):
             return (
                 f"Request #{record.id} has expired; nothing was changed. Start a new request if still needed."

@@ -29,7 +29,7 @@ class Delivering(WorkflowBase):
                 if notice.request_id in blocked:
                     continue
                 if notice.busy or not self.store.lease_notice(
-                    notice.id, self.now(), NOTICE_LEASE_SECONDS[notice.kind]
+                    notice.id, self.now(), NOTICE_LEASE_SECONDS.get(notice.kind, 30.0)
                 ):
                     blocked.add(notice.request_id)
                     continue
@@ -56,9 +56,11 @@ class Delivering(WorkflowBase):
         """Try one owed message: "sent", "failed" (retried later) or "gave_up" (cannot work)."""
         record = self.store.get(notice.request_id)
         try:
-            if record is None or record.message_ts is None:
+            if notice.kind in self.senders:  # e.g. the requester's DM (bot/dms.py)
+                self.senders[notice.kind](notice, record)
+            elif record is None or record.message_ts is None:
                 raise NotifyError("no_card")
-            if notice.kind == "card":
+            elif notice.kind == "card":
                 self.notifier.update_card(record)
             elif notice.attempts and self._already_replied(record, notice.text or ""):
                 # Taken before by a process that died with the reply maybe sent: it was.

@@ -24,7 +24,7 @@ from bot.logs import configure
 from bot.sandbox import APPROVERS, CHANNEL_NAME, PEOPLE, Sandbox, SandboxError, database
 from bot.transcript import Entry
 
-TARGETS = ("client_1", "client_2", "client_late")  # each may be left open by an earlier session
+TARGETS = ("client_1", "client_2", "client_late", "client_3")  # each may be left open by an earlier session
 
 
 def run(*, fresh: bool, out: TextIO = sys.stdout) -> int:
@@ -68,6 +68,17 @@ class Scene:
         self.step("client_late reads zero, but funds arrive after the card: sFOX refuses with 422")
         second = self.open("bob", "client_late", "customer asked to close the account")
         self.show(self.sb.click("alice", "approve", second))
+
+        self.step("bob asks about client_3; nobody acts, so the sweep reminds the approvers in its thread")
+        third = self.open("bob", "client_3", "duplicate account")
+        self.say("    (the demo reminds at the first sweep; the bot's default is halfway through the hour)")
+        self.show(self.sb.sweep())
+        self.step("alice denies it with a reason typed in the Deny dialog; bob hears it by DM")
+        self.show(self.sb.click("alice", "deny", third, reason="the account is still in use"))
+        denied = self.sb.store.get(third)
+        if denied is None or denied.status != "denied":
+            self.say("The demo did not end as scripted: see the transcript above.")
+            return 1
 
         return self.outro(first, blocked, second)
 

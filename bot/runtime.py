@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -15,16 +16,21 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.approvers import approvers_for
+from bot import subcommands
+from bot.approvers import GroupApprovers, approvers_for
 from bot.audit import AuditAnchor
 from bot.balances import BalanceReader
 from bot.clicks import Clicks
 from bot.config import Settings
+from bot.dms import DirectMessages
+from bot.home import AppHome
+from bot.metrics import Metrics
 from bot.pools import TrackedPool, wait_all_idle
+from bot.reminders import Reminders
 from bot.sfox import SfoxClient
 from bot.slack import SlackNotifier, answer_privately, make_web_client
 from bot.store import Store
-from bot.workflow import Policy, Workflow
+from bot.workflow import ClickResult, Policy, Workflow
 
 log = logging.getLogger("sfox_bot.runtime")
 
@@ -35,6 +41,20 @@ log = logging.getLogger("sfox_bot.runtime")
 STEP_THREADS = 16
 JOB_THREADS = 32
 CLAIM_GRACE_SECONDS = 5.0
+# views.open must use a click's trigger_id within 3 s: one quick try, no retries.
+MODAL_TIMEOUT_SECONDS = 2
+
+
+@dataclass
+class Visibility:
+    """Issue 13's parts: the requester's DMs, reminders, the App Home, subcommands, metrics."""
+
+    metrics: Metrics
+    dms: DirectMessages
+    reminders: Reminders
+    home: AppHome
+    subcommands: subcommands.Context
+    modal_client: WebClient
 
 
 @dataclass
@@ -51,6 +71,7 @@ class Runtime:
         default_factory=lambda: TrackedPool(STEP_THREADS, thread_name_prefix="sfox-step")
     )
     anchor: AuditAnchor | None = None
+    visibility: Visibility | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -76,8 +97,14 @@ class Runtime:
     def sweep(self) -> dict[str, int]:
         """One sweep: the workflow's (expiry, reconcile, lost cards, owed messages), then the
         clicks acknowledged by a process that died before handling them."""
+        started = time.monotonic()
         summary = self.workflow.sweep()
         summary["clicks"] = self.clicks.replay()
+        if self.visibility is not None:
+            summary["reminded"] = self.visibility.reminders.tick()
+            if summary["reminded"]:
+                summary["delivered"] += self.workflow.deliver()
+            self.visibility.metrics.sweep_done(time.monotonic() - started)
         return summary
 
     def start_sweeper(self) -> None:
@@ -150,6 +177,7 @@ def build_runtime(
         logger=logging.getLogger("slack_bolt"),
     )
     jobs = TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job")
+    visibility = _visibility(settings, store, sfox, slack, workflow, app)
 
     def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return runtime.submit(fn, *args)
@@ -172,9 +200,53 @@ def build_runtime(
         )
         if settings.audit_channel
         else None,
+        visibility=visibility,
+    )
+    runtime.clicks.observers.append(
+        lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
     register(app, runtime)
     return runtime
+
+
+def _visibility(
+    settings: Settings, store: Store, sfox: SfoxClient, slack: WebClient, workflow: Workflow, app: App
+) -> Visibility:
+    """Wire issue 13's parts: metrics on every Slack and sFOX call and every ack, the outbox's
+    `dm` sender, the reminders the sweep runs, the App Home and the subcommands."""
+    metrics = Metrics(store, clock=workflow.now)
+    metrics.instrument_slack(slack)
+    metrics.instrument_sfox(sfox)
+    app.use(metrics.ack_timer())
+    modal_client = WebClient(
+        token=settings.slack_bot_token or "",
+        base_url=slack.base_url,
+        timeout=MODAL_TIMEOUT_SECONDS,
+        retry_handlers=[],
+    )
+    metrics.instrument_slack(modal_client)
+    dms = DirectMessages(slack, store)
+    workflow.senders["dm"] = dms.send
+    approvers = workflow.policy.approvers
+    if isinstance(approvers, GroupApprovers):
+        metrics.instrument_slack(approvers.client)  # usergroups.users.list
+    return Visibility(
+        metrics=metrics,
+        dms=dms,
+        reminders=Reminders(
+            store, approvers, settings.remind_after_fraction, workflow.now, settings.approver_group
+        ),
+        home=AppHome(slack, store, approvers, settings.approver_group, clock=workflow.now),
+        subcommands=subcommands.Context(store, approvers, settings.require_reason),
+        modal_client=modal_client,
+    )
+
+
+def _result(result: ClickResult) -> str:
+    """A click's result, as a metrics label."""
+    if result.execute:
+        return "claimed"
+    return "answered" if result.ephemeral else "done"
 
 
 def _log_failure(future: Future[Any]) -> None:

@@ -37,6 +37,7 @@ from bot.store import RequestRecord, Store
 from bot.transcript import (
     BotAnswered,
     Clicked,
+    DialogSubmitted,
     Entry,
     Ephemeral,
     Posted,
@@ -200,6 +201,9 @@ class Sandbox:
                 "DATABASE_URL": f"sqlite:///{self.database_path}",
                 "SFOX_TIMEOUT_SECONDS": "20",
                 "SFOX_MAX_ATTEMPTS": "3",
+                # Remind at the first sweep, so the demo and the console can show a reminder
+                # (the bot's default is halfway through a request's hour).
+                "SFOX_REMIND_AFTER_FRACTION": "0",
             }
         )
         store = Store.from_url(settings.database_url)
@@ -265,8 +269,9 @@ class Sandbox:
         entries.extend(self._answer(user, response))
         return entries + self._settle()
 
-    def click(self, name: str, button: str, request_id: int) -> list[Entry]:
-        """`name` clicks a button (`approve`, `deny`, `retry`) on the card of `request_id`."""
+    def click(self, name: str, button: str, request_id: int, reason: str | None = None) -> list[Entry]:
+        """`name` clicks a button (`approve`, `deny`, `retry`) on the card of `request_id`. A Deny
+        opens the bot's reason dialog, which `name` submits with `reason` (or none)."""
         assert self.driver is not None
         user = self.user_id(name)
         action_id, label = BUTTONS[button]
@@ -281,13 +286,17 @@ class Sandbox:
         self.journal.own(response_name, user)
         response = self._post(body)
         entries.extend(self._answer(user, response))
+        modal = self.driver.modal_for(response_name)
+        if modal is not None:
+            entries.append(DialogSubmitted(user, "Deny", reason or ""))
+            self.driver.submit_view(user, modal, {"reason": reason or ""})
         return entries + self._settle()
 
     def sweep(self) -> list[Entry]:
         """What `sfox-bot sweep` does: expire, reconcile unknown outcomes, resend owed messages."""
         assert self.runtime is not None
         self.journal.take()
-        self.runtime.workflow.sweep()
+        self.runtime.sweep()
         return self._settle()
 
     def render(self, entries: list[Entry]) -> list[str]:

@@ -79,6 +79,9 @@ requests = Table(
     Column("retryable", Boolean, nullable=False, default=False),
     # The balance check before the card, as JSON (bot.balances): what was read, or why not.
     Column("balances", Text, nullable=True),
+    # Visibility (issue 13, migration 0006): the Deny modal's reason, and the one reminder's time.
+    Column("deny_reason", Text, nullable=True),
+    Column("reminded_at", UTCDateTime, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
     Index("ix_requests_requested_by", "requested_by"),
@@ -148,7 +151,8 @@ outbox = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("request_id", Integer, ForeignKey("requests.id"), nullable=False),
-    Column("kind", String(16), nullable=False),  # "card" (re-render the card) or "reply" (thread text)
+    # "card" (re-render the card), "reply" (thread text) or "dm" (the requester's direct message)
+    Column("kind", String(16), nullable=False),
     Column("text", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("sent_at", UTCDateTime, nullable=True),
@@ -174,5 +178,7 @@ clicks = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("lease_until", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime, nullable=True),
+    # A Deny modal's reason (issue 13, migration 0006); None for a plain click.
+    Column("reason", Text, nullable=True),
     Index("ix_clicks_open", "done_at", "lease_until"),
 )

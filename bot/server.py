@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socketserver
 import threading
 from typing import Any
 
@@ -18,7 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.runtime import Runtime, build_runtime
-from bot.web import make_wsgi_app
+from bot.web import make_ops_app, make_wsgi_app
 
 log = logging.getLogger("sfox_bot.server")
 
@@ -94,6 +95,34 @@ def serve_http(settings: Settings) -> None:
     server.run()
 
 
+def _serve_ops(runtime: Runtime, settings: Settings) -> Any:
+    """`/healthz`, `/readyz` and `/metrics` on HOST:METRICS_PORT for Socket Mode (HTTP mode has
+    them on its own port), in a thread; None (and a warning) when the port cannot be bound."""
+    from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+            pass
+
+    class Threaded(socketserver.ThreadingMixIn, WSGIServer):
+        daemon_threads = True
+
+    try:
+        server = make_server(
+            settings.host,
+            settings.metrics_port,
+            make_ops_app(runtime),
+            server_class=Threaded,
+            handler_class=Quiet,
+        )
+    except OSError as exc:
+        log.warning("metrics port not served", extra={"port": settings.metrics_port, "error": str(exc)})
+        return None
+    threading.Thread(target=server.serve_forever, name="sfox-ops", daemon=True).start()
+    log.info("serving /healthz, /readyz, /metrics", extra={"bind": f"{settings.host}:{server.server_port}"})
+    return server
+
+
 def serve_socket_mode(settings: Settings) -> None:
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -122,9 +151,13 @@ def serve_socket_mode(settings: Settings) -> None:
             "at SLACK_API_URL?"
         ) from None
     runtime.start_sweeper()
+    ops = _serve_ops(runtime, settings)
     log.info("connected in Socket Mode")
     stopped.wait()
     log.info("shutting down: finishing in-flight sFOX calls")
     handler.close()
+    if ops is not None:
+        ops.shutdown()
+        ops.server_close()
     runtime.shutdown(wait=True)
     log.info("stopped")

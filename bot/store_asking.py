@@ -16,6 +16,7 @@ from bot.store_base import (
     Event,
     RequestRecord,
     StoreBase,
+    dm_owed,
 )
 
 
@@ -104,6 +105,16 @@ class AskingStore(StoreBase):
             request_id: int = conn.execute(
                 insert(requests).values(**values).returning(requests.c.id)
             ).scalar_one()
+            for kind, text in dm_owed(values):  # a blocked request's DM to its requester
+                conn.execute(
+                    _NOTICE,
+                    {
+                        "request_id": request_id,
+                        "kind": kind,
+                        "text": text,
+                        "created_at": values["created_at"],
+                    },
+                )
             for ev in trail:
                 self._event(conn, request_id, values["created_at"], ev)
         return request_id

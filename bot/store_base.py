@@ -74,6 +74,17 @@ _SENT = (
 )
 _NOTICE = insert(outbox)
 
+# A final outcome owes the requester a direct message, queued in the same transaction as the
+# outcome; bot/dms.py renders and sends it through the outbox.
+DM_OUTCOMES = frozenset({"succeeded", "failed", "denied", "expired", "blocked"})
+
+
+def dm_owed(values: dict[str, Any]) -> list[tuple[str, str | None]]:
+    status = values.get("status")
+    if status not in DM_OUTCOMES:
+        return []
+    return [("dm", json.dumps({"status": status, "error": values.get("error")}))]
+
 
 @dataclass(frozen=True)
 class RequestRecord:
@@ -99,6 +110,8 @@ class RequestRecord:
     attempts: int
     retryable: bool
     balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
+    deny_reason: str | None = None  # what the denier typed in the Deny dialog
+    reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -318,6 +331,11 @@ class StoreBase:
             if self._write_lock is not None:
                 self._write_lock.release()
 
+    def append_event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+        """Append an audit event inside a transaction of `transaction()` (e.g. bot/reminders.py's
+        conditional update): the event commits with it, or not at all."""
+        self._event(conn, request_id, now, ev)
+
     def reader(self) -> Connection:
         """A read-only connection, for the same."""
         return self._read()
@@ -351,7 +369,7 @@ class StoreBase:
             ).rowcount
             if not changed:
                 return False
-            for kind, text in notices:
+            for kind, text in [*notices, *dm_owed(values)]:  # and the requester's DM, if final
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )

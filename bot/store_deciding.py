@@ -97,13 +97,19 @@ class DecidingStore(StoreBase):
             notices=[("card", None)],
         )
 
-    def deny(self, request_id: int, actor: str, now: datetime, reply: str) -> bool:
+    def deny(self, request_id: int, actor: str, now: datetime, reply: str, reason: str | None = None) -> bool:
         return self._transition(
             request_id,
             now,
             where=[requests.c.status == "pending", requests.c.expires_at > now],
-            values={"status": "denied", "denied_by": actor, "decided_at": now, "completed_at": now},
-            event=Event("denied", actor),
+            values={
+                "status": "denied",
+                "denied_by": actor,
+                "decided_at": now,
+                "completed_at": now,
+                "deny_reason": reason or None,
+            },
+            event=Event("denied", actor, {"reason": reason} if reason else None),
             notices=[("card", None), ("reply", reply)],
         )
 

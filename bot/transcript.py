@@ -32,6 +32,7 @@ EMOJI = {
     "mag": "🔍",
     "information_source": "ℹ️",
     "moneybag": "💰",
+    "bell": "🔔",
 }
 
 _ANGLE = re.compile(r"<([^<>]*)>")
@@ -111,7 +112,18 @@ class BotAnswered:
     body: str
 
 
-Entry = Typed | Clicked | Ephemeral | Posted | Updated | SlackRefused | SfoxCall | BotAnswered
+@dataclass(frozen=True)
+class DialogSubmitted:
+    """Someone submitted a dialog the bot opened (the Deny dialog, with its optional reason)."""
+
+    user: str
+    title: str
+    reason: str
+
+
+Entry = (
+    Typed | Clicked | Ephemeral | Posted | Updated | SlackRefused | SfoxCall | BotAnswered | DialogSubmitted
+)
 
 
 # -- mrkdwn and Block Kit ------------------------------------------------------------------------
@@ -276,6 +288,9 @@ class Transcript:
                 return [f"{INDENT}Slack API refused {method}: {plain(error)}"]
             case SfoxCall(method, path, status):
                 return [f"{INDENT}sFOX API  {method} {plain(path)} → {status}"]
+            case DialogSubmitted(user, title, reason):
+                typed = f"reason “{plain(reason)}”" if reason else "no reason"
+                return [f"{self._who(user)} › submits the {title} dialog ({typed})"]
             case BotAnswered(status, body):
                 return self._block(f"the bot answered HTTP {status}: ", plain(body))
         return []
@@ -284,6 +299,8 @@ class Transcript:
         return self.names.get(user_id, user_id)
 
     def _channel(self, channel_id: str) -> str:
+        if channel_id.startswith("D") and channel_id[1:] in self.names:  # a direct message
+            return f"(DM to {self.names[channel_id[1:]]})"
         return "#" + self.channels.get(channel_id, channel_id)
 
     def _card_name(self, ts: str | None) -> str:

@@ -1,4 +1,6 @@
-"""The HTTP face of the bot: `POST /slack/events` for Bolt, `GET /healthz` and `GET /readyz`."""
+"""The HTTP face of the bot: `POST /slack/events` for Bolt, `GET /healthz`, `GET /readyz` and
+`GET /metrics` (Prometheus). Socket Mode serves the last three alone (`make_ops_app`) on
+METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -17,16 +19,44 @@ MAX_BODY_BYTES = 256 * 1024
 log = logging.getLogger("sfox_bot.web")
 
 
+def make_ops_app(runtime: Runtime) -> Callable[..., Iterable[bytes]]:
+    """`/healthz`, `/readyz` and `/metrics` only: what Socket Mode serves on METRICS_PORT."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        answer = _ops(runtime, environ, start_response)
+        return (
+            answer if answer is not None else _json(start_response, "404 Not Found", {"error": "not found"})
+        )
+
+    return app
+
+
+def _ops(
+    runtime: Runtime, environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes] | None:
+    path = environ.get("PATH_INFO", "")
+    if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
+        return None
+    if path == "/healthz":
+        return _json(start_response, "200 OK", {"status": "ok"})
+    if path == "/readyz":
+        return _ready(runtime, start_response)
+    if path == "/metrics" and runtime.visibility is not None:
+        data, content_type = runtime.visibility.metrics.scrape()
+        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(data)))])
+        return [data]
+    return None
+
+
 def make_wsgi_app(runtime: Runtime) -> Callable[..., Iterable[bytes]]:
     slack = SlackRequestHandler(runtime.app, path="/slack/events")
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         method = environ.get("REQUEST_METHOD", "GET")
-        if path == "/healthz" and method in ("GET", "HEAD"):
-            return _json(start_response, "200 OK", {"status": "ok"})
-        if path == "/readyz" and method in ("GET", "HEAD"):
-            return _ready(runtime, start_response)
+        ops = _ops(runtime, environ, start_response)
+        if ops is not None:
+            return ops
         if path == "/slack/events":
             if method != "POST":
                 return _json(start_response, "405 Method Not Allowed", {"error": "POST only"})

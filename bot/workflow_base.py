@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.blocks import escape
 from bot.sfox import SfoxClient
-from bot.store import RequestRecord, Store
+from bot.store import Notice, RequestRecord, Store
 
 if TYPE_CHECKING:
     from bot.balances import BalanceCheck
@@ -27,7 +27,7 @@ CARDLESS_GRACE = timedelta(minutes=5)
 # How long a thread may hold a Slack message it is sending before another may take it over (a
 # process that died holding it must not hold back the messages after it for long). A card update
 # is idempotent, so its lease can be short; a thread reply must never be posted twice.
-NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0}
+NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0, "dm": 30.0}
 USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
 MAX_REASON = 500
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -41,6 +41,10 @@ PERMANENT_SLACK_ERRORS = frozenset(
         "invalid_auth",
         "account_inactive",
         "no_card",
+        # A direct message to someone who cannot get one (bot/dms.py).
+        "user_not_found",
+        "user_disabled",
+        "cannot_dm_bot",
     }
 )
 
@@ -129,6 +133,8 @@ class WorkflowBase:
         self.now = clock
         # Reads the target's balances before the card (bot.balances); None: no balance check.
         self.balances = balances
+        # Senders for other kinds of owed message ("dm": bot/dms.py), tried before card and reply.
+        self.senders: dict[str, Callable[[Notice, RequestRecord | None], None]] = {}
 
 
 def card_failure_advice(slack_code: str) -> str:

@@ -11,7 +11,9 @@ if TYPE_CHECKING:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    from handlers import actions, commands
+    from handlers import actions, commands, deny_modal, home
 
     commands.register(app, runtime)
     actions.register(app, runtime)
+    deny_modal.register(app, runtime)
+    home.register(app, runtime)

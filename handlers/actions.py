@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import APPROVE, DENY, RETRY
+from bot.blocks import APPROVE, RETRY
 from bot.clicks import Click
 from bot.crashpoints import crash_point
 from bot.store import Busy
@@ -17,39 +18,72 @@ if TYPE_CHECKING:
     from bot.runtime import Runtime
 
 
+# Answers the clicker: given the click's payload and Bolt's `respond`, a function taking the text.
+AnswerFor = Callable[[dict[str, Any], "Respond"], Callable[[str], None]]
+
+
 def register(app: App, runtime: Runtime) -> None:
+    on_click = click_listener(runtime)
+    # Deny is registered by handlers/deny_modal.py: it opens the reason modal, and falls back to
+    # this same listener when the modal cannot be opened.
+    for action_id in (APPROVE, RETRY):
+        app.action(action_id)(on_click)
+
+
+def click_listener(
+    runtime: Runtime,
+    *,
+    as_action: str | None = None,
+    answer_for: AnswerFor | None = None,
+    after: Callable[[dict[str, Any]], None] | None = None,
+) -> Callable[..., None]:
+    """The listener for a button: record the click, ack, then run its step on the step pool.
+    `as_action` records it as that card action (an App Home button does what the card's does);
+    `answer_for` says how to answer the clicker (default: privately through the response URL);
+    `after` runs once the step is done (e.g. republish the clicker's App Home)."""
+
+    def private(body: dict[str, Any], respond: Respond) -> Callable[[str], None]:
+        return lambda text: say_privately(respond, text)
+
+    answer_with = answer_for or private
+
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         actor = str((body.get("user") or {}).get("id", ""))
         request_id = _request_id(action.get("value"))
+        answer = answer_with(body, respond)
         if request_id is None or not actor:
             ack()
-            say_privately(respond, "That button did not carry a valid request; nothing was changed.")
+            answer("That button did not carry a valid request; nothing was changed.")
             return
-        click = Click(action["action_id"], request_id, actor, _card_of(body), body.get("response_url"))
+        click = Click(
+            as_action or action["action_id"], request_id, actor, _card_of(body), body.get("response_url")
+        )
         try:
             # Recorded before the ack: a click Slack was told we received is never lost.
             click = runtime.clicks.receive(click)
         except Exception as exc:
             ack()
+            if runtime.visibility is not None:
+                runtime.visibility.metrics.click(click.action, "not_recorded")
             busy = "busy" if isinstance(exc, Busy) else "unable to record clicks right now"
-            say_privately(
-                respond,
+            answer(
                 f":warning: The bot's database is {busy}: your click was *not* recorded and "
-                "changed nothing. Please click again in a moment.",
+                "changed nothing. Please click again in a moment."
             )
             if not isinstance(exc, Busy):
                 raise
             return
         ack()
-        runtime.step(on_acked, click, respond)
+        runtime.step(on_acked, click, answer, body)
 
-    def on_acked(click: Click, respond: Respond) -> None:
+    def on_acked(click: Click, answer: Callable[[str], None], body: dict[str, Any]) -> None:
         """The click's step, after the ack (on the step pool)."""
         crash_point("click_acked")
-        runtime.clicks.handle(click, lambda text: say_privately(respond, text))
+        runtime.clicks.handle(click, answer)
+        if after is not None:
+            after(body)
 
-    for action_id in (APPROVE, DENY, RETRY):
-        app.action(action_id)(on_click)
+    return on_click
 
 
 def _request_id(value: object) -> int | None:

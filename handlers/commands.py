@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from bot import subcommands
 from bot.blocks import code
 from bot.workflow import Command
 
@@ -22,11 +23,22 @@ def register(app: App, runtime: Runtime) -> None:
 
     @app.command(COMMAND)
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
-        checked = workflow.check_command(
-            str(command.get("user_id", "")), str(command.get("channel_id", "")), str(command.get("text", ""))
-        )
+        user, text = str(command.get("user_id", "")), str(command.get("text", ""))
+        if runtime.visibility is not None:  # help, status, list (bot/subcommands.py)
+            answer = subcommands.dispatch(runtime.visibility.subcommands, user, text)
+            if answer is not None:
+                ack(response_type="ephemeral", text=answer)
+                return
+        checked = workflow.check_command(user, str(command.get("channel_id", "")), text)
         if isinstance(checked, str):
             ack(response_type="ephemeral", text=checked)
+            return
+        if runtime.settings.require_reason and not checked.reason:
+            ack(
+                response_type="ephemeral",
+                text=":warning: A reason is required here (SFOX_REQUIRE_REASON). "
+                "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; &lt;reason&gt;`. Nothing was posted.",
+            )
             return
         ack(response_type="ephemeral", text=f"Looking up {code(checked.sfox_user_id)} on sFOX…")
         runtime.submit(_open_request, runtime, checked, respond)
@@ -37,6 +49,7 @@ def _open_request(runtime: Runtime, cmd: Command, respond: Respond) -> None:
     outcome = runtime.workflow.open_request(cmd)
     if isinstance(outcome, str):
         say_privately(respond, outcome)
+        runtime.workflow.deliver()  # e.g. a blocked request's DM to the requester (bot/dms.py)
 
 
 def say_privately(respond: Respond, text: str) -> None:

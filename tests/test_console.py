@@ -123,7 +123,7 @@ def test_console_session_from_a_pipe(tmp_path):
 def test_console_ends_at_end_of_input_and_keeps_what_was_done(tmp_path):
     done = sfox_bot(tmp_path, "console", stdin="help\n/sfox-deactivate client_1 pending for now")
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "approve N | deny N | retry N" in done.stdout
+    assert "approve N | deny N [reason] | retry N" in done.stdout
     assert "the bot posts card #1:" in done.stdout
     assert [r["status"] for r in history(tmp_path)] == ["pending"]
 
@@ -192,3 +192,14 @@ def test_real_sfox_after_confirmation(tmp_path, fake_sfox):
         else:
             assert seen.headers["authorization"] == f"Bearer {SFOX_KEY}"
     assert SFOX_KEY not in done.stderr + done.stdout
+
+
+def test_console_shows_a_reminder_a_deny_reason_and_the_requesters_dm(tmp_path):
+    script = "/sfox-deactivate client_1 leaving\nsweep\nsweep\nas bob\ndeny 1 wrong account\n"
+    done = sfox_bot(tmp_path, "console", stdin=script)
+    assert done.returncode == 0, done.stdout + done.stderr
+    out = done.stdout
+    assert out.count("🔔 Reminder: request #1") == 1  # one reminder, however often it sweeps
+    assert "bob › submits the Deny dialog (reason “wrong account”)" in out
+    assert "🚫 Denied by @bob: wrong account" in out
+    assert "(DM to alice)  the bot says: 🚫 Your request #1 to deactivate `client_1`" in out

@@ -50,6 +50,13 @@ def assert_scene(out: str, first: int, blocked: int, second: int) -> None:
             "❌ Not deactivated · approved by @alice",
             f"↳ in the thread of card #{second}: ❌ @bob sFOX did not deactivate `client_late`: HTTP 422",
         ),
+        # issue 13: the outcome DMs, a reminder, and a Deny with a reason typed in its dialog
+        "bob › /sfox-deactivate client_3",
+        f"↳ in the thread of card #{second + 1}: 🔔 Reminder: request #{second + 1}",
+        f"alice › clicks [ Deny ] on card #{second + 1}",
+        "alice › submits the Deny dialog (reason “the account is still in use”)",
+        "🚫 Denied by @alice: the account is still in use",
+        f"(DM to bob)  the bot says: 🚫 Your request #{second + 1} to deactivate `client_3`",
         "sfox-bot history (the requests this demo made)",
     ]
     at = 0
@@ -78,8 +85,11 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
     assert first.returncode == 0, first.stdout + first.stderr
     assert first.stderr == ""
     assert_scene(first.stdout, 1, 2, 3)
+    assert "(DM to alice)  the bot says: ✅ Your request #1 to deactivate `client_1`" in first.stdout
+    assert "(DM to bob)  the bot says: 💰 Your request #2" in first.stdout
+    assert "(DM to bob)  the bot says: ❌ Your request #3" in first.stdout
 
-    recorded = history(tmp_path)
+    recorded = history(tmp_path)[1:]
     assert [(r["id"], r["sfox_user_id"], r["status"], r["http_status"]) for r in recorded] == [
         (3, "client_late", "failed", 422),
         (2, "client_2", "blocked", None),
@@ -95,12 +105,14 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
     # run left nothing open, so the same scene plays with the next request numbers.
     again = sfox_bot(tmp_path, "demo")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert_scene(again.stdout, 4, 5, 6)
+    assert_scene(again.stdout, 5, 6, 7)
     assert "\n1      " not in again.stdout.split("sfox-bot history")[1]  # only what this run did
     assert [(r["id"], r["status"]) for r in history(tmp_path)] == [
-        (6, "failed"),
-        (5, "blocked"),
-        (4, "succeeded"),
+        (8, "denied"),
+        (7, "failed"),
+        (6, "blocked"),
+        (5, "succeeded"),
+        (4, "denied"),
         (3, "failed"),
         (2, "blocked"),
         (1, "succeeded"),

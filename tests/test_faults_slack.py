@@ -83,7 +83,7 @@ def test_slack_failing_after_the_delete_loses_nothing(bot, caplog):
     assert bot.slack.thread(card.ts) == []
     assert buttons(bot.slack.message(card.ts)) == ["sfox_approve", "sfox_deny"]
     owed = wait_until(lambda: (rows := _unsent(bot, record.id)) and any(r.last_error for r in rows) and rows)
-    assert {r.kind for r in owed} == {"card", "reply"}
+    assert {r.kind for r in owed} == {"card", "reply", "dm"}  # dm: the requester's (issue 13)
     assert "internal_error" in {r.last_error for r in owed}
     assert "slack_failed" in [e.kind for e in bot.store.events_for(record.id)]
 
@@ -129,6 +129,6 @@ def test_card_that_cannot_be_updated_any_more_does_not_block_the_reply(bot):
     wait_status(bot, record.id, "succeeded")
     replies = bot.slack.wait_for(lambda: bot.slack.thread(card.ts))
     assert "is deactivated" in replies[0].text
-    assert _unsent(bot, record.id) == []
+    wait_until(lambda: _unsent(bot, record.id) == [])  # the requester's DM follows the reply
     details = [e.detail for e in bot.store.events_for(record.id) if e.kind == "slack_failed"]
     assert details and all("message_not_found" in d for d in details)

@@ -102,10 +102,11 @@ def test_a_click_on_a_lost_card_of_a_pending_request_counts(bot, fake_slack):
 
 def test_a_click_from_a_message_that_is_not_the_bots_is_not_adopted(bot, fake_slack):
     record, ts = _orphan(bot)
-    body, _name = bot.driver.click_body(BOB, "sfox_deny", str(record.id), ts)
+    body, name = bot.driver.click_body(BOB, "sfox_deny", str(record.id), ts)
     forged = body.replace(b"%22app_id%22%3A+%22A1%22", b"%22app_id%22%3A+%22A9%22")
     assert forged != body
     bot.driver.post(forged, "application/x-www-form-urlencoded")
+    bot.driver.submit_view(BOB, bot.driver.modal_for(name), {})  # the Deny dialog, confirmed
     wait_status(bot, record.id, "denied")  # the click still counts: it came signed from Slack
     wait_until(lambda: bot.runtime.wait_idle())
     assert bot.store.get(record.id).message_ts is None  # but that message is not the card

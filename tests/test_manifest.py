@@ -30,8 +30,14 @@ METHOD_SCOPES = {
     # Looking for a card or a reply a crash may have left unrecorded: public and private channels.
     "conversations.history": ("channels:history", "groups:history"),
     "conversations.replies": ("channels:history", "groups:history"),
+    # The requester's outcome DM (bot/dms.py) and its link to the card.
+    "conversations.open": "im:write",
+    "chat.getPermalink": None,
+    # The Deny modal and the App Home.
+    "views.open": None,
+    "views.publish": None,
 }
-ALL_SCOPES = {"commands", "chat:write", "usergroups:read", "channels:history", "groups:history"}
+ALL_SCOPES = {"commands", "chat:write", "usergroups:read", "channels:history", "groups:history", "im:write"}
 
 
 def load() -> dict[str, Any]:
@@ -128,7 +134,11 @@ def test_http_mode_urls_point_at_the_bots_endpoint():
     m = load()
     assert m["settings"]["socket_mode_enabled"] is False
     assert m["settings"]["interactivity"]["is_enabled"] is True  # the card's buttons need it
-    urls = [m["settings"]["interactivity"]["request_url"], m["features"]["slash_commands"][0]["url"]]
+    urls = [
+        m["settings"]["interactivity"]["request_url"],
+        m["features"]["slash_commands"][0]["url"],
+        m["settings"]["event_subscriptions"]["request_url"],
+    ]
     for url in urls:
         assert url.startswith("https://") and url.endswith("/slack/events")
     assert len(set(urls)) == 1
@@ -143,6 +153,7 @@ def test_the_documented_socket_mode_variant_is_valid_too():
     m = copy.deepcopy(load())
     m["settings"]["socket_mode_enabled"] = True
     del m["settings"]["interactivity"]["request_url"]
+    del m["settings"]["event_subscriptions"]["request_url"]
     for cmd in m["features"]["slash_commands"]:
         del cmd["url"]
     assert manifest_problems(m) == []
@@ -180,6 +191,8 @@ def test_bot_scopes_are_exactly_what_the_code_uses(make_bot, fake_slack):
         conn.execute(update(outbox).values(lease_until=None))
     bot.runtime.sweep()
     assert any("denied" in m.text for m in bot.slack.thread(card2.ts))
+    bot.driver.home_opened(BOB)  # the App Home
+    bot.slack.wait_for(lambda: bot.slack.home(BOB))
 
     called = {method for method, _ in fake_slack.calls}
     unknown = called - set(METHOD_SCOPES)

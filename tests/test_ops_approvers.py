@@ -59,7 +59,9 @@ def test_slack_failure_fails_closed_and_is_logged(make_bot, fake_slack, caplog):
     bot = make_bot(SFOX_APPROVER_GROUP=GROUP, SFOX_APPROVERS=ALICE)
     with caplog.at_level(logging.WARNING, logger="sfox_bot.approvers"):
         response = bot.driver.command(DAVE, "client_1")
-    assert "not on the sFOX approver list" in response.json()["text"]
+    # Issue 13: an outage is said as such, not as "you are not on the list".
+    assert "cannot read the approver group" in response.json()["text"]
+    assert "not on the sFOX approver list" not in response.json()["text"]
     assert bot.slack.cards() == [] and bot.sfox.requests() == []
     warned = [r for r in caplog.records if r.name == "sfox_bot.approvers"]
     assert warned and warned[0].slack_error == "missing_scope"

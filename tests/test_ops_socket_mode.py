@@ -78,3 +78,23 @@ def test_run_says_in_one_line_when_slack_refuses_the_app_token(fake_slack, fake_
     assert last.startswith("sfox-bot: Slack refused the Socket Mode connection (invalid_auth)")
     assert "Traceback" not in result.stderr
     assert "xapp-wrong" not in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_socket_mode_serves_healthz_readyz_and_metrics_on_metrics_port(
+    fake_slack, fake_sfox, socket_mode, tmp_path
+):
+    from tests.ops_support import SFOX_BOT, HttpBot, free_port
+
+    port = free_port()
+    env = socket_env(fake_slack, fake_sfox, f"sqlite:///{tmp_path / 'bot.db'}")
+    env.update({"HOST": "127.0.0.1", "METRICS_PORT": str(port)})
+    bot = HttpBot([SFOX_BOT, "run"], env, tmp_path, port)
+    try:
+        bot.wait_ready()
+        assert bot.wait_ready("/readyz").json() == {"status": "ready"}
+        metrics = bot.wait_ready("/metrics").text
+        assert "sfox_bot_requests" in metrics and "sfox_bot_sweep_last_success_timestamp_seconds" in metrics
+        assert bot.terminate() == 0
+    finally:
+        bot.kill()

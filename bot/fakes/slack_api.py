@@ -3,7 +3,8 @@
 `FakeSlack` is a real HTTP server on 127.0.0.1 that answers the Web API methods the bot uses
 (`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `conversations.history`,
 `conversations.replies`, `auth.test`,
-`usergroups.users.list`,
+`usergroups.users.list`, `chat.getPermalink`, `conversations.open` (direct messages: a DM's
+channel is `D` + the user id), `views.open` and `views.publish` (kept per user),
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
@@ -79,6 +80,8 @@ class FakeSlack:
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.faults: list[SlackFault] = []
         self.usergroups = usergroups or {}
+        self.views: dict[str, dict[str, Any]] = {}  # views.publish: each user's App Home
+        self.opened_views: list[dict[str, Any]] = []  # views.open: the modals opened
         self.lock = threading.Lock()
         self._ts = itertools.count(1)
         self._server = FakeHTTPServer((host, port), _handler_for(self))
@@ -127,7 +130,17 @@ class FakeSlack:
 
     def cards(self) -> list[Message]:
         with self.lock:
-            return [m for m in self.messages if m.thread_ts is None]
+            return [m for m in self.messages if m.thread_ts is None and not m.channel.startswith("D")]
+
+    def dms(self, user_id: str) -> list[Message]:
+        """The direct messages the bot sent `user_id` (its DM channel is `D` + the user id)."""
+        with self.lock:
+            return [m for m in self.messages if m.channel == "D" + user_id]
+
+    def home(self, user_id: str) -> dict[str, Any] | None:
+        """The App Home view last published for `user_id`."""
+        with self.lock:
+            return self.views.get(user_id)
 
     def thread(self, ts: str) -> list[Message]:
         with self.lock:
@@ -222,6 +235,39 @@ class FakeSlack:
                     for m in found
                 ]
                 return 200, {"ok": True, "messages": listed, "has_more": False}, {}
+            if method == "chat.getPermalink":
+                found = next(
+                    (
+                        m
+                        for m in self.messages
+                        if m.ts == args.get("message_ts") and m.channel == args.get("channel")
+                    ),
+                    None,
+                )
+                if found is None:
+                    return 200, {"ok": False, "error": "message_not_found"}, {}
+                link = f"https://test.slack.com/archives/{found.channel}/p{found.ts.replace('.', '')}"
+                return 200, {"ok": True, "channel": found.channel, "permalink": link}, {}
+            if method == "conversations.open":
+                users = str(args.get("users") or "")
+                if not users or "," in users:
+                    return 200, {"ok": False, "error": "user_not_found"}, {}
+                return 200, {"ok": True, "channel": {"id": "D" + users}}, {}
+            if method in ("views.open", "views.publish"):
+                view = args.get("view") or {}
+                if isinstance(view, str):
+                    view = json.loads(view)
+                if method == "views.open":
+                    if not args.get("trigger_id"):
+                        return 200, {"ok": False, "error": "invalid_trigger_id"}, {}
+                    self.opened_views.append({"trigger_id": args.get("trigger_id"), "view": view})
+                else:
+                    self.views[str(args.get("user_id"))] = view
+                return (
+                    200,
+                    {"ok": True, "view": {"id": f"V{len(self.opened_views) + len(self.views)}", **view}},
+                    {},
+                )
             if method == "usergroups.users.list":
                 users = self.usergroups.get(str(args.get("usergroup")))
                 if users is None:
@@ -408,12 +454,108 @@ class SlackDriver:
         return urlencode({"payload": json.dumps(payload)}).encode(), f"click{n}"
 
     def click(
-        self, user_id: str, action_id: str, value: str, message_ts: str | None = None
+        self,
+        user_id: str,
+        action_id: str,
+        value: str,
+        message_ts: str | None = None,
+        *,
+        reason: str | None = None,
+        confirm: bool = True,
     ) -> httpx.Response:
+        """Click a card's button. A Deny opens the bot's reason modal: with `confirm` (the
+        default) the driver submits it at once, with `reason` typed (or none), as a person
+        would; `confirm=False` leaves it open (see `modal_for`)."""
         body, name = self.click_body(user_id, action_id, value, message_ts)
         response = self.post(body, "application/x-www-form-urlencoded")
         response.extensions["response_name"] = name
+        modal = self.modal_for(name)
+        if modal is not None and confirm:
+            submitted = self.submit_view(user_id, modal, {"reason": reason or ""})
+            response.extensions["submitted"] = submitted
         return response
+
+    def modal_for(self, response_name: str) -> dict[str, Any] | None:
+        """The modal the bot opened in answer to the click named `response_name`, if any."""
+        trigger = "trigger." + response_name.removeprefix("click")
+        with self.slack.lock:
+            return next((v["view"] for v in self.slack.opened_views if v["trigger_id"] == trigger), None)
+
+    def home_opened(self, user_id: str) -> httpx.Response:
+        """The Events API's `app_home_opened` for `user_id` (a JSON event callback)."""
+        payload = {
+            "token": "legacy-unused",
+            "team_id": self.team_id,
+            "api_app_id": APP_ID,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._n)}",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_home_opened",
+                "user": user_id,
+                "channel": "D" + user_id,
+                "tab": "home",
+                "event_ts": str(time.time()),
+            },
+        }
+        return self.post(json.dumps(payload).encode(), "application/json")
+
+    def home_click(self, user_id: str, action_id: str, value: str) -> httpx.Response:
+        """A button click in `user_id`'s App Home (its container is the Home view, not a message)."""
+        n = next(self._n)
+        payload = {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "test"},
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": "legacy-unused",
+            "container": {"type": "view", "view_id": "VHOME"},
+            "trigger_id": f"trigger.{n}",
+            "view": {"id": "VHOME", "type": "home", "callback_id": "", "private_metadata": ""},
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": f"sfox_home_{value}",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return self.post(
+            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+        )
+
+    def submit_view(self, user_id: str, view: dict[str, Any], values: dict[str, str]) -> httpx.Response:
+        """Submit a modal the bot opened (`view`, as given to views.open), with `values` typed
+        into its inputs (block id → text; each block's one input)."""
+        state: dict[str, Any] = {}
+        for block in view.get("blocks") or []:
+            if block.get("type") == "input":
+                element = block["element"]
+                typed = values.get(block["block_id"])
+                state[block["block_id"]] = {
+                    element["action_id"]: {"type": element["type"], "value": typed if typed else None}
+                }
+        payload = {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "test"},
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": "legacy-unused",
+            "trigger_id": f"trigger.{next(self._n)}",
+            "view": {
+                "id": "VMODAL",
+                "type": "modal",
+                "callback_id": view.get("callback_id"),
+                "private_metadata": view.get("private_metadata", ""),
+                "state": {"values": state},
+                "blocks": view.get("blocks") or [],
+            },
+        }
+        return self.post(
+            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+        )
 
     def ephemeral_for(self, name: str, timeout: float = 10.0) -> list[str]:
         """Texts posted to the response_url of the request named `name`, waiting for at least one."""

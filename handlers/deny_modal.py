@@ -1,0 +1,173 @@
+"""Deny with a reason: the Deny button (on the card or in the App Home) opens a small modal with an
+optional reason, which is the confirm step; submitting it records the Deny like any click (in the
+click journal, before the ack) with its reason, which the card and the thread then show.
+
+`views.open` must use the click's `trigger_id` within 3 s, so it gets one quick try (no retries)
+before the ack: when it fails (Slack slow or down, a client that cannot show modals, no trigger)
+the click is a plain Deny, recorded and handled exactly as before. Opening the modal changes
+nothing, so losing it is safe; the submission is what counts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from bot.blocks import DENY, code
+from bot.clicks import Click
+from bot.home import HOME_DENY
+from bot.store import Busy
+from bot.workflow import MAX_REASON, CardRef
+from handlers.actions import _card_of, _request_id, click_listener
+from handlers.home import home_after, home_answer
+
+if TYPE_CHECKING:
+    from slack_bolt import Ack, App, Respond
+
+    from bot.runtime import Runtime
+
+CALLBACK_ID = "sfox_deny_reason"
+REASON_BLOCK = "reason"
+REASON_INPUT = "reason"
+log = logging.getLogger("sfox_bot.handlers")
+
+
+def register(app: App, runtime: Runtime) -> None:
+    card_plain = click_listener(runtime)
+    home_plain = click_listener(
+        runtime, as_action=DENY, answer_for=home_answer(runtime), after=home_after(runtime)
+    )
+
+    def deny_listener(plain: Any, from_home: bool) -> Any:
+        def on_deny(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+            if _open_modal(runtime, body, action, from_home):
+                ack()
+                return
+            plain(ack=ack, body=body, action=action, respond=respond)
+
+        return on_deny
+
+    app.action(DENY)(deny_listener(card_plain, from_home=False))
+    app.action(HOME_DENY)(deny_listener(home_plain, from_home=True))
+
+    @app.view(CALLBACK_ID)
+    def on_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        actor = str((body.get("user") or {}).get("id", ""))
+        try:
+            meta = json.loads(view.get("private_metadata") or "{}")
+            request_id = int(meta["r"])
+        except (ValueError, KeyError, TypeError):
+            ack(
+                response_action="errors",
+                errors={REASON_BLOCK: "This form lost its request; nothing was changed."},
+            )
+            return
+        values = ((view.get("state") or {}).get("values") or {}).get(REASON_BLOCK) or {}
+        reason = " ".join(str((values.get(REASON_INPUT) or {}).get("value") or "").split())
+        if len(reason) > MAX_REASON:
+            ack(response_action="errors", errors={REASON_BLOCK: f"At most {MAX_REASON} characters, please."})
+            return
+        card = CardRef(str(meta["c"]), str(meta["t"]), ours=bool(meta.get("o"))) if meta.get("t") else None
+        response_url = meta.get("u") if isinstance(meta.get("u"), str) else None
+        click = Click(DENY, request_id, actor, card, response_url, reason=reason or None)
+        try:
+            click = runtime.clicks.receive(click)  # recorded before the ack, like any click
+        except Exception as exc:
+            if runtime.visibility is not None:
+                runtime.visibility.metrics.click(DENY, "not_recorded")
+            ack(
+                response_action="errors",
+                errors={REASON_BLOCK: "The bot's database is busy: your Deny was not recorded. Try again."},
+            )
+            if not isinstance(exc, Busy):
+                raise
+            return
+        ack()
+        from_home = bool(meta.get("h"))
+        answer_body = {"user": {"id": actor}}
+        if from_home:
+            answer = home_answer(runtime)(answer_body, None)  # type: ignore[arg-type]
+        else:
+            answer = _answer_by_url(runtime, response_url)
+        runtime.step(_handle, runtime, click, answer, answer_body if from_home else None)
+
+
+def _handle(runtime: Runtime, click: Click, answer: Any, home_body: dict[str, Any] | None) -> None:
+    runtime.clicks.handle(click, answer)
+    if home_body is not None:
+        home_after(runtime)(home_body)
+
+
+def _answer_by_url(runtime: Runtime, response_url: str | None) -> Any:
+    """Answer through the Deny click's response URL (it lives 30 minutes): a courtesy."""
+
+    def answer(text: str) -> None:
+        if response_url:
+            runtime.clicks.answer_later(response_url, text)
+
+    return answer
+
+
+def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], from_home: bool) -> bool:
+    """One quick try at opening the reason modal; False to fall back to a plain Deny (which also
+    answers a click that could not deny: not an approver, a request no longer pending)."""
+    vis = runtime.visibility
+    trigger = body.get("trigger_id")
+    request_id = _request_id(action.get("value"))
+    actor = str((body.get("user") or {}).get("id", ""))
+    if vis is None or not trigger or request_id is None or not actor:
+        return False
+    record = runtime.store.get(request_id)
+    if record is None or record.status != "pending" or record.expires_at <= runtime.workflow.now():
+        return False
+    if actor not in runtime.workflow.policy.approvers:
+        return False
+    card = _card_of(body)
+    meta = {
+        "r": request_id,
+        "c": card.channel_id if card else None,
+        "t": card.ts if card else None,
+        "o": bool(card and card.ours),
+        "u": body.get("response_url"),
+        "h": from_home,
+    }
+    verb = "Cancel your request" if actor == record.requested_by else "Deny the deactivation"
+    view = {
+        "type": "modal",
+        "callback_id": CALLBACK_ID,
+        "private_metadata": json.dumps(meta),
+        "title": {"type": "plain_text", "text": "Deny request"},
+        "submit": {"type": "plain_text", "text": "Deny"},
+        "close": {"type": "plain_text", "text": "Back"},
+        "blocks": [
+            {
+                "type": "section",
+                "text": {
+                    "type": "mrkdwn",
+                    "text": f"{verb} of {code(record.sfox_user_id)} (request #{record.id})? "
+                    "Nothing is sent to sFOX.",
+                },
+            },
+            {
+                "type": "input",
+                "block_id": REASON_BLOCK,
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Reason (optional)"},
+                "element": {
+                    "type": "plain_text_input",
+                    "action_id": REASON_INPUT,
+                    "multiline": True,
+                    "max_length": MAX_REASON,
+                },
+            },
+        ],
+    }
+    try:
+        vis.modal_client.views_open(trigger_id=trigger, view=view)
+    except Exception as exc:
+        log.info(
+            "deny modal not opened; plain deny", extra={"request_id": request_id, "error": type(exc).__name__}
+        )
+        return False
+    return True
