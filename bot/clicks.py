@@ -34,6 +34,8 @@ RECORD_WITHIN_SECONDS = 2.0
 # A response URL works for 30 minutes: a click older than that can still be handled, but its
 # clicker can no longer be answered privately (the card and its thread still tell the outcome).
 RESPONSE_URL_LIFETIME = timedelta(minutes=30)
+# Built once: every click runs it before its ack (see bot/store_base.py on prebuilt statements).
+_RECORD = insert(clicks).returning(clicks.c.id)
 ACTION_LABELS = {APPROVE: "Approve", DENY: "Deny", RETRY: "Retry"}
 
 
@@ -81,19 +83,18 @@ class Clicks:
         card = click.card
         with self.store.quick_transaction(RECORD_WITHIN_SECONDS) as conn:
             click_id = conn.execute(
-                insert(clicks)
-                .values(
-                    request_id=click.request_id,
-                    action=click.action,
-                    actor=click.actor,
-                    channel_id=card.channel_id if card and card.ours else None,
-                    message_ts=card.ts if card and card.ours else None,
-                    response_url=click.response_url,
-                    reason=click.reason,
-                    received_at=now,
-                    lease_until=now + CLICK_LEASE,
-                )
-                .returning(clicks.c.id)
+                _RECORD,
+                {
+                    "request_id": click.request_id,
+                    "action": click.action,
+                    "actor": click.actor,
+                    "channel_id": card.channel_id if card and card.ours else None,
+                    "message_ts": card.ts if card and card.ours else None,
+                    "response_url": click.response_url,
+                    "reason": click.reason,
+                    "received_at": now,
+                    "lease_until": now + CLICK_LEASE,
+                },
             ).scalar_one()
         return Click(
             click.action, click.request_id, click.actor, card, click.response_url, click_id, now, click.reason
