@@ -18,6 +18,7 @@ from slack_sdk import WebClient
 from bot.approvers import approvers_for
 from bot.audit import AuditAnchor
 from bot.balances import BalanceReader
+from bot.batch import Batches, build_batches
 from bot.clicks import Clicks
 from bot.config import Settings
 from bot.pools import TrackedPool, wait_all_idle
@@ -51,6 +52,7 @@ class Runtime:
         default_factory=lambda: TrackedPool(STEP_THREADS, thread_name_prefix="sfox-step")
     )
     anchor: AuditAnchor | None = None
+    batches: Batches | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -78,6 +80,8 @@ class Runtime:
         clicks acknowledged by a process that died before handling them."""
         summary = self.workflow.sweep()
         summary["clicks"] = self.clicks.replay()
+        if self.batches is not None:
+            summary.update(self.batches.sweep())
         return summary
 
     def start_sweeper(self) -> None:
@@ -173,6 +177,7 @@ def build_runtime(
         if settings.audit_channel
         else None,
     )
+    runtime.batches = build_batches(runtime, reader)
     register(app, runtime)
     return runtime
 

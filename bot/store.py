@@ -106,6 +106,7 @@ class RequestRecord:
     attempts: int
     retryable: bool
     balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
+    batch_id: int | None = None  # the batch it belongs to (bot.batch), None for a single request
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -256,9 +257,12 @@ class Store:
         user: str | None = None,
         since: datetime | None = None,
         batch: int = 500,
+        batch_id: int | None = None,
     ) -> Iterator[RequestRecord]:
         """Requests newest first, streamed in batches so memory does not grow with the table."""
         conditions = []
+        if batch_id is not None:  # the users of one batch (bot.batch)
+            conditions.append(requests.c.batch_id == batch_id)
         if status:
             conditions.append(requests.c.status == status)
         if user:
@@ -315,6 +319,7 @@ class Store:
                 requests.c.status == "pending",
                 requests.c.message_ts.is_(None),
                 requests.c.created_at < created_before,
+                requests.c.batch_id.is_(None),  # a batch's users share the batch's card
             )
             return list(conn.execute(query).scalars())
 
@@ -645,6 +650,11 @@ class Store:
 
     # -- helpers -----------------------------------------------------------------------------
 
+    def append_event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+        """Append `ev` to the trail inside a transaction of `transaction()` (for a capability that
+        changes requests in bulk, e.g. a batch's approval)."""
+        self._event(conn, request_id, now, ev)
+
     def transaction(self) -> Any:
         """A write transaction for a capability that keeps its own tables (e.g. the click journal),
         queued like every other writer of this store."""
@@ -706,10 +716,15 @@ class Store:
     ) -> bool:
         with self._write() as conn:
             changed = conn.execute(
-                update(requests).where(requests.c.id == request_id, *where).values(**values)
-            ).rowcount
-            if not changed:
+                update(requests)
+                .where(requests.c.id == request_id, *where)
+                .values(**values)
+                .returning(requests.c.batch_id)
+            ).first()
+            if changed is None:
                 return False
+            if changed.batch_id is not None:
+                notices = []  # a batch's user has no card of its own: the batch card tells (bot.batch)
             for kind, text in notices:
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}

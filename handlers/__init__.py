@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    from handlers import actions, commands
+    from handlers import actions, batch, commands
 
     commands.register(app, runtime)
     actions.register(app, runtime)
+    batch.register(app, runtime)

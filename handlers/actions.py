@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from bot.batch_slack import BATCH_ACTIONS
 from bot.blocks import APPROVE, DENY, RETRY
 from bot.clicks import Click
 from bot.crashpoints import crash_point
@@ -48,7 +49,7 @@ def register(app: App, runtime: Runtime) -> None:
         crash_point("click_acked")
         runtime.clicks.handle(click, lambda text: say_privately(respond, text))
 
-    for action_id in (APPROVE, DENY, RETRY):
+    for action_id in (APPROVE, DENY, RETRY, *BATCH_ACTIONS):
         app.action(action_id)(on_click)
 
 

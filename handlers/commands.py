@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.blocks import code
 from bot.workflow import Command
+from handlers import batch
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
@@ -21,7 +22,10 @@ def register(app: App, runtime: Runtime) -> None:
     workflow = runtime.workflow
 
     @app.command(COMMAND)
-    def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: Any) -> None:
+        if batch.is_batch(str(command.get("text", ""))):  # `/sfox-deactivate batch …` (handlers/batch.py)
+            batch.on_command(runtime, ack, command, respond, client)
+            return
         checked = workflow.check_command(
             str(command.get("user_id", "")), str(command.get("channel_id", "")), str(command.get("text", ""))
         )
