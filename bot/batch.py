@@ -74,6 +74,8 @@ MAX_RATE_LIMITED_TRIES = 50
 # How long the balance reads of a batch's pre-flight may wait for the route's slot each.
 BALANCE_SLOT_WAIT_SECONDS = 60.0
 LISTED_FAILURES = 30
+# What bot/workflow.py's reconcile records for a claim whose DELETE never went out.
+NEVER_SENT = "the bot stopped before sending the DELETE"
 USAGE = "Usage: `/sfox-deactivate batch id1,id2,id3 [reason]`, or `/sfox-deactivate batch` for a form"
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -665,7 +667,12 @@ class Batches:
 
 
 def _rate_limited(record: RequestRecord) -> bool:
-    return record.status == "failed" and record.http_status == 429 and record.retryable
+    """Refused with 429 (sFOX did nothing), or found by a reconcile never to have been sent (a
+    runner died between the claim and the DELETE: the read saw the account, and the trail has no
+    `sfox_call_started`): safe to claim again and send once."""
+    if record.status != "failed" or not record.retryable:
+        return False
+    return record.http_status == 429 or (record.error or "").startswith(NEVER_SENT)
 
 
 def _left_out_text(
