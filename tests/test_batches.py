@@ -225,3 +225,23 @@ class BatchRows:
         for r in self.rows:
             out[r.status] = out.get(r.status, 0) + 1
         return out
+
+
+def test_history_and_show_of_a_batch(make_bot, fake_sfox, database_url, monkeypatch, capsys):
+    from bot.cli import main
+
+    bot = make_bot(SFOX_BALANCE_CHECK="off")
+    ids = add_users(fake_sfox, 3)
+    _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids) + ",nobody_x records")
+    bid = batch_id_of(card)
+    bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
+    wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "finished" in m.text], timeout=20)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    capsys.readouterr()
+    assert main(["history", "--batch", str(bid), "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["sfox_user_id"] for r in rows) == ids and {r["batch_id"] for r in rows} == {bid}
+    assert main(["show", f"batch:{bid}"]) == 0
+    out = capsys.readouterr().out
+    assert "succeeded 3" in out and "unknown: nobody_x" in out and all(uid in out for uid in ids)
+    assert main(["show", "batch:999"]) != 0
