@@ -50,8 +50,8 @@ def upgrade() -> None:
         sa.Column("created_at", UTCDateTime, nullable=False),
         sa.UniqueConstraint("batch_id", "approver", name="uq_batch_approvals_batch_approver"),
     )
-    with op.batch_alter_table("requests") as batch:
-        batch.add_column(sa.Column("batch_id", sa.Integer, nullable=True))
+    # A plain ALTER TABLE (SQLite 3.35+ and PostgreSQL): no copy of the requests table.
+    op.add_column("requests", sa.Column("batch_id", sa.Integer, nullable=True))
     op.create_index("ix_requests_batch", "requests", ["batch_id", "status"])
     op.create_table(
         "rate_slots",
@@ -72,8 +72,7 @@ def downgrade() -> None:
     op.drop_index("ix_rate_slots_at", table_name="rate_slots")
     op.drop_table("rate_slots")
     op.drop_index("ix_requests_batch", table_name="requests")
-    with op.batch_alter_table("requests") as batch:
-        batch.drop_column("batch_id")
+    op.drop_column("requests", "batch_id")
     op.drop_table("batch_approvals")
     op.drop_index("ix_batches_status", table_name="batches")
     op.drop_table("batches")
