@@ -32,6 +32,11 @@ EMOJI = {
     "mag": "🔍",
     "information_source": "ℹ️",
     "moneybag": "💰",
+    # batches (bot/batch_slack.py)
+    "checkered_flag": "🏁",
+    "double_vertical_bar": "⏸",
+    "arrow_forward": "▶",
+    "heavy_multiplication_x": "✖",
 }
 
 _ANGLE = re.compile(r"<([^<>]*)>")
