@@ -58,7 +58,15 @@ def start(runtime: Runtime, ask: BatchAsk, respond: Any) -> None:
             sent[0] += 1
             _say(respond, text, replace=True)
 
-    _say(respond, runtime.batches.open_batch(ask, progress), replace=False)
+    try:
+        answer = runtime.batches.open_batch(ask, progress)
+    except Exception:
+        log.exception("batch pre-flight failed")
+        answer = (
+            ":warning: The batch could not be prepared (the bot hit an error; see its log). "
+            "If no card appeared in the channel, nothing was recorded: try again."
+        )
+    _say(respond, answer, replace=False)
 
 
 def _say(respond: Any, text: str, *, replace: bool) -> None:

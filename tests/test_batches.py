@@ -245,3 +245,16 @@ def test_history_and_show_of_a_batch(make_bot, fake_sfox, database_url, monkeypa
     out = capsys.readouterr().out
     assert "succeeded 3" in out and "unknown: nobody_x" in out and all(uid in out for uid in ids)
     assert main(["show", "batch:999"]) != 0
+
+
+def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
+    bot = make_bot(SFOX_BALANCE_CHECK="off", SFOX_REQUEST_TTL_SECONDS="1")
+    ids = add_users(fake_sfox, 2)
+    _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids))
+    bid = batch_id_of(card)
+    time.sleep(1.2)  # past the batch's expiry (not an assertion: the state is checked below)
+    late = bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
+    assert "has expired" in bot.driver.ephemeral_for(late.extensions["response_name"])[0]
+    wait_until(lambda: {r.status for r in bot.store.history(limit=None, batch_id=bid)} == {"expired"})
+    wait_until(lambda: "Expired" in card_text(bot.slack.message(card.ts)))
+    assert fake_sfox.deletes == {}
