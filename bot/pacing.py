@@ -10,6 +10,10 @@ until its oldest slot leaves it.
 The window is a little longer than sFOX's (`MARGIN_SECONDS`), so that calls which leave a few
 milliseconds apart but arrive in a different order still fit sFOX's window. After a 429 `hold`
 closes the gate for everyone until the Retry-After has passed.
+
+Time is read once the gate is held (a time read before waiting for the lock would be stale, and
+slots would be recorded out of order), and on PostgreSQL it is the database server's clock, so
+replicas on different hosts need not agree on the time.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, select, text, update
 
 from bot.schema import rate_gate, rate_slots
 from bot.store import Store
@@ -36,7 +40,7 @@ class SharedRateLimiter:
         *,
         window: float = WINDOW_SECONDS,
         margin: float = MARGIN_SECONDS,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
@@ -62,10 +66,10 @@ class SharedRateLimiter:
     def try_acquire(self) -> float:
         """Take a slot now (0.0), or say how many seconds until one may be free."""
         with self.store.transaction() as conn:
-            now = self.clock()
             gate = conn.execute(
                 select(rate_gate.c.blocked_until).where(rate_gate.c.id == 1).with_for_update()
             ).scalar_one_or_none()
+            now = self._now(conn)
             if gate is None:  # a database migrated by hand without the gate row
                 conn.execute(insert(rate_gate).values(id=1, blocked_until=0.0))
                 gate = 0.0
@@ -81,10 +85,17 @@ class SharedRateLimiter:
                 return 0.0
             return max(0.01, oldest + self.span - now)
 
+    def _now(self, conn: Connection) -> float:
+        if self.clock is not None:
+            return self.clock()
+        if conn.dialect.name == "postgresql":
+            return float(conn.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one())
+        return time.time()
+
     def hold(self, seconds: float) -> None:
         """sFOX said 429: nobody takes a slot for `seconds`."""
-        until = self.clock() + seconds
         with self.store.transaction() as conn:
+            until = self._now(conn) + seconds
             conn.execute(
                 update(rate_gate)
                 .where(rate_gate.c.id == 1, rate_gate.c.blocked_until < until)
