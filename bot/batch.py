@@ -596,7 +596,7 @@ class Batches:
             log.warning("batch CSV not uploaded", extra={"batch_id": batch_id, "slack_error": exc.code})
             text += (
                 f"\nThe CSV of every user's outcome could not be uploaded (Slack said `{escape(exc.code, 60)}`); "
-                f"`sfox-bot history --batch {batch_id} --format csv` gives the same outcomes."
+                f"`sfox-bot history --batch {batch_id} --format csv` gives the same file."
             )
         try:
             self.notifier.reply(batch, text)

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import TextIO
 
+from bot.batch import outcome_csv
 from bot.batch_store import BatchStore
 from bot.store import Store
+
+
+def write_batch_csv(store: Store, batch_id: int, out: TextIO) -> None:
+    """Every user's outcome, exactly the CSV uploaded to the batch's thread at its end."""
+    out.write(outcome_csv(BatchStore(store).rows(batch_id)))
 
 
 def show_batch(store: Store, batch_id: int, fmt: str) -> bool:

@@ -250,6 +250,11 @@ def cmd_history(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = _open_migrated(settings)
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
+    if args.batch is not None and fmt == "csv":  # the same file as the one uploaded to the thread
+        from bot.batch_cli import write_batch_csv
+
+        write_batch_csv(store, args.batch, sys.stdout)
+        return 0
     records = store.history(
         limit=args.limit or None, status=args.status, user=args.user, since=args.since, batch_id=args.batch
     )

@@ -258,3 +258,26 @@ def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
     wait_until(lambda: {r.status for r in bot.store.history(limit=None, batch_id=bid)} == {"expired"})
     wait_until(lambda: "Expired" in card_text(bot.slack.message(card.ts)))
     assert fake_sfox.deletes == {}
+
+
+def test_a_failed_upload_is_said_and_the_cli_gives_the_same_file(
+    make_bot, fake_sfox, fake_slack, database_url, monkeypatch, capsys
+):
+    from bot.cli import main
+
+    bot = make_bot(SFOX_BALANCE_CHECK="off")
+    ids = add_users(fake_sfox, 3)
+    _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids))
+    bid = batch_id_of(card)
+    fake_slack.fail("files.getUploadURLExternal", "missing_scope")
+    bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
+    summary = wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "finished" in m.text], timeout=20)[
+        0
+    ]
+    assert "could not be uploaded" in summary.text and "missing_scope" in summary.text
+    assert f"sfox-bot history --batch {bid} --format csv" in summary.text
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    capsys.readouterr()
+    assert main(["history", "--batch", str(bid), "--format", "csv"]) == 0
+    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(r["sfox_user_id"] for r in table) == ids and {r["status"] for r in table} == {"succeeded"}
