@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TextIO
 
-from bot.batch import outcome_csv
+from bot.batch_run import outcome_csv
 from bot.batch_store import BatchStore
 from bot.store import Store
 
