@@ -23,10 +23,14 @@ def ask(bot, requester, text):
     response = bot.driver.command(requester, text)
     assert response.status_code == 200, response.text
     name = response.extensions["response_name"]
+    # The pre-flight's balance reads wait for the route's slots (about 5 per 10 s).
     answer = wait_until(
         lambda: [
-            t for t in bot.driver.ephemeral_for(name) if "Batch #" in t or "Nobody" in t or ":warning:" in t
-        ]
+            t
+            for t in bot.driver.ephemeral_for(name, timeout=30)
+            if "Batch #" in t or "Nobody" in t or ":warning:" in t
+        ],
+        timeout=30,
     )[-1]
     cards = batch_cards(bot)[before:]
     return answer, (cards[0] if cards else None), response
