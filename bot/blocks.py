@@ -33,6 +33,7 @@ STATUS_LINES = {
     "succeeded": ":white_check_mark: Deactivated on sFOX",
     "failed": ":x: Not deactivated",
     "blocked": ":moneybag: Not asked: the account holds funds",
+    "cancelled": ":heavy_multiplication_x: Cancelled with its batch before it started",
 }
 
 

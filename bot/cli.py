@@ -32,6 +32,7 @@ HISTORY_FIELDS = (
     "http_status",
     "error",
     "balances",
+    "batch_id",
 )
 EXIT_USAGE = 2
 
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     hist.add_argument(
         "--since", type=_since, help="only requests created since: ISO date/time, or 7d, 12h, 30m"
     )
+    hist.add_argument("--batch", type=_positive_int, help="only the users of this batch")
     hist.set_defaults(handler=cmd_history)
 
     show = sub.add_parser(
@@ -144,7 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one request with its full event trail",
         description="Print one request and every event recorded for it, oldest first.",
     )
-    show.add_argument("id", type=_positive_int, help="request id")
+    show.add_argument("id", help="request id, or batch:ID for a batch (bot/batch_cli.py)")
     show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     show.set_defaults(handler=cmd_show)
 
@@ -248,7 +250,14 @@ def cmd_history(args: argparse.Namespace) -> int:
     settings = load_settings()
     store = _open_migrated(settings)
     fmt = args.format or ("table" if sys.stdout.isatty() else "json")
-    records = store.history(limit=args.limit or None, status=args.status, user=args.user, since=args.since)
+    if args.batch is not None and fmt == "csv":  # the same file as the one uploaded to the thread
+        from bot.batch_cli import write_batch_csv
+
+        write_batch_csv(store, args.batch, sys.stdout)
+        return 0
+    records = store.history(
+        limit=args.limit or None, status=args.status, user=args.user, since=args.since, batch_id=args.batch
+    )
     writers: dict[str, Callable[[Iterator[RequestRecord], TextIO], None]] = {
         "json": write_json,
         "csv": write_csv,
@@ -260,6 +269,17 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 def cmd_show(args: argparse.Namespace) -> int:
     store = _open_migrated(load_settings())
+    try:
+        batch_id = _positive_int(str(args.id)[6:]) if str(args.id).lower().startswith("batch:") else None
+        args.id = _positive_int(str(args.id)) if batch_id is None else None
+    except argparse.ArgumentTypeError as exc:
+        raise CliError(f"show: {args.id!r}: {exc} (a request id, or batch:ID)") from None
+    if batch_id is not None:
+        from bot.batch_cli import show_batch
+
+        if not show_batch(store, batch_id, args.format):
+            raise CliError(f"no batch with id {batch_id}")
+        return 0
     record = store.get(args.id)
     if record is None:
         raise CliError(f"no request with id {args.id}")

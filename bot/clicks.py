@@ -75,6 +75,13 @@ class Clicks:
         }
         # Told of each handled click and what it led to (bot/metrics.py counts them).
         self.observers: list[Callable[[Click, ClickResult], None]] = []
+        self._foreign: set[str] = set()
+
+    def add_steps(self, steps: dict[str, Callable[[int, str], ClickResult]]) -> None:
+        """Buttons of another capability (bot.batch): journalled like the card's, but the id they
+        carry is that capability's own (never a request's), and each step sets off its own work."""
+        self.steps.update(steps)
+        self._foreign.update(steps)
 
     def receive(self, click: Click) -> Click:
         """Record the click; call before acknowledging it. Returns it with its journal id. Raises
@@ -104,6 +111,15 @@ class Clicks:
         """The click's step: adopt its card if the request has none recorded, run the step,
         answer the clicker, mark the click done, and set off what the step calls for."""
         step = self.steps[click.action]
+        if click.action in self._foreign:
+            result = step(click.request_id, click.actor)
+            for observe in self.observers:
+                observe(click, result)
+            if result.ephemeral:
+                answer(result.ephemeral)
+            if click.id is not None:
+                self._done(click.id)
+            return result
         adopted = self.workflow.adopt_card(click.request_id, click.card)
         if click.action == DENY and click.reason:
             result = self.workflow.deny(click.request_id, click.actor, click.reason)

@@ -44,6 +44,8 @@ class Settings:
     sfox_timeout_seconds: float = 30.0
     sfox_rate_limit_per_10s: int = 200
     balance_check: str = "required"
+    batch_max: int = 500
+    batch_balance_max: int = 20
     sweep_interval_seconds: float = 60.0
     audit_key: str | None = field(default=None, repr=False)
     audit_channel: str | None = None
@@ -131,6 +133,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         sfox_timeout_seconds=get.number("SFOX_TIMEOUT_SECONDS", 30.0, low=0.1, high=600),
         sfox_rate_limit_per_10s=get.integer("SFOX_RATE_LIMIT_PER_10S", 200, low=1, high=250),
         balance_check=get.choice("SFOX_BALANCE_CHECK", "required", ("required", "advisory", "off")),
+        batch_max=get.integer("SFOX_BATCH_MAX", 500, low=1, high=5000),
+        batch_balance_max=get.integer("SFOX_BATCH_BALANCE_MAX", 20, low=0, high=5000),
         sweep_interval_seconds=get.number("SFOX_SWEEP_INTERVAL_SECONDS", 60.0, low=0.05, high=86400),
         audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
         audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),

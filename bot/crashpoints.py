@@ -34,6 +34,7 @@ POINTS: dict[str, str] = {
     "outcome_recorded": "the outcome is recorded; the card update and the thread reply are not yet sent",
     "reply_sent": "a thread reply went out; it is not yet marked sent",
     "reconcile_read": "a reconcile's read of the account was answered; the outcome is not yet recorded",
+    "batch_row_claimed": "a batch's user is claimed; its DELETE is not yet sent (the batch runner dies)",
     "migration_applied": "a migration's statements ran; its transaction is not yet committed",
 }
 

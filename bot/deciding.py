@@ -129,5 +129,6 @@ class Deciding(WorkflowBase):
             "failed": "has failed; see its thread",
             "blocked": "was closed before any card: the account holds funds",
             "pending": "is still pending",
+            "cancelled": "was cancelled with its batch before it started",
         }
         return f"Request #{record.id} {states.get(record.status, record.status)}; your click changed nothing."

@@ -80,7 +80,28 @@ class Scene:
             self.say("The demo did not end as scripted: see the transcript above.")
             return 1
 
-        return self.outro(first, blocked, second)
+        batch = self.batch()
+        return self.outro(first, blocked, second, batch)
+
+    def batch(self) -> int:
+        """Five users in one batch: three deactivated, one unknown on sFOX, one holding funds."""
+        sfox = self.sb.fake_sfox
+        assert sfox is not None
+        cohort = [f"cohort_{n}" for n in (1, 2, 3)]
+        for n, uid in enumerate(cohort, 1):
+            sfox.add_user(uid, first_name="Cohort", last_name=f"Member {n}")
+        ids = ",".join([cohort[0], cohort[1], "cohort_9", "client_held", cohort[2]])
+        self.step("alice offboards a cohort in one batch: one card, one approval, each DELETE once")
+        last = self.sb.store.history(limit=1)
+        before = next(last, None)
+        self.show(self.sb.command("alice", f"batch {ids} product retired"))
+        record = next(self.sb.store.history(limit=1), None)
+        if record is None or record.batch_id is None or (before is not None and record.id <= before.id):
+            raise SandboxError("the batch was not opened; see the transcript above")
+        self.opened.extend(r.id for r in self.sb.store.history(limit=None, batch_id=record.batch_id))
+        self.step("bob approves the batch: three DELETEs at sFOX's pace, a summary in the thread")
+        self.show(self.sb.click_batch("bob", "Approve", record.batch_id))
+        return record.batch_id
 
     # -- parts of the scene --------------------------------------------------------------------
 
@@ -139,7 +160,7 @@ class Scene:
         self.opened.append(record.id)
         return record.id
 
-    def outro(self, first: int, blocked: int, second: int) -> int:
+    def outro(self, first: int, blocked: int, second: int, batch: int) -> int:
         self.heading("sfox-bot history (the requests this demo made)")
         write_table(self.sb.records(self.opened), self.out)
         done, refused = self.sb.store.get(first), self.sb.store.get(second)
@@ -152,6 +173,8 @@ class Scene:
             and refused is not None
             and refused.status == "failed"
             and refused.http_status == 422
+            and sorted(r.status for r in self.sb.store.history(limit=None, batch_id=batch))
+            == ["succeeded"] * 3
         )
         self.say("")
         if not ok:

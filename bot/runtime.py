@@ -20,6 +20,7 @@ from bot import subcommands
 from bot.approvers import GroupApprovers, approvers_for
 from bot.audit import AuditAnchor
 from bot.balances import BalanceReader
+from bot.batch import Batches, build_batches
 from bot.clicks import Clicks
 from bot.config import Settings
 from bot.dms import DirectMessages
@@ -72,6 +73,7 @@ class Runtime:
     )
     anchor: AuditAnchor | None = None
     visibility: Visibility | None = None
+    batches: Batches | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -100,6 +102,8 @@ class Runtime:
         started = time.monotonic()
         summary = self.workflow.sweep()
         summary["clicks"] = self.clicks.replay()
+        if self.batches is not None:
+            summary.update(self.batches.sweep())
         if self.visibility is not None:
             summary["reminded"] = self.visibility.reminders.tick()
             if summary["reminded"]:
@@ -205,6 +209,7 @@ def build_runtime(
     runtime.clicks.observers.append(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
+    runtime.batches = build_batches(runtime, reader)
     register(app, runtime)
     return runtime
 

@@ -292,6 +292,25 @@ class Sandbox:
             self.driver.submit_view(user, modal, {"reason": reason or ""})
         return entries + self._settle()
 
+    def click_batch(self, name: str, label: str, batch_id: int) -> list[Entry]:
+        """`name` clicks a batch card's button (`Approve`, `Deny`, `Pause`, `Resume`, `Cancel`);
+        returns everything that followed, the whole run of the batch included."""
+        from bot.batch_slack import BATCH_ACTIONS
+        from bot.batch_store import BatchStore
+
+        assert self.driver is not None
+        user = self.user_id(name)
+        action_id = next(a for a in BATCH_ACTIONS if a.endswith("_" + label.lower()))
+        batch = BatchStore(self.store).get(batch_id)
+        message_ts = batch.message_ts if batch is not None else None
+        self.journal.take()
+        entries: list[Entry] = [Clicked(user, label, batch_id, True)]
+        body, response_name = self.driver.click_body(user, action_id, str(batch_id), message_ts)
+        self.journal.own(response_name, user)
+        response = self._post(body)
+        entries.extend(self._answer(user, response))
+        return entries + self._settle()
+
     def sweep(self) -> list[Entry]:
         """What `sfox-bot sweep` does: expire, reconcile unknown outcomes, resend owed messages."""
         assert self.runtime is not None

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Boolean,
     Column,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -30,7 +31,18 @@ from sqlalchemy import (
 from sqlalchemy.types import TypeDecorator
 
 # `blocked`: closed before any card because the target still holds funds (see bot.balances).
-STATUSES = ("pending", "denied", "expired", "executing", "unknown", "succeeded", "failed", "blocked")
+# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batch).
+STATUSES = (
+    "pending",
+    "denied",
+    "expired",
+    "executing",
+    "unknown",
+    "succeeded",
+    "failed",
+    "blocked",
+    "cancelled",
+)
 OPEN_STATUSES = ("pending", "executing", "unknown")
 
 
@@ -79,10 +91,13 @@ requests = Table(
     Column("retryable", Boolean, nullable=False, default=False),
     # The balance check before the card, as JSON (bot.balances): what was read, or why not.
     Column("balances", Text, nullable=True),
+    # The batch this request belongs to (bot.batch, migration 0005), None for a single request.
+    Column("batch_id", Integer, nullable=True),
     # Visibility (issue 13, migration 0006): the Deny modal's reason, and the one reminder's time.
     Column("deny_reason", Text, nullable=True),
     Column("reminded_at", UTCDateTime, nullable=True),
     Index("ix_requests_status", "status"),
+    Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
     Index("ix_requests_requested_by", "requested_by"),
     Index("ix_requests_created_at", "created_at"),
@@ -181,4 +196,64 @@ clicks = Table(
     # A Deny modal's reason (issue 13, migration 0006); None for a plain click.
     Column("reason", Text, nullable=True),
     Index("ix_clicks_open", "done_at", "lease_until"),
+)
+
+# -- batches (bot/batch.py, bot/batch_store.py; migration 0005_batches) ---------------------------
+
+# One row per batch: its card, approval state and runner lease. Each user of a batch is its own
+# `requests` row with `batch_id` set; the batch keeps the users left out (unknown, holding funds).
+BATCH_STATUSES = ("pending", "denied", "expired", "running", "paused", "cancelled", "done", "failed")
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("requested_by", String(32), nullable=False),
+    Column("channel_id", String(32), nullable=False),
+    Column("message_ts", String(32), nullable=True),
+    Column("reason", Text, nullable=False, default=""),
+    Column("status", String(16), nullable=False),
+    Column("required_approvals", Integer, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("decided_at", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Column("denied_by", String(32), nullable=True),
+    Column("stopped_by", String(32), nullable=True),  # who paused or cancelled it last
+    # The users left out before the card, as JSON: unknown on sFOX, holding funds, not looked up.
+    Column("excluded", Text, nullable=True),
+    Column("balances_skipped", Boolean, nullable=False, default=False),
+    # The process running the batch holds it until `runner_until`; past that, any sweep resumes it.
+    Column("runner", String(64), nullable=True),
+    Column("runner_until", UTCDateTime, nullable=True),
+    Column("summary_at", UTCDateTime, nullable=True),
+    Index("ix_batches_status", "status"),
+)
+
+batch_approvals = Table(
+    "batch_approvals",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
+    Column("approver", String(32), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("batch_id", "approver", name="uq_batch_approvals_batch_approver"),
+)
+
+# The sFOX rate limiter shared by every replica (bot/pacing.py): one row per call in the sliding
+# window (epoch seconds), and one gate row (id 1) that serialises takers and holds everyone back
+# after a 429 (`blocked_until`).
+rate_slots = Table(
+    "rate_slots",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("at", Float, nullable=False),
+    Index("ix_rate_slots_at", "at"),
+)
+
+rate_gate = Table(
+    "rate_gate",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("blocked_until", Float, nullable=False, default=0.0),
 )

@@ -60,6 +60,7 @@ class SfoxError(Exception):
         self.status = status
         self.unknown = unknown
         self.attempts = attempts
+        self.retry_after: float | None = None  # seconds, from a 429's Retry-After header
 
     @property
     def not_found(self) -> bool:
@@ -215,9 +216,16 @@ class SfoxClient:
                 status=response.status_code,
             ) from None
 
-    def deactivate(self, user_id: str) -> CallResult:
-        """DELETE the account. Success is any 2xx (the body is never parsed); raises SfoxError."""
-        _, result = self._call("DELETE", f"/v1/enterprise/account/{path_segment(user_id)}", idempotent=False)
+    def deactivate(self, user_id: str, *, retry_rate_limited: bool = True) -> CallResult:
+        """DELETE the account. Success is any 2xx (the body is never parsed); raises SfoxError.
+        `retry_rate_limited=False`: a 429 is raised at once (with `retry_after`), for a caller
+        that paces many calls together (bot.batch) and slows all of them down instead."""
+        _, result = self._call(
+            "DELETE",
+            f"/v1/enterprise/account/{path_segment(user_id)}",
+            idempotent=False,
+            retry_rate_limited=retry_rate_limited,
+        )
         return result
 
     def _call(
@@ -229,6 +237,7 @@ class SfoxClient:
         params: dict[str, str] | None = None,
         bearer: str | None = None,
         max_attempts: int | None = None,
+        retry_rate_limited: bool = True,
     ) -> tuple[Answer, CallResult]:
         started = time.monotonic()
         deadline = started + self.timeout_seconds
@@ -280,6 +289,9 @@ class SfoxClient:
                 may_have_arrived = status in AMBIGUOUS_DELETE_STATUSES
                 maybe_applied = maybe_applied or status >= 500
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                if status == 429 and not retry_rate_limited:
+                    error.retry_after = retry_after
+                    raise error
             if may_have_arrived and not idempotent:
                 error.unknown = True
                 error.message = f"{error.message}; the deactivation may or may not have happened"

@@ -112,6 +112,7 @@ class RequestRecord:
     balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
     deny_reason: str | None = None  # what the denier typed in the Deny dialog
     reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
+    batch_id: int | None = None  # the batch it belongs to (bot.batch), None for a single request
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
@@ -262,9 +263,12 @@ class StoreBase:
         user: str | None = None,
         since: datetime | None = None,
         batch: int = 500,
+        batch_id: int | None = None,
     ) -> Iterator[RequestRecord]:
         """Requests newest first, streamed in batches so memory does not grow with the table."""
         conditions = []
+        if batch_id is not None:  # the users of one batch (bot.batch)
+            conditions.append(requests.c.batch_id == batch_id)
         if status:
             conditions.append(requests.c.status == status)
         if user:
@@ -365,11 +369,17 @@ class StoreBase:
     ) -> bool:
         with self._write() as conn:
             changed = conn.execute(
-                update(requests).where(requests.c.id == request_id, *where).values(**values)
-            ).rowcount
-            if not changed:
+                update(requests)
+                .where(requests.c.id == request_id, *where)
+                .values(**values)
+                .returning(requests.c.batch_id)
+            ).first()
+            if changed is None:
                 return False
-            for kind, text in [*notices, *dm_owed(values)]:  # and the requester's DM, if final
+            owed = [*notices, *dm_owed(values)]  # and the requester's DM, if final
+            if changed.batch_id is not None:
+                owed = []  # a batch's user has no card or DM of its own: the batch card tells (bot.batch)
+            for kind, text in owed:
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
                 )

@@ -33,6 +33,7 @@ class DecidingStore(StoreBase):
                 requests.c.status == "pending",
                 requests.c.message_ts.is_(None),
                 requests.c.created_at < created_before,
+                requests.c.batch_id.is_(None),  # a batch's users share the batch's card
             )
             return list(conn.execute(query).scalars())
 

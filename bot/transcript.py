@@ -33,6 +33,11 @@ EMOJI = {
     "information_source": "ℹ️",
     "moneybag": "💰",
     "bell": "🔔",
+    # batches (bot/batch_slack.py)
+    "checkered_flag": "🏁",
+    "double_vertical_bar": "⏸",
+    "arrow_forward": "▶",
+    "heavy_multiplication_x": "✖",
 }
 
 _ANGLE = re.compile(r"<([^<>]*)>")

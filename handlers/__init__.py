@@ -11,9 +11,10 @@ if TYPE_CHECKING:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    from handlers import actions, commands, deny_modal, home
+    from handlers import actions, batch, commands, deny_modal, home
 
     commands.register(app, runtime)
     actions.register(app, runtime)
     deny_modal.register(app, runtime)
     home.register(app, runtime)
+    batch.register(app, runtime)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from bot.batch_slack import BATCH_ACTIONS
 from bot.blocks import APPROVE, RETRY
 from bot.clicks import Click
 from bot.crashpoints import crash_point
@@ -26,7 +27,8 @@ def register(app: App, runtime: Runtime) -> None:
     on_click = click_listener(runtime)
     # Deny is registered by handlers/deny_modal.py: it opens the reason modal, and falls back to
     # this same listener when the modal cannot be opened.
-    for action_id in (APPROVE, RETRY):
+    # The batch card's buttons (bot/batch_slack.py) are journalled the same way.
+    for action_id in (APPROVE, RETRY, *BATCH_ACTIONS):
         app.action(action_id)(on_click)
 
 

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from bot import subcommands
 from bot.blocks import code
 from bot.workflow import Command
+from handlers import batch
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
@@ -22,8 +23,11 @@ def register(app: App, runtime: Runtime) -> None:
     workflow = runtime.workflow
 
     @app.command(COMMAND)
-    def on_command(ack: Ack, command: dict[str, Any], respond: Respond) -> None:
+    def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: Any) -> None:
         user, text = str(command.get("user_id", "")), str(command.get("text", ""))
+        if batch.is_batch(text):  # `/sfox-deactivate batch …` (handlers/batch.py)
+            batch.on_command(runtime, ack, command, respond, client)
+            return
         if runtime.visibility is not None:  # help, status, list (bot/subcommands.py)
             answer = subcommands.dispatch(runtime.visibility.subcommands, user, text)
             if answer is not None:

@@ -29,3 +29,4 @@ def test_quick_benchmark_completes_with_exactly_once_deletes():
     assert "SQLite: 1 DELETE for 10 clicks" in proc.stdout  # section 3
     assert "`audit verify` on 20,000 events" in proc.stdout  # section 6
     assert "## 7. Card latency" in proc.stdout and "| required " in proc.stdout  # section 7
+    assert "## 8. A batch of 40 users" in proc.stdout and "met: batch: 0 429s" in proc.stdout  # section 8

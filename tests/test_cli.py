@@ -39,6 +39,7 @@ FIELDS = [
     "http_status",
     "error",
     "balances",
+    "batch_id",  # issue 12: null for a single request
 ]
 # The issue-2 statuses, plus `unknown` (issue 3: the DELETE went out and no answer came), plus
 # `blocked` (issue 11: the target held funds, so no card was posted).

@@ -33,6 +33,7 @@ TESTED = {
     "outcome_recorded": "test_outcome_recorded_then_killed_is_delivered_after_restart",
     "reply_sent": "test_reply_sent_then_killed_is_not_posted_twice",
     "reconcile_read": "test_reconcile_read_then_killed_is_settled_by_the_next_sweep",
+    "batch_row_claimed": "test_batch_row_claimed_then_killed_is_resumed_by_another_process (test_batch_crash.py)",
     "migration_applied": "test_migration_killed_midway_leaves_the_other_replica_to_migrate (test_crash_migration.py)",
 }
 

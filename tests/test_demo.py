@@ -57,6 +57,13 @@ def assert_scene(out: str, first: int, blocked: int, second: int) -> None:
         "alice › submits the Deny dialog (reason “the account is still in use”)",
         "🚫 Denied by @alice: the account is still in use",
         f"(DM to bob)  the bot says: 🚫 Your request #{second + 1} to deactivate `client_3`",
+        "alice › /sfox-deactivate batch cohort_1,cohort_2,cohort_9,client_held,cohort_3 product retired",
+        "│ 3 to deactivate · 1 unknown on sFOX (left out) · 1 holding funds",
+        "• unknown on sFOX (1): `cohort_9`",
+        "• holding funds (1): `client_held`",
+        "bob › clicks [ Approve ] on card #",
+        "sFOX API  DELETE /v1/enterprise/account/cohort_1 → 200",
+        "finished: 3 deactivated, 0 failed (of 3).",
         "sfox-bot history (the requests this demo made)",
     ]
     at = 0
@@ -89,7 +96,14 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
     assert "(DM to bob)  the bot says: 💰 Your request #2" in first.stdout
     assert "(DM to bob)  the bot says: ❌ Your request #3" in first.stdout
 
-    recorded = history(tmp_path)[1:]
+    everything = history(tmp_path)
+    batch = [r for r in everything if r["batch_id"] is not None]
+    assert [(r["sfox_user_id"], r["status"]) for r in batch] == [
+        ("cohort_3", "succeeded"),
+        ("cohort_2", "succeeded"),
+        ("cohort_1", "succeeded"),
+    ]
+    recorded = [r for r in everything if r["batch_id"] is None][1:]  # [0]: client_3, denied
     assert [(r["id"], r["sfox_user_id"], r["status"], r["http_status"]) for r in recorded] == [
         (3, "client_late", "failed", 422),
         (2, "client_2", "blocked", None),
@@ -105,13 +119,13 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
     # run left nothing open, so the same scene plays with the next request numbers.
     again = sfox_bot(tmp_path, "demo")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert_scene(again.stdout, 5, 6, 7)
+    assert_scene(again.stdout, 8, 9, 10)  # 5 to 7: the first run's batch
     assert "\n1      " not in again.stdout.split("sfox-bot history")[1]  # only what this run did
-    assert [(r["id"], r["status"]) for r in history(tmp_path)] == [
-        (8, "denied"),
-        (7, "failed"),
-        (6, "blocked"),
-        (5, "succeeded"),
+    assert [(r["id"], r["status"]) for r in history(tmp_path) if r["batch_id"] is None] == [
+        (11, "denied"),
+        (10, "failed"),
+        (9, "blocked"),
+        (8, "succeeded"),
         (4, "denied"),
         (3, "failed"),
         (2, "blocked"),

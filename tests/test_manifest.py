@@ -33,11 +33,24 @@ METHOD_SCOPES = {
     # The requester's outcome DM (bot/dms.py) and its link to the card.
     "conversations.open": "im:write",
     "chat.getPermalink": None,
-    # The Deny modal and the App Home.
+    # The Deny modal, the batch form (opened with a trigger, no scope of their own) and the App Home.
     "views.open": None,
     "views.publish": None,
+    # Batches: the form's file, and the outcome CSV uploaded to the batch's thread.
+    "files.info": "files:read",
+    "files.getUploadURLExternal": "files:write",
+    "files.completeUploadExternal": "files:write",
 }
-ALL_SCOPES = {"commands", "chat:write", "usergroups:read", "channels:history", "groups:history", "im:write"}
+ALL_SCOPES = {
+    "commands",
+    "chat:write",
+    "usergroups:read",
+    "channels:history",
+    "groups:history",
+    "im:write",
+    "files:read",
+    "files:write",
+}
 
 
 def load() -> dict[str, Any]:
@@ -193,6 +206,7 @@ def test_bot_scopes_are_exactly_what_the_code_uses(make_bot, fake_slack):
     assert any("denied" in m.text for m in bot.slack.thread(card2.ts))
     bot.driver.home_opened(BOB)  # the App Home
     bot.slack.wait_for(lambda: bot.slack.home(BOB))
+    _batch_through_the_form(bot, fake_slack)
 
     called = {method for method, _ in fake_slack.calls}
     unknown = called - set(METHOD_SCOPES)
@@ -203,6 +217,24 @@ def test_bot_scopes_are_exactly_what_the_code_uses(make_bot, fake_slack):
         needed.update((scopes,) if isinstance(scopes, str) else scopes)
     granted = set(load()["oauth_config"]["scopes"]["bot"])
     assert needed == granted == ALL_SCOPES
+
+
+def _batch_through_the_form(bot: Any, fake_slack: Any) -> None:
+    """A batch asked through the form with a file, approved, and finished (its CSV uploaded)."""
+    bot.driver.command(ALICE, "batch")
+    opened = bot.slack.wait_for(lambda: fake_slack.opened_views)[0]
+    bot.sfox.add_user("scope_user_1")
+    fake_slack.user_files["F9"] = ("ids.csv", b"user_id\nscope_user_1\n")
+    values = {
+        "ids": {"value": {"type": "plain_text_input", "value": ""}},
+        "file": {"value": {"type": "file_input", "files": [{"id": "F9"}]}},
+        "reason": {"value": {"type": "plain_text_input", "value": "scopes"}},
+    }
+    bot.driver.view_submission(ALICE, opened["view"], values)
+    card = bot.slack.wait_for(lambda: [c for c in bot.slack.cards() if c.text.startswith("sFOX batch")])[0]
+    batch_id = card.text.split("#", 1)[1].split(" ", 1)[0]
+    bot.driver.click(BOB, "sfox_batch_approve", batch_id, card.ts)
+    bot.slack.wait_for(lambda: fake_slack.uploads and all(u["content"] for u in fake_slack.uploads.values()))
 
 
 @pytest.mark.parametrize("scope", sorted(ALL_SCOPES))

@@ -162,6 +162,11 @@ class FakeSfox:
         self.deletes: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.on_request: Callable[[SeenRequest], None] | None = None
+        # Enforce sFOX's limit: (calls, seconds) per sliding window, then 429 with Retry-After.
+        self.rate_limit: tuple[int, float] | None = None
+        self.retry_after = 1
+        self.rate_limited = 0
+        self._window: list[float] = []
         self._server = FakeHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -214,6 +219,20 @@ class FakeSfox:
             return [r for r in self.seen if method is None or r.method == method]
 
     # -- behaviour ---------------------------------------------------------------------------
+
+    def over_limit(self) -> bool:
+        """Count this call against `rate_limit`; True (and it is refused with 429) past it."""
+        if self.rate_limit is None:
+            return False
+        limit, window = self.rate_limit
+        with self.lock:
+            now = time.monotonic()
+            self._window = [t for t in self._window if now - t < window]
+            if len(self._window) >= limit:
+                self.rate_limited += 1
+                return True
+            self._window.append(now)
+            return False
 
     def take_fault(self, method: str, path: str = "") -> Fault | None:
         with self.lock:
@@ -312,6 +331,11 @@ def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
             if fake.on_request:
                 fake.on_request(seen)
             path = urlsplit(self.path).path
+            if fake.over_limit():
+                self._send(
+                    429, _json({"error": "rate limit exceeded"}), {"Retry-After": str(fake.retry_after)}
+                )
+                return
             fault = fake.take_fault(method, path)
             if fake.delay:
                 time.sleep(fake.delay)

@@ -82,6 +82,10 @@ class FakeSlack:
         self.usergroups = usergroups or {}
         self.views: dict[str, dict[str, Any]] = {}  # views.publish: each user's App Home
         self.opened_views: list[dict[str, Any]] = []  # views.open: the modals opened
+        # Batches: files a user "uploaded" (id -> (name, bytes)), files the bot uploaded
+        # (id -> {"name", "title", "content", "channel", "thread_ts"}).
+        self.user_files: dict[str, tuple[str, bytes]] = {}
+        self.uploads: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self._ts = itertools.count(1)
         self._server = FakeHTTPServer((host, port), _handler_for(self))
@@ -268,6 +272,41 @@ class FakeSlack:
                     {"ok": True, "view": {"id": f"V{len(self.opened_views) + len(self.views)}", **view}},
                     {},
                 )
+            if method == "files.info":
+                found = self.user_files.get(str(args.get("file")))
+                if found is None:
+                    return 200, {"ok": False, "error": "file_not_found"}, {}
+                name, data = found
+                url = f"{self.url}/files/{args.get('file')}/{name}"
+                return (
+                    200,
+                    {
+                        "ok": True,
+                        "file": {
+                            "id": args.get("file"),
+                            "name": name,
+                            "size": len(data),
+                            "url_private": url,
+                            "url_private_download": url,
+                        },
+                    },
+                    {},
+                )
+            if method == "files.getUploadURLExternal":
+                file_id = f"F{len(self.uploads) + 1:05d}"
+                self.uploads[file_id] = {"name": args.get("filename"), "content": None}
+                return 200, {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}, {}
+            if method == "files.completeUploadExternal":
+                files = args.get("files")
+                files = json.loads(files) if isinstance(files, str) else files or []
+                for f in files:
+                    entry = self.uploads.get(f.get("id"))
+                    if entry is None or entry["content"] is None:
+                        return 200, {"ok": False, "error": "file_not_found"}, {}
+                    entry.update(
+                        title=f.get("title"), channel=args.get("channel_id"), thread_ts=args.get("thread_ts")
+                    )
+                return 200, {"ok": True, "files": [{"id": f.get("id")} for f in files]}, {}
             if method == "usergroups.users.list":
                 users = self.usergroups.get(str(args.get("usergroup")))
                 if users is None:
@@ -306,9 +345,28 @@ def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
             pass
 
+        def do_GET(self) -> None:
+            parts = self.path.split("/")
+            if len(parts) >= 3 and parts[1] == "files":
+                if self.headers.get("Authorization") != f"Bearer {fake.token}":
+                    self._send(403, b"forbidden", {"Content-Type": "text/plain"})
+                    return
+                found = fake.user_files.get(parts[2])
+                if found is not None:
+                    self._send(200, found[1], {"Content-Type": "text/csv"})
+                    return
+            self._send(404, b"not found", {"Content-Type": "text/plain"})
+
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
+            if self.path.startswith("/upload/"):
+                with fake.lock:
+                    entry = fake.uploads.get(self.path[len("/upload/") :])
+                    if entry is not None:
+                        entry["content"] = raw
+                self._send(200 if entry is not None else 404, b"OK", {"Content-Type": "text/plain"})
+                return
             if self.path.startswith("/response/"):
                 try:
                     payload = json.loads(raw or b"{}")
@@ -537,6 +595,11 @@ class SlackDriver:
                 state[block["block_id"]] = {
                     element["action_id"]: {"type": element["type"], "value": typed if typed else None}
                 }
+        return self.view_submission(user_id, view, state)
+
+    def view_submission(self, user_id: str, view: dict[str, Any], values: dict[str, Any]) -> httpx.Response:
+        """Submit a form the bot opened (`view` as it was opened) with `values` as
+        `{block_id: {action_id: {...}}}`, signed like every request from Slack."""
         payload = {
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": "test"},
@@ -549,8 +612,8 @@ class SlackDriver:
                 "type": "modal",
                 "callback_id": view.get("callback_id"),
                 "private_metadata": view.get("private_metadata", ""),
-                "state": {"values": state},
-                "blocks": view.get("blocks") or [],
+                "state": {"values": values},
+                "blocks": view.get("blocks", []),
             },
         }
         return self.post(

@@ -7,7 +7,7 @@ a Deny modal's reason from the moment the submission is recorded (before its ack
 Outbox rows of kind "dm" (a direct message to the requester) need no schema change.
 
 Revision ID: 0006_visibility
-Revises: 0004_clicks
+Revises: 0005_batches
 Create Date: 2026-12-01
 """
 
@@ -19,7 +19,7 @@ from alembic import op
 from bot.schema import UTCDateTime
 
 revision: str = "0006_visibility"
-down_revision: str | None = "0004_clicks"
+down_revision: str | None = "0005_batches"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,156 @@
+"""Section 8: one batch of many users, run at sFOX's pace by two replicas sharing one database.
+
+The fake sFOX enforces sFOX's limit (250 calls per sliding 10 s, then 429 with Retry-After) on
+every call, lookups included. The batch is asked on replica A and approved on replica B (which
+runs it); both share the database, and with it the rate limiter. Checked (a failure exits
+non-zero): every user DELETEd exactly once and recorded `succeeded`. Measured: 429s, the DELETE
+rate from the first DELETE to the last, the longest gap between the card's progress updates.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from bench import contention
+from bench import harness as h
+from bot import migrate
+from bot.batch_slack import BATCH_APPROVE
+from bot.fakes.slack_api import SlackDriver
+from bot.store import Store
+
+LIMIT = 250
+WINDOW = 10.0
+HEADERS = [
+    "database",
+    "users",
+    "429s",
+    "pre-flight s",
+    "first→last DELETE s",
+    "DELETE/s",
+    "% of limit",
+    "most calls in any 10 s",
+    "longest progress gap s",
+    "card updates",
+]
+
+
+@dataclass
+class BatchResult:
+    backend: str
+    users: int
+    rate_limited: int
+    preflight: float
+    span: float
+    rate: float
+    gap: float
+    updates: int
+    peak: int
+
+    def cells(self) -> list[Any]:
+        return [
+            self.backend,
+            self.users,
+            self.rate_limited,
+            f"{self.preflight:.1f}",
+            f"{self.span:.1f}",
+            f"{self.rate:.2f}",
+            f"{100 * self.rate / (LIMIT / WINDOW):.0f} %",
+            self.peak,
+            f"{self.gap:.1f}",
+            self.updates,
+        ]
+
+
+def run(users: int, rig: h.Rig, no_postgres: bool) -> BatchResult:
+    if not no_postgres and contention.postgres_reachable():
+        with contention.postgres_schema() as url:
+            return _one("PostgreSQL", url, users, rig)
+    work = h.workdir("batch")
+    return _one("SQLite", f"sqlite:///{work / 'batch.db'}", users, rig)
+
+
+def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
+    work = h.workdir(f"batch-{backend.lower()}")
+    store = Store.from_url(url)
+    migrate.upgrade(store.engine)
+    tag = uuid.uuid4().hex[:6]
+    ids = [f"batch_{tag}_{i:04d}" for i in range(users)]
+    for uid in ids:
+        rig.sfox.add_user(uid)
+    env = {
+        "SFOX_RATE_LIMIT_PER_10S": str(LIMIT),
+        "SFOX_BALANCE_CHECK": "off",
+        "SFOX_SWEEP_INTERVAL_SECONDS": "5",
+    }
+    bots = [h.start_bot(f"batch-{backend.lower()}-{i}", rig, url, work, **env) for i in (1, 2)]
+    drivers = [
+        SlackDriver(b.url, h.SIGNING_SECRET, rig.slack, channel_id=h.CHANNEL, timeout=30) for b in bots
+    ]
+    rig.sfox.rate_limit = (LIMIT, WINDOW)
+    rig.sfox.retry_after = 60
+    rig.sfox.rate_limited = 0
+    try:
+        started = time.monotonic()
+        drivers[0].command(h.ALICE, "batch " + ",".join(ids) + " benchmark")
+        card = h.wait_for(
+            lambda: next(
+                (
+                    m
+                    for m in rig.slack.cards()
+                    if m.text.startswith("sFOX batch") and f"({users} users)" in m.text
+                ),
+                None,
+            ),
+            180,
+            "the batch card",
+        )
+        preflight = time.monotonic() - started
+        updates: list[float] = []
+        stop = threading.Event()
+
+        def watch() -> None:
+            seen = card.updates
+            while not stop.is_set():
+                if card.updates != seen:
+                    seen = card.updates
+                    updates.append(time.time())
+                time.sleep(0.05)
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        batch_id = card.text.split("#", 1)[1].split(" ", 1)[0]
+        drivers[1].click(h.BOB, BATCH_APPROVE, batch_id, card.ts)
+        h.wait_for(
+            lambda: any("finished" in m.text for m in rig.slack.thread(card.ts)), 300, "the batch summary"
+        )
+        stop.set()
+        watcher.join()
+        h.assert_deleted_once(rig.sfox, ids)
+        counts = h.status_counts(store, [r.id for r in store.history(limit=None, batch_id=int(batch_id))])
+        if counts != {"succeeded": users}:
+            raise h.BenchError(f"batch outcomes: {counts}")
+        times = sorted(r.at for r in rig.sfox.requests("DELETE") if f"batch_{tag}_" in r.raw_path)
+        span = times[-1] - times[0] if len(times) > 1 else 0.0
+        rate = (len(times) - 1) / span if span > 0 else float("inf")
+        marks = [times[0], *[u for u in updates if times[0] <= u <= times[-1]], times[-1]]
+        gap = max((b - a for a, b in zip(marks, marks[1:], strict=False)), default=0.0)
+        seen = sorted(r.at for r in rig.sfox.requests())
+        peak, start = 0, 0
+        for end, at in enumerate(seen):
+            while at - seen[start] >= WINDOW:
+                start += 1
+            peak = max(peak, end - start + 1)
+        return BatchResult(
+            backend, users, rig.sfox.rate_limited, preflight, span, rate, gap, len(updates), peak
+        )
+    finally:
+        rig.sfox.rate_limit = None
+        for d in drivers:
+            d.close()
+        for b in bots:
+            b.stop()
+        store.close()

@@ -1,0 +1,116 @@
+"""The sFOX rate limit shared by replicas through the database (bot/pacing.py): takers with
+their own engines (as separate replicas have) never get more than `limit` slots in any window,
+on SQLite and PostgreSQL; a 429's hold stops everyone; and two bots sharing PostgreSQL, each
+running a batch, stay under a fake sFOX that enforces the limit (zero 429s)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from bot import migrate
+from bot.batch_slack import BATCH_APPROVE
+from bot.pacing import SharedRateLimiter
+from bot.store import Store
+from tests.conftest import ALICE, BOB, CAROL
+from tests.helpers import wait_until
+
+
+def _store(url: str) -> Store:
+    store = Store.from_url(url)
+    migrate.upgrade(store.engine)
+    return store
+
+
+def _takers(url: str, replicas: int, threads: int, limit: int, window: float, seconds: float) -> list[float]:
+    """Slot times taken by `threads` threads in each of `replicas` stores (engines) hammering the
+    limiter for `seconds`: exactly the times the limiter recorded."""
+    stores = [_store(url)] + [Store.from_url(url) for _ in range(replicas - 1)]
+    local = threading.local()
+
+    def clock() -> float:
+        local.last = time.time()
+        return local.last
+
+    taken: list[float] = []
+    lock = threading.Lock()
+    end = time.monotonic() + seconds
+
+    def take(store: Store) -> None:
+        limiter = SharedRateLimiter(store, limit, window=window, margin=0.0, clock=clock)
+        while time.monotonic() < end:
+            if limiter.acquire(timeout=max(0.0, end - time.monotonic())):
+                with lock:
+                    taken.append(local.last)
+
+    workers = [threading.Thread(target=take, args=(s,)) for s in stores for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    for s in stores:
+        s.close()
+    return sorted(taken)
+
+
+def _assert_within(taken: list[float], limit: int, window: float) -> None:
+    assert len(taken) > limit  # the window filled up at least once
+    for i in range(len(taken) - limit):
+        assert taken[i + limit] - taken[i] >= window, f"{limit + 1} slots within {window} s at {i}"
+
+
+def test_replicas_share_one_window_sqlite(tmp_path):
+    taken = _takers(
+        f"sqlite:///{tmp_path / 'pace.db'}", replicas=2, threads=4, limit=15, window=0.5, seconds=1.6
+    )
+    _assert_within(taken, 15, 0.5)
+    assert len(taken) >= 45  # and it is not starved: about limit × (seconds / window)
+
+
+@pytest.mark.postgres
+def test_replicas_share_one_window_postgres(postgres_url):
+    taken = _takers(postgres_url, replicas=3, threads=4, limit=15, window=0.5, seconds=1.6)
+    _assert_within(taken, 15, 0.5)
+    assert len(taken) >= 45
+
+
+def test_a_hold_closes_the_gate_for_everyone(tmp_path):
+    url = f"sqlite:///{tmp_path / 'hold.db'}"
+    one, two = _store(url), Store.from_url(url)
+    try:
+        SharedRateLimiter(one, 100).hold(0.6)
+        other = SharedRateLimiter(two, 100)
+        wait = other.try_acquire()
+        assert 0.3 < wait <= 0.6
+        assert not other.acquire(timeout=0.1)
+        assert other.acquire(timeout=2.0)
+    finally:
+        one.close()
+        two.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_replicas_running_batches_at_once_stay_under_sfox_limit(postgres_url, make_bot, fake_sfox):
+    """Two bots on one PostgreSQL, each running its own batch, against a fake sFOX that answers
+    429 past 60 calls in any 10 s: no call is refused, and every user is DELETEd once."""
+    first = make_bot(DATABASE_URL=postgres_url, SFOX_RATE_LIMIT_PER_10S="60", SFOX_BALANCE_CHECK="off")
+    second = make_bot(DATABASE_URL=postgres_url, SFOX_RATE_LIMIT_PER_10S="60", SFOX_BALANCE_CHECK="off")
+    groups = [[f"pace{g}_{i:02d}" for i in range(30)] for g in (1, 2)]
+    for uid in groups[0] + groups[1]:
+        fake_sfox.add_user(uid)
+    fake_sfox.rate_limit = (60, 10.0)
+    cards = []
+    for bot, ids, requester in ((first, groups[0], ALICE), (second, groups[1], CAROL)):
+        before = len(bot.slack.cards())
+        bot.driver.command(requester, "batch " + ",".join(ids))
+        cards.append(wait_until(lambda b=bot, n=before: b.slack.cards()[n:], timeout=30)[0])
+    for bot, card in zip((first, second), cards, strict=True):
+        batch_id = card.text.split("#", 1)[1].split(" ", 1)[0]
+        bot.driver.click(BOB, BATCH_APPROVE, batch_id, card.ts)
+    for card in cards:
+        wait_until(lambda c=card: [m for m in first.slack.thread(c.ts) if "finished" in m.text], timeout=60)
+    assert fake_sfox.rate_limited == 0
+    assert dict(fake_sfox.deletes) == {uid: 1 for uid in groups[0] + groups[1]}
