@@ -13,6 +13,7 @@ import yaml
 from sqlalchemy import update
 
 from bot.schema import outbox
+from handlers.batch_modal import CALLBACK_ID as BATCH_FORM
 from handlers.commands import COMMAND
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status
@@ -222,7 +223,9 @@ def test_bot_scopes_are_exactly_what_the_code_uses(make_bot, fake_slack):
 def _batch_through_the_form(bot: Any, fake_slack: Any) -> None:
     """A batch asked through the form with a file, approved, and finished (its CSV uploaded)."""
     bot.driver.command(ALICE, "batch")
-    opened = bot.slack.wait_for(lambda: fake_slack.opened_views)[0]
+    opened = bot.slack.wait_for(
+        lambda: [v for v in fake_slack.opened_views if v["view"].get("callback_id") == BATCH_FORM]
+    )[0]
     bot.sfox.add_user("scope_user_1")
     fake_slack.user_files["F9"] = ("ids.csv", b"user_id\nscope_user_1\n")
     values = {
