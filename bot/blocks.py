@@ -110,7 +110,7 @@ def card(record: RequestRecord) -> list[dict[str, Any]]:
                 ],
             }
         )
-        blocks.append(_actions(record, [_approve_button(record), _deny_button(record)]))
+        blocks.append(_actions(record, [approve_button(record), deny_button(record)]))
     elif record.status == "failed" and record.retryable:
         blocks.append(_actions(record, [_retry_button(record)]))
     return blocks
@@ -246,10 +246,11 @@ def _actions(record: RequestRecord, elements: list[dict[str, Any]]) -> dict[str,
     return {"type": "actions", "block_id": card_block_id(record.id), "elements": elements}
 
 
-def _approve_button(record: RequestRecord) -> dict[str, Any]:
+def approve_button(record: RequestRecord, action_id: str = APPROVE) -> dict[str, Any]:
+    """Approve, behind a "this is permanent" confirmation (the card's, or the App Home's)."""
     return {
         "type": "button",
-        "action_id": APPROVE,
+        "action_id": action_id,
         "style": "primary",
         "text": {"type": "plain_text", "text": "Approve"},
         "value": str(record.id),
@@ -267,10 +268,10 @@ def _approve_button(record: RequestRecord) -> dict[str, Any]:
     }
 
 
-def _deny_button(record: RequestRecord) -> dict[str, Any]:
+def deny_button(record: RequestRecord, action_id: str = DENY) -> dict[str, Any]:
     return {
         "type": "button",
-        "action_id": DENY,
+        "action_id": action_id,
         "style": "danger",
         "text": {"type": "plain_text", "text": "Deny"},
         "value": str(record.id),

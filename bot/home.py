@@ -20,7 +20,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot import approvers as approver_rules
-from bot.blocks import STATUS_LINES, code, escape, mention, mentions, slack_date
+from bot.blocks import STATUS_LINES, approve_button, code, deny_button, escape, mention, mentions, slack_date
 from bot.config import SLACK_USER_ID
 from bot.schema import OPEN_STATUSES
 from bot.store import RequestRecord, Store
@@ -90,7 +90,10 @@ class AppHome:
                 {
                     "type": "actions",
                     "block_id": f"sfox_home_{record.id}",
-                    "elements": [_approve_button(record), _deny_button(record)],
+                    "elements": [
+                        approve_button(record, HOME_APPROVE),
+                        deny_button(record, HOME_DENY),
+                    ],
                 }
             )
         blocks.append({"type": "divider"})
@@ -153,34 +156,3 @@ def _section(text: str) -> dict[str, Any]:
 
 def _context(text: str) -> dict[str, Any]:
     return {"type": "context", "elements": [{"type": "mrkdwn", "text": text[:3000]}]}
-
-
-def _approve_button(record: RequestRecord) -> dict[str, Any]:
-    return {
-        "type": "button",
-        "action_id": HOME_APPROVE,
-        "style": "primary",
-        "text": {"type": "plain_text", "text": "Approve"},
-        "value": str(record.id),
-        "confirm": {
-            "title": {"type": "plain_text", "text": "Deactivate permanently?"},
-            "text": {
-                "type": "mrkdwn",
-                "text": f"sFOX account {code(record.sfox_user_id, 120)} will be deactivated. "
-                "This cannot be undone: sFOX has no reactivation.",
-            },
-            "confirm": {"type": "plain_text", "text": "Deactivate"},
-            "deny": {"type": "plain_text", "text": "Cancel"},
-            "style": "danger",
-        },
-    }
-
-
-def _deny_button(record: RequestRecord) -> dict[str, Any]:
-    return {
-        "type": "button",
-        "action_id": HOME_DENY,
-        "style": "danger",
-        "text": {"type": "plain_text", "text": "Deny"},
-        "value": str(record.id),
-    }
