@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from bot import schema
 from bot.schema import approvals, batch_approvals, batches, requests
 from bot.store import Event, RequestRecord, Store
+from bot.store_base import record_as_dict
 
 IN_FLIGHT = ("executing", "unknown")
 
@@ -54,14 +55,7 @@ class BatchRecord:
         return {k: list(data.get(k) or []) for k in ("unknown", "funds", "lookup_failed")}
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
+        out = record_as_dict(self)
         out["excluded"] = self.left_out
         return out
 

@@ -86,6 +86,19 @@ def dm_owed(values: dict[str, Any]) -> list[tuple[str, str | None]]:
     return [("dm", json.dumps({"status": status, "error": values.get("error")}))]
 
 
+def record_as_dict(record: Any) -> dict[str, Any]:
+    """A record (a dataclass) as JSON-ready values: times in ISO 8601, tuples as lists."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
 @dataclass(frozen=True)
 class RequestRecord:
     id: int
@@ -116,15 +129,7 @@ class RequestRecord:
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, datetime):
-                value = value.isoformat()
-            elif isinstance(value, tuple):
-                value = list(value)
-            out[f.name] = value
-        return out
+        return record_as_dict(self)
 
 
 @dataclass(frozen=True)
