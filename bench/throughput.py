@@ -85,7 +85,11 @@ def run(n: int, rig: h.Rig, memory: list[dict[str, Any]]) -> ThroughputResult:
         t0 = offset + min(s.started for s in samples)
         ids = [s.request_id for s in seeded]
         h.wait_for(
-            lambda: sum(v for k, v in h.status_counts(store, ids).items() if k != "executing") == n,
+            # Settled: neither still waiting for its click's step (pending) nor for sFOX (executing).
+            lambda: (
+                sum(v for k, v in h.status_counts(store, ids).items() if k not in ("pending", "executing"))
+                == n
+            ),
             60,
             "every approved request to record its DELETE outcome",
         )
