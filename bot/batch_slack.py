@@ -9,11 +9,10 @@ from collections.abc import Sequence
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.batch_store import BatchRecord
 from bot.blocks import HEADER_LIMIT, SECTION_LIMIT, code, escape, mention, mentions, slack_date
-from bot.workflow import NotifyError
+from bot.slack import call_slack
 
 log = logging.getLogger("sfox_bot.batch")
 
@@ -228,10 +227,4 @@ class BatchSlack:
         )
 
     def _call(self, method: str, **kwargs: object) -> dict:
-        try:
-            return getattr(self.client, method)(**kwargs).data
-        except SlackApiError as exc:
-            data = exc.response.data if isinstance(exc.response.data, dict) else {}
-            raise NotifyError(str(data.get("error") or f"http_{exc.response.status_code}")) from None
-        except Exception as exc:
-            raise NotifyError(f"network_error:{type(exc).__name__}") from None
+        return call_slack(self.client, method, **kwargs)

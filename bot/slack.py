@@ -116,14 +116,20 @@ class SlackNotifier:
             return self._bot_id
 
     def _call(self, method: str, **kwargs: object) -> dict:
-        try:
-            return getattr(self.client, method)(**kwargs).data
-        except SlackApiError as exc:
-            data = exc.response.data if isinstance(exc.response.data, dict) else {}
-            code = data.get("error") or f"http_{exc.response.status_code}"
-            raise NotifyError(str(code)) from None
-        except Exception as exc:  # transport errors after the client's own retries
-            raise NotifyError(f"network_error:{type(exc).__name__}") from None
+        return call_slack(self.client, method, **kwargs)
+
+
+def call_slack(client: WebClient, method: str, **kwargs: object) -> dict:
+    """One Web API call; any failure becomes NotifyError with Slack's error code (or the HTTP
+    status, or the transport error after the client's own retries)."""
+    try:
+        return getattr(client, method)(**kwargs).data
+    except SlackApiError as exc:
+        data = exc.response.data if isinstance(exc.response.data, dict) else {}
+        code = data.get("error") or f"http_{exc.response.status_code}"
+        raise NotifyError(str(code)) from None
+    except Exception as exc:  # transport errors after the client's own retries
+        raise NotifyError(f"network_error:{type(exc).__name__}") from None
 
 
 def answer_privately(response_url: str, text: str) -> bool:
