@@ -17,9 +17,9 @@ from sqlalchemy import func, select
 
 from bench import harness as h
 from bench.loadgen import LoadGenerator, Sample
-from bot.blocks import APPROVE
-from bot.schema import requests
-from bot.store import Store
+from bot.slack.blocks import APPROVE
+from bot.store.db import Store
+from bot.store.schema import requests
 
 # The fake sFOX has no limit; the bot's own limiter is set to the most sFOX allows (250/10 s), so
 # the backlog drains at 25 calls/s after each block. The acks never wait for it.

@@ -28,9 +28,10 @@ from sqlalchemy import insert, update
 
 from bench import contention
 from bench import harness as h
-from bot import audit, migrate
-from bot.schema import UTCDateTime, audit_head, events, requests
-from bot.store import Event, Store, make_engine
+from bot.audit import chain as audit
+from bot.store import migrate
+from bot.store.db import Event, Store, make_engine
+from bot.store.schema import UTCDateTime, audit_head, events, requests
 
 APPEND_HEADERS = [
     "database",

@@ -17,10 +17,10 @@ from gunicorn.app.base import BaseApplication
 from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
-from bot.blocks import APPROVE
 from bot.config import Settings, load_settings
-from bot.server import gunicorn_options
-from bot.slack import make_web_client
+from bot.runtime.serve import gunicorn_options
+from bot.slack.blocks import APPROVE
+from bot.slack.notifier import make_web_client
 
 
 def make_app(settings: Settings) -> Callable[..., Iterable[bytes]]:

@@ -17,10 +17,10 @@ from typing import Any
 
 from bench import contention
 from bench import harness as h
-from bot import migrate
-from bot.batch_slack import BATCH_APPROVE
 from bot.fakes.slack_api import SlackDriver
-from bot.store import Store
+from bot.slack.batch_card import BATCH_APPROVE
+from bot.store import migrate
+from bot.store.db import Store
 
 LIMIT = 250
 WINDOW = 10.0

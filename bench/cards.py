@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import harness as h
-from bot.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS
+from bot.sfox.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS
 
 HEADERS = ["balance read", "sFOX ms", "n", "card p50 ms", "card max ms", "cards say"]
 SPACING = ROUTE_WINDOW_SECONDS / ROUTE_LIMIT + 0.1

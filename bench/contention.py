@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import harness as h
-from bot import migrate
-from bot.blocks import APPROVE
-from bot.store import Store, make_engine
+from bot.slack.blocks import APPROVE
+from bot.store import migrate
+from bot.store.db import Store, make_engine
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

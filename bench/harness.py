@@ -27,7 +27,7 @@ from bench.loadgen import LoadGenerator
 from bot.fakes.polling import poll
 from bot.fakes.sfox_api import FakeSfox
 from bot.fakes.slack_api import FakeSlack, Message, SlackDriver
-from bot.store import Store
+from bot.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 SIGNING_SECRET = "bench-signing-secret-0123456789"
@@ -332,7 +332,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float, what: str, poll_every
 def status_counts(store: Store, ids: Sequence[int]) -> dict[str, int]:
     from sqlalchemy import func, select
 
-    from bot.schema import requests
+    from bot.store.schema import requests
 
     counts: dict[str, int] = {}
     with store.engine.connect() as conn:

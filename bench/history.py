@@ -20,9 +20,9 @@ from typing import Any
 from sqlalchemy import event, insert
 
 from bench import harness as h
-from bot import migrate
-from bot.schema import approvals, requests
-from bot.store import make_engine
+from bot.store import migrate
+from bot.store.db import make_engine
+from bot.store.schema import approvals, requests
 
 ADMINS = [f"UADMIN{i:03d}" for i in range(20)]
 RARE_USER = "client_rare"  # three requests spread over the table: the worst case for a scan
@@ -118,7 +118,7 @@ def seed(path: Path, n: int) -> str:
 def query_plans(url: str, user: str) -> list[str]:
     """EXPLAIN QUERY PLAN of the statements `Store.history(user=...)` really runs (captured from
     the engine), so the plan shown is the one of the code, not of a copy of its query."""
-    from bot.store import Store
+    from bot.store.db import Store
 
     store = Store.from_url(url)
     seen: list[tuple[str, Any]] = []

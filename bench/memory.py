@@ -10,8 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench import harness as h
-from bot.blocks import APPROVE
-from bot.store import Store
+from bot.slack.blocks import APPROVE
+from bot.store.db import Store
 
 HEADERS = [
     "process",

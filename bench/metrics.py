@@ -15,10 +15,10 @@ from pathlib import Path
 
 from sqlalchemy import insert
 
-from bot import migrate
-from bot.metrics import Metrics
-from bot.schema import outbox, requests
-from bot.store import Store
+from bot.runtime.metrics import Metrics
+from bot.store import migrate
+from bot.store.db import Store
+from bot.store.schema import outbox, requests
 
 STATUSES = ("succeeded", "succeeded", "denied", "expired", "failed", "blocked")
 

@@ -22,11 +22,11 @@ from typing import Any
 from sqlalchemy import func, select
 
 from bench import harness as h
-from bot.blocks import APPROVE
 from bot.config import Settings
-from bot.runtime import JOB_THREADS
-from bot.schema import requests
-from bot.store import Store
+from bot.runtime.bootstrap import JOB_THREADS
+from bot.slack.blocks import APPROVE
+from bot.store.db import Store
+from bot.store.schema import requests
 
 DELAY = 0.2
 

@@ -11,11 +11,11 @@ from typing import Any
 
 from gunicorn.errors import AppImportError
 
-from bot import migrate
 from bot.config import ConfigError, load_settings
 from bot.logs import configure
-from bot.runtime import build_runtime
-from bot.web import make_wsgi_app
+from bot.runtime.bootstrap import build_runtime
+from bot.runtime.web import make_wsgi_app
+from bot.store import migrate
 
 
 class NotReady(AppImportError):

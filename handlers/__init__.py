@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from slack_bolt import App
 
-    from bot.runtime import Runtime
+    from bot.runtime.bootstrap import Runtime
 
 
 def register(app: App, runtime: Runtime) -> None:

@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.batch_slack import BATCH_ACTIONS
-from bot.blocks import APPROVE, RETRY
-from bot.clicks import Click
 from bot.crashpoints import crash_point
-from bot.store import Busy
-from bot.workflow import CardRef
+from bot.requests.workflow import CardRef
+from bot.runtime.clicks import Click
+from bot.slack.batch_card import BATCH_ACTIONS
+from bot.slack.blocks import APPROVE, RETRY
+from bot.store.db import Busy
 from handlers.commands import say_privately
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
 
-    from bot.runtime import Runtime
+    from bot.runtime.bootstrap import Runtime
 
 
 # Answers the clicker: given the click's payload and Bolt's `respond`, a function taking the text.

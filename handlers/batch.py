@@ -1,18 +1,20 @@
-"""`/sfox-deactivate batch …`: inline (`batch id,id,… [reason]`) or, with no ids, a form (modal)
-with a box for ids, an optional CSV or text file and a reason. Thin: parse, ack, hand over to
-bot.batch. The batch card's buttons are registered with the other buttons (handlers/actions.py)."""
+"""`/sfox-deactivate batch …`: inline (`batch id,id,… [reason]`) or, with no ids, a form (modal,
+bot/slack/batch_form.py) and its `view_submission`. Thin: parse, ack, hand over to bot/batches. The batch card's buttons are registered with the other buttons (handlers/actions.py)."""
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.batch import BatchAsk
+from bot.batches.asking import BatchAsk, ids_from_csv, split_ids
+from bot.config import SLACK_CHANNEL_ID
+from bot.slack.batch_form import CALLBACK_ID, form, read_file
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
 
-    from bot.runtime import Runtime
+    from bot.runtime.bootstrap import Runtime
 
 log = logging.getLogger("sfox_bot.handlers")
 WORD = "batch"
@@ -35,8 +37,6 @@ def on_command(runtime: Runtime, ack: Ack, command: dict[str, Any], respond: Res
             ack(response_type="ephemeral", text=refusal)
             return
         ack()
-        from handlers.batch_modal import open_modal
-
         open_modal(runtime, client, str(command.get("trigger_id", "")), channel, respond)
         return
     checked = batches.check_inline(requester, channel, rest)
@@ -77,6 +77,62 @@ def _say(respond: Any, text: str, *, replace: bool) -> None:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    from handlers.batch_modal import register as register_modal
+    _register_form(app, runtime)
 
-    register_modal(app, runtime)
+
+def open_modal(runtime: Runtime, client: Any, trigger_id: str, channel_id: str, respond: Any) -> None:
+    try:
+        client.views_open(trigger_id=trigger_id, view=form(channel_id))
+    except Exception as exc:
+        log.warning("batch form not opened", extra={"error": type(exc).__name__})
+        respond(
+            text=":warning: I could not open the batch form; use `/sfox-deactivate batch id1,id2,… [reason]`.",
+            response_type="ephemeral",
+        )
+
+
+def _register_form(app: App, runtime: Runtime) -> None:
+    @app.view(CALLBACK_ID)
+    def on_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: Any) -> None:
+        assert runtime.batches is not None
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            channel = str(json.loads(view.get("private_metadata") or "{}").get("channel", ""))
+        except ValueError:
+            channel = ""
+        if not SLACK_CHANNEL_ID.match(channel):
+            ack(
+                response_action="errors", errors={"ids": "This form lost its channel; run the command again."}
+            )
+            return
+        values = (view.get("state") or {}).get("values") or {}
+        text = str(((values.get("ids") or {}).get("value") or {}).get("value") or "")
+        reason = str(((values.get("reason") or {}).get("value") or {}).get("value") or "")
+        files = ((values.get("file") or {}).get("value") or {}).get("files") or []
+        tokens = split_ids(text)
+        if files:
+            content = read_file(
+                client, files[0], runtime.settings.slack_api_url, runtime.settings.slack_bot_token or ""
+            )
+            if isinstance(content, tuple):
+                ack(response_action="errors", errors={"file": content[0]})
+                return
+            tokens += ids_from_csv(content)
+        if not reason.strip():
+            ack(response_action="errors", errors={"reason": "A reason is required."})
+            return
+        checked = runtime.batches.check(user, channel, tokens, reason)
+        if isinstance(checked, str):
+            ack(response_action="errors", errors={"ids": _plain(checked)[:150]})
+            return
+        ack()
+
+        def tell(text: str, **_kwargs: Any) -> None:
+            client.chat_postEphemeral(channel=channel, user=user, text=text)
+
+        tell(f"Checking {len(checked.ids)} users on sFOX…")
+        runtime.submit(start, runtime, checked, tell)
+
+
+def _plain(text: str) -> str:
+    return text.replace("`", "").replace(":warning: ", "").replace(":no_entry: ", "")

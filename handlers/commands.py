@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot import subcommands
-from bot.blocks import code
-from bot.workflow import Command
+from bot.requests.workflow import Command
+from bot.slack import subcommands
+from bot.slack.blocks import code
 from handlers import batch
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
 
-    from bot.runtime import Runtime
+    from bot.runtime.bootstrap import Runtime
 
 COMMAND = "/sfox-deactivate"
 log = logging.getLogger("sfox_bot.handlers")

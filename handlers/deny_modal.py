@@ -14,18 +14,18 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import DENY, code
-from bot.clicks import Click
-from bot.home import HOME_DENY
-from bot.store import Busy
-from bot.workflow import MAX_REASON, CardRef
+from bot.requests.workflow import MAX_REASON, CardRef
+from bot.runtime.clicks import Click
+from bot.slack.blocks import DENY, code
+from bot.slack.home import HOME_DENY
+from bot.store.db import Busy
 from handlers.actions import _card_of, _request_id, click_listener
 from handlers.home import home_after, home_answer
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
 
-    from bot.runtime import Runtime
+    from bot.runtime.bootstrap import Runtime
 
 CALLBACK_ID = "sfox_deny_reason"
 REASON_BLOCK = "reason"

@@ -7,14 +7,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from bot.blocks import APPROVE
-from bot.home import HOME_APPROVE
+from bot.slack.blocks import APPROVE
+from bot.slack.home import HOME_APPROVE
 from handlers.actions import click_listener
 
 if TYPE_CHECKING:
     from slack_bolt import App, Respond
 
-    from bot.runtime import Runtime
+    from bot.runtime.bootstrap import Runtime
 
 ANSWERED = "_sfox_home_answered"  # set in a click's payload once its answer was published
 

@@ -5,7 +5,7 @@ from alembic import context
 from sqlalchemy import engine_from_config, pool
 
 from bot.crashpoints import crash_point
-from bot.schema import metadata
+from bot.store.schema import metadata
 
 config = context.config
 

@@ -13,14 +13,14 @@ from wsgiref.simple_server import WSGIServer
 
 import pytest
 
-from bot import migrate
 from bot.config import Settings, load_settings
 from bot.fakes.local import serve_wsgi, url_of
 from bot.fakes.sfox_api import FakeSfox
 from bot.fakes.slack_api import FakeSlack, SlackDriver
-from bot.runtime import Runtime, build_runtime
-from bot.store import Store, make_engine
-from bot.web import make_wsgi_app
+from bot.runtime.bootstrap import Runtime, build_runtime
+from bot.runtime.web import make_wsgi_app
+from bot.store import migrate
+from bot.store.db import Store, make_engine
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token"

@@ -12,8 +12,8 @@ import httpx
 from sqlalchemy import select
 
 from bot.fakes.sfox_api import FakeSfox, SeenRequest
-from bot.schema import metadata
-from bot.store import Store
+from bot.store.db import Store
+from bot.store.schema import metadata
 from tests.conftest import Bot
 
 

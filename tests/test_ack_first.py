@@ -3,7 +3,7 @@
 
 import threading
 
-from bot.runtime import STEP_THREADS
+from bot.runtime.bootstrap import STEP_THREADS
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status
 

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
-from bot import audit, migrate
-from bot.cli import main
+from bot.audit import chain as audit
+from bot.cli.main import main
 from bot.config import setting_names
-from bot.store import Event, Store
+from bot.store import migrate
+from bot.store.db import Event, Store
 
 KEY = "audit-key-0123456789-SECRET"
 OTHER_KEY = "another-key-0123456789-abc"
@@ -568,7 +569,7 @@ def test_the_migrated_audit_tables_match_what_the_code_describes(url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from bot.schema import metadata
+    from bot.store.schema import metadata
 
     store = Store.from_url(url)
     migrate.upgrade(store.engine)

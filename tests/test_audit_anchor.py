@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from bot import audit
-from bot.audit import AuditAnchor
+from bot.audit import chain as audit
+from bot.audit.chain import AuditAnchor
 from bot.fakes.slack_api import FakeSlack
-from bot.slack import make_web_client
-from bot.store import Event, Store
+from bot.slack.notifier import make_web_client
+from bot.store.db import Event, Store
 from tests.conftest import ALICE, BOT_TOKEN
 from tests.helpers import open_request, wait_until
 from tests.test_audit import fill

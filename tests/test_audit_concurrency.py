@@ -14,8 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
-from bot import audit, migrate
-from bot.store import Event, Store
+from bot.audit import chain as audit
+from bot.store import migrate
+from bot.store.db import Event, Store
 from tests.sandbox_run import sfox_bot
 
 pytestmark = pytest.mark.slow

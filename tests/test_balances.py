@@ -15,9 +15,9 @@ from decimal import Decimal
 
 import pytest
 
-from bot.balances import BalanceCheck, card_line, describe_funds, parse_balances
-from bot.cli import _history_row, build_parser
+from bot.cli.main import _history_row, build_parser
 from bot.fakes.sfox_api import Fault, currency
+from bot.sfox.balances import BalanceCheck, card_line, describe_funds, parse_balances
 from tests.conftest import ALICE, BOB
 from tests.helpers import card_text, open_request, wait_status, wait_until
 from tests.support import (
@@ -247,7 +247,7 @@ def test_the_user_token_is_used_for_the_one_read_and_appears_nowhere(make_bot, f
 
 
 def test_the_client_redacts_an_echoed_token_and_never_raises_it(fake_sfox):
-    from bot.sfox import SfoxClient, SfoxError
+    from bot.sfox.client import SfoxClient, SfoxError
 
     client = SfoxClient(fake_sfox.url, fake_sfox.api_key, timeout_seconds=2, max_attempts=1)
     token = client.create_user_token("client_1")

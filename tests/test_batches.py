@@ -8,8 +8,8 @@ import io
 import json
 import time
 
-from bot.batch_slack import BATCH_APPROVE, BATCH_CANCEL, BATCH_DENY, BATCH_PAUSE, BATCH_RESUME
 from bot.fakes.sfox_api import Fault
+from bot.slack.batch_card import BATCH_APPROVE, BATCH_CANCEL, BATCH_DENY, BATCH_PAUSE, BATCH_RESUME
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, card_text, open_request, wait_until
 
@@ -232,7 +232,7 @@ class BatchRows:
 
 
 def test_history_and_show_of_a_batch(make_bot, fake_sfox, database_url, monkeypatch, capsys):
-    from bot.cli import main
+    from bot.cli.main import main
 
     bot = make_bot(SFOX_BALANCE_CHECK="off")
     ids = add_users(fake_sfox, 3)
@@ -267,7 +267,7 @@ def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
 def test_a_failed_upload_is_said_and_the_cli_gives_the_same_file(
     make_bot, fake_sfox, fake_slack, database_url, monkeypatch, capsys
 ):
-    from bot.cli import main
+    from bot.cli.main import main
 
     bot = make_bot(SFOX_BALANCE_CHECK="off")
     ids = add_users(fake_sfox, 3)

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import blocks
 from bot.fakes.sfox_api import Fault
-from bot.store import RequestRecord
+from bot.slack import blocks
+from bot.store.db import RequestRecord
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import card_text, open_request, wait_status
 from tests.support import everything_sent_to_slack, later_ephemerals

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from bot import migrate
-from bot.cli import HISTORY_FIELDS
+from bot.cli.main import HISTORY_FIELDS
 from bot.fakes.sfox_api import NONZERO
-from bot.store import Event, Store
+from bot.store import migrate
+from bot.store.db import Event, Store
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import open_request, wait_status
 from tests.support import drain, later_ephemerals

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from bot.fakes.sfox_api import Fault
-from bot.schema import requests
+from bot.store.schema import requests
 from tests.conftest import ALICE, BOB, MALLORY
 from tests.helpers import buttons, card_text, open_request
 from tests.support import ack_text, closed_port_url, later_ephemerals, slack_posts

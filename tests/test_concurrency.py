@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bot import migrate
-from bot.schema import approvals
-from bot.store import Store
+from bot.store import migrate
+from bot.store.db import Store
+from bot.store.schema import approvals
 
 REQUESTS = 25
 APPROVERS = [f"UAPPROVER{i:02d}" for i in range(8)]

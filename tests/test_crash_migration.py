@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from bot import migrate
-from bot.store import Store
+from bot.store import migrate
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, bot_env
 from tests.crash_support import BotProcess, View
 from tests.helpers import open_request, wait_status

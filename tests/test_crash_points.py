@@ -17,7 +17,7 @@ import pytest
 from bot.crashpoints import POINTS
 from bot.fakes.sfox_api import Fault
 from bot.fakes.slack_api import FakeSlack, Message
-from bot.store import Store
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, BOT_TOKEN, CAROL, bot_env
 from tests.crash_support import BotProcess, View
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot import migrate
-from bot.sandbox import CHANNEL_ID
-from bot.store import Store
+from bot.sandbox.harness import CHANNEL_ID
+from bot.store import migrate
+from bot.store.db import Store
 from tests.sandbox_run import history, sfox_bot
 
 

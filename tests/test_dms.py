@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import update
 
 from bot.fakes.sfox_api import Fault
-from bot.schema import outbox, requests
+from bot.store.schema import outbox, requests
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status, wait_until
 

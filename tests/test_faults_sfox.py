@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from bot import sfox as sfox_module
 from bot.fakes.sfox_api import FakeSfox, Fault
-from bot.sfox import SfoxClient, SfoxError
+from bot.sfox import client as sfox_module
+from bot.sfox.client import SfoxClient, SfoxError
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, SFOX_KEY
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.schema import outbox
+from bot.store.schema import outbox
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 

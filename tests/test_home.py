@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.home import HOME_APPROVE, HOME_DENY
+from bot.slack.home import HOME_APPROVE, HOME_DENY
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, open_request, wait_status, wait_until
 

@@ -12,8 +12,8 @@ import pytest
 import yaml
 from sqlalchemy import update
 
-from bot.schema import outbox
-from handlers.batch_modal import CALLBACK_ID as BATCH_FORM
+from bot.store.schema import outbox
+from handlers.batch import CALLBACK_ID as BATCH_FORM
 from handlers.commands import COMMAND
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status

@@ -9,10 +9,10 @@ from collections import Counter
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from bot.demo import Scene
 from bot.fakes.local import serve_wsgi, url_of
-from bot.sandbox import Sandbox
-from bot.web import make_ops_app
+from bot.runtime.web import make_ops_app
+from bot.sandbox.demo import Scene
+from bot.sandbox.harness import Sandbox
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status
 
@@ -119,9 +119,9 @@ def test_multiprocess_mode_adds_up_every_worker(tmp_path):
 
     script = """
 import sys
-from bot.metrics import Metrics
-from bot.store import Store
-from bot import migrate
+from bot.runtime.metrics import Metrics
+from bot.store.db import Store
+from bot.store import migrate
 store = Store.from_url(sys.argv[1])
 migrate.upgrade(store.engine)
 metrics = Metrics(store)

@@ -9,9 +9,9 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from bot import migrate
-from bot.cli import _history_row
-from bot.store import Store
+from bot.cli.main import _history_row
+from bot.store import migrate
+from bot.store.db import Store
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

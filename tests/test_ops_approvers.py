@@ -6,9 +6,9 @@ import logging
 
 import pytest
 
-from bot.approvers import GroupApprovers
 from bot.config import ConfigError, load_settings
-from bot.slack import make_web_client
+from bot.policy.approvers import GroupApprovers
+from bot.slack.notifier import make_web_client
 from tests.conftest import ALICE, BOT_TOKEN, MALLORY
 from tests.helpers import open_request, wait_status
 

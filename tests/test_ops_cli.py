@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.cli import build_parser, main
+from bot.cli.main import build_parser, main
 from bot.config import setting_names
 from bot.fakes.sfox_api import Fault
 from tests.conftest import ALICE, BOB, BOT_TOKEN, CAROL, SFOX_KEY, SIGNING_SECRET, bot_env

@@ -5,10 +5,10 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from bot import migrate
 from bot.config import load_settings
 from bot.fakes.slack_api import SlackDriver
-from bot.store import Store
+from bot.store import migrate
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, SIGNING_SECRET, bot_env, start_bot
 from tests.helpers import wait_until
 from tests.ops_support import HttpBot, cli, free_port, gunicorn_argv

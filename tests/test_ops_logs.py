@@ -10,7 +10,7 @@ import pytest
 
 from bot.fakes.slack_api import SlackDriver
 from bot.logs import configure
-from bot.store import Store
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, BOT_TOKEN, SFOX_KEY, SIGNING_SECRET, bot_env
 from tests.helpers import wait_until
 from tests.ops_support import json_lines, start_run

@@ -10,7 +10,7 @@ import pytest
 from bot.fakes.sfox_api import Fault
 from bot.fakes.slack_api import SlackDriver
 from bot.fakes.socket_mode import FakeSocketMode
-from bot.store import Store
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, SIGNING_SECRET, bot_env
 from tests.helpers import wait_until
 from tests.ops_support import (

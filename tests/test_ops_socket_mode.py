@@ -8,12 +8,12 @@ from collections.abc import Iterator
 import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
-from bot import migrate
 from bot.config import load_settings
 from bot.fakes.slack_api import SlackDriver
 from bot.fakes.socket_mode import FakeSocketMode
-from bot.runtime import build_runtime
-from bot.store import Store
+from bot.runtime.bootstrap import build_runtime
+from bot.store import migrate
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, MALLORY, bot_env
 from tests.helpers import wait_until
 from tests.ops_support import cli, socket_click, socket_command

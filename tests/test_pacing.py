@@ -10,10 +10,10 @@ import time
 
 import pytest
 
-from bot import migrate
-from bot.batch_slack import BATCH_APPROVE
-from bot.pacing import SharedRateLimiter
-from bot.store import Store
+from bot.sfox.pacing import SharedRateLimiter
+from bot.slack.batch_card import BATCH_APPROVE
+from bot.store import migrate
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import wait_until
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from bot.pools import TrackedPool, wait_all_idle
+from bot.runtime.pools import TrackedPool, wait_all_idle
 
 
 def test_idle_only_when_the_handed_off_work_is_done_too():

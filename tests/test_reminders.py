@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from bot.schema import requests
+from bot.store.schema import requests
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import open_request, wait_until
 

@@ -8,9 +8,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from bot import migrate
 from bot.fakes.slack_api import SlackDriver
-from bot.store import Store
+from bot.store import migrate
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, CAROL, SIGNING_SECRET, bot_env
 from tests.helpers import wait_until
 from tests.ops_support import SFOX_BOT, clean_env, start_run

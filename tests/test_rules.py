@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot import migrate
 from bot.fakes.slack_api import SlackDriver
-from bot.store import Store
+from bot.store import migrate
+from bot.store.db import Store
 from tests.conftest import ALICE, BOB, CAROL, SIGNING_SECRET
 from tests.helpers import buttons, card_text, open_request, wait_status
 from tests.support import Gate, ack_text, drain, event_kinds, later_ephemerals

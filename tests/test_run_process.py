@@ -20,7 +20,7 @@ import pytest
 
 from bot.crashpoints import STALL_POINT_VAR, STALL_SECONDS_VAR
 from bot.fakes.slack_api import SlackDriver
-from bot.store import Store
+from bot.store.db import Store
 from tests.conftest import ALICE, APPROVERS, BOB, BOT_TOKEN, CAROL, SFOX_KEY, SIGNING_SECRET
 from tests.helpers import buttons, card_text
 from tests.support import Gate, free_port

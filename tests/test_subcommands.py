@@ -3,7 +3,7 @@ cannot be read, people are told that rather than "you are not on the list"."""
 
 from __future__ import annotations
 
-from bot.subcommands import SUBCOMMANDS
+from bot.slack.subcommands import SUBCOMMANDS
 from tests.conftest import ALICE, BOB, MALLORY
 from tests.helpers import open_request, wait_status
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bot import blocks
-from bot.store import RequestRecord
-from bot.transcript import Ephemeral, Posted, Transcript, Updated, buttons_line, card_lines, plain
+from bot.sandbox.transcript import Ephemeral, Posted, Transcript, Updated, buttons_line, card_lines, plain
+from bot.slack import blocks
+from bot.store.db import RequestRecord
 
 NAMES = {"UALICE": "alice", "UBOB": "bob"}
 

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.userid import MAX_LENGTH, InvalidUserId, parse_user_id, path_segment
+from bot.sfox.userid import MAX_LENGTH, InvalidUserId, parse_user_id, path_segment
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status
 

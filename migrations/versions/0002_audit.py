@@ -23,7 +23,7 @@ from datetime import UTC
 import sqlalchemy as sa
 from alembic import context, op
 
-from bot.schema import UTCDateTime
+from bot.store.schema import UTCDateTime
 
 revision: str = "0002_audit"
 down_revision: str | None = "0001"

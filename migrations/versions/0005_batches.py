@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from bot.schema import UTCDateTime
+from bot.store.schema import UTCDateTime
 
 revision: str = "0005_batches"
 down_revision: str | None = "0004_clicks"

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from bot.schema import UTCDateTime
+from bot.store.schema import UTCDateTime
 
 revision: str = "0006_visibility"
 down_revision: str | None = "0005_batches"

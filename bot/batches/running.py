@@ -1,0 +1,353 @@
+"""Running an approved batch: each user claimed and DELETEd once, at the pace of the rate limiter
+shared by every replica (bot/pacing.py), with the card's progress, and a summary at the end.
+
+The process that runs a batch holds a lease on it (`batches.runner_until`) and keeps renewing
+it; `WORKERS` threads take the users in turn. For each: a slot of the shared limiter, then the
+same conditional claim as a single request (`pending → executing`), then `Workflow.execute`,
+unchanged (retries only when sFOX cannot have acted, an unknown outcome reconciled by a read).
+A 429 closes the limiter for every replica for its Retry-After and the user is claimed again
+(sFOX did nothing with it); so is a user a reconcile found never sent (its runner died between
+claim and DELETE). If the runner dies, its lease runs out and any replica's sweep resumes the
+batch; users whose DELETE may have gone out are reconciled by a read, never resent.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from bot.crashpoints import crash_point
+from bot.requests.workflow import NotifyError, Policy, Workflow
+from bot.sfox.client import CallResult, SfoxClient, SfoxError, SfoxUser
+from bot.sfox.pacing import SharedRateLimiter
+from bot.slack.blocks import code, escape
+from bot.store.batches import IN_FLIGHT, BatchRecord, BatchStore
+from bot.store.db import RequestRecord, Store
+
+log = logging.getLogger("sfox_bot.batch")
+
+# Threads sending one batch's DELETEs: enough to keep sFOX's 25 per second going at a few
+# hundred ms per call; the shared limiter, not the thread count, sets the pace.
+WORKERS = 12
+PROGRESS_EVERY_SECONDS = 2.0
+TICK_SECONDS = 0.25
+# A 429 without Retry-After: sFOX documents a 60 s wait past its limit; start lower.
+DEFAULT_HOLD_SECONDS = 10.0
+MAX_HOLD_SECONDS = 120.0
+MAX_RATE_LIMITED_TRIES = 50
+LISTED_FAILURES = 30
+# What bot/workflow.py's reconcile records for a claim whose DELETE never went out.
+NEVER_SENT = "the bot stopped before sending the DELETE"
+
+
+class BatchNotifier(Protocol):
+    def post_card(self, batch: BatchRecord, counts: dict[str, int], preview: list[Any]) -> str: ...
+    def update_card(self, batch: BatchRecord, counts: dict[str, int], preview: list[Any]) -> None: ...
+    def reply(self, batch: BatchRecord, text: str) -> None: ...
+    def upload(self, batch: BatchRecord, filename: str, content: str, title: str) -> None: ...
+
+
+@dataclass
+class _Run:
+    """One process's run of one batch."""
+
+    queue: deque[tuple[int, bool]]
+    stop: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _PacedDeletes:
+    """The sFOX client as a batch's users see it: a 429 is not retried by the client but closes
+    the shared limiter for everyone for its Retry-After (the runner then claims the user again)."""
+
+    def __init__(self, sfox: SfoxClient, limiter: SharedRateLimiter) -> None:
+        self.sfox = sfox
+        self.limiter = limiter
+
+    def deactivate(self, user_id: str) -> CallResult:
+        try:
+            return self.sfox.deactivate(user_id, retry_rate_limited=False)
+        except SfoxError as exc:
+            if exc.status == 429:
+                hold = exc.retry_after if exc.retry_after is not None else DEFAULT_HOLD_SECONDS
+                self.limiter.hold(min(max(hold, 0.5), MAX_HOLD_SECONDS))
+                log.warning("sFOX rate limited a batch DELETE; every batch waits", extra={"hold": hold})
+            raise
+
+    def get_user(self, user_id: str) -> SfoxUser:
+        return self.sfox.get_user(user_id)
+
+
+class _NoCard:
+    """A batch's user has no card of its own (the store owes it no Slack message)."""
+
+    def __getattr__(self, name: str) -> Any:
+        def refuse(*_args: Any, **_kwargs: Any) -> Any:
+            raise NotifyError("no_card")
+
+        return refuse
+
+
+class BatchRunner:
+    def __init__(
+        self,
+        store: Store,
+        sfox: SfoxClient,
+        notifier: BatchNotifier,
+        policy: Policy,
+        *,
+        limiter: SharedRateLimiter,
+        submit: Callable[..., Any],
+        clock: Callable[[], datetime],
+    ) -> None:
+        self.store = store
+        self.records = BatchStore(store)
+        self.notifier = notifier
+        self.policy = policy
+        self.limiter = limiter
+        self.submit = submit
+        self.now = clock
+        # The workflow each user goes through: its DELETEs paced, no card of its own.
+        self.rows = Workflow(store, _PacedDeletes(sfox, limiter), _NoCard(), policy, clock)  # type: ignore[arg-type]
+        self.runner_lease = policy.claim_lease
+        self._card_lock = threading.Lock()
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self, batch_id: int) -> None:
+        """Run an approved batch in this process, unless another process is running it."""
+        runner = f"{socket.gethostname()[:30]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        while self.records.take_runner(batch_id, runner, self.now(), self.runner_lease):
+            try:
+                self._run(batch_id, runner)
+            finally:
+                self.records.release_runner(batch_id, runner)
+            # A Resume clicked while this run was winding down found the batch taken: go on.
+            batch = self.records.get(batch_id)
+            if batch is None or batch.status != "running" or not self._has_work(batch_id):
+                return
+
+    def _has_work(self, batch_id: int) -> bool:
+        return bool(self.records.row_ids(batch_id, "pending")) or any(
+            _rate_limited(r) for r in self.records.rows(batch_id)
+        )
+
+    def _run(self, batch_id: int, runner: str) -> None:
+        batch = self.records.get(batch_id)
+        if batch is None:
+            return
+        if batch.status == "running":
+            todo = [(i, False) for i in self.records.row_ids(batch_id, "pending")]
+            todo += [(r.id, True) for r in self.records.rows(batch_id) if _rate_limited(r)]
+            run = _Run(deque(todo))
+            workers = [
+                threading.Thread(
+                    target=self._work, args=(run,), name=f"sfox-batch-{batch_id}-{n}", daemon=True
+                )
+                for n in range(min(WORKERS, len(todo)))
+            ]
+            for worker in workers:
+                worker.start()
+            last_card = time.monotonic()
+            while any(w.is_alive() for w in workers):
+                time.sleep(TICK_SECONDS)
+                if not self.records.take_runner(batch_id, runner, self.now(), self.runner_lease):
+                    run.stop.set()  # lost the lease (the database was out of reach for long)
+                current = self.records.get(batch_id)
+                if current is None or current.status != "running":
+                    run.stop.set()
+                if time.monotonic() - last_card >= PROGRESS_EVERY_SECONDS:
+                    last_card = time.monotonic()
+                    self.refresh_card(batch_id)
+            for worker in workers:
+                worker.join()
+        self._settle(batch_id, runner)
+        if self.records.finish(batch_id, self.now()):
+            log.info("batch finished", extra={"batch_id": batch_id})
+        self.refresh_card(batch_id)
+        self._summarise(batch_id)
+
+    def _work(self, run: _Run) -> None:
+        try:
+            self._work_through(run)
+        except Exception:
+            # The user being worked on keeps its claim: the sweep reconciles it (a read).
+            log.exception("batch worker failed; the batch goes on without it")
+
+    def _work_through(self, run: _Run) -> None:
+        while not run.stop.is_set():
+            with run.lock:
+                if not run.queue:
+                    return
+                request_id, again = run.queue.popleft()
+            if not self.limiter.acquire(stop=run.stop.is_set):
+                return
+            if again:
+                if not self.store.claim_retry(request_id, "batch", self.now()):
+                    continue
+            elif not self.store.claim(request_id, self.now()):
+                continue  # cancelled, expired or taken meanwhile: it is not ours to send
+            crash_point("batch_row_claimed")
+            record = self.rows.execute(request_id)
+            tries = 1
+            while record is not None and _rate_limited(record) and tries < MAX_RATE_LIMITED_TRIES:
+                # sFOX refused it with 429, so did nothing: wait for the limiter (closed for
+                # everyone by the 429) and claim the user again, unless the batch was stopped.
+                if not self.limiter.acquire(stop=run.stop.is_set):
+                    return
+                if not self.store.claim_retry(request_id, "batch", self.now()):
+                    break
+                tries += 1
+                record = self.rows.execute(request_id)
+
+    def _settle(self, batch_id: int, runner: str) -> None:
+        """Wait for this batch's users in flight; reconcile those whose process died (a read,
+        never a second DELETE), so the batch can finish."""
+        deadline = time.monotonic() + 3 * self.runner_lease.total_seconds()
+        while self.records.row_ids(batch_id, *IN_FLIGHT) and time.monotonic() < deadline:
+            for record in self.records.stale_rows(batch_id, self.now() - self.policy.claim_lease):
+                if self.store.take_over(record, self.now(), kind="reconcile_started"):
+                    self.rows.reconcile(self.store.get(record.id) or record)
+            self.records.take_runner(batch_id, runner, self.now(), self.runner_lease)
+            time.sleep(TICK_SECONDS)
+
+    def sweep(self) -> dict[str, int]:
+        """Expire overdue batches; resume approved ones nobody runs (their process died)."""
+        expired_ids, orphans = self.records.due(self.now())
+        expired = 0
+        for batch_id in expired_ids:
+            if self.records.expire(batch_id, self.now()):
+                expired += 1
+                self.refresh_card(batch_id)
+        for batch_id in orphans:
+            log.warning("batch resumed by the sweep", extra={"batch_id": batch_id})
+            self.submit(self.run, batch_id)
+        return {"batches_expired": expired, "batches_resumed": len(orphans)}
+
+    # -- the end -----------------------------------------------------------------------------------
+
+    def _summarise(self, batch_id: int) -> None:
+        if not self.records.claim_summary(batch_id, self.now()):
+            return
+        batch = self.records.get(batch_id)
+        assert batch is not None
+        rows = self.records.rows(batch_id)
+        counts = self.records.counts(batch_id)
+        text = summary_text(batch, rows, counts)
+        try:
+            self.notifier.upload(
+                batch, f"sfox-batch-{batch_id}.csv", outcome_csv(rows), f"Batch #{batch_id} outcome"
+            )
+            text += "\nEvery user's outcome is in the CSV file in this thread."
+        except NotifyError as exc:
+            log.warning("batch CSV not uploaded", extra={"batch_id": batch_id, "slack_error": exc.code})
+            text += (
+                f"\nThe CSV of every user's outcome could not be uploaded (Slack said `{escape(exc.code, 60)}`); "
+                f"`sfox-bot history --batch {batch_id} --format csv` gives the same file."
+            )
+        try:
+            self.notifier.reply(batch, text)
+        except NotifyError as exc:
+            log.warning("batch summary not posted", extra={"batch_id": batch_id, "slack_error": exc.code})
+            self.records.unclaim_summary(batch_id)  # the sweep tries again
+
+    # -- helpers -----------------------------------------------------------------------------------
+
+    def refresh_card(self, batch_id: int) -> None:
+        batch = self.records.get(batch_id)
+        if batch is None or batch.message_ts is None:
+            return
+        try:
+            with self._card_lock:
+                self.notifier.update_card(
+                    batch, self.records.counts(batch_id), self.records.preview(batch_id)
+                )
+        except NotifyError as exc:
+            log.warning("batch card not updated", extra={"batch_id": batch_id, "slack_error": exc.code})
+
+    def reply(self, batch_id: int, text: str) -> None:
+        batch = self.records.get(batch_id)
+        if batch is None or batch.message_ts is None:
+            return
+        try:
+            self.notifier.reply(batch, text)
+        except NotifyError as exc:
+            log.warning("batch reply not posted", extra={"batch_id": batch_id, "slack_error": exc.code})
+
+
+def _rate_limited(record: RequestRecord) -> bool:
+    """Refused with 429 (sFOX did nothing), or found by a reconcile never to have been sent (a
+    runner died between the claim and the DELETE: the read saw the account, and the trail has no
+    `sfox_call_started`): safe to claim again and send once."""
+    if record.status != "failed" or not record.retryable:
+        return False
+    return record.http_status == 429 or (record.error or "").startswith(NEVER_SENT)
+
+
+def summary_text(batch: BatchRecord, rows: list[RequestRecord], counts: dict[str, int]) -> str:
+    done = counts.get("succeeded", 0)
+    failed = [r for r in rows if r.status == "failed"]
+    others = {s: n for s, n in counts.items() if s not in ("succeeded", "failed")}
+    text = f"*Batch #{batch.id} finished*: {done} deactivated, {len(failed)} failed"
+    for status, n in sorted(others.items()):
+        text += f", {n} {status}"
+    text += f" (of {len(rows)})."
+    if failed:
+        text += "\nFailed:"
+        for record in failed[:LISTED_FAILURES]:
+            text += (
+                f"\n• {code(record.sfox_user_id, 60)}: {escape(record.error or 'no reason recorded', 200)}"
+            )
+        if len(failed) > LISTED_FAILURES:
+            text += f"\n… and {len(failed) - LISTED_FAILURES} more (see the CSV)."
+    return text
+
+
+OUTCOME_FIELDS = (
+    "request_id",
+    "sfox_user_id",
+    "name",
+    "email",
+    "status",
+    "http_status",
+    "error",
+    "completed_at",
+)
+
+
+def outcome_csv(rows: list[RequestRecord]) -> str:
+    """Every user's outcome: the file uploaded at the end of a batch, and what
+    `sfox-bot history --batch ID --format csv` gives too."""
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(OUTCOME_FIELDS)
+    for r in rows:
+        writer.writerow(
+            [
+                r.id,
+                _cell(r.sfox_user_id),
+                _cell(r.target_name or ""),
+                _cell(r.target_email or ""),
+                r.status,
+                r.http_status or "",
+                _cell(r.error or ""),
+                r.completed_at.isoformat() if r.completed_at else "",
+            ]
+        )
+    return out.getvalue()
+
+
+def _cell(text: str) -> str:
+    """A spreadsheet must not run a cell as a formula."""
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

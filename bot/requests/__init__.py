@@ -1,0 +1,1 @@
+"""One deactivation request from the ask to its delivered outcome: asking, deciding, executing, delivering, reminding."""

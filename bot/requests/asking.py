@@ -1,0 +1,109 @@
+"""Asking: the slash command's checks, the look-up on sFOX, the balance check and the card."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.crashpoints import crash_point
+from bot.policy import approvers
+from bot.requests.base import (
+    MAX_REASON,
+    USAGE,
+    Command,
+    NotifyError,
+    WorkflowBase,
+    card_failure_advice,
+    log,
+    log_fields,
+)
+from bot.sfox.client import SfoxError
+from bot.sfox.userid import InvalidUserId, parse_user_id
+from bot.slack import blocks
+from bot.slack.blocks import code, escape, mention
+from bot.store.db import AlreadyOpen, Event, RequestRecord
+
+
+class Asking(WorkflowBase):
+    def check_command(self, requester: str, channel_id: str, text: str) -> Command | str:
+        """Fast checks that need no I/O, answered within Slack's 3 s: a Command, or why not."""
+        if self.policy.allowed_channels and channel_id not in self.policy.allowed_channels:
+            places = ", ".join(f"<#{c}>" for c in sorted(self.policy.allowed_channels))
+            return f":no_entry: `/sfox-deactivate` can only be used in {places}."
+        if requester not in self.policy.approvers:
+            return approvers.refusal(
+                self.policy.approvers,
+                ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations.",
+            )
+        # Any whitespace ends the id: Slack keeps the newlines and tabs people type before a reason.
+        token, reason = [*(text or "").split(None, 1), "", ""][:2]
+        if not token:
+            return f"Which sFOX user? {USAGE}"
+        try:
+            user_id = parse_user_id(token)
+        except InvalidUserId as exc:
+            return f":warning: {code(token, 80)} is not a valid sFOX user id: {escape(str(exc))}.\n{USAGE}"
+        reason = " ".join(reason.split())
+        if len(reason) > MAX_REASON:
+            return f":warning: The reason is too long ({len(reason)} characters; at most {MAX_REASON})."
+        return Command(requester, channel_id, user_id, reason)
+
+    def open_request(self, cmd: Command) -> str | RequestRecord:
+        """Look the user up on sFOX, record the request and post its card. Returns the record, or
+        an ephemeral answer saying why no card was posted."""
+        existing = self.store.open_request_for(cmd.sfox_user_id)
+        if existing is not None and not self._expire_if_due(existing):
+            return self._already_open(existing)
+        try:
+            target = self.sfox.get_user(cmd.sfox_user_id)
+        except SfoxError as exc:
+            if exc.not_found:
+                return f":mag: No such sFOX user: {code(cmd.sfox_user_id)}. Nothing was posted."
+            return f":warning: Could not look {code(cmd.sfox_user_id)} up on sFOX: {escape(exc.message)}. Nothing was posted."
+        check = self.balances(cmd.sfox_user_id) if self.balances else None
+        request: dict[str, Any] = {
+            "sfox_user_id": cmd.sfox_user_id,
+            "reason": cmd.reason,
+            "requested_by": cmd.requester,
+            "channel_id": cmd.channel_id,
+            "required_approvals": self.policy.required_approvals,
+            "target_name": target.name or None,
+            "target_email": target.email,
+            "target_status": target.status,
+            "now": self.now(),
+            "ttl": self.policy.ttl,
+            "balances": check.to_json() if check else None,
+        }
+        if check is not None and check.blocks:
+            funds = blocks.funds_text(check)
+            record = self.store.block(
+                error=blocks.blocked_error(funds), event=Event("blocked", detail={"funds": funds}), **request
+            )
+            log.info("request blocked: the account holds funds", extra=log_fields(record))
+            return blocks.blocked_answer(record, funds)
+        try:
+            record = self.store.create_request(**request)
+        except AlreadyOpen as exc:
+            existing = self.store.get(exc.request_id) if exc.request_id else None
+            return (
+                self._already_open(existing)
+                if existing
+                else ":warning: A request for this user is already open."
+            )
+        log.info("request opened", extra=log_fields(record, actor=cmd.requester))
+        try:
+            ts = self.notifier.post_card(record)
+            crash_point("card_posted")
+        except NotifyError as exc:
+            self.store.abandon(
+                record.id, self.now(), f"the approval card could not be posted (Slack: {exc.code})"
+            )
+            log.warning("card not posted", extra=log_fields(record, slack_error=exc.code))
+            return card_failure_advice(exc.code)
+        self.store.set_card(record.id, ts, self.now())
+        return self.store.get(record.id) or record
+
+    def _already_open(self, existing: RequestRecord) -> str:
+        return (
+            f":information_source: A deactivation request for {code(existing.sfox_user_id)} is already open "
+            f"(#{existing.id}, {existing.status}, requested by {mention(existing.requested_by)})."
+        )

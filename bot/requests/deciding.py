@@ -1,0 +1,129 @@
+"""Deciding: the card's buttons (approve, deny, retry), who may press them, and what a
+click on a card the bot lost track of does."""
+
+from __future__ import annotations
+
+from bot.policy import approvers
+from bot.requests.base import CardRef, ClickResult, WorkflowBase, log, log_fields
+from bot.slack import blocks
+from bot.slack.blocks import mention
+from bot.store.db import RequestRecord
+
+
+class Deciding(WorkflowBase):
+    def approve(self, request_id: int, actor: str) -> ClickResult:
+        record = self.store.get(request_id)
+        refusal = self._click_refusal(record, actor)
+        if refusal:
+            return ClickResult(refusal)
+        assert record is not None
+        if actor == record.requested_by:
+            return ClickResult(
+                "You requested this deactivation, so you cannot approve it: a second admin must approve."
+            )
+        now = self.now()
+        # An approval already recorded is not added twice, but the claim is tried again: the
+        # click that recorded it may have stopped before claiming (the bot died in between).
+        if actor not in record.approved_by and not self.store.add_approval(request_id, actor, now):
+            return ClickResult(self._not_pending(self.store.get(request_id), actor))
+        if self.store.claim(request_id, now, actor=actor):
+            log.info("request claimed", extra=log_fields(record, actor=actor))
+            return ClickResult(execute=True)
+        current = self.store.get(request_id)
+        if actor in record.approved_by:
+            return ClickResult(self._not_pending(current, actor))
+        if current is not None and current.status == "pending":
+            self.store.queue_card(request_id, now)
+            waiting = current.required_approvals - len(current.approved_by)
+            return ClickResult(f"Approval recorded. {waiting} more approval(s) needed.")
+        # Another approver's click completed the claim a moment earlier.
+        return ClickResult(f"Your approval was recorded; request #{request_id} is already being deactivated.")
+
+    def deny(self, request_id: int, actor: str, reason: str | None = None) -> ClickResult:
+        record = self.store.get(request_id)
+        refusal = self._click_refusal(record, actor)
+        if refusal:
+            return ClickResult(refusal)
+        assert record is not None
+        reply = blocks.reply_denied(record, actor, reason)
+        if not self.store.deny(request_id, actor, self.now(), reply, reason):
+            return ClickResult(self._not_pending(self.store.get(request_id), actor))
+        log.info("request denied", extra=log_fields(record, actor=actor))
+        return ClickResult(None)
+
+    def retry(self, request_id: int, actor: str) -> ClickResult:
+        record = self.store.get(request_id)
+        if record is None:
+            return ClickResult(f"There is no deactivation request #{request_id}.")
+        if actor not in self.policy.approvers:
+            return ClickResult(":no_entry: Only sFOX approvers can retry a deactivation.")
+        if actor == record.requested_by:
+            return ClickResult("You requested this deactivation, so a second admin must retry it.")
+        if not self.store.claim_retry(request_id, actor, self.now()):
+            return ClickResult(self._not_pending(self.store.get(request_id), actor))
+        log.info("retry claimed", extra=log_fields(record, actor=actor))
+        return ClickResult(execute=True)
+
+    def adopt_card(self, request_id: int, card: CardRef | None) -> bool:
+        """A click on a card the bot posted but never recorded (it died in between): make that
+        message the request's card, so the outcome reaches its thread and no button stays live.
+        Only the bot's own message in the request's channel is taken."""
+        record = self.store.get(request_id)
+        if (
+            record is None
+            or record.message_ts is not None
+            or card is None
+            or not card.ours
+            or card.channel_id != record.channel_id
+        ):
+            return False
+        closed = record.status != "pending"
+        reply = blocks.reply_card_adopted(record) if closed else None
+        if not self.store.adopt_card(request_id, card.ts, self.now(), found_by="click", reply=reply):
+            return False
+        log.warning("card adopted from a click", extra=log_fields(record, ts=card.ts, status=record.status))
+        return True
+
+    def _click_refusal(self, record: RequestRecord | None, actor: str) -> str | None:
+        if record is None:
+            return "That deactivation request does not exist (any more)."
+        if actor not in self.policy.approvers:
+            return approvers.refusal(
+                self.policy.approvers,
+                ":no_entry: You are not on the sFOX approver list, so you cannot approve or deny.",
+            )
+        if record.status == "pending" and self._expire_if_due(record):
+            return (
+                f"Request #{record.id} has expired; nothing was changed. Start a new request if still needed."
+            )
+        if record.status != "pending":
+            return self._not_pending(record, actor)
+        return None
+
+    def _expire_if_due(self, record: RequestRecord) -> bool:
+        now = self.now()
+        if record.status == "pending" and record.expires_at <= now:
+            if self.store.expire(record.id, now):
+                self.deliver(record.id)
+            return True
+        return False
+
+    def _not_pending(self, record: RequestRecord | None, actor: str) -> str:
+        if record is None:
+            return "That deactivation request does not exist (any more)."
+        if record.status == "pending" and actor in record.approved_by:
+            return "You have already approved this request."
+        if record.status == "pending" and record.expires_at <= self.now():
+            return f"Request #{record.id} has expired; nothing was changed."
+        states = {
+            "denied": f"was denied by {mention(record.denied_by)}",
+            "expired": "has expired",
+            "executing": "is approved and being deactivated right now",
+            "unknown": "is waiting for sFOX to confirm its outcome",
+            "succeeded": "is done: the account is deactivated",
+            "failed": "has failed; see its thread",
+            "blocked": "was closed before any card: the account holds funds",
+            "pending": "is still pending",
+            "cancelled": "was cancelled with its batch before it started",
+        }
+        return f"Request #{record.id} {states.get(record.status, record.status)}; your click changed nothing."

@@ -1,0 +1,86 @@
+"""Delivering: the Slack messages owed for a request (outbox), sent in order, each at least
+once and, where a crash may have cut one off, looked for before it is sent again."""
+
+from __future__ import annotations
+
+from bot.crashpoints import crash_point
+from bot.requests.base import (
+    NOTICE_LEASE_SECONDS,
+    PERMANENT_SLACK_ERRORS,
+    NotifyError,
+    WorkflowBase,
+    log,
+    log_fields,
+)
+from bot.store.db import Notice, RequestRecord
+
+
+class Delivering(WorkflowBase):
+    def deliver(self, request_id: int | None = None) -> int:
+        """Send the Slack messages owed (for one request, or all), each request's in the order they
+        were recorded: a message another thread is sending, or one waiting to be retried, holds
+        back the ones after it (whoever sends it goes on with them). Failures are recorded and
+        retried later with backoff."""
+        sent = 0
+        blocked: set[int] = set()
+        while True:
+            progress = False
+            for notice in self.store.unsent_notices(self.now(), request_id):
+                if notice.request_id in blocked:
+                    continue
+                if notice.busy or not self.store.lease_notice(
+                    notice.id, self.now(), NOTICE_LEASE_SECONDS.get(notice.kind, 30.0)
+                ):
+                    blocked.add(notice.request_id)
+                    continue
+                outcome = self._send(notice)
+                if outcome == "sent":
+                    sent += 1
+                if outcome == "failed":
+                    blocked.add(notice.request_id)  # keep this request's messages in order
+                else:
+                    progress = True  # sent, or given up for good: the next message may go
+            if not progress:
+                return sent
+
+    def _already_replied(self, record: RequestRecord, text: str) -> bool:
+        """Look in the thread before sending a reply again; when the thread cannot be read, send
+        it (a reply seen twice is better than an outcome never told)."""
+        try:
+            return self.notifier.reply_posted(record, text)
+        except NotifyError as exc:
+            log.warning("could not read the thread", extra=log_fields(record, slack_error=exc.code))
+            return False
+
+    def _send(self, notice: Notice) -> str:
+        """Try one owed message: "sent", "failed" (retried later) or "gave_up" (cannot work)."""
+        record = self.store.get(notice.request_id)
+        try:
+            if notice.kind in self.senders:  # e.g. the requester's DM (bot/dms.py)
+                self.senders[notice.kind](notice, record)
+            elif record is None or record.message_ts is None:
+                raise NotifyError("no_card")
+            elif notice.kind == "card":
+                self.notifier.update_card(record)
+            elif notice.attempts and self._already_replied(record, notice.text or ""):
+                # Taken before by a process that died with the reply maybe sent: it was.
+                log.info("reply found already posted", extra={"request_id": notice.request_id})
+            else:
+                self.notifier.reply(record, notice.text or "")
+                crash_point("reply_sent")
+        except NotifyError as exc:
+            permanent = exc.code in PERMANENT_SLACK_ERRORS
+            retry_in = min(3600.0, 5.0 * 2 ** min(notice.attempts, 10))
+            self.store.notice_failed(notice, self.now(), exc.code, retry_in, give_up=permanent)
+            log.warning(
+                "slack message not delivered",
+                extra={
+                    "request_id": notice.request_id,
+                    "kind": notice.kind,
+                    "slack_error": exc.code,
+                    "gave_up": permanent,
+                },
+            )
+            return "gave_up" if permanent else "failed"
+        self.store.notice_sent(notice.id, self.now())
+        return "sent"

@@ -1,0 +1,260 @@
+"""Wires the parts together for one process: store, sFOX client, Slack client, workflow, the Bolt
+app, and the two thread pools. Nothing here is global: `sfox-bot run`, the WSGI entry point, the
+demo and the tests each build their own Runtime."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from slack_bolt import App
+from slack_sdk import WebClient
+
+from bot.audit.chain import AuditAnchor
+from bot.batches.asking import Batches, build_batches
+from bot.config import Settings
+from bot.policy.approvers import GroupApprovers, approvers_for
+from bot.requests.reminders import Reminders
+from bot.requests.workflow import ClickResult, Policy, Workflow
+from bot.runtime.clicks import Clicks
+from bot.runtime.metrics import Metrics
+from bot.runtime.pools import TrackedPool, wait_all_idle
+from bot.sfox.balances import BalanceReader
+from bot.sfox.client import SfoxClient
+from bot.slack import subcommands
+from bot.slack.dms import DirectMessages
+from bot.slack.home import AppHome
+from bot.slack.notifier import SlackNotifier, answer_privately, make_web_client
+from bot.store.db import Store
+
+log = logging.getLogger("sfox_bot.runtime")
+
+# Bolt runs each listener on the thread that serves the request (process_before_response), so the
+# ack goes out as soon as the listener returns; listeners only ack and hand the click's database
+# step to the step pool, never wait on it. Step threads do short database steps; job threads wait
+# on sFOX and Slack.
+STEP_THREADS = 16
+JOB_THREADS = 32
+CLAIM_GRACE_SECONDS = 5.0
+# views.open must use a click's trigger_id within 3 s: one quick try, no retries.
+MODAL_TIMEOUT_SECONDS = 2
+
+
+@dataclass
+class Visibility:
+    """Issue 13's parts: the requester's DMs, reminders, the App Home, subcommands, metrics."""
+
+    metrics: Metrics
+    dms: DirectMessages
+    reminders: Reminders
+    home: AppHome
+    subcommands: subcommands.Context
+    modal_client: WebClient
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    sfox: SfoxClient
+    slack: WebClient
+    workflow: Workflow
+    app: App
+    jobs: ThreadPoolExecutor
+    clicks: Clicks
+    steps: ThreadPoolExecutor = field(
+        default_factory=lambda: TrackedPool(STEP_THREADS, thread_name_prefix="sfox-step")
+    )
+    anchor: AuditAnchor | None = None
+    visibility: Visibility | None = None
+    batches: Batches | None = None
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _sweeper: threading.Thread | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run `fn` after the ack, on the job pool; a failure is logged, never lost silently."""
+        future = self.jobs.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def step(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        """Run a short database step after the ack, on the step pool (never behind slow sFOX calls);
+        a failure is logged, never lost silently."""
+        future = self.steps.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until every request received so far has been fully handled: its step done and the
+        jobs it handed off finished. False if that did not happen within `timeout`."""
+        pools = [p for p in (self.steps, self.jobs) if isinstance(p, TrackedPool)]
+        return wait_all_idle(pools, timeout)
+
+    def sweep(self) -> dict[str, int]:
+        """One sweep: the workflow's (expiry, reconcile, lost cards, owed messages), then the
+        clicks acknowledged by a process that died before handling them."""
+        started = time.monotonic()
+        summary = self.workflow.sweep()
+        summary["clicks"] = self.clicks.replay()
+        if self.batches is not None:
+            summary.update(self.batches.sweep())
+        if self.visibility is not None:
+            summary["reminded"] = self.visibility.reminders.tick()
+            if summary["reminded"]:
+                summary["delivered"] += self.workflow.deliver()
+            self.visibility.metrics.sweep_done(time.monotonic() - started)
+        return summary
+
+    def start_sweeper(self) -> None:
+        """Sweep at once (finishing what a previous process left) and then periodically."""
+        if self._sweeper is None:
+            self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
+            self._sweeper.start()
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
+        self._stop.set()
+        # A click acked a moment ago may still be in its database step; one that wins a claim
+        # hands its DELETE to `jobs`, so the steps finish before the job pool closes.
+        self.steps.shutdown(wait=wait)
+        self.jobs.shutdown(wait=wait)
+        if self._sweeper is not None:
+            # A sweep may be in the middle of a reconciling read: let it finish too.
+            self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
+        self.sfox.close()
+
+    def _sweep_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                summary = self.sweep()
+                if any(summary.values()):
+                    log.info("sweep", extra=summary)
+            except Exception:
+                log.exception("sweep failed; will try again")
+            if self.anchor is not None:
+                try:
+                    self.anchor.tick()
+                except Exception:
+                    log.exception("audit anchor failed; will try again")
+            self._stop.wait(self.settings.sweep_interval_seconds)
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    store: Store | None = None,
+    approvers: Any = None,
+) -> Runtime:
+    from handlers import register
+
+    store = store or Store.from_url(settings.database_url, settings.audit_key)
+    sfox = SfoxClient(
+        settings.sfox_api_url,
+        settings.sfox_api_key or "",
+        timeout_seconds=settings.sfox_timeout_seconds,
+        max_attempts=settings.sfox_max_attempts,
+        rate_limit_per_10s=settings.sfox_rate_limit_per_10s,
+    )
+    slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
+    policy = Policy(
+        approvers=approvers if approvers is not None else approvers_for(settings),
+        required_approvals=settings.required_approvals,
+        ttl=timedelta(seconds=settings.request_ttl_seconds),
+        allowed_channels=settings.allowed_channels,
+        claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
+    )
+    reader = BalanceReader(sfox, settings.balance_check) if settings.balance_check != "off" else None
+    workflow = Workflow(store, sfox, SlackNotifier(slack), policy, balances=reader.check if reader else None)
+    app = App(
+        signing_secret=settings.slack_signing_secret or "",
+        client=slack,
+        token_verification_enabled=False,
+        # Ack as soon as the listener returns, on the request's own thread: no hop to Bolt's
+        # listener pool and no 10 ms ack polling, so a busy pool can never delay an ack.
+        process_before_response=True,
+        logger=logging.getLogger("slack_bolt"),
+    )
+    jobs = TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job")
+    visibility = _visibility(settings, store, sfox, slack, workflow, app)
+
+    def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return runtime.submit(fn, *args)
+
+    runtime = Runtime(
+        settings=settings,
+        store=store,
+        sfox=sfox,
+        slack=slack,
+        workflow=workflow,
+        app=app,
+        jobs=jobs,
+        clicks=Clicks(store, workflow, submit, answer_privately),
+        anchor=AuditAnchor(
+            store.engine,
+            slack,
+            settings.audit_channel,
+            timedelta(minutes=settings.audit_anchor_minutes),
+            now=workflow.now,
+        )
+        if settings.audit_channel
+        else None,
+        visibility=visibility,
+    )
+    runtime.clicks.observers.append(
+        lambda click, result: visibility.metrics.click(click.action, _result(result))
+    )
+    runtime.batches = build_batches(runtime, reader)
+    register(app, runtime)
+    return runtime
+
+
+def _visibility(
+    settings: Settings, store: Store, sfox: SfoxClient, slack: WebClient, workflow: Workflow, app: App
+) -> Visibility:
+    """Wire issue 13's parts: metrics on every Slack and sFOX call and every ack, the outbox's
+    `dm` sender, the reminders the sweep runs, the App Home and the subcommands."""
+    metrics = Metrics(store, clock=workflow.now)
+    metrics.instrument_slack(slack)
+    metrics.instrument_sfox(sfox)
+    app.use(metrics.ack_timer())
+    modal_client = WebClient(
+        token=settings.slack_bot_token or "",
+        base_url=slack.base_url,
+        timeout=MODAL_TIMEOUT_SECONDS,
+        retry_handlers=[],
+    )
+    metrics.instrument_slack(modal_client)
+    dms = DirectMessages(slack, store)
+    workflow.senders["dm"] = dms.send
+    approvers = workflow.policy.approvers
+    if isinstance(approvers, GroupApprovers):
+        metrics.instrument_slack(approvers.client)  # usergroups.users.list
+    return Visibility(
+        metrics=metrics,
+        dms=dms,
+        reminders=Reminders(
+            store, approvers, settings.remind_after_fraction, workflow.now, settings.approver_group
+        ),
+        home=AppHome(slack, store, approvers, settings.approver_group, clock=workflow.now),
+        subcommands=subcommands.Context(store, approvers, settings.require_reason),
+        modal_client=modal_client,
+    )
+
+
+def _result(result: ClickResult) -> str:
+    """A click's result, as a metrics label."""
+    if result.execute:
+        return "claimed"
+    return "answered" if result.ephemeral else "done"
+
+
+def _log_failure(future: Future[Any]) -> None:
+    exc = future.exception()
+    if exc is not None:
+        log.error("background step failed: %s", type(exc).__name__, exc_info=exc)

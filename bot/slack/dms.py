@@ -1,0 +1,146 @@
+"""Direct messages to the requester with the final outcome of their request (issue 13).
+
+Every final outcome (succeeded, failed, denied, expired, blocked; an `unknown` outcome once it is
+settled) queues a `dm` row in the outbox in the same transaction as the outcome (the hook in
+`bot/store.py`), so the DM is OWED, not best-effort: the workflow's deliver loop sends it through
+`DirectMessages.send` after the card update and the thread reply of the same request, and retries
+it with the same backoff when Slack fails. A DM is sent at least once: a process killed between
+Slack's answer and the outbox mark may send it twice (a repeated DM is harmless; a lost one is not).
+
+When the thread reply could not be delivered for good (the card or its channel is gone), this DM is
+how the outcome still reaches a person, and it says so. If the DM cannot be delivered for good
+either, the outcome is logged at ERROR with the request id (it stays in the database).
+
+Slack calls: `conversations.open` (scope `im:write`) and `chat.postMessage` (owed, via the outbox);
+`chat.getPermalink` for the link to the card is safe to lose (the DM then goes without the link).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from sqlalchemy import select
+
+from bot.requests.workflow import PERMANENT_SLACK_ERRORS, NotifyError
+from bot.slack.blocks import code, escape, mention
+from bot.store.db import Notice, RequestRecord, Store
+from bot.store.schema import outbox
+
+log = logging.getLogger("sfox_bot.dms")
+
+
+class DirectMessages:
+    """Renders and sends the requester's outcome DM; registered as the outbox's `dm` sender."""
+
+    def __init__(self, client: WebClient, store: Store) -> None:
+        self.client = client
+        self.store = store
+
+    def send(self, notice: Notice, record: RequestRecord | None) -> None:
+        """Send one owed DM. Raises NotifyError (the outbox retries, or gives up on a permanent
+        error, which is then logged at ERROR: the outcome reached nobody in Slack)."""
+        if record is None:
+            return  # nothing to tell about (cannot happen: outbox rows reference their request)
+        try:
+            snapshot = json.loads(notice.text or "{}")
+        except ValueError:
+            snapshot = {}
+        thread_lost = self._thread_lost(record)
+        text = render(record, snapshot, self._permalink(record), thread_lost)
+        try:
+            opened = _call(self.client, "conversations_open", users=record.requested_by)
+            channel = str((opened.get("channel") or {}).get("id") or record.requested_by)
+            _call(self.client, "chat_postMessage", channel=channel, text=text, unfurl_links=False)
+        except NotifyError as exc:
+            if exc.code in PERMANENT_SLACK_ERRORS:
+                log.error(
+                    "outcome DM not delivered for good%s",
+                    "; the card's thread was not reachable either" if thread_lost else "",
+                    extra={
+                        "request_id": record.id,
+                        "status": snapshot.get("status"),
+                        "slack_error": exc.code,
+                    },
+                )
+            raise
+        log.info("outcome DM sent", extra={"request_id": record.id, "status": snapshot.get("status")})
+
+    def _permalink(self, record: RequestRecord) -> str | None:
+        """The card's link; safe to lose (a DM without a link still tells the outcome)."""
+        if record.message_ts is None:
+            return None
+        try:
+            answer = _call(
+                self.client, "chat_getPermalink", channel=record.channel_id, message_ts=record.message_ts
+            )
+        except NotifyError as exc:
+            log.info("no permalink for the card", extra={"request_id": record.id, "slack_error": exc.code})
+            return None
+        link = answer.get("permalink")
+        return str(link) if isinstance(link, str) and link.startswith("https://") else None
+
+    def _thread_lost(self, record: RequestRecord) -> bool:
+        """Whether a thread reply for this request was given up for good (or there is no card)."""
+        if record.message_ts is None:
+            return True
+        query = select(outbox.c.id).where(
+            outbox.c.request_id == record.id,
+            outbox.c.kind == "reply",
+            outbox.c.last_error.like("gave up:%"),
+        )
+        with self.store.reader() as conn:
+            return conn.execute(query.limit(1)).first() is not None
+
+
+def render(record: RequestRecord, snapshot: dict[str, Any], link: str | None, thread_lost: bool) -> str:
+    """The DM's text for the outcome `snapshot` (status and error as they were when it was owed)."""
+    status = str(snapshot.get("status") or record.status)
+    error = snapshot.get("error") or record.error
+    who = code(record.sfox_user_id)
+    if record.target_name:
+        who += f" ({escape(record.target_name, 100)})"
+    subject = f"Your request #{record.id} to deactivate {who}"
+    if status == "succeeded":
+        body = f":white_check_mark: {subject} is done: sFOX deactivated the account."
+    elif status == "failed":
+        body = f":x: {subject} was not carried out: {escape(str(error or 'see the card'), 600)}"
+        if record.retryable:
+            body += " An approver other than you can press *Retry* on the card."
+    elif status == "denied":
+        if record.denied_by == record.requested_by:
+            body = f":no_entry_sign: {subject} was cancelled by you."
+        else:
+            body = f":no_entry_sign: {subject} was denied by {mention(record.denied_by)}."
+        if record.deny_reason:
+            body += f" Reason: {escape(record.deny_reason, 600)}"
+    elif status == "expired":
+        body = (
+            f":alarm_clock: {subject} expired without the approvals it needed; nothing was sent to "
+            "sFOX. Make a new request if it is still needed."
+        )
+    elif status == "blocked":
+        body = (
+            f":moneybag: {subject} was closed before any card: "
+            f"{escape(str(error or 'the account holds funds'), 600)}"
+        )
+    else:
+        body = f"{subject}: {escape(status, 40)}."
+    if thread_lost and record.message_ts is not None:
+        body += "\n(I could not post this in the card's thread: the card or its channel is gone.)"
+    if link:
+        body += f"\n<{link}|See the card>"
+    return body
+
+
+def _call(client: WebClient, method: str, **kwargs: object) -> dict[str, Any]:
+    try:
+        return dict(getattr(client, method)(**kwargs).data)
+    except SlackApiError as exc:
+        data = exc.response.data if isinstance(exc.response.data, dict) else {}
+        raise NotifyError(str(data.get("error") or f"http_{exc.response.status_code}")) from None
+    except Exception as exc:  # transport errors after the client's own retries
+        raise NotifyError(f"network_error:{type(exc).__name__}") from None

@@ -1,0 +1,151 @@
+"""The Slack Web API side of the workflow: posting and updating cards and thread replies."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import timedelta
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import (
+    ConnectionErrorRetryHandler,
+    RateLimitErrorRetryHandler,
+    ServerErrorRetryHandler,
+)
+
+from bot.requests.workflow import NotifyError
+from bot.slack import blocks
+from bot.store.db import RequestRecord
+
+log = logging.getLogger("sfox_bot.slack")
+# Where a card posted for a request can be: it is posted right after the request is recorded
+# (posting, retries included, takes well under a minute); a little slack for clock skew.
+CARD_SEARCH_BEFORE = timedelta(seconds=5)
+CARD_SEARCH_AFTER = timedelta(minutes=5)
+
+
+def make_web_client(token: str, base_url: str, timeout: int = 10) -> WebClient:
+    """A WebClient that retries rate limits, 5xx and connection errors a few times by itself."""
+    return WebClient(
+        token=token,
+        base_url=base_url if base_url.endswith("/") else base_url + "/",
+        timeout=timeout,
+        retry_handlers=[
+            ConnectionErrorRetryHandler(max_retry_count=2),
+            RateLimitErrorRetryHandler(max_retry_count=2),
+            ServerErrorRetryHandler(max_retry_count=2),
+        ],
+    )
+
+
+class SlackNotifier:
+    def __init__(self, client: WebClient) -> None:
+        self.client = client
+        self._bot_id: str | None = None
+        self._lock = threading.Lock()
+
+    def post_card(self, record: RequestRecord) -> str:
+        response = self._call(
+            "chat_postMessage",
+            channel=record.channel_id,
+            text=blocks.card_text(record),
+            blocks=blocks.card(record),
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+        return str(response["ts"])
+
+    def update_card(self, record: RequestRecord) -> None:
+        self._call(
+            "chat_update",
+            channel=record.channel_id,
+            ts=record.message_ts,
+            text=blocks.card_text(record),
+            blocks=blocks.card(record),
+        )
+
+    def reply(self, record: RequestRecord, text: str) -> None:
+        self._call(
+            "chat_postMessage",
+            channel=record.channel_id,
+            thread_ts=record.message_ts,
+            text=text,
+            unfurl_links=False,
+            unfurl_media=False,
+        )
+
+    def find_card(self, record: RequestRecord) -> str | None:
+        """The ts of this request's card in its channel, if the bot posted one but never recorded
+        it (the process died in between); None if there is none. Needs `channels:history` (and
+        `groups:history` for private channels)."""
+        bot_id = self.bot_id()
+        response = self._call(
+            "conversations_history",
+            channel=record.channel_id,
+            oldest=f"{(record.created_at - CARD_SEARCH_BEFORE).timestamp():.6f}",
+            latest=f"{(record.created_at + CARD_SEARCH_AFTER).timestamp():.6f}",
+            inclusive=True,
+            limit=200,
+        )
+        block_id = blocks.card_block_id(record.id)
+        for message in response.get("messages") or []:
+            if message.get("bot_id") != bot_id or message.get("thread_ts") not in (None, message.get("ts")):
+                continue
+            if any(b.get("block_id") == block_id for b in message.get("blocks") or []):
+                return str(message["ts"])
+        return None
+
+    def reply_posted(self, record: RequestRecord, text: str) -> bool:
+        """Whether this bot already posted `text` in the card's thread: a reply whose sending
+        was cut off by a crash may have gone out, and must not appear twice."""
+        bot_id = self.bot_id()
+        response = self._call(
+            "conversations_replies", channel=record.channel_id, ts=record.message_ts, limit=1000
+        )
+        return any(
+            m.get("bot_id") == bot_id and m.get("text") == text and m.get("ts") != record.message_ts
+            for m in response.get("messages") or []
+        )
+
+    def bot_id(self) -> str:
+        """This bot's own id (`auth.test`), to tell its messages from anyone else's."""
+        with self._lock:
+            if self._bot_id is None:
+                self._bot_id = str(self._call("auth_test").get("bot_id") or "")
+            return self._bot_id
+
+    def _call(self, method: str, **kwargs: object) -> dict:
+        return call_slack(self.client, method, **kwargs)
+
+
+def call_slack(client: WebClient, method: str, **kwargs: object) -> dict:
+    """One Web API call; any failure becomes NotifyError with Slack's error code (or the HTTP
+    status, or the transport error after the client's own retries)."""
+    try:
+        return getattr(client, method)(**kwargs).data
+    except SlackApiError as exc:
+        data = exc.response.data if isinstance(exc.response.data, dict) else {}
+        code = data.get("error") or f"http_{exc.response.status_code}"
+        raise NotifyError(str(code)) from None
+    except Exception as exc:  # transport errors after the client's own retries
+        raise NotifyError(f"network_error:{type(exc).__name__}") from None
+
+
+def answer_privately(response_url: str, text: str) -> bool:
+    """Answer a clicker through the click's response URL (valid for 30 minutes after the click),
+    from any process: used when the process that received the click died before answering.
+    The answer is a courtesy: False (and a log line) when it cannot be sent."""
+    from slack_sdk.webhook import WebhookClient
+
+    try:
+        response = WebhookClient(response_url, timeout=10).send(
+            text=text, response_type="ephemeral", replace_original=False
+        )
+    except Exception as exc:
+        log.warning("private answer not delivered", extra={"error": type(exc).__name__})
+        return False
+    if response.status_code != 200:
+        log.warning("private answer not delivered", extra={"http_status": response.status_code})
+        return False
+    return True

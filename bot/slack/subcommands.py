@@ -1,0 +1,129 @@
+"""`/sfox-deactivate help | status <request id or sFOX user id> | list`: private answers that
+read the database and change nothing (issue 13).
+
+Subcommands are dispatched through `SUBCOMMANDS` (name → function), so another capability adds
+its own (e.g. `batch`) with one line. A first word that is not a subcommand is an sFOX user id,
+as before. `status` and `list` show who is being deactivated, so they are for approvers only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Container
+from dataclasses import dataclass
+
+from bot.policy import approvers as approver_rules
+from bot.sfox.userid import InvalidUserId, parse_user_id
+from bot.slack.blocks import STATUS_LINES, code, escape, mention, mentions, slack_date
+from bot.store.db import RequestRecord, Store
+from bot.store.schema import OPEN_STATUSES
+
+LIST_LIMIT = 25
+
+
+@dataclass(frozen=True)
+class Context:
+    store: Store
+    approvers: Container[str]
+    require_reason: bool = False
+
+
+Subcommand = Callable[[Context, str, str], str]
+
+
+def help_text(ctx: Context, user: str, args: str) -> str:
+    reason = "a reason (required here)" if ctx.require_reason else "an optional reason"
+    return "\n".join(
+        [
+            "*`/sfox-deactivate`* asks a second approver to deactivate an sFOX account (permanent).",
+            f"• `/sfox-deactivate <sfox_user_id> [reason]`: request it, with {reason}; a card is posted "
+            "here and another approver approves or denies it.",
+            "• `/sfox-deactivate status <request id or sFOX user id>`: where a request stands.",
+            "• `/sfox-deactivate list`: the open requests.",
+            "• `/sfox-deactivate help`: this text.",
+            "The App Home tab lists what waits for you. Every answer here is visible only to you.",
+        ]
+    )
+
+
+def status(ctx: Context, user: str, args: str) -> str:
+    if user not in ctx.approvers:
+        return _refusal(ctx)
+    token = args.strip().lstrip("#")
+    if not token:
+        return "Which request? Usage: `/sfox-deactivate status &lt;request id or sFOX user id&gt;`"
+    if token.isdigit() and len(token) <= 12:
+        record = ctx.store.get(int(token))
+        if record is None:
+            return f"There is no request #{int(token)}."
+        return describe(record)
+    try:
+        user_id = parse_user_id(token)
+    except InvalidUserId as exc:
+        return f":warning: {code(token, 80)} is neither a request id nor a valid sFOX user id: {escape(str(exc))}."
+    found = list(ctx.store.history(limit=5, user=user_id))
+    found = [r for r in found if r.sfox_user_id == user_id]
+    if not found:
+        return f"No request was ever made for {code(user_id)}."
+    lines = [describe(found[0])]
+    if len(found) > 1:
+        lines.append("Earlier: " + ", ".join(f"#{r.id} {r.status}" for r in found[1:]))
+    return "\n".join(lines)
+
+
+def list_open(ctx: Context, user: str, args: str) -> str:
+    if user not in ctx.approvers:
+        return _refusal(ctx)
+    open_requests: list[RequestRecord] = []
+    for status_name in OPEN_STATUSES:
+        open_requests += list(ctx.store.history(limit=LIST_LIMIT, status=status_name))
+    open_requests.sort(key=lambda r: r.id)
+    if not open_requests:
+        return "No open requests."
+    lines = [f"*Open requests* ({len(open_requests)}):"]
+    lines += [_line(r) for r in open_requests[:LIST_LIMIT]]
+    return "\n".join(lines)
+
+
+def describe(record: RequestRecord) -> str:
+    name = f" ({escape(record.target_name, 100)})" if record.target_name else ""
+    lines = [
+        f"*Request #{record.id}*: {code(record.sfox_user_id)}{name}, {STATUS_LINES[record.status]}",
+        f"Requested by {mention(record.requested_by)} {slack_date(record.created_at)}"
+        + (f": {escape(record.reason, 300)}" if record.reason else ""),
+    ]
+    if record.status == "pending":
+        lines.append(
+            f"{len(record.approved_by)} of {record.required_approvals} approvals; "
+            f"expires {slack_date(record.expires_at)}"
+        )
+    elif record.approved_by:
+        lines.append(f"Approved by {mentions(record.approved_by)}")
+    if record.status == "denied":
+        why = f": {escape(record.deny_reason, 300)}" if record.deny_reason else ""
+        lines.append(f"Denied by {mention(record.denied_by)}{why}")
+    if record.error and record.status in ("failed", "unknown", "blocked"):
+        lines.append(escape(record.error, 400))
+    return "\n".join(lines)
+
+
+def _line(record: RequestRecord) -> str:
+    return (
+        f"#{record.id} {code(record.sfox_user_id)}: {record.status}, requested by "
+        f"{mention(record.requested_by)}, {len(record.approved_by)}/{record.required_approvals} approvals"
+    )
+
+
+def _refusal(ctx: Context) -> str:
+    return approver_rules.refusal(
+        ctx.approvers, ":no_entry: Only sFOX approvers can see deactivation requests."
+    )
+
+
+SUBCOMMANDS: dict[str, Subcommand] = {"help": help_text, "status": status, "list": list_open}
+
+
+def dispatch(ctx: Context, user: str, text: str) -> str | None:
+    """The private answer of a subcommand, or None when `text` is not one (a deactivation)."""
+    first, rest = [*(text or "").split(None, 1), "", ""][:2]
+    handler = SUBCOMMANDS.get(first.lower())
+    return handler(ctx, user, rest) if handler else None

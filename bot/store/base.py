@@ -1,0 +1,417 @@
+"""What every part of the store shares: the engine (SQLite tuned for concurrent writers, or
+PostgreSQL), the records it returns, the prebuilt hot statements, the reads, and the transaction
+helpers through which every write goes (one transition, its audit event and its outbox rows at
+once). The writes themselves are in bot.store, one module per use case."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, fields
+from datetime import datetime
+from typing import Any, Self
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import StaticPool
+
+from bot.audit.chain import Chain
+from bot.store.schema import approvals, events, outbox, requests
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# The statements of the hot paths (every click and every Slack message runs them several times),
+# built once with bound parameters: building a statement and its cache key costs more than
+# running it, and a statement object reused keeps its cache key.
+_GET = select(requests).where(requests.c.id == bindparam("request_id"))
+_APPROVERS = (
+    select(approvals.c.request_id, approvals.c.approver)
+    .where(approvals.c.request_id.in_(bindparam("ids", expanding=True)))
+    .order_by(approvals.c.id)
+)
+# Unsent messages in order, leased ones included: the caller must not skip past them.
+_UNSENT = (
+    select(
+        outbox.c.id,
+        outbox.c.request_id,
+        outbox.c.kind,
+        outbox.c.text,
+        outbox.c.attempts,
+        outbox.c.lease_until,
+    )
+    .where(outbox.c.sent_at.is_(None))
+    .order_by(outbox.c.id)
+)
+_UNSENT_FOR = _UNSENT.where(outbox.c.request_id == bindparam("request_id"))
+_LEASE = (
+    update(outbox)
+    .where(
+        outbox.c.id == bindparam("notice_id"),
+        outbox.c.sent_at.is_(None),
+        or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < bindparam("now")),
+    )
+    .values(lease_until=bindparam("until"), attempts=outbox.c.attempts + 1)
+)
+_SENT = (
+    update(outbox)
+    .where(outbox.c.id == bindparam("notice_id"))
+    .values(sent_at=bindparam("sent_at"), last_error=None)
+)
+_NOTICE = insert(outbox)
+
+# A final outcome owes the requester a direct message, queued in the same transaction as the
+# outcome; bot/dms.py renders and sends it through the outbox.
+DM_OUTCOMES = frozenset({"succeeded", "failed", "denied", "expired", "blocked"})
+
+
+def dm_owed(values: dict[str, Any]) -> list[tuple[str, str | None]]:
+    status = values.get("status")
+    if status not in DM_OUTCOMES:
+        return []
+    return [("dm", json.dumps({"status": status, "error": values.get("error")}))]
+
+
+def record_as_dict(record: Any) -> dict[str, Any]:
+    """A record (a dataclass) as JSON-ready values: times in ISO 8601, tuples as lists."""
+    out: dict[str, Any] = {}
+    for f in fields(record):
+        value = getattr(record, f.name)
+        if isinstance(value, datetime):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    id: int
+    sfox_user_id: str
+    reason: str
+    requested_by: str
+    channel_id: str
+    message_ts: str | None
+    status: str
+    required_approvals: int
+    target_name: str | None
+    target_email: str | None
+    target_status: str | None
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    claimed_at: datetime | None
+    completed_at: datetime | None
+    denied_by: str | None
+    http_status: int | None
+    error: str | None
+    attempts: int
+    retryable: bool
+    balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
+    deny_reason: str | None = None  # what the denier typed in the Deny dialog
+    reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
+    batch_id: int | None = None  # the batch it belongs to (bot.batch), None for a single request
+    approved_by: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return record_as_dict(self)
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    id: int
+    request_id: int
+    at: datetime
+    kind: str
+    actor: str | None
+    http_status: int | None
+    duration_ms: int | None
+    detail: str | None
+    seq: int
+    prev_hash: str
+    hash: str
+
+
+@dataclass(frozen=True)
+class Notice:
+    """One Slack message owed for a request: `card` re-renders the card, `reply` posts `text` in
+    the card's thread."""
+
+    id: int
+    request_id: int
+    kind: str
+    text: str | None
+    attempts: int
+    busy: bool = False
+
+
+@dataclass(frozen=True)
+class Event:
+    """An audit event to append along with a state change."""
+
+    kind: str
+    actor: str | None = None
+    detail: str | dict[str, Any] | None = None
+    http_status: int | None = None
+    duration_ms: int | None = None
+
+
+class Busy(Exception):
+    """The database could not take a write within the time the caller can wait."""
+
+
+class AlreadyOpen(Exception):
+    def __init__(self, request_id: int | None) -> None:
+        super().__init__(f"request {request_id} is already open for this user")
+        self.request_id = request_id
+
+
+def make_engine(url: str) -> Engine:
+    """An engine tuned for this workload; on SQLite: WAL, a busy timeout and IMMEDIATE write
+    transactions, so concurrent writers wait for each other instead of failing."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+        poolclass=StaticPool if memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if not memory:
+            _enable_wal(cursor)
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        options = conn.get_execution_options()
+        # A writer that must not wait long (e.g. the click journal, before an ack) says so.
+        busy_ms = int(options.get("busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
+        info = conn.connection.info
+        if info.get("busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
+            info["busy_timeout_ms"] = busy_ms
+        conn.exec_driver_sql("BEGIN" if options.get("readonly", False) else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch a SQLite file to WAL. The switch needs a moment alone with the file, and SQLite
+    answers "locked" at once (no busy wait) while another process is creating it, as when two
+    replicas start together; WAL mode is then kept in the file, so only the first switch waits."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+class StoreBase:
+    """The engine, the reads and the transaction helpers of the store."""
+
+    def __init__(self, engine: Engine, audit_key: str | None = None) -> None:
+        self.engine = engine
+        # Every event joins the audit hash chain (bot/audit.py), HMAC-keyed by SFOX_AUDIT_KEY if set.
+        self._chain = Chain(audit_key)
+        # SQLite has one writer at a time, and a writer that finds the database locked sleeps and
+        # polls (1, 2, 5 … 100 ms) until it gets in: with many threads, an unlucky one can lose
+        # for seconds. Threads of one process therefore queue on this lock (woken in turn, never
+        # polling), so at most one writer per process waits inside SQLite.
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    @classmethod
+    def from_url(cls, url: str, audit_key: str | None = None) -> Self:
+        return cls(make_engine(url), audit_key)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def get(self, request_id: int) -> RequestRecord | None:
+        with self._read() as conn:
+            row = conn.execute(_GET, {"request_id": request_id}).mappings().first()
+            if row is None:
+                return None
+            return self._with_approvals(conn, [row])[0]
+
+    def history(
+        self,
+        *,
+        limit: int | None = 50,
+        status: str | None = None,
+        user: str | None = None,
+        since: datetime | None = None,
+        batch: int = 500,
+        batch_id: int | None = None,
+    ) -> Iterator[RequestRecord]:
+        """Requests newest first, streamed in batches so memory does not grow with the table."""
+        conditions = []
+        if batch_id is not None:  # the users of one batch (bot.batch)
+            conditions.append(requests.c.batch_id == batch_id)
+        if status:
+            conditions.append(requests.c.status == status)
+        if user:
+            conditions.append(or_(requests.c.sfox_user_id == user, requests.c.requested_by == user))
+        if since:
+            conditions.append(requests.c.created_at >= since)
+        last_id: int | None = None
+        remaining = limit
+        while remaining is None or remaining > 0:
+            size = batch if remaining is None else min(batch, remaining)
+            query = select(requests).where(*conditions).order_by(requests.c.id.desc()).limit(size)
+            if last_id is not None:
+                query = query.where(requests.c.id < last_id)
+            with self._read() as conn:
+                rows = conn.execute(query).mappings().all()
+                records = self._with_approvals(conn, rows)
+            yield from records
+            if len(rows) < size:
+                return
+            last_id = rows[-1]["id"]
+            if remaining is not None:
+                remaining -= len(rows)
+
+    def events_for(self, request_id: int) -> list[EventRecord]:
+        with self._read() as conn:
+            rows = conn.execute(
+                select(events).where(events.c.request_id == request_id).order_by(events.c.seq)
+            ).mappings()
+            return [EventRecord(**row) for row in rows]
+
+    def ping(self) -> None:
+        with self._read() as conn:
+            conn.execute(select(literal(1)))
+
+    def transaction(self) -> Any:
+        """A write transaction for a capability that keeps its own tables (e.g. the click journal),
+        queued like every other writer of this store."""
+        return self._write()
+
+    @contextmanager
+    def quick_transaction(self, seconds: float) -> Iterator[Connection]:
+        """A write transaction that gives up with Busy (nothing written) rather than wait more
+        than about `seconds` for other writers: for a write that must finish before an answer is
+        due (Slack's 3 s)."""
+        deadline = time.monotonic() + seconds
+        if self._write_lock is not None and not self._write_lock.acquire(timeout=seconds):
+            raise Busy()
+        try:
+            left_ms = max(1, int((deadline - time.monotonic()) * 1000))
+            try:
+                with self.engine.connect() as conn:
+                    if conn.dialect.name == "sqlite":
+                        conn = conn.execution_options(busy_timeout_ms=left_ms)
+                    with conn.begin():
+                        if conn.dialect.name == "postgresql":
+                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {left_ms}")
+                            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left_ms}")
+                        yield conn
+            except OperationalError as exc:
+                if time.monotonic() >= deadline - 0.001 or "locked" in str(exc) or "timeout" in str(exc):
+                    raise Busy() from exc
+                raise
+        finally:
+            if self._write_lock is not None:
+                self._write_lock.release()
+
+    def append_event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+        """Append an audit event inside a transaction of `transaction()` (e.g. bot/reminders.py's
+        conditional update): the event commits with it, or not at all."""
+        self._event(conn, request_id, now, ev)
+
+    def reader(self) -> Connection:
+        """A read-only connection, for the same."""
+        return self._read()
+
+    def _read(self) -> Connection:
+        return self.engine.connect().execution_options(readonly=True)
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction (committed on success), queued behind this process's other writers."""
+        if self._write_lock is None:
+            with self.engine.begin() as conn:
+                yield conn
+            return
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
+
+    def _transition(
+        self,
+        request_id: int,
+        now: datetime,
+        *,
+        where: list[Any],
+        values: dict[str, Any],
+        event: Event,
+        notices: list[tuple[str, str | None]],
+    ) -> bool:
+        with self._write() as conn:
+            changed = conn.execute(
+                update(requests)
+                .where(requests.c.id == request_id, *where)
+                .values(**values)
+                .returning(requests.c.batch_id)
+            ).first()
+            if changed is None:
+                return False
+            owed = [*notices, *dm_owed(values)]  # and the requester's DM, if final
+            if changed.batch_id is not None:
+                owed = []  # a batch's user has no card or DM of its own: the batch card tells (bot.batch)
+            for kind, text in owed:
+                conn.execute(
+                    _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}
+                )
+            # Last: the append locks the chain's head until the commit, so it holds it briefly.
+            self._event(conn, request_id, now, event)
+            return True
+
+    def _event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+        detail = ev.detail
+        if isinstance(detail, dict):
+            detail = json.dumps(detail, sort_keys=True)
+        self._chain.append(
+            conn,
+            request_id=request_id,
+            at=now,
+            kind=ev.kind,
+            actor=ev.actor,
+            http_status=ev.http_status,
+            duration_ms=ev.duration_ms,
+            detail=detail,
+        )
+
+    @staticmethod
+    def _with_approvals(conn: Connection, rows: Sequence[Any]) -> list[RequestRecord]:
+        ids = [row["id"] for row in rows]
+        by_request: dict[int, list[str]] = {i: [] for i in ids}
+        if ids:
+            for request_id, approver in conn.execute(_APPROVERS, {"ids": ids}):
+                by_request[request_id].append(approver)
+        return [RequestRecord(**row, approved_by=tuple(by_request[row["id"]])) for row in rows]

@@ -1,0 +1,65 @@
+"""Storage for delivering: the outbox of Slack messages owed, leased and marked sent."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    update,
+)
+
+from bot.store.base import _LEASE, _NOTICE, _SENT, _UNSENT, _UNSENT_FOR, Event, Notice, StoreBase
+from bot.store.schema import outbox
+
+
+class DeliveringStore(StoreBase):
+    def unsent_notices(self, now: datetime, request_id: int | None = None) -> list[Notice]:
+        """Messages not yet sent, in order, including those leased by another thread or waiting
+        for a retry (`busy`): a later message of the same request must wait behind them."""
+        with self._read() as conn:
+            if request_id is None:
+                rows = conn.execute(_UNSENT)
+            else:
+                rows = conn.execute(_UNSENT_FOR, {"request_id": request_id})
+            return [
+                Notice(
+                    row.id,
+                    row.request_id,
+                    row.kind,
+                    row.text,
+                    row.attempts,
+                    busy=row.lease_until is not None and row.lease_until >= now,
+                )
+                for row in rows
+            ]
+
+    def queue_card(self, request_id: int, now: datetime) -> None:
+        """Owe Slack a refresh of the card (e.g. the approval count changed)."""
+        with self._write() as conn:
+            conn.execute(_NOTICE, {"request_id": request_id, "kind": "card", "text": None, "created_at": now})
+
+    def lease_notice(self, notice_id: int, now: datetime, seconds: float = 30.0) -> bool:
+        with self._write() as conn:
+            until = now + timedelta(seconds=seconds)
+            return bool(conn.execute(_LEASE, {"notice_id": notice_id, "now": now, "until": until}).rowcount)
+
+    def notice_sent(self, notice_id: int, now: datetime) -> None:
+        with self._write() as conn:
+            conn.execute(_SENT, {"notice_id": notice_id, "sent_at": now})
+
+    def notice_failed(
+        self, notice: Notice, now: datetime, error: str, retry_in: float, *, give_up: bool = False
+    ) -> None:
+        """Note a failed Slack call; retried after `retry_in` s, or never again when `give_up`."""
+        values: dict[str, Any] = {"last_error": error[:500], "lease_until": now + timedelta(seconds=retry_in)}
+        if give_up:
+            values.update(sent_at=now, last_error=f"gave up: {error}"[:500])
+        with self._write() as conn:
+            conn.execute(update(outbox).where(outbox.c.id == notice.id).values(**values))
+            self._event(
+                conn,
+                notice.request_id,
+                now,
+                Event("slack_failed", detail={"kind": notice.kind, "error": error}),
+            )
