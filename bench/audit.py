@@ -29,6 +29,7 @@ from sqlalchemy import insert, update
 from bench import contention
 from bench import harness as h
 from bot.audit import chain as audit
+from bot.audit import verify as audit_verify
 from bot.store import migrate
 from bot.store.db import Event, Store, make_engine
 from bot.store.schema import UTCDateTime, audit_head, events, requests
@@ -205,7 +206,7 @@ def measure_appends(url: str, backend: str, chained: bool, writers: int, n: int)
     wall = max(end for _, end in windows) - min(began for began, _ in windows)
     if chained:
         engine = make_engine(url)
-        report = audit.verify(engine)
+        report = audit_verify.verify(engine)
         engine.dispose()
         if not report.ok or report.count != (per + WARM_UP) * writers:
             raise h.BenchError(f"after concurrent appends: {report.line()}")

@@ -19,6 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DatabaseError
 
 from bot.audit import chain as audit
+from bot.audit import verify as audit_verify
 from bot.cli.main import main
 from bot.config import setting_names
 from bot.store import migrate
@@ -82,7 +83,7 @@ def hash_of(store: Store, seq: int) -> str:
 
 
 def verify(store: Store, key: str | None = None, *anchors: tuple[int, str]) -> str:
-    return audit.verify(store.engine, key, anchors).line()
+    return audit_verify.verify(store.engine, key, anchors).line()
 
 
 # -- an untouched trail ------------------------------------------------------------------------

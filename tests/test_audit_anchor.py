@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from bot.audit import anchors as audit_anchors
 from bot.audit import chain as audit
-from bot.audit.chain import AuditAnchor
+from bot.audit import verify as audit_verify
+from bot.audit.anchors import AuditAnchor
 from bot.fakes.slack_api import FakeSlack
 from bot.slack.notifier import make_web_client
 from bot.store.db import Event, Store
@@ -61,7 +63,7 @@ def test_posts_the_head_once_per_interval_and_only_when_it_moved(url, fake_slack
         assert anchor.tick() is True
         seq, digest = audit.head(store.engine)
         assert seq == 3
-        assert posted(fake_slack) == [audit.anchor_text(3, digest, 3, clock.at)]
+        assert posted(fake_slack) == [audit_anchors.anchor_text(3, digest, 3, clock.at)]
         assert f"`3 {digest}` · 3 events · 2026-12-01T12:00:00.000000Z" in posted(fake_slack)[0]
         assert f"--anchor 3:{digest}" in posted(fake_slack)[0]
         assert anchor.tick() is False  # nothing moved
@@ -80,7 +82,7 @@ def test_posts_the_head_once_per_interval_and_only_when_it_moved(url, fake_slack
         # What was posted is what an auditor passes to verify.
         for text in posted(fake_slack):
             seq_text, digest_text = text.split("`")[1].split()
-            report = audit.verify(store.engine, None, [(int(seq_text), digest_text)])
+            report = audit_verify.verify(store.engine, None, [(int(seq_text), digest_text)])
             assert report.ok, report.line()
     finally:
         store.close()
@@ -136,12 +138,12 @@ def test_the_running_bot_posts_anchors_from_its_sweep(make_bot):
     bot.runtime.start_sweeper()
     text = wait_until(lambda: posted(bot.slack) and posted(bot.slack)[0])
     seq, digest = text.split("`")[1].split()
-    assert audit.verify(bot.store.engine, None, [(int(seq), digest)]).ok
+    assert audit_verify.verify(bot.store.engine, None, [(int(seq), digest)]).ok
 
 
 def test_a_bot_with_an_audit_key_writes_a_keyed_chain(make_bot):
     key = "bot-audit-key-0123456789"
     bot = make_bot(SFOX_AUDIT_KEY=key)
     open_request(bot, ALICE, "client_1 left")
-    assert audit.verify(bot.store.engine, key).ok
-    assert audit.verify(bot.store.engine).problem.kind == "wrong key"
+    assert audit_verify.verify(bot.store.engine, key).ok
+    assert audit_verify.verify(bot.store.engine).problem.kind == "wrong key"

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy import text
 
 from bot.audit import chain as audit
+from bot.audit import verify as audit_verify
 from bot.store import migrate
 from bot.store.db import Event, Store
 from tests.sandbox_run import sfox_bot
@@ -75,7 +76,7 @@ def _race(url: str) -> None:
         assert p.exitcode == 0
     try:
         expected = 2 * THREADS * ROUNDS * 3
-        report = audit.verify(store.engine)
+        report = audit_verify.verify(store.engine)
         assert report.ok and report.count == expected, report.line()
         with store.engine.connect() as conn:
             seqs = [r[0] for r in conn.execute(text("SELECT seq FROM events ORDER BY seq"))]

@@ -10,6 +10,7 @@ import sys
 from typing import Any, TextIO
 
 from bot.audit import chain as audit
+from bot.audit import verify as audit_verify
 from bot.cli.main import CliError, _open_migrated, _positive_int, _since
 from bot.config import load_settings
 
@@ -78,7 +79,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
             raise CliError(f"audit verify: two different --anchor hashes for seq {seq}")
     store = _open_migrated(settings)
     try:
-        report = audit.verify(store.engine, settings.audit_key, anchors.items())
+        report = audit_verify.verify(store.engine, settings.audit_key, anchors.items())
     finally:
         store.close()
     print(report.line())
@@ -100,7 +101,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     try:
         if args.request is not None and store.get(args.request) is None:
             raise CliError(f"no request with id {args.request}")
-        rows = audit.export_rows(store.engine, since=args.since, request_id=args.request)
+        rows = audit_verify.export_rows(store.engine, since=args.since, request_id=args.request)
         (write_jsonl if args.format == "jsonl" else write_csv)(rows, sys.stdout)
     finally:
         store.close()
@@ -128,7 +129,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 def _anchor(value: str) -> tuple[int, str]:
     try:
-        return audit.parse_anchor(value)
+        return audit_verify.parse_anchor(value)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 

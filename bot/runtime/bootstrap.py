@@ -16,7 +16,7 @@ from typing import Any
 from slack_bolt import App
 from slack_sdk import WebClient
 
-from bot.audit.chain import AuditAnchor
+from bot.audit.anchors import AuditAnchor
 from bot.batches.asking import Batches, build_batches
 from bot.config import Settings
 from bot.policy.approvers import GroupApprovers, approvers_for
