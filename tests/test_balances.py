@@ -15,7 +15,8 @@ from decimal import Decimal
 
 import pytest
 
-from bot.cli.main import _history_row, build_parser
+from bot.cli.history import history_row
+from bot.cli.main import build_parser
 from bot.fakes.sfox_api import Fault, currency
 from bot.sfox.balances import BalanceCheck, card_line, describe_funds, parse_balances
 from tests.conftest import ALICE, BOB
@@ -64,7 +65,7 @@ def test_funds_block_the_request_before_any_card(bot, fake_sfox):
     assert record.message_ts is None and record.completed_at is not None
     assert event_kinds(bot, record.id) == ["requested", "blocked"]
     assert json.loads(bot.store.events_for(record.id)[-1].detail) == {"funds": "USD 1250 (100 held), BTC 0.5"}
-    row = _history_row(record)
+    row = history_row(record)
     assert row["status"] == "blocked"
     assert row["balances"] == [
         {"currency": "usd", "balance": 1250},
@@ -101,7 +102,7 @@ def test_zero_balances_are_shown_on_the_card(bot, fake_sfox):
     assert checked.hour * 60 + checked.minute in {
         (before + timedelta(minutes=m)).hour * 60 + (before + timedelta(minutes=m)).minute for m in (0, 1)
     }
-    assert _history_row(record)["balances"] == [
+    assert history_row(record)["balances"] == [
         {"currency": "usd", "balance": 0},
         {"currency": "btc", "balance": 0},
     ]
@@ -150,7 +151,7 @@ def test_a_failed_read_posts_the_card_saying_not_checked(make_bot, fake_sfox, se
     assert record.status == "pending"
     text = card_text(card)
     assert f"Balances: {reason}" in text, text
-    assert _history_row(record)["balances"] is None
+    assert history_row(record)["balances"] is None
     # The read is tried once (the route's allowance is small); the DELETE path is unchanged.
     assert len(balance_reads(fake_sfox)) == (0 if setup == "token refused" else 1)
 
@@ -186,7 +187,7 @@ def test_off_reads_nothing_and_shows_nothing(make_bot, fake_sfox):
     record, card = open_request(bot, ALICE, "client_2 closing")
     assert record.status == "pending" and "Balances" not in card_text(card)
     assert [r.raw_path for r in fake_sfox.requests()] == ["/v1/enterprise/users/client_2"]
-    assert record.balances is None and _history_row(record)["balances"] is None
+    assert record.balances is None and history_row(record)["balances"] is None
     bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
     assert wait_status(bot, record.id, "failed").http_status == 422  # today's behaviour
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.main import HISTORY_FIELDS
+from bot.cli.history import HISTORY_FIELDS
 from bot.fakes.sfox_api import NONZERO
 from bot.store import migrate
 from bot.store.db import Event, Store

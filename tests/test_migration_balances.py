@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from bot.cli.main import _history_row
+from bot.cli.history import history_row
 from bot.store import migrate
 from bot.store.db import Store
 
@@ -48,7 +48,7 @@ def test_upgrade_from_the_initial_schema_keeps_requests(url):
     assert "balances" in columns(store)
     old = next(iter(store.history()))
     assert old.sfox_user_id == "client_old" and old.balances is None
-    assert _history_row(old)["balances"] is None
+    assert history_row(old)["balances"] is None
     # Undone, the column goes and the row stays.
     with store.engine.begin() as conn:
         config.attributes["connection"] = conn

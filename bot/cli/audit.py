@@ -11,7 +11,7 @@ from typing import Any, TextIO
 
 from bot.audit import chain as audit
 from bot.audit import verify as audit_verify
-from bot.cli.main import CliError, _open_migrated, _positive_int, _since
+from bot.cli.common import CliError, open_migrated, positive_int, since
 from bot.config import load_settings
 
 EXIT_TAMPERED = 1
@@ -66,7 +66,7 @@ def register(sub: Any) -> None:
         default="jsonl",
         help="one JSON object per line (default), or CSV",
     )
-    export.add_argument("--since", type=_since, help="only events since: ISO date/time, or 7d, 12h, 30m")
+    export.add_argument("--since", type=since, help="only events since: ISO date/time, or 7d, 12h, 30m")
     export.add_argument("--request", type=_request_id, metavar="ID", help="only the events of this request")
     export.set_defaults(handler=cmd_export)
 
@@ -77,7 +77,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     for seq, digest in args.anchor:
         if anchors.setdefault(seq, digest) != digest:
             raise CliError(f"audit verify: two different --anchor hashes for seq {seq}")
-    store = _open_migrated(settings)
+    store = open_migrated(settings)
     try:
         report = audit_verify.verify(store.engine, settings.audit_key, anchors.items())
     finally:
@@ -87,7 +87,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_head(_args: argparse.Namespace) -> int:
-    store = _open_migrated(load_settings())
+    store = open_migrated(load_settings())
     try:
         seq, digest = audit.head(store.engine)
     finally:
@@ -97,7 +97,7 @@ def cmd_head(_args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    store = _open_migrated(load_settings())
+    store = open_migrated(load_settings())
     try:
         if args.request is not None and store.get(args.request) is None:
             raise CliError(f"no request with id {args.request}")
@@ -135,7 +135,7 @@ def _anchor(value: str) -> tuple[int, str]:
 
 
 def _request_id(value: str) -> int:
-    number = _positive_int(value)
+    number = positive_int(value)
     if number == 0:
         raise argparse.ArgumentTypeError("must be a request id (1 or more)")
     return number

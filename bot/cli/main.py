@@ -3,42 +3,25 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
-from typing import NoReturn, TextIO
+from collections.abc import Sequence
+from typing import NoReturn
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot.config import ConfigError, Settings, load_settings
-from bot.store.db import RequestRecord, Store
-from bot.store.schema import STATUSES
-
-HISTORY_FIELDS = (
-    "id",
-    "sfox_user_id",
-    "status",
-    "reason",
-    "requested_by",
-    "approved_by",
-    "denied_by",
-    "channel_id",
-    "message_ts",
-    "created_at",
-    "decided_at",
-    "completed_at",
-    "http_status",
-    "error",
-    "balances",
-    "batch_id",
+from bot.cli.common import (
+    EXIT_USAGE,
+    CliError,
+    first_line,
+    open_migrated,
+    open_store,
+    positive_int,
+    reachable,
+    since,
 )
-EXIT_USAGE = 2
-
-
-class CliError(Exception):
-    """A problem the operator can fix; printed as one line."""
+from bot.cli.history import cmd_history, cmd_show
+from bot.config import ConfigError, load_settings
+from bot.store.schema import STATUSES
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"sfox-bot: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
-        print(f"sfox-bot: database error (DATABASE_URL): {_first_line(exc)}", file=sys.stderr)
+        print(f"sfox-bot: database error (DATABASE_URL): {first_line(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
@@ -131,14 +114,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: table in a terminal, json otherwise)",
     )
     hist.add_argument(
-        "--limit", type=_positive_int, default=50, help="at most N requests (default 50; 0 = all)"
+        "--limit", type=positive_int, default=50, help="at most N requests (default 50; 0 = all)"
     )
     hist.add_argument("--status", choices=STATUSES, help="only requests in this status")
     hist.add_argument("--user", help="only requests for this sFOX user id or by this Slack user id")
     hist.add_argument(
-        "--since", type=_since, help="only requests created since: ISO date/time, or 7d, 12h, 30m"
+        "--since", type=since, help="only requests created since: ISO date/time, or 7d, 12h, 30m"
     )
-    hist.add_argument("--batch", type=_positive_int, help="only the users of this batch")
+    hist.add_argument("--batch", type=positive_int, help="only the users of this batch")
     hist.set_defaults(handler=cmd_history)
 
     show = sub.add_parser(
@@ -200,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     settings = load_settings().require_for_run()
     configure(settings.log_level, settings.log_format, settings.secrets())
-    store = _reachable(_store(settings))
+    store = reachable(open_store(settings))
     try:
         if args.no_migrate:
             at_head = migrate.is_at_head(store.engine)
@@ -208,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             migrate.upgrade(store.engine, settings.audit_key)
             at_head = True
     except Exception as exc:
-        raise CliError(f"cannot prepare the database at DATABASE_URL: {_first_line(exc)}") from None
+        raise CliError(f"cannot prepare the database at DATABASE_URL: {first_line(exc)}") from None
     finally:
         store.close()
     if not at_head:
@@ -227,12 +210,12 @@ def cmd_migrate(_args: argparse.Namespace) -> int:
     from bot.store import migrate
 
     settings = load_settings()
-    store = _reachable(_store(settings))
+    store = reachable(open_store(settings))
     try:
         migrate.upgrade(store.engine, settings.audit_key)
         print(f"database at revision {migrate.current_revision(store.engine)}")
     except Exception as exc:
-        raise CliError(f"migration of the database at DATABASE_URL failed: {_first_line(exc)}") from None
+        raise CliError(f"migration of the database at DATABASE_URL failed: {first_line(exc)}") from None
     finally:
         store.close()
     return 0
@@ -247,81 +230,11 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all(row.ok for row in rows) else 1
 
 
-def cmd_history(args: argparse.Namespace) -> int:
-    settings = load_settings()
-    store = _open_migrated(settings)
-    fmt = args.format or ("table" if sys.stdout.isatty() else "json")
-    if args.batch is not None and fmt == "csv":  # the same file as the one uploaded to the thread
-        from bot.cli.batch import write_batch_csv
-
-        write_batch_csv(store, args.batch, sys.stdout)
-        return 0
-    records = store.history(
-        limit=args.limit or None, status=args.status, user=args.user, since=args.since, batch_id=args.batch
-    )
-    writers: dict[str, Callable[[Iterator[RequestRecord], TextIO], None]] = {
-        "json": write_json,
-        "csv": write_csv,
-        "table": write_table,
-    }
-    writers[fmt](records, sys.stdout)
-    return 0
-
-
-def cmd_show(args: argparse.Namespace) -> int:
-    store = _open_migrated(load_settings())
-    try:
-        batch_id = _positive_int(str(args.id)[6:]) if str(args.id).lower().startswith("batch:") else None
-        args.id = _positive_int(str(args.id)) if batch_id is None else None
-    except argparse.ArgumentTypeError as exc:
-        raise CliError(f"show: {args.id!r}: {exc} (a request id, or batch:ID)") from None
-    if batch_id is not None:
-        from bot.cli.batch import show_batch
-
-        if not show_batch(store, batch_id, args.format):
-            raise CliError(f"no batch with id {batch_id}")
-        return 0
-    record = store.get(args.id)
-    if record is None:
-        raise CliError(f"no request with id {args.id}")
-    trail = store.events_for(args.id)
-    if args.format == "json":
-        out = _history_row(record)
-        out["events"] = [
-            {
-                "seq": e.seq,
-                "at": e.at.isoformat(),
-                "kind": e.kind,
-                "actor": e.actor,
-                "http_status": e.http_status,
-                "duration_ms": e.duration_ms,
-                "detail": e.detail,
-            }
-            for e in trail
-        ]
-        json.dump(out, sys.stdout, indent=2)
-        sys.stdout.write("\n")
-        return 0
-    for key, value in _history_row(record).items():
-        print(f"{key:>14}  {_flat(value).replace(';', ', ')}")
-    print("\nevents:")
-    for e in trail:
-        parts = [f"#{e.seq:<5}", e.at.strftime("%Y-%m-%d %H:%M:%S"), f"{e.kind:<18}", e.actor or ""]
-        if e.http_status is not None:
-            parts.append(f"http={e.http_status}")
-        if e.duration_ms is not None:
-            parts.append(f"{e.duration_ms}ms")
-        if e.detail:
-            parts.append(e.detail)
-        print("  " + "  ".join(p for p in parts if p))
-    return 0
-
-
 def cmd_sweep(_args: argparse.Namespace) -> int:
     from bot.runtime.bootstrap import build_runtime
 
     settings = load_settings().require("SLACK_BOT_TOKEN", "SFOX_API_KEY")
-    store = _open_migrated(settings)
+    store = open_migrated(settings)
     runtime = build_runtime(settings, store=store)
     try:
         summary = runtime.sweep()
@@ -341,141 +254,3 @@ def cmd_console(args: argparse.Namespace) -> int:
     from bot.sandbox import console
 
     return console.run(fresh=args.fresh, real_sfox=args.real_sfox)
-
-
-# -- output ------------------------------------------------------------------------------------
-
-
-def _history_row(record: RequestRecord) -> dict[str, object]:
-    from bot.sfox.balances import history_balances
-
-    data = record.as_dict()
-    data["balances"] = history_balances(record.balances)
-    return {name: data[name] for name in HISTORY_FIELDS}
-
-
-def _flat(value: object) -> str:
-    """One history value as text (CSV, `show`): lists joined with `;`, balances as `usd 100`."""
-    if value is None:
-        return ""
-    if isinstance(value, list):
-        return ";".join(f"{v['currency']} {v['balance']}" if isinstance(v, dict) else str(v) for v in value)
-    return str(value)
-
-
-def write_json(records: Iterator[RequestRecord], out: TextIO) -> None:
-    """A JSON array, written one object at a time so memory stays flat on a large table."""
-    out.write("[")
-    empty = True
-    for record in records:
-        out.write("\n  " if empty else ",\n  ")
-        out.write(json.dumps(_history_row(record), ensure_ascii=False))
-        empty = False
-    out.write("]\n" if empty else "\n]\n")
-
-
-def write_csv(records: Iterator[RequestRecord], out: TextIO) -> None:
-    writer = csv.writer(out)
-    writer.writerow(HISTORY_FIELDS)
-    for record in records:
-        row = _history_row(record)
-        writer.writerow([_csv_safe(_flat(v)) for v in row.values()])
-
-
-def write_table(records: Iterator[RequestRecord], out: TextIO) -> None:
-    columns = (
-        ("id", 5),
-        ("created_at", 16),
-        ("status", 9),
-        ("sfox_user_id", 24),
-        ("requested_by", 12),
-        ("approved_by", 24),
-        ("http", 4),
-        ("error", 40),
-    )
-    out.write("  ".join(f"{name:<{width}}" for name, width in columns).rstrip() + "\n")
-    count = 0
-    for record in records:
-        count += 1
-        values = [
-            str(record.id),
-            record.created_at.strftime("%Y-%m-%d %H:%M"),
-            record.status,
-            record.sfox_user_id,
-            record.requested_by,
-            ",".join(record.approved_by) or "-",
-            str(record.http_status or "-"),
-            (record.error or "").replace("\n", " "),
-        ]
-        cells = [_fit(v, w) for v, (_, w) in zip(values, columns, strict=True)]
-        out.write("  ".join(f"{c:<{w}}" for c, (_, w) in zip(cells, columns, strict=True)).rstrip() + "\n")
-    if not count:
-        out.write("(no requests recorded)\n")
-
-
-def _fit(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _csv_safe(text: str) -> str:
-    """Keep spreadsheet programs from running text as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@") else text
-
-
-# -- helpers -----------------------------------------------------------------------------------
-
-
-def _store(settings: Settings) -> Store:
-    try:
-        return Store.from_url(settings.database_url, settings.audit_key)
-    except Exception as exc:
-        raise ConfigError("DATABASE_URL", f"cannot be used: {_first_line(exc)}") from None
-
-
-def _reachable(store: Store) -> Store:
-    """Connect once, so a database that cannot be opened is reported as a setting to fix."""
-    try:
-        store.ping()
-    except Exception as exc:
-        store.close()
-        raise ConfigError("DATABASE_URL", f"cannot be used: {_first_line(exc)}") from None
-    return store
-
-
-def _open_migrated(settings: Settings) -> Store:
-    from bot.store import migrate
-
-    store = _store(settings)
-    try:
-        at_head = migrate.is_at_head(store.engine)
-    except Exception as exc:
-        raise CliError(f"cannot read the database at DATABASE_URL: {_first_line(exc)}") from None
-    if not at_head:
-        raise CliError("the database has no up-to-date schema: run `sfox-bot migrate` first (DATABASE_URL)")
-    return store
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0][:200] if text else type(exc).__name__
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return number
-
-
-def _since(value: str) -> datetime:
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    if value[-1:] in units and value[:-1].isdigit():
-        return datetime.now(UTC) - timedelta(**{units[value[-1]]: int(value[:-1])})
-    try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO date/time or 7d/12h/30m, got {value!r}") from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from bot.cli.main import CliError, write_table
+from bot.cli.common import CliError
+from bot.cli.history import write_table
 from bot.config import load_settings
 from bot.logs import configure
 from bot.sandbox.harness import BUTTONS, CHANNEL_NAME, RealSfox, Sandbox, SandboxError, database

@@ -19,7 +19,8 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from bot.cli.main import CliError, write_table
+from bot.cli.common import CliError
+from bot.cli.history import write_table
 from bot.logs import configure
 from bot.sandbox.harness import APPROVERS, CHANNEL_NAME, PEOPLE, Sandbox, SandboxError, database
 from bot.sandbox.transcript import Entry
