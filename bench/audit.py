@@ -31,7 +31,9 @@ from bench import harness as h
 from bot.audit import chain as audit
 from bot.audit import verify as audit_verify
 from bot.store import migrate
-from bot.store.db import Event, Store, make_engine
+from bot.store.db import Store
+from bot.store.engine import make_engine
+from bot.store.records import Event
 from bot.store.schema import UTCDateTime, audit_head, events, requests
 
 APPEND_HEADERS = [

@@ -17,7 +17,8 @@ from typing import Any
 from bench import harness as h
 from bot.slack.blocks import APPROVE
 from bot.store import migrate
-from bot.store.db import Store, make_engine
+from bot.store.db import Store
+from bot.store.engine import make_engine
 
 PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 

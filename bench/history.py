@@ -21,7 +21,7 @@ from sqlalchemy import event, insert
 
 from bench import harness as h
 from bot.store import migrate
-from bot.store.db import make_engine
+from bot.store.engine import make_engine
 from bot.store.schema import approvals, requests
 
 ADMINS = [f"UADMIN{i:03d}" for i in range(20)]

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.crashpoints import crash_point
-from bot.requests.workflow import CardRef
+from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.batch_card import BATCH_ACTIONS
 from bot.slack.blocks import APPROVE, RETRY
-from bot.store.db import Busy
+from bot.store.records import Busy
 from handlers.commands import say_privately
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.requests.workflow import Command
+from bot.requests.base import Command
 from bot.slack import subcommands
 from bot.slack.blocks import code
 from handlers import batch

@@ -14,11 +14,11 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.requests.workflow import MAX_REASON, CardRef
+from bot.requests.base import MAX_REASON, CardRef
 from bot.runtime.clicks import Click
 from bot.slack.blocks import DENY, code
 from bot.slack.home import HOME_DENY
-from bot.store.db import Busy
+from bot.store.records import Busy
 from handlers.actions import _card_of, _request_id, click_listener
 from handlers.home import home_after, home_answer
 

@@ -20,7 +20,8 @@ from bot.fakes.slack_api import FakeSlack, SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
 from bot.store import migrate
-from bot.store.db import Store, make_engine
+from bot.store.db import Store
+from bot.store.engine import make_engine
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token"

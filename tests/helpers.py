@@ -6,7 +6,7 @@ from typing import Any
 
 from bot.fakes.polling import poll
 from bot.fakes.slack_api import Message
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 from tests.conftest import Bot
 
 

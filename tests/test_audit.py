@@ -23,7 +23,8 @@ from bot.audit import verify as audit_verify
 from bot.cli.main import main
 from bot.config import setting_names
 from bot.store import migrate
-from bot.store.db import Event, Store
+from bot.store.db import Store
+from bot.store.records import Event
 
 KEY = "audit-key-0123456789-SECRET"
 OTHER_KEY = "another-key-0123456789-abc"

@@ -15,7 +15,8 @@ from bot.audit import verify as audit_verify
 from bot.audit.anchors import AuditAnchor
 from bot.fakes.slack_api import FakeSlack
 from bot.slack.notifier import make_web_client
-from bot.store.db import Event, Store
+from bot.store.db import Store
+from bot.store.records import Event
 from tests.conftest import ALICE, BOT_TOKEN
 from tests.helpers import open_request, wait_until
 from tests.test_audit import fill

@@ -17,7 +17,8 @@ from sqlalchemy import text
 from bot.audit import chain as audit
 from bot.audit import verify as audit_verify
 from bot.store import migrate
-from bot.store.db import Event, Store
+from bot.store.db import Store
+from bot.store.records import Event
 from tests.sandbox_run import sfox_bot
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ import pytest
 
 from bot.fakes.sfox_api import Fault
 from bot.slack import blocks
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import card_text, open_request, wait_status
 from tests.support import everything_sent_to_slack, later_ephemerals

@@ -17,7 +17,8 @@ import pytest
 from bot.cli.history import HISTORY_FIELDS
 from bot.fakes.sfox_api import NONZERO
 from bot.store import migrate
-from bot.store.db import Event, Store
+from bot.store.db import Store
+from bot.store.records import Event
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import open_request, wait_status
 from tests.support import drain, later_ephemerals

@@ -14,11 +14,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.fakes.slack_api import sign
-from bot.requests.base import card_failure_advice
-from bot.requests.workflow import Command, Policy, Workflow
+from bot.requests.base import Command, Policy, card_failure_advice
+from bot.requests.workflow import Workflow
 from bot.sfox.userid import MAX_LENGTH, InvalidUserId, parse_user_id, path_segment
 from bot.slack import blocks
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 from bot.store.schema import STATUSES
 from tests.conftest import ALICE, APPROVERS, BOB, CAROL, SIGNING_SECRET
 from tests.helpers import card_text, open_request, wait_until

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.fakes.slack_api import FakeSlack
-from bot.requests.workflow import CARDLESS_GRACE
+from bot.requests.base import CARDLESS_GRACE
 from tests.conftest import ALICE, BOB, BOT_TOKEN
 from tests.helpers import buttons, card_text, wait_status, wait_until
 

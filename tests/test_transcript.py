@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.sandbox.transcript import Ephemeral, Posted, Transcript, Updated, buttons_line, card_lines, plain
 from bot.slack import blocks
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 
 NAMES = {"UALICE": "alice", "UBOB": "bob"}
 

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import IntegrityError
 
 from bot.batches.running import BatchNotifier, BatchRunner
-from bot.requests.workflow import ClickResult, NotifyError, Policy
+from bot.requests.base import ClickResult, NotifyError, Policy
 from bot.sfox.client import SfoxClient, SfoxError, SfoxUser
 from bot.sfox.pacing import SharedRateLimiter
 from bot.sfox.userid import InvalidUserId, parse_user_id

@@ -28,12 +28,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.crashpoints import crash_point
-from bot.requests.workflow import NotifyError, Policy, Workflow
+from bot.requests.base import NotifyError, Policy
+from bot.requests.workflow import Workflow
 from bot.sfox.client import CallResult, SfoxClient, SfoxError, SfoxUser
 from bot.sfox.pacing import SharedRateLimiter
 from bot.slack.blocks import code, escape
 from bot.store.batches import IN_FLIGHT, BatchRecord, BatchStore
-from bot.store.db import RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.batch")
 

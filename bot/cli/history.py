@@ -12,7 +12,7 @@ from typing import TextIO
 
 from bot.cli.common import CliError, open_migrated, positive_int
 from bot.config import load_settings
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 
 HISTORY_FIELDS = (
     "id",

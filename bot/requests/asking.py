@@ -20,7 +20,7 @@ from bot.sfox.client import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack import blocks
 from bot.slack.blocks import code, escape, mention
-from bot.store.db import AlreadyOpen, Event, RequestRecord
+from bot.store.records import AlreadyOpen, Event, RequestRecord
 
 
 class Asking(WorkflowBase):

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Protocol
 
 from bot.sfox.client import SfoxClient
 from bot.slack.blocks import escape
-from bot.store.db import Notice, RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import Notice, RequestRecord
 
 if TYPE_CHECKING:
     from bot.sfox.balances import BalanceCheck

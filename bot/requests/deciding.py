@@ -7,7 +7,7 @@ from bot.policy import approvers
 from bot.requests.base import CardRef, ClickResult, WorkflowBase, log, log_fields
 from bot.slack import blocks
 from bot.slack.blocks import mention
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 
 
 class Deciding(WorkflowBase):

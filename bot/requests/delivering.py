@@ -12,7 +12,7 @@ from bot.requests.base import (
     log,
     log_fields,
 )
-from bot.store.db import Notice, RequestRecord
+from bot.store.records import Notice, RequestRecord
 
 
 class Delivering(WorkflowBase):

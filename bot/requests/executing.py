@@ -18,7 +18,7 @@ from bot.requests.base import (
 )
 from bot.sfox.client import SfoxError, clip
 from bot.slack import blocks
-from bot.store.db import Event, RequestRecord
+from bot.store.records import Event, RequestRecord
 
 
 class Executing(WorkflowBase):

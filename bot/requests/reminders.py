@@ -19,7 +19,8 @@ from sqlalchemy import insert, select, update
 
 from bot.config import SLACK_USER_ID
 from bot.slack.blocks import code, mention, slack_date
-from bot.store.db import Event, RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import Event, RequestRecord
 from bot.store.schema import outbox, requests
 
 log = logging.getLogger("sfox_bot.reminders")

@@ -9,47 +9,17 @@ The rules that make deactivation safe live here:
 - the sFOX DELETE is sent only by the caller that won the conditional claim in the store;
 - an outcome that cannot be known is reconciled with a read, never with a second DELETE.
 
-The steps live in one module per use case: asking (`bot.asking`), deciding (`bot.deciding`),
-executing and reconciling (`bot.executing`), delivering (`bot.delivering`); the types and rules
-they share in `bot.workflow_base`.
+The steps live in one module per use case: asking (`bot.requests.asking`), deciding
+(`bot.requests.deciding`), executing and reconciling (`bot.requests.executing`), delivering
+(`bot.requests.delivering`); the types they share in `bot.requests.base`, the rules in `bot.policy`.
 """
 
 from __future__ import annotations
 
 from bot.requests.asking import Asking
-from bot.requests.base import (
-    CARDLESS_GRACE,
-    MAX_REASON,
-    NOTICE_LEASE_SECONDS,
-    PERMANENT_SLACK_ERRORS,
-    RETRYABLE_STATUSES,
-    USAGE,
-    CardRef,
-    ClickResult,
-    Command,
-    Notifier,
-    NotifyError,
-    Policy,
-)
 from bot.requests.deciding import Deciding
 from bot.requests.delivering import Delivering
 from bot.requests.executing import Executing
-
-__all__ = [
-    "CARDLESS_GRACE",
-    "MAX_REASON",
-    "NOTICE_LEASE_SECONDS",
-    "PERMANENT_SLACK_ERRORS",
-    "RETRYABLE_STATUSES",
-    "USAGE",
-    "CardRef",
-    "ClickResult",
-    "Command",
-    "Notifier",
-    "NotifyError",
-    "Policy",
-    "Workflow",
-]
 
 
 class Workflow(Asking, Deciding, Executing, Delivering):

@@ -20,8 +20,9 @@ from bot.audit.anchors import AuditAnchor
 from bot.batches.asking import Batches, build_batches
 from bot.config import Settings
 from bot.policy.approvers import GroupApprovers, approvers_for
+from bot.requests.base import ClickResult, Policy
 from bot.requests.reminders import Reminders
-from bot.requests.workflow import ClickResult, Policy, Workflow
+from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle

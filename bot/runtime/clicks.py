@@ -18,7 +18,8 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from bot.requests.workflow import CardRef, ClickResult, Workflow
+from bot.requests.base import CardRef, ClickResult
+from bot.requests.workflow import Workflow
 from bot.slack.blocks import APPROVE, DENY, RETRY
 from bot.store.db import Store
 from bot.store.schema import clicks

@@ -47,7 +47,8 @@ from bot.sandbox.transcript import (
 )
 from bot.slack.blocks import APPROVE, DENY, RETRY, card, card_text
 from bot.store import migrate
-from bot.store.db import RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import RequestRecord
 from bot.store.schema import OPEN_STATUSES
 
 CHANNEL_ID = "CSANDBOX"

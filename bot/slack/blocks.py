@@ -12,7 +12,7 @@ from typing import Any
 
 from bot.config import SLACK_USER_ID
 from bot.sfox import balances
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 
 APPROVE = "sfox_approve"
 DENY = "sfox_deny"

@@ -25,9 +25,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.requests.workflow import PERMANENT_SLACK_ERRORS, NotifyError
+from bot.requests.base import PERMANENT_SLACK_ERRORS, NotifyError
 from bot.slack.blocks import code, escape, mention
-from bot.store.db import Notice, RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import Notice, RequestRecord
 from bot.store.schema import outbox
 
 log = logging.getLogger("sfox_bot.dms")

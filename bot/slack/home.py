@@ -31,7 +31,8 @@ from bot.slack.blocks import (
     mentions,
     slack_date,
 )
-from bot.store.db import RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import RequestRecord
 from bot.store.schema import OPEN_STATUSES
 
 log = logging.getLogger("sfox_bot.home")

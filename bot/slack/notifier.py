@@ -14,9 +14,9 @@ from slack_sdk.http_retry.builtin_handlers import (
     ServerErrorRetryHandler,
 )
 
-from bot.requests.workflow import NotifyError
+from bot.requests.base import NotifyError
 from bot.slack import blocks
-from bot.store.db import RequestRecord
+from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.slack")
 # Where a card posted for a request can be: it is posted right after the request is recorded

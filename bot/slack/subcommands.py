@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from bot.policy import approvers as approver_rules
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack.blocks import STATUS_LINES, code, escape, mention, mentions, slack_date
-from bot.store.db import RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import RequestRecord
 from bot.store.schema import OPEN_STATUSES
 
 LIST_LIMIT = 25

@@ -9,7 +9,8 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
-from bot.store.base import _NOTICE, AlreadyOpen, Event, RequestRecord, StoreBase, dm_owed
+from bot.store.base import _NOTICE, StoreBase
+from bot.store.records import AlreadyOpen, Event, RequestRecord, dm_owed
 from bot.store.schema import requests
 
 

@@ -6,12 +6,10 @@ once). The writes themselves are in bot.store, one module per use case."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Self
 
@@ -19,8 +17,6 @@ from sqlalchemy import (
     Connection,
     Engine,
     bindparam,
-    create_engine,
-    event,
     insert,
     literal,
     or_,
@@ -28,12 +24,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.pool import StaticPool
 
 from bot.audit.chain import Chain
+from bot.store.engine import make_engine
+from bot.store.records import Busy, Event, EventRecord, RequestRecord, dm_owed
 from bot.store.schema import approvals, events, outbox, requests
-
-SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 # The statements of the hot paths (every click and every Slack message runs them several times),
 # built once with bound parameters: building a statement and its cache key costs more than
@@ -73,164 +68,6 @@ _SENT = (
     .values(sent_at=bindparam("sent_at"), last_error=None)
 )
 _NOTICE = insert(outbox)
-
-# A final outcome owes the requester a direct message, queued in the same transaction as the
-# outcome; bot/dms.py renders and sends it through the outbox.
-DM_OUTCOMES = frozenset({"succeeded", "failed", "denied", "expired", "blocked"})
-
-
-def dm_owed(values: dict[str, Any]) -> list[tuple[str, str | None]]:
-    status = values.get("status")
-    if status not in DM_OUTCOMES:
-        return []
-    return [("dm", json.dumps({"status": status, "error": values.get("error")}))]
-
-
-def record_as_dict(record: Any) -> dict[str, Any]:
-    """A record (a dataclass) as JSON-ready values: times in ISO 8601, tuples as lists."""
-    out: dict[str, Any] = {}
-    for f in fields(record):
-        value = getattr(record, f.name)
-        if isinstance(value, datetime):
-            value = value.isoformat()
-        elif isinstance(value, tuple):
-            value = list(value)
-        out[f.name] = value
-    return out
-
-
-@dataclass(frozen=True)
-class RequestRecord:
-    id: int
-    sfox_user_id: str
-    reason: str
-    requested_by: str
-    channel_id: str
-    message_ts: str | None
-    status: str
-    required_approvals: int
-    target_name: str | None
-    target_email: str | None
-    target_status: str | None
-    created_at: datetime
-    expires_at: datetime
-    decided_at: datetime | None
-    claimed_at: datetime | None
-    completed_at: datetime | None
-    denied_by: str | None
-    http_status: int | None
-    error: str | None
-    attempts: int
-    retryable: bool
-    balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
-    deny_reason: str | None = None  # what the denier typed in the Deny dialog
-    reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
-    batch_id: int | None = None  # the batch it belongs to (bot.batch), None for a single request
-    approved_by: tuple[str, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return record_as_dict(self)
-
-
-@dataclass(frozen=True)
-class EventRecord:
-    id: int
-    request_id: int
-    at: datetime
-    kind: str
-    actor: str | None
-    http_status: int | None
-    duration_ms: int | None
-    detail: str | None
-    seq: int
-    prev_hash: str
-    hash: str
-
-
-@dataclass(frozen=True)
-class Notice:
-    """One Slack message owed for a request: `card` re-renders the card, `reply` posts `text` in
-    the card's thread."""
-
-    id: int
-    request_id: int
-    kind: str
-    text: str | None
-    attempts: int
-    busy: bool = False
-
-
-@dataclass(frozen=True)
-class Event:
-    """An audit event to append along with a state change."""
-
-    kind: str
-    actor: str | None = None
-    detail: str | dict[str, Any] | None = None
-    http_status: int | None = None
-    duration_ms: int | None = None
-
-
-class Busy(Exception):
-    """The database could not take a write within the time the caller can wait."""
-
-
-class AlreadyOpen(Exception):
-    def __init__(self, request_id: int | None) -> None:
-        super().__init__(f"request {request_id} is already open for this user")
-        self.request_id = request_id
-
-
-def make_engine(url: str) -> Engine:
-    """An engine tuned for this workload; on SQLite: WAL, a busy timeout and IMMEDIATE write
-    transactions, so concurrent writers wait for each other instead of failing."""
-    if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-    memory = url in ("sqlite://", "sqlite:///:memory:")
-    engine = create_engine(
-        url,
-        connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
-        poolclass=StaticPool if memory else None,
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves, below
-        cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        if not memory:
-            _enable_wal(cursor)
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        options = conn.get_execution_options()
-        # A writer that must not wait long (e.g. the click journal, before an ack) says so.
-        busy_ms = int(options.get("busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS))
-        info = conn.connection.info
-        if info.get("busy_timeout_ms", SQLITE_BUSY_TIMEOUT_MS) != busy_ms:
-            conn.exec_driver_sql(f"PRAGMA busy_timeout={busy_ms}")
-            info["busy_timeout_ms"] = busy_ms
-        conn.exec_driver_sql("BEGIN" if options.get("readonly", False) else "BEGIN IMMEDIATE")
-
-    return engine
-
-
-def _enable_wal(cursor: Any) -> None:
-    """Switch a SQLite file to WAL. The switch needs a moment alone with the file, and SQLite
-    answers "locked" at once (no busy wait) while another process is creating it, as when two
-    replicas start together; WAL mode is then kept in the file, so only the first switch waits."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 class StoreBase:

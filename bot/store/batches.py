@@ -16,8 +16,8 @@ from sqlalchemy import Connection, and_, func, insert, literal, or_, select, upd
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
-from bot.store.base import record_as_dict
-from bot.store.db import Event, RequestRecord, Store
+from bot.store.db import Store
+from bot.store.records import Event, RequestRecord, record_as_dict
 from bot.store.schema import approvals, batch_approvals, batches, requests
 
 IN_FLIGHT = ("executing", "unknown")

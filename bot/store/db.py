@@ -6,40 +6,19 @@ conditional UPDATEs (`... WHERE status = 'pending'`); the caller acts only if it
 That holds across threads, processes and replicas on SQLite (WAL, IMMEDIATE transactions, a busy
 timeout) and PostgreSQL alike.
 
-The writes live in one module per use case: asking (`bot.store_asking`), deciding
-(`bot.store_deciding`), executing and reconciling (`bot.store_executing`), delivering
-(`bot.store_delivering`); the engine, the records, the reads and the transaction helpers they share
-in `bot.store_base`.
+The writes live in one module per use case: asking (`bot.store.asking`), deciding
+(`bot.store.deciding`), executing and reconciling (`bot.store.executing`), delivering
+(`bot.store.delivering`), batches (`bot.store.batches`); the reads and the transaction helpers they
+share in `bot.store.base`, the engine in `bot.store.engine`, the records and typed errors in
+`bot.store.records`.
 """
 
 from __future__ import annotations
 
 from bot.store.asking import AskingStore
-from bot.store.base import (
-    SQLITE_BUSY_TIMEOUT_MS,
-    AlreadyOpen,
-    Busy,
-    Event,
-    EventRecord,
-    Notice,
-    RequestRecord,
-    make_engine,
-)
 from bot.store.deciding import DecidingStore
 from bot.store.delivering import DeliveringStore
 from bot.store.executing import ExecutingStore
-
-__all__ = [
-    "SQLITE_BUSY_TIMEOUT_MS",
-    "AlreadyOpen",
-    "Busy",
-    "Event",
-    "EventRecord",
-    "Notice",
-    "RequestRecord",
-    "Store",
-    "make_engine",
-]
 
 
 class Store(AskingStore, DecidingStore, ExecutingStore, DeliveringStore):

@@ -13,7 +13,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
-from bot.store.base import Event, StoreBase
+from bot.store.base import StoreBase
+from bot.store.records import Event
 from bot.store.schema import approvals, requests
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import (
     update,
 )
 
-from bot.store.base import _LEASE, _NOTICE, _SENT, _UNSENT, _UNSENT_FOR, Event, Notice, StoreBase
+from bot.store.base import _LEASE, _NOTICE, _SENT, _UNSENT, _UNSENT_FOR, StoreBase
+from bot.store.records import Event, Notice
 from bot.store.schema import outbox
 
 

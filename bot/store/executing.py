@@ -12,7 +12,8 @@ from sqlalchemy import (
     update,
 )
 
-from bot.store.base import Event, RequestRecord, StoreBase
+from bot.store.base import StoreBase
+from bot.store.records import Event, RequestRecord
 from bot.store.schema import requests
 
 
