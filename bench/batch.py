@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import contention
 from bench import harness as h
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.store import migrate
 from bot.store.db import Store

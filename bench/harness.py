@@ -26,7 +26,8 @@ import httpx
 from bench.loadgen import LoadGenerator
 from bot.fakes.polling import poll
 from bot.fakes.sfox_api import FakeSfox
-from bot.fakes.slack_api import FakeSlack, Message, SlackDriver
+from bot.fakes.slack_api import FakeSlack, Message
+from bot.fakes.slack_driver import SlackDriver
 from bot.store.db import Store
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from bot.fakes.slack_api import sign
+from bot.fakes.slack_driver import sign
 
 EVENTS = "/slack/events"
 TIMEOUT = 60.0

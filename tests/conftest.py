@@ -16,7 +16,8 @@ import pytest
 from bot.config import Settings, load_settings
 from bot.fakes.local import serve_wsgi, url_of
 from bot.fakes.sfox_api import FakeSfox
-from bot.fakes.slack_api import FakeSlack, SlackDriver
+from bot.fakes.slack_api import FakeSlack
+from bot.fakes.slack_driver import SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
 from bot.store import migrate

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 
 from bot.crashpoints import CRASH_PAUSE_VAR, CRASH_POINT_VAR
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.store.db import Store
 from tests.conftest import SIGNING_SECRET
 from tests.ops_support import clean_env, free_port

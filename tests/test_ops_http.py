@@ -6,7 +6,7 @@ import httpx
 import pytest
 
 from bot.config import load_settings
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.store import migrate
 from bot.store.db import Store
 from tests.conftest import ALICE, BOB, SIGNING_SECRET, bot_env, start_bot

@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.logs import configure
 from bot.store.db import Store
 from tests.conftest import ALICE, BOB, BOT_TOKEN, SFOX_KEY, SIGNING_SECRET, bot_env

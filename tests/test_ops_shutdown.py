@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from bot.fakes.sfox_api import Fault
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.fakes.socket_mode import FakeSocketMode
 from bot.store.db import Store
 from tests.conftest import ALICE, BOB, SIGNING_SECRET, bot_env

@@ -9,7 +9,7 @@ import pytest
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 
 from bot.config import load_settings
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.fakes.socket_mode import FakeSocketMode
 from bot.runtime.bootstrap import build_runtime
 from bot.store import migrate

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from sqlalchemy import text
 
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.store import migrate
 from bot.store.db import Store
 from tests.conftest import ALICE, BOB, CAROL, SIGNING_SECRET, bot_env

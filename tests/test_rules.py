@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.store import migrate
 from bot.store.db import Store
 from tests.conftest import ALICE, BOB, CAROL, SIGNING_SECRET

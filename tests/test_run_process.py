@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from bot.crashpoints import STALL_POINT_VAR, STALL_SECONDS_VAR
-from bot.fakes.slack_api import SlackDriver
+from bot.fakes.slack_driver import SlackDriver
 from bot.store.db import Store
 from tests.conftest import ALICE, APPROVERS, BOB, BOT_TOKEN, CAROL, SFOX_KEY, SIGNING_SECRET
 from tests.helpers import buttons, card_text

@@ -26,82 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bot.fakes.server import FakeHTTPServer
-
-
-def currency(code: str, balance: float, held: float = 0) -> dict[str, Any]:
-    """One entry of `GET /v1/user/balance`, as sFOX shapes it."""
-    return {
-        "currency": code,
-        "balance": balance,
-        "available": balance - held,
-        "held": held,
-        "trading_wallet": balance,
-        "collateral_wallet": 0,
-        "borrow_wallet": 0,
-        "lending_wallet": 0,
-    }
-
-
-# A user's private fields, never in what the API shows about them:
-#   balances         what `GET /v1/user/balance` answers (and DELETE refuses with 422 while any is
-#                    non-zero); `balance` is a shorthand for a single USD balance;
-#   funds_after_read balances that arrive right after the first balance read (the card is
-#                    then posted with zero balances, and the DELETE later gets 422);
-#   balance_fails    the status the balance read answers with instead (e.g. 500).
-PRIVATE_FIELDS = ("balance", "balances", "funds_after_read", "balance_fails")
-
-SAMPLE_USERS: list[dict[str, Any]] = [
-    {
-        "user_id": "client_1",
-        "first_name": "Ada",
-        "last_name": "Lovelace",
-        "email": "ada@example.com",
-        "status": "VERIFIED",
-        "balances": [currency("usd", 0), currency("btc", 0)],
-    },
-    {
-        "user_id": "client_2",
-        "first_name": "Grace",
-        "last_name": "Hopper",
-        "email": "grace@example.com",
-        "status": "VERIFIED",
-        "balances": [currency("usd", 1250, held=100), currency("btc", 0.5), currency("eth", 0)],
-    },
-    {
-        "user_id": "client_3",
-        "first_name": "Alan",
-        "last_name": "Turing",
-        "email": "alan@example.com",
-        "status": "PENDING",
-        "balances": [],
-    },
-    {
-        "user_id": "client_held",
-        "first_name": "Hedy",
-        "last_name": "Lamarr",
-        "email": "hedy@example.com",
-        "status": "VERIFIED",
-        "balances": [currency("usd", 40, held=40), currency("btc", 0)],
-    },
-    {
-        "user_id": "client_late",
-        "first_name": "Katherine",
-        "last_name": "Johnson",
-        "email": "katherine@example.com",
-        "status": "VERIFIED",
-        "balances": [currency("usd", 0)],
-        "funds_after_read": [currency("usd", 75)],
-    },
-    {
-        "user_id": "client_unreadable",
-        "first_name": "Claude",
-        "last_name": "Shannon",
-        "email": "claude@example.com",
-        "status": "VERIFIED",
-        "balances": [currency("usd", 0)],
-        "balance_fails": 500,
-    },
-]
+from bot.fakes.sfox_users import SAMPLE_USERS, currency, public, user_balances
 
 NONZERO = "Can not disable account with non-zero balances. Please remove all balances and try again."
 NOT_FOUND = "The account does not exist to be disabled."
@@ -208,7 +133,7 @@ class FakeSfox:
 
     def balances_of(self, user_id: str) -> list[dict[str, Any]]:
         with self.lock:
-            return _balances(self.users[user_id])
+            return user_balances(self.users[user_id])
 
     def script(self, *faults: Fault) -> None:
         with self.lock:
@@ -249,13 +174,13 @@ class FakeSfox:
         parts = [unquote(p) for p in path.split("/")]
         with self.lock:
             if method == "GET" and path.rstrip("/") == "/v1/enterprise/users":
-                visible = [_public(u) for uid, u in self.users.items() if uid not in self.deactivated]
+                visible = [public(u) for uid, u in self.users.items() if uid not in self.deactivated]
                 return 200, _json({"data": visible})
             if method == "GET" and len(parts) == 5 and parts[1:4] == ["v1", "enterprise", "users"]:
                 user = self.users.get(parts[4])
                 if user is None or parts[4] in self.deactivated:
                     return 404, _json({"error": "User not found"})
-                return 200, _json({"data": _public(user)})
+                return 200, _json({"data": public(user)})
             if method == "POST" and len(parts) == 5 and parts[1:4] == ["v1", "enterprise", "user-tokens"]:
                 uid = parts[4]
                 if uid not in self.users or uid in self.deactivated:
@@ -278,7 +203,7 @@ class FakeSfox:
                 user = self.users.get(uid)
                 if user is None or uid in self.deactivated:
                     return 404, _json({"error": NOT_FOUND})
-                if any(b.get("balance") or b.get("held") for b in _balances(user)):
+                if any(b.get("balance") or b.get("held") for b in user_balances(user)):
                     return 422, _json({"error": NONZERO})
                 self.deactivated.add(uid)
                 return 200, b""
@@ -293,7 +218,7 @@ class FakeSfox:
                 return 401, _json({"error": "invalid token"})
             if user.get("balance_fails"):
                 return int(user["balance_fails"]), _json({"error": "try again later"})
-            answer = _balances(user)
+            answer = user_balances(user)
             if user.get("funds_after_read"):
                 user["balances"] = user.pop("funds_after_read")
                 user.pop("balance", None)
@@ -377,21 +302,6 @@ def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
                 pass
 
     return Handler
-
-
-def _balances(user: dict[str, Any]) -> list[dict[str, Any]]:
-    if "balances" in user:
-        return [dict(b) for b in user["balances"]]
-    return [currency("usd", user.get("balance") or 0)]
-
-
-def _public(user: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in user.items() if k not in PRIVATE_FIELDS}
-    out.setdefault("account_type", "individual")
-    out.setdefault("account_role", "Client")
-    out.setdefault("phone_number", None)
-    out.setdefault("advisor_user_id", None)
-    return out
 
 
 def _json(data: Any) -> bytes:

@@ -9,29 +9,24 @@ channel is `D` + the user id), `views.open` and `views.publish` (kept per user),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
 
-`SlackDriver` plays Slack's side towards the bot: slash commands and button clicks, signed with
-the signing secret exactly as Slack signs them (v0 HMAC-SHA256 over `v0:timestamp:body`).
+Its HTTP side is in `bot.fakes.slack_http`; `bot.fakes.slack_driver.SlackDriver` plays Slack's
+side towards the bot.
 
 Testing aids: they never talk to the real Slack.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import itertools
 import json
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler
 from typing import Any
-from urllib.parse import parse_qs, urlencode
-
-import httpx
 
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
+from bot.fakes.slack_http import handler_for
 
 BOT_ID = "B1"
 APP_ID = "A1"
@@ -88,7 +83,7 @@ class FakeSlack:
         self.uploads: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self._ts = itertools.count(1)
-        self._server = FakeHTTPServer((host, port), _handler_for(self))
+        self._server = FakeHTTPServer((host, port), handler_for(self))
         self._server.daemon_threads = True
 
     @property
@@ -336,293 +331,3 @@ class FakeSlack:
     def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
         with self.lock:
             self.ephemeral.append({"response_url": name, **payload})
-
-
-def _handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
-            pass
-
-        def do_GET(self) -> None:
-            parts = self.path.split("/")
-            if len(parts) >= 3 and parts[1] == "files":
-                if self.headers.get("Authorization") != f"Bearer {fake.token}":
-                    self._send(403, b"forbidden", {"Content-Type": "text/plain"})
-                    return
-                found = fake.user_files.get(parts[2])
-                if found is not None:
-                    self._send(200, found[1], {"Content-Type": "text/csv"})
-                    return
-            self._send(404, b"not found", {"Content-Type": "text/plain"})
-
-        def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            if self.path.startswith("/upload/"):
-                with fake.lock:
-                    entry = fake.uploads.get(self.path[len("/upload/") :])
-                    if entry is not None:
-                        entry["content"] = raw
-                self._send(200 if entry is not None else 404, b"OK", {"Content-Type": "text/plain"})
-                return
-            if self.path.startswith("/response/"):
-                try:
-                    payload = json.loads(raw or b"{}")
-                except ValueError:
-                    payload = {"raw": raw.decode("utf-8", "replace")}
-                fake.handle_response_url(self.path[len("/response/") :], payload)
-                self._send(200, b"ok", {"Content-Type": "text/plain"})
-                return
-            if not self.path.startswith("/api/"):
-                self._send(404, b"not found", {"Content-Type": "text/plain"})
-                return
-            method = self.path[len("/api/") :].split("?")[0]
-            ctype = self.headers.get("Content-Type", "")
-            if "json" in ctype:
-                args = json.loads(raw or b"{}")
-            else:
-                args = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
-            status, body, headers = fake.handle_api(method, args, self.headers.get("Authorization"))
-            self._send(
-                status,
-                json.dumps(body).encode() if body else b"",
-                {"Content-Type": "application/json", **headers},
-            )
-
-        def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    return Handler
-
-
-# -- Slack's side towards the bot -----------------------------------------------------------------
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    base = b"v0:" + timestamp.encode() + b":" + body
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
-
-
-class SlackDriver:
-    """Sends signed slash commands and button clicks to the bot's `/slack/events`."""
-
-    def __init__(
-        self,
-        bot_url: str,
-        signing_secret: str,
-        slack: FakeSlack,
-        *,
-        team_id: str = "T1",
-        channel_id: str = "C0123TEST",
-        timeout: float = 10.0,
-    ) -> None:
-        self.bot_url = bot_url.rstrip("/")
-        self.secret = signing_secret
-        self.slack = slack
-        self.team_id = team_id
-        self.channel_id = channel_id
-        self.http = httpx.Client(timeout=timeout)
-        self._n = itertools.count(1)
-
-    def close(self) -> None:
-        self.http.close()
-
-    def post(
-        self, body: bytes, content_type: str, *, timestamp: str | None = None, signature: str | None = None
-    ) -> httpx.Response:
-        ts = timestamp or str(int(time.time()))
-        headers = {
-            "Content-Type": content_type,
-            "X-Slack-Request-Timestamp": ts,
-            "X-Slack-Signature": signature or sign(self.secret, ts, body),
-        }
-        return self.http.post(f"{self.bot_url}/slack/events", content=body, headers=headers)
-
-    def command_body(self, user_id: str, text: str, channel_id: str | None = None) -> tuple[bytes, str]:
-        n = next(self._n)
-        form = {
-            "token": "legacy-unused",
-            "team_id": self.team_id,
-            "team_domain": "test",
-            "channel_id": channel_id or self.channel_id,
-            "channel_name": "ops",
-            "user_id": user_id,
-            "user_name": user_id.lower(),
-            "command": "/sfox-deactivate",
-            "text": text,
-            "api_app_id": APP_ID,
-            "response_url": self.slack.response_url(f"cmd{n}"),
-            "trigger_id": f"trigger.{n}",
-        }
-        return urlencode(form).encode(), f"cmd{n}"
-
-    def command(self, user_id: str, text: str, channel_id: str | None = None) -> httpx.Response:
-        body, name = self.command_body(user_id, text, channel_id)
-        response = self.post(body, "application/x-www-form-urlencoded")
-        response.extensions["response_name"] = name
-        return response
-
-    def click_body(
-        self,
-        user_id: str,
-        action_id: str,
-        value: str,
-        message_ts: str | None = None,
-        channel_id: str | None = None,
-    ) -> tuple[bytes, str]:
-        n = next(self._n)
-        payload = {
-            "type": "block_actions",
-            "team": {"id": self.team_id, "domain": "test"},
-            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
-            "api_app_id": APP_ID,
-            "token": "legacy-unused",
-            "container": {
-                "type": "message",
-                "message_ts": message_ts or "1.1",
-                "channel_id": channel_id or self.channel_id,
-                "is_ephemeral": False,
-            },
-            "trigger_id": f"trigger.{n}",
-            "channel": {"id": channel_id or self.channel_id, "name": "ops"},
-            "message": {
-                "ts": message_ts or "1.1",
-                "type": "message",
-                "bot_id": BOT_ID,
-                "app_id": APP_ID,
-            },
-            "response_url": self.slack.response_url(f"click{n}"),
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": f"sfox_request_{value}",
-                    "value": value,
-                    "type": "button",
-                    "action_ts": str(time.time()),
-                }
-            ],
-        }
-        return urlencode({"payload": json.dumps(payload)}).encode(), f"click{n}"
-
-    def click(
-        self,
-        user_id: str,
-        action_id: str,
-        value: str,
-        message_ts: str | None = None,
-        *,
-        reason: str | None = None,
-        confirm: bool = True,
-    ) -> httpx.Response:
-        """Click a card's button. A Deny opens the bot's reason modal: with `confirm` (the
-        default) the driver submits it at once, with `reason` typed (or none), as a person
-        would; `confirm=False` leaves it open (see `modal_for`)."""
-        body, name = self.click_body(user_id, action_id, value, message_ts)
-        response = self.post(body, "application/x-www-form-urlencoded")
-        response.extensions["response_name"] = name
-        modal = self.modal_for(name)
-        if modal is not None and confirm:
-            submitted = self.submit_view(user_id, modal, {"reason": reason or ""})
-            response.extensions["submitted"] = submitted
-        return response
-
-    def modal_for(self, response_name: str) -> dict[str, Any] | None:
-        """The modal the bot opened in answer to the click named `response_name`, if any."""
-        trigger = "trigger." + response_name.removeprefix("click")
-        with self.slack.lock:
-            return next((v["view"] for v in self.slack.opened_views if v["trigger_id"] == trigger), None)
-
-    def home_opened(self, user_id: str) -> httpx.Response:
-        """The Events API's `app_home_opened` for `user_id` (a JSON event callback)."""
-        payload = {
-            "token": "legacy-unused",
-            "team_id": self.team_id,
-            "api_app_id": APP_ID,
-            "type": "event_callback",
-            "event_id": f"Ev{next(self._n)}",
-            "event_time": int(time.time()),
-            "event": {
-                "type": "app_home_opened",
-                "user": user_id,
-                "channel": "D" + user_id,
-                "tab": "home",
-                "event_ts": str(time.time()),
-            },
-        }
-        return self.post(json.dumps(payload).encode(), "application/json")
-
-    def home_click(self, user_id: str, action_id: str, value: str) -> httpx.Response:
-        """A button click in `user_id`'s App Home (its container is the Home view, not a message)."""
-        n = next(self._n)
-        payload = {
-            "type": "block_actions",
-            "team": {"id": self.team_id, "domain": "test"},
-            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
-            "api_app_id": APP_ID,
-            "token": "legacy-unused",
-            "container": {"type": "view", "view_id": "VHOME"},
-            "trigger_id": f"trigger.{n}",
-            "view": {"id": "VHOME", "type": "home", "callback_id": "", "private_metadata": ""},
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": f"sfox_home_{value}",
-                    "value": value,
-                    "type": "button",
-                    "action_ts": str(time.time()),
-                }
-            ],
-        }
-        return self.post(
-            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-        )
-
-    def submit_view(self, user_id: str, view: dict[str, Any], values: dict[str, str]) -> httpx.Response:
-        """Submit a modal the bot opened (`view`, as given to views.open), with `values` typed
-        into its inputs (block id → text; each block's one input)."""
-        state: dict[str, Any] = {}
-        for block in view.get("blocks") or []:
-            if block.get("type") == "input":
-                element = block["element"]
-                typed = values.get(block["block_id"])
-                state[block["block_id"]] = {
-                    element["action_id"]: {"type": element["type"], "value": typed if typed else None}
-                }
-        return self.view_submission(user_id, view, state)
-
-    def view_submission(self, user_id: str, view: dict[str, Any], values: dict[str, Any]) -> httpx.Response:
-        """Submit a form the bot opened (`view` as it was opened) with `values` as
-        `{block_id: {action_id: {...}}}`, signed like every request from Slack."""
-        payload = {
-            "type": "view_submission",
-            "team": {"id": self.team_id, "domain": "test"},
-            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
-            "api_app_id": APP_ID,
-            "token": "legacy-unused",
-            "trigger_id": f"trigger.{next(self._n)}",
-            "view": {
-                "id": "VMODAL",
-                "type": "modal",
-                "callback_id": view.get("callback_id"),
-                "private_metadata": view.get("private_metadata", ""),
-                "state": {"values": values},
-                "blocks": view.get("blocks", []),
-            },
-        }
-        return self.post(
-            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
-        )
-
-    def ephemeral_for(self, name: str, timeout: float = 10.0) -> list[str]:
-        """Texts posted to the response_url of the request named `name`, waiting for at least one."""
-        return self.slack.wait_for(
-            lambda: [e.get("text", "") for e in list(self.slack.ephemeral) if e.get("response_url") == name],
-            timeout,
-        )

@@ -28,7 +28,8 @@ import httpx
 from bot.config import Settings, load_settings
 from bot.fakes.local import serve_wsgi, stop, url_of
 from bot.fakes.sfox_api import FakeSfox
-from bot.fakes.slack_api import FakeSlack, Message, SlackDriver
+from bot.fakes.slack_api import FakeSlack, Message
+from bot.fakes.slack_driver import SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
 from bot.sandbox.transcript import (

@@ -1,0 +1,240 @@
+"""Slack's side towards the bot: slash commands, button clicks, view submissions and Events API
+callbacks, signed with the signing secret exactly as Slack signs them (v0 HMAC-SHA256 over
+`v0:timestamp:body`) and sent to the bot's `/slack/events`. A testing aid."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import itertools
+import json
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+
+from bot.fakes.slack_api import APP_ID, BOT_ID, FakeSlack
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    base = b"v0:" + timestamp.encode() + b":" + body
+    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+
+class SlackDriver:
+    """Sends signed slash commands and button clicks to the bot's `/slack/events`."""
+
+    def __init__(
+        self,
+        bot_url: str,
+        signing_secret: str,
+        slack: FakeSlack,
+        *,
+        team_id: str = "T1",
+        channel_id: str = "C0123TEST",
+        timeout: float = 10.0,
+    ) -> None:
+        self.bot_url = bot_url.rstrip("/")
+        self.secret = signing_secret
+        self.slack = slack
+        self.team_id = team_id
+        self.channel_id = channel_id
+        self.http = httpx.Client(timeout=timeout)
+        self._n = itertools.count(1)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post(
+        self, body: bytes, content_type: str, *, timestamp: str | None = None, signature: str | None = None
+    ) -> httpx.Response:
+        ts = timestamp or str(int(time.time()))
+        headers = {
+            "Content-Type": content_type,
+            "X-Slack-Request-Timestamp": ts,
+            "X-Slack-Signature": signature or sign(self.secret, ts, body),
+        }
+        return self.http.post(f"{self.bot_url}/slack/events", content=body, headers=headers)
+
+    def command_body(self, user_id: str, text: str, channel_id: str | None = None) -> tuple[bytes, str]:
+        n = next(self._n)
+        form = {
+            "token": "legacy-unused",
+            "team_id": self.team_id,
+            "team_domain": "test",
+            "channel_id": channel_id or self.channel_id,
+            "channel_name": "ops",
+            "user_id": user_id,
+            "user_name": user_id.lower(),
+            "command": "/sfox-deactivate",
+            "text": text,
+            "api_app_id": APP_ID,
+            "response_url": self.slack.response_url(f"cmd{n}"),
+            "trigger_id": f"trigger.{n}",
+        }
+        return urlencode(form).encode(), f"cmd{n}"
+
+    def command(self, user_id: str, text: str, channel_id: str | None = None) -> httpx.Response:
+        body, name = self.command_body(user_id, text, channel_id)
+        response = self.post(body, "application/x-www-form-urlencoded")
+        response.extensions["response_name"] = name
+        return response
+
+    def click_body(
+        self,
+        user_id: str,
+        action_id: str,
+        value: str,
+        message_ts: str | None = None,
+        channel_id: str | None = None,
+    ) -> tuple[bytes, str]:
+        n = next(self._n)
+        payload = {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "test"},
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": "legacy-unused",
+            "container": {
+                "type": "message",
+                "message_ts": message_ts or "1.1",
+                "channel_id": channel_id or self.channel_id,
+                "is_ephemeral": False,
+            },
+            "trigger_id": f"trigger.{n}",
+            "channel": {"id": channel_id or self.channel_id, "name": "ops"},
+            "message": {
+                "ts": message_ts or "1.1",
+                "type": "message",
+                "bot_id": BOT_ID,
+                "app_id": APP_ID,
+            },
+            "response_url": self.slack.response_url(f"click{n}"),
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": f"sfox_request_{value}",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return urlencode({"payload": json.dumps(payload)}).encode(), f"click{n}"
+
+    def click(
+        self,
+        user_id: str,
+        action_id: str,
+        value: str,
+        message_ts: str | None = None,
+        *,
+        reason: str | None = None,
+        confirm: bool = True,
+    ) -> httpx.Response:
+        """Click a card's button. A Deny opens the bot's reason modal: with `confirm` (the
+        default) the driver submits it at once, with `reason` typed (or none), as a person
+        would; `confirm=False` leaves it open (see `modal_for`)."""
+        body, name = self.click_body(user_id, action_id, value, message_ts)
+        response = self.post(body, "application/x-www-form-urlencoded")
+        response.extensions["response_name"] = name
+        modal = self.modal_for(name)
+        if modal is not None and confirm:
+            submitted = self.submit_view(user_id, modal, {"reason": reason or ""})
+            response.extensions["submitted"] = submitted
+        return response
+
+    def modal_for(self, response_name: str) -> dict[str, Any] | None:
+        """The modal the bot opened in answer to the click named `response_name`, if any."""
+        trigger = "trigger." + response_name.removeprefix("click")
+        with self.slack.lock:
+            return next((v["view"] for v in self.slack.opened_views if v["trigger_id"] == trigger), None)
+
+    def home_opened(self, user_id: str) -> httpx.Response:
+        """The Events API's `app_home_opened` for `user_id` (a JSON event callback)."""
+        payload = {
+            "token": "legacy-unused",
+            "team_id": self.team_id,
+            "api_app_id": APP_ID,
+            "type": "event_callback",
+            "event_id": f"Ev{next(self._n)}",
+            "event_time": int(time.time()),
+            "event": {
+                "type": "app_home_opened",
+                "user": user_id,
+                "channel": "D" + user_id,
+                "tab": "home",
+                "event_ts": str(time.time()),
+            },
+        }
+        return self.post(json.dumps(payload).encode(), "application/json")
+
+    def home_click(self, user_id: str, action_id: str, value: str) -> httpx.Response:
+        """A button click in `user_id`'s App Home (its container is the Home view, not a message)."""
+        n = next(self._n)
+        payload = {
+            "type": "block_actions",
+            "team": {"id": self.team_id, "domain": "test"},
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": "legacy-unused",
+            "container": {"type": "view", "view_id": "VHOME"},
+            "trigger_id": f"trigger.{n}",
+            "view": {"id": "VHOME", "type": "home", "callback_id": "", "private_metadata": ""},
+            "actions": [
+                {
+                    "action_id": action_id,
+                    "block_id": f"sfox_home_{value}",
+                    "value": value,
+                    "type": "button",
+                    "action_ts": str(time.time()),
+                }
+            ],
+        }
+        return self.post(
+            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+        )
+
+    def submit_view(self, user_id: str, view: dict[str, Any], values: dict[str, str]) -> httpx.Response:
+        """Submit a modal the bot opened (`view`, as given to views.open), with `values` typed
+        into its inputs (block id → text; each block's one input)."""
+        state: dict[str, Any] = {}
+        for block in view.get("blocks") or []:
+            if block.get("type") == "input":
+                element = block["element"]
+                typed = values.get(block["block_id"])
+                state[block["block_id"]] = {
+                    element["action_id"]: {"type": element["type"], "value": typed if typed else None}
+                }
+        return self.view_submission(user_id, view, state)
+
+    def view_submission(self, user_id: str, view: dict[str, Any], values: dict[str, Any]) -> httpx.Response:
+        """Submit a form the bot opened (`view` as it was opened) with `values` as
+        `{block_id: {action_id: {...}}}`, signed like every request from Slack."""
+        payload = {
+            "type": "view_submission",
+            "team": {"id": self.team_id, "domain": "test"},
+            "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
+            "api_app_id": APP_ID,
+            "token": "legacy-unused",
+            "trigger_id": f"trigger.{next(self._n)}",
+            "view": {
+                "id": "VMODAL",
+                "type": "modal",
+                "callback_id": view.get("callback_id"),
+                "private_metadata": view.get("private_metadata", ""),
+                "state": {"values": values},
+                "blocks": view.get("blocks", []),
+            },
+        }
+        return self.post(
+            urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
+        )
+
+    def ephemeral_for(self, name: str, timeout: float = 10.0) -> list[str]:
+        """Texts posted to the response_url of the request named `name`, waiting for at least one."""
+        return self.slack.wait_for(
+            lambda: [e.get("text", "") for e in list(self.slack.ephemeral) if e.get("response_url") == name],
+            timeout,
+        )
