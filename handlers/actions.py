@@ -51,14 +51,14 @@ def click_listener(
 
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
         actor = str((body.get("user") or {}).get("id", ""))
-        request_id = _request_id(action.get("value"))
+        request_id = request_id_of(action.get("value"))
         answer = answer_with(body, respond)
         if request_id is None or not actor:
             ack()
             answer("That button did not carry a valid request; nothing was changed.")
             return
         click = Click(
-            as_action or action["action_id"], request_id, actor, _card_of(body), body.get("response_url")
+            as_action or action["action_id"], request_id, actor, card_of(body), body.get("response_url")
         )
         try:
             # Recorded before the ack: a click Slack was told we received is never lost.
@@ -88,13 +88,13 @@ def click_listener(
     return on_click
 
 
-def _request_id(value: object) -> int | None:
+def request_id_of(value: object) -> int | None:
     if not isinstance(value, str) or not value.isdigit() or len(value) > 12:
         return None
     return int(value)
 
 
-def _card_of(body: dict[str, Any]) -> CardRef | None:
+def card_of(body: dict[str, Any]) -> CardRef | None:
     """The message the clicked button sits on. It is this bot's own when Slack says the app that
     posted it is the app receiving the click (Slack routes a button only to its own app)."""
     container = body.get("container") or {}

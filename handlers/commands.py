@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 from bot.requests.base import Command
 from bot.slack import subcommands
 from bot.slack.blocks import code
-from handlers import batch
+from handlers.batch import is_batch
+from handlers.batch import on_command as on_batch_command
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
@@ -25,8 +26,8 @@ def register(app: App, runtime: Runtime) -> None:
     @app.command(COMMAND)
     def on_command(ack: Ack, command: dict[str, Any], respond: Respond, client: Any) -> None:
         user, text = str(command.get("user_id", "")), str(command.get("text", ""))
-        if batch.is_batch(text):  # `/sfox-deactivate batch …` (handlers/batch.py)
-            batch.on_command(runtime, ack, command, respond, client)
+        if is_batch(text):  # `/sfox-deactivate batch …` (handlers/batch.py)
+            on_batch_command(runtime, ack, command, respond, client)
             return
         if runtime.visibility is not None:  # help, status, list (bot/subcommands.py)
             answer = subcommands.dispatch(runtime.visibility.subcommands, user, text)

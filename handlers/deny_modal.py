@@ -19,7 +19,7 @@ from bot.runtime.clicks import Click
 from bot.slack.blocks import DENY, code
 from bot.slack.home import HOME_DENY
 from bot.store.records import Busy
-from handlers.actions import _card_of, _request_id, click_listener
+from handlers.actions import card_of, click_listener, request_id_of
 from handlers.home import home_after, home_answer
 
 if TYPE_CHECKING:
@@ -114,7 +114,7 @@ def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], 
     answers a click that could not deny: not an approver, a request no longer pending)."""
     vis = runtime.visibility
     trigger = body.get("trigger_id")
-    request_id = _request_id(action.get("value"))
+    request_id = request_id_of(action.get("value"))
     actor = str((body.get("user") or {}).get("id", ""))
     if vis is None or not trigger or request_id is None or not actor:
         return False
@@ -123,7 +123,7 @@ def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], 
         return False
     if actor not in runtime.workflow.policy.approvers:
         return False
-    card = _card_of(body)
+    card = card_of(body)
     meta = {
         "r": request_id,
         "c": card.channel_id if card else None,
