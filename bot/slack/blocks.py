@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import SLACK_USER_ID
+from bot.policy import rules
 from bot.sfox import balances
 from bot.store.db import RequestRecord
 
@@ -124,7 +125,7 @@ def card_text(record: RequestRecord) -> str:
 def status_line(record: RequestRecord) -> str:
     line = f"*{STATUS_LINES[record.status]}*"
     if record.status == "pending":
-        return f"{line} ({len(record.approved_by)} of {record.required_approvals} approvals)"
+        return f"{line} ({rules.tally(record)})"
     if record.status == "denied":
         why = f": {escape(record.deny_reason, 600)}" if record.deny_reason else ""
         return f"{line} by {mention(record.denied_by)}{why}"
