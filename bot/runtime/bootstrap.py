@@ -17,7 +17,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.audit.chain import AuditAnchor
-from bot.batches.asking import Batches, build_batches
+from bot.batches.workflow import Batches, build_batches
 from bot.config import Settings
 from bot.policy.approvers import GroupApprovers, approvers_for
 from bot.requests.reminders import Reminders
