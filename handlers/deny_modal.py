@@ -133,7 +133,7 @@ def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], 
         "u": body.get("response_url"),
         "h": from_home,
     }
-    verb = "Cancel your request" if actor == record.requested_by else "Deny the deactivation"
+    verb = "Cancel your request" if rules.is_requester(record, actor) else "Deny the deactivation"
     view = {
         "type": "modal",
         "callback_id": CALLBACK_ID,

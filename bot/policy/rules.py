@@ -144,6 +144,7 @@ def group_outage_note(approvers: Container[str]) -> str | None:
 
 
 def is_requester(item: Approvable, actor: str) -> bool:
+    """Whether `actor` asked for `item`: their approval never counts, their Deny is a cancel."""
     return actor == item.requested_by
 
 

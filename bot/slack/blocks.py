@@ -160,7 +160,7 @@ def blocked_answer(record: RequestRecord, funds: str) -> str:
 
 def reply_denied(record: RequestRecord, actor: str, reason: str | None = None) -> str:
     why = f" Reason: {escape(reason, 600)}" if reason else ""
-    if actor == record.requested_by:
+    if rules.is_requester(record, actor):  # the requester's own Deny is a cancel
         return (
             f"{mention(actor)} cancelled this request. {code(record.sfox_user_id)} was not deactivated.{why}"
         )

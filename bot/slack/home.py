@@ -83,7 +83,7 @@ class AppHome:
         waiting = [
             r for r in recent if r.status == "pending" and r.expires_at > now and rules.awaits(r, user_id)
         ][:MAX_WAITING]
-        mine = [r for r in recent if r.requested_by == user_id and r.status in OPEN_STATUSES]
+        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
         outcomes = [r for r in recent if r.status not in OPEN_STATUSES][:LATEST_OUTCOMES]
         blocks: list[dict[str, Any]] = [_section("*Waiting for you*")]
         if not waiting:
