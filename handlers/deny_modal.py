@@ -14,7 +14,8 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.requests.base import MAX_REASON, CardRef
+from bot.policy import rules
+from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.blocks import DENY, code
 from bot.slack.home import HOME_DENY
@@ -64,9 +65,9 @@ def register(app: App, runtime: Runtime) -> None:
             )
             return
         values = ((view.get("state") or {}).get("values") or {}).get(REASON_BLOCK) or {}
-        reason = " ".join(str((values.get(REASON_INPUT) or {}).get("value") or "").split())
-        if len(reason) > MAX_REASON:
-            ack(response_action="errors", errors={REASON_BLOCK: f"At most {MAX_REASON} characters, please."})
+        reason = rules.clean_reason(str((values.get(REASON_INPUT) or {}).get("value") or ""))
+        if rules.reason_refusal(reason) is not None:
+            ack(response_action="errors", errors={REASON_BLOCK: rules.reason_field_error()})
             return
         card = CardRef(str(meta["c"]), str(meta["t"]), ours=bool(meta.get("o"))) if meta.get("t") else None
         response_url = meta.get("u") if isinstance(meta.get("u"), str) else None
@@ -121,7 +122,7 @@ def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], 
     record = runtime.store.get(request_id)
     if record is None or record.status != "pending" or record.expires_at <= runtime.workflow.now():
         return False
-    if actor not in runtime.workflow.policy.approvers:
+    if rules.approver_refusal(runtime.workflow.policy.approvers, actor, rules.Step.DENY) is not None:
         return False
     card = card_of(body)
     meta = {
@@ -132,7 +133,7 @@ def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], 
         "u": body.get("response_url"),
         "h": from_home,
     }
-    verb = "Cancel your request" if actor == record.requested_by else "Deny the deactivation"
+    verb = "Cancel your request" if rules.is_requester(record, actor) else "Deny the deactivation"
     view = {
         "type": "modal",
         "callback_id": CALLBACK_ID,
@@ -158,7 +159,7 @@ def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], 
                     "type": "plain_text_input",
                     "action_id": REASON_INPUT,
                     "multiline": True,
-                    "max_length": MAX_REASON,
+                    "max_length": rules.MAX_REASON,
                 },
             },
         ],

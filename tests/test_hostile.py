@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.fakes.slack_driver import sign
-from bot.requests.base import Command, Policy, card_failure_advice
+from bot.policy.rules import Policy
+from bot.requests.base import Command, card_failure_advice
 from bot.requests.workflow import Workflow
 from bot.sfox.userid import MAX_LENGTH, InvalidUserId, parse_user_id, path_segment
 from bot.slack import blocks

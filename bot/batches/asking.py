@@ -1,63 +1,30 @@
-"""Batches: many sFOX users under one card and one approval, each DELETE exactly once, at the
-pace sFOX allows.
-
-Asking: `/sfox-deactivate batch id,id,… [reason]`. The ids are validated like a single request's
-(bot/userid.py); malformed, duplicated and already-open ones are left out and named. Pre-flight
-looks every remaining user up (and reads balances for small batches), then one card is posted
-with the counts, the first users and the full list in its thread.
-
-Each user is its own `requests` row (`batch_id` set) with its own status and audit trail. The
-batch's approval is recorded on every listed user's row, so a user is claimed with the same
-conditional `pending → executing` as a single request, only when the batch had enough distinct
-approvers other than the requester. Each claimed user is then deactivated by `Workflow.execute`,
-unchanged: retries only when sFOX cannot have acted, an unknown outcome reconciled by a read,
-never a blind second DELETE.
-
-Running (bot/batch_run.py): the process that sees the last approval runs the batch at the pace
-of the rate limiter shared by all replicas (bot/pacing.py); a 429 slows every batch down and
-fails nobody; if that process dies, any replica's sweep resumes the batch, and users whose
-DELETE may have gone out are reconciled by a read, never resent.
-
-This module: asking (validation, what is left out, pre-flight, the card) and deciding (approve,
-deny, pause, resume, cancel), each a button step that returns what to tell the clicker.
-"""
+"""Asking for a batch: `/sfox-deactivate batch id,id,… [reason]` or the form. The ids are
+validated like a single request's (bot/sfox/userid.py) under the same rules (bot/policy/rules.py);
+malformed, duplicated and already-open ones are left out and named. Pre-flight looks every
+remaining user up (and reads balances for small batches), then one card is posted with the
+counts, the first users and the full list in its thread."""
 
 from __future__ import annotations
 
 import csv
 import io
-import logging
 import re
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
-from bot.batches.running import BatchNotifier, BatchRunner
-from bot.requests.base import ClickResult, NotifyError, Policy
-from bot.sfox.client import SfoxClient, SfoxError, SfoxUser
-from bot.sfox.pacing import SharedRateLimiter
+from bot.batches.base import BatchesBase, log
+from bot.policy import rules
+from bot.requests.base import NotifyError
+from bot.sfox.client import SfoxError, SfoxUser
 from bot.sfox.userid import InvalidUserId, parse_user_id
-from bot.slack.blocks import code, escape, mention
-from bot.store.batches import BatchRecord, BatchStore
-from bot.store.db import Store
+from bot.slack.blocks import code, escape, funds_text
+from bot.store.batch_base import BatchRecord, BatchUsersOpen
 
-if TYPE_CHECKING:
-    from bot.sfox.balances import BalanceCheck
-
-log = logging.getLogger("sfox_bot.batch")
-
-MAX_REASON = 500
 LOOKUP_THREADS = 8
-# An approved batch's users stay claimable this long (a paused batch may wait).
-RUN_WITHIN = timedelta(days=7)
-# How long the balance reads of a batch's pre-flight may wait for the route's slot each.
-BALANCE_SLOT_WAIT_SECONDS = 60.0
 USAGE = "Usage: `/sfox-deactivate batch id1,id2,id3 [reason]`, or `/sfox-deactivate batch` for a form"
 _SPLIT = re.compile(r"[\s,;]+")
 
@@ -93,44 +60,14 @@ def ids_from_csv(content: str) -> list[str]:
     return ids
 
 
-class Batches:
-    def __init__(
-        self,
-        store: Store,
-        sfox: SfoxClient,
-        notifier: BatchNotifier,
-        policy: Policy,
-        *,
-        limiter: SharedRateLimiter,
-        submit: Callable[..., Any],
-        batch_max: int = 500,
-        balance_max: int = 20,
-        balances: Callable[[str], BalanceCheck] | None = None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self.store = store
-        self.records = BatchStore(store)
-        self.sfox = sfox
-        self.notifier = notifier
-        self.policy = policy
-        self.limiter = limiter
-        self.submit = submit
-        self.batch_max = batch_max
-        self.balance_max = balance_max
-        self.balances = balances
-        self.now = clock
-        # Running an approved batch, its card's progress and its summary (bot/batch_run.py).
-        self.runner = BatchRunner(store, sfox, notifier, policy, limiter=limiter, submit=submit, clock=clock)
-
-    # -- asking ----------------------------------------------------------------------------------
+class BatchAsking(BatchesBase):
+    """Asking: validation, what is left out, pre-flight, the card."""
 
     def refusal(self, requester: str, channel_id: str) -> str | None:
-        if self.policy.allowed_channels and channel_id not in self.policy.allowed_channels:
-            places = ", ".join(f"<#{c}>" for c in sorted(self.policy.allowed_channels))
-            return f":no_entry: `/sfox-deactivate` can only be used in {places}."
-        if requester not in self.policy.approvers:
-            return ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations."
-        return None
+        """Why `requester` may not ask for a batch here (the same rule as a single request's, an
+        approver group outage said as such), or None."""
+        refusal = rules.ask_refusal(self.policy, requester, channel_id)
+        return refusal.text if refusal is not None else None
 
     def check_inline(self, requester: str, channel_id: str, text: str) -> BatchAsk | str:
         """`batch id,id,… [reason]` (the word `batch` already taken off)."""
@@ -144,9 +81,10 @@ class Batches:
         refusal = self.refusal(requester, channel_id)
         if refusal:
             return refusal
-        reason = " ".join((reason or "").split())
-        if len(reason) > MAX_REASON:
-            return f":warning: The reason is too long ({len(reason)} characters; at most {MAX_REASON})."
+        reason = rules.clean_reason(reason)
+        too_long = rules.reason_refusal(reason)
+        if too_long is not None:
+            return too_long.text
         ids: list[str] = []
         seen: set[str] = set()
         malformed: list[tuple[str, str]] = []
@@ -189,8 +127,6 @@ class Batches:
                     progress(f"Reading balances on sFOX: {n} of {len(found)} (about 5 reads per 10 s)…")
                 check = self.balances(uid)
             if check is not None and check.blocks:
-                from bot.slack.blocks import funds_text
-
                 funds.append({"sfox_user_id": uid, "name": target.name, "funds": funds_text(check)})
                 continue
             users.append(
@@ -220,7 +156,7 @@ class Batches:
                     balances_skipped=skip_balances,
                 )
                 break
-            except IntegrityError:
+            except BatchUsersOpen:
                 # Someone opened a request for one of these users meanwhile: leave them out too.
                 late = self.records.open_requests_for([u["sfox_user_id"] for u in users])
                 open_now.update(late)
@@ -319,131 +255,6 @@ class Batches:
                 log.warning("batch list not posted", extra={"batch_id": batch.id, "slack_error": exc.code})
                 return
 
-    # -- deciding (button steps; each returns what to tell the clicker) ------------------------
-
-    def approve(self, batch_id: int, actor: str) -> ClickResult:
-        batch, refusal = self._clickable(batch_id, actor, "approve")
-        if refusal:
-            return ClickResult(refusal)
-        assert batch is not None
-        if actor == batch.requested_by:
-            return ClickResult(
-                "You requested this batch, so you cannot approve it: a second admin must approve."
-            )
-        if actor in batch.approved_by:
-            return ClickResult("You have already approved this batch.")
-        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN)
-        if outcome == "duplicate":
-            return ClickResult("You have already approved this batch.")
-        if outcome == "closed":
-            return ClickResult(self._state(self.records.get(batch_id)))
-        self.runner.refresh_card(batch_id)
-        if outcome == "recorded":
-            current = self.records.get(batch_id)
-            waiting = (current.required_approvals - len(current.approved_by)) if current else 0
-            return ClickResult(f"Approval recorded. {waiting} more approval(s) needed.")
-        log.info("batch approved", extra={"batch_id": batch_id, "actor": actor})
-        self.submit(self.runner.run, batch_id)
-        return ClickResult(None)
-
-    def deny(self, batch_id: int, actor: str) -> ClickResult:
-        batch, refusal = self._clickable(batch_id, actor, "deny")
-        if refusal:
-            return ClickResult(refusal)
-        if not self.records.deny(batch_id, actor, self.now()):
-            return ClickResult(self._state(self.records.get(batch_id)))
-        self.runner.refresh_card(batch_id)
-        self.runner.reply(
-            batch_id,
-            f":no_entry_sign: Batch #{batch_id} was denied by {mention(actor)}. Nobody was deactivated.",
-        )
-        return ClickResult(None)
-
-    def pause(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = self._approver_refusal(actor)
-        if refusal:
-            return ClickResult(refusal)
-        if not self.records.set_status(batch_id, "running", "paused", actor):
-            return ClickResult(self._state(self.records.get(batch_id)))
-        self.runner.refresh_card(batch_id)
-        self.runner.reply(
-            batch_id, f":double_vertical_bar: Paused by {mention(actor)}; the users already started finish."
-        )
-        return ClickResult(None)
-
-    def resume(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = self._approver_refusal(actor)
-        if refusal:
-            return ClickResult(refusal)
-        if not self.records.set_status(batch_id, "paused", "running", actor):
-            return ClickResult(self._state(self.records.get(batch_id)))
-        self.runner.refresh_card(batch_id)
-        self.runner.reply(batch_id, f":arrow_forward: Resumed by {mention(actor)}.")
-        self.submit(self.runner.run, batch_id)
-        return ClickResult(None)
-
-    def cancel(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = self._approver_refusal(actor)
-        if refusal:
-            return ClickResult(refusal)
-        cancelled = self.records.cancel(batch_id, actor, self.now())
-        if cancelled is None:
-            return ClickResult(self._state(self.records.get(batch_id)))
-        self.runner.refresh_card(batch_id)
-        self.runner.reply(
-            batch_id,
-            f":heavy_multiplication_x: Cancelled by {mention(actor)}: {cancelled} users not yet started "
-            "will not be deactivated; the ones already started finish.",
-        )
-        self.submit(self.runner.run, batch_id)  # finishes the batch once the users in flight are settled
-        return ClickResult(None)
-
-    # -- running (bot/batch_run.py) --------------------------------------------------------------
-
-    def run(self, batch_id: int) -> None:
-        self.runner.run(batch_id)
-
-    def sweep(self) -> dict[str, int]:
-        """Expire overdue batches; resume approved ones nobody runs (their process died)."""
-        return self.runner.sweep()
-
-    def _approver_refusal(self, actor: str) -> str | None:
-        if actor not in self.policy.approvers:
-            return ":no_entry: You are not on the sFOX approver list, so you cannot change a batch."
-        return None
-
-    def _clickable(self, batch_id: int, actor: str, verb: str) -> tuple[BatchRecord | None, str | None]:
-        batch = self.records.get(batch_id)
-        if batch is None:
-            return None, "That batch does not exist (any more)."
-        if actor not in self.policy.approvers:
-            return batch, f":no_entry: You are not on the sFOX approver list, so you cannot {verb}."
-        if batch.status == "pending" and batch.expires_at <= self.now():
-            if self.records.expire(batch_id, self.now()):
-                self.runner.refresh_card(batch_id)
-            return (
-                batch,
-                f"Batch #{batch_id} has expired; nothing was changed. Start a new batch if still needed.",
-            )
-        if batch.status != "pending":
-            return batch, self._state(batch)
-        return batch, None
-
-    def _state(self, batch: BatchRecord | None) -> str:
-        if batch is None:
-            return "That batch does not exist (any more)."
-        states = {
-            "pending": "is still waiting for approval",
-            "denied": f"was denied by {mention(batch.denied_by)}",
-            "expired": "has expired",
-            "running": "is approved and running",
-            "paused": "is paused",
-            "cancelled": "was cancelled",
-            "done": "is finished",
-            "failed": "was closed: its card could not be posted",
-        }
-        return f"Batch #{batch.id} {states.get(batch.status, batch.status)}; your click changed nothing."
-
 
 def _left_out_text(
     malformed: Any,
@@ -486,47 +297,3 @@ def _left_out_text(
             + listed([f"{code(u['sfox_user_id'], 60)} ({escape(u['error'], 80)})" for u in failed])
         )
     return ("Left out:\n" + "\n".join(parts)) if parts else "Nobody was left out."
-
-
-def build_batches(runtime: Any, reader: Any) -> Batches:
-    """Wire batches into a Runtime (bot/runtime.py): its store, sFOX client, Slack client and
-    job pool; the buttons go through the click journal like the card's."""
-    from bot.sfox.balances import BalanceReader
-    from bot.slack.batch_card import (
-        BATCH_APPROVE,
-        BATCH_CANCEL,
-        BATCH_DENY,
-        BATCH_PAUSE,
-        BATCH_RESUME,
-        BatchSlack,
-    )
-
-    settings = runtime.settings
-    check = None
-    if reader is not None:
-        # The route's own limiter, shared with single requests, but a longer wait for a slot.
-        check = BalanceReader(
-            runtime.sfox, reader.mode, limiter=reader.limiter, slot_wait_seconds=BALANCE_SLOT_WAIT_SECONDS
-        ).check
-    batches = Batches(
-        runtime.store,
-        runtime.sfox,
-        BatchSlack(runtime.slack),
-        runtime.workflow.policy,
-        limiter=SharedRateLimiter(runtime.store, settings.sfox_rate_limit_per_10s),
-        submit=runtime.submit,
-        batch_max=settings.batch_max,
-        balance_max=settings.batch_balance_max,
-        balances=check,
-        clock=runtime.workflow.now,
-    )
-    runtime.clicks.add_steps(
-        {
-            BATCH_APPROVE: batches.approve,
-            BATCH_DENY: batches.deny,
-            BATCH_PAUSE: batches.pause,
-            BATCH_RESUME: batches.resume,
-            BATCH_CANCEL: batches.cancel,
-        }
-    )
-    return batches

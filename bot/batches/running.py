@@ -28,12 +28,14 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from bot.crashpoints import crash_point
-from bot.requests.base import NotifyError, Policy
+from bot.policy.rules import Policy
+from bot.requests.base import NotifyError
 from bot.requests.workflow import Workflow
 from bot.sfox.client import CallResult, SfoxClient, SfoxError, SfoxUser
 from bot.sfox.pacing import SharedRateLimiter
 from bot.slack.blocks import code, escape
-from bot.store.batches import IN_FLIGHT, BatchRecord, BatchStore
+from bot.store.batch_base import IN_FLIGHT, BatchRecord
+from bot.store.batches import BatchStore
 from bot.store.db import Store
 from bot.store.records import RequestRecord
 

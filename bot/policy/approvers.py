@@ -4,7 +4,8 @@ members of a Slack user group (SFOX_APPROVER_GROUP), so admins are managed in Sl
 The group is read with `usergroups.users.list` (scope `usergroups:read`) and cached briefly: the
 membership check sits on the path that must answer Slack within 3 s. When Slack cannot tell us
 who is in the group, its members are treated as NOT approvers (fail closed) until it can, and the
-failure is logged; the fixed ids keep working meanwhile.
+failure is logged; the fixed ids keep working meanwhile. What people are told then (that we
+cannot know, not that they are not approvers) is in bot/policy/rules.py.
 """
 
 from __future__ import annotations
@@ -83,18 +84,6 @@ class GroupApprovers:
         if not isinstance(users, list):
             raise ValueError("usergroups.users.list answered without a user list")
         return frozenset(str(u) for u in users)
-
-
-def refusal(approvers: Container[str], refusal_text: str) -> str:
-    """What to tell someone found not to be an approver: `refusal_text`, unless the approver group
-    could not be read just now (a Slack outage), in which case we cannot know, and say so."""
-    error = getattr(approvers, "unreadable", None)
-    if isinstance(approvers, GroupApprovers) and error:
-        return (
-            f":warning: I cannot read the approver group from Slack right now (`{error[:60]}`), so I "
-            "cannot tell whether you are an approver. Nothing was changed; try again in a minute."
-        )
-    return refusal_text
 
 
 def approvers_for(settings: Settings) -> Container[str]:

@@ -5,17 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.crashpoints import crash_point
-from bot.policy import approvers
-from bot.requests.base import (
-    MAX_REASON,
-    USAGE,
-    Command,
-    NotifyError,
-    WorkflowBase,
-    card_failure_advice,
-    log,
-    log_fields,
-)
+from bot.policy import rules
+from bot.requests.base import USAGE, Command, NotifyError, WorkflowBase, card_failure_advice, log, log_fields
 from bot.sfox.client import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack import blocks
@@ -26,14 +17,9 @@ from bot.store.records import AlreadyOpen, Event, RequestRecord
 class Asking(WorkflowBase):
     def check_command(self, requester: str, channel_id: str, text: str) -> Command | str:
         """Fast checks that need no I/O, answered within Slack's 3 s: a Command, or why not."""
-        if self.policy.allowed_channels and channel_id not in self.policy.allowed_channels:
-            places = ", ".join(f"<#{c}>" for c in sorted(self.policy.allowed_channels))
-            return f":no_entry: `/sfox-deactivate` can only be used in {places}."
-        if requester not in self.policy.approvers:
-            return approvers.refusal(
-                self.policy.approvers,
-                ":no_entry: You are not on the sFOX approver list, so you cannot request deactivations.",
-            )
+        refusal = rules.ask_refusal(self.policy, requester, channel_id)
+        if refusal is not None:
+            return refusal.text
         # Any whitespace ends the id: Slack keeps the newlines and tabs people type before a reason.
         token, reason = [*(text or "").split(None, 1), "", ""][:2]
         if not token:
@@ -42,9 +28,10 @@ class Asking(WorkflowBase):
             user_id = parse_user_id(token)
         except InvalidUserId as exc:
             return f":warning: {code(token, 80)} is not a valid sFOX user id: {escape(str(exc))}.\n{USAGE}"
-        reason = " ".join(reason.split())
-        if len(reason) > MAX_REASON:
-            return f":warning: The reason is too long ({len(reason)} characters; at most {MAX_REASON})."
+        reason = rules.clean_reason(reason)
+        too_long = rules.reason_refusal(reason)
+        if too_long is not None:
+            return too_long.text
         return Command(requester, channel_id, user_id, reason)
 
     def open_request(self, cmd: Command) -> str | RequestRecord:

@@ -1,16 +1,18 @@
 """What every step of the workflow shares: the Slack side's interface (Notifier), the policy, the
-values a step returns, the constants of the rules, and the state a Workflow holds (a Store, an
-sFOX client, a Notifier, a Policy and a clock). The steps themselves are in bot.workflow."""
+values a step returns, the delivery constants, and the state a Workflow holds (a Store, an sFOX
+client, a Notifier, a Policy and a clock). The steps themselves are in bot.requests.workflow; the
+approval rules (and `Policy`) in bot.policy.rules."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Container
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from bot.policy.rules import Policy
 from bot.sfox.client import SfoxClient
 from bot.slack.blocks import escape
 from bot.store.db import Store
@@ -30,7 +32,6 @@ CARDLESS_GRACE = timedelta(minutes=5)
 # is idempotent, so its lease can be short; a thread reply must never be posted twice.
 NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0, "dm": 30.0}
 USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
-MAX_REASON = 500
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Slack errors that retrying will not fix: stop trying that message (the outcome stays recorded).
 PERMANENT_SLACK_ERRORS = frozenset(
@@ -83,17 +84,6 @@ class CardRef:
     channel_id: str
     ts: str
     ours: bool
-
-
-@dataclass(frozen=True)
-class Policy:
-    approvers: Container[str]
-    required_approvals: int = 1
-    ttl: timedelta = timedelta(hours=1)
-    allowed_channels: frozenset[str] = frozenset()
-    # An `executing` claim older than this belongs to a process that died (the sFOX call is
-    # bounded by its timeout, so a live process always finishes well inside it).
-    claim_lease: timedelta = timedelta(seconds=45)
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ click on a card the bot lost track of does."""
 
 from __future__ import annotations
 
-from bot.policy import approvers
+from bot.policy import rules
 from bot.requests.base import CardRef, ClickResult, WorkflowBase, log, log_fields
 from bot.slack import blocks
 from bot.slack.blocks import mention
@@ -17,10 +17,9 @@ class Deciding(WorkflowBase):
         if refusal:
             return ClickResult(refusal)
         assert record is not None
-        if actor == record.requested_by:
-            return ClickResult(
-                "You requested this deactivation, so you cannot approve it: a second admin must approve."
-            )
+        own = rules.own_approval_refusal(record, actor, rules.Subject.REQUEST)
+        if own is not None:
+            return ClickResult(own.text)
         now = self.now()
         # An approval already recorded is not added twice, but the claim is tried again: the
         # click that recorded it may have stopped before claiming (the bot died in between).
@@ -34,8 +33,7 @@ class Deciding(WorkflowBase):
             return ClickResult(self._not_pending(current, actor))
         if current is not None and current.status == "pending":
             self.store.queue_card(request_id, now)
-            waiting = current.required_approvals - len(current.approved_by)
-            return ClickResult(f"Approval recorded. {waiting} more approval(s) needed.")
+            return ClickResult(rules.still_needed(rules.approvals_missing(current)))
         # Another approver's click completed the claim a moment earlier.
         return ClickResult(f"Your approval was recorded; request #{request_id} is already being deactivated.")
 
@@ -55,10 +53,11 @@ class Deciding(WorkflowBase):
         record = self.store.get(request_id)
         if record is None:
             return ClickResult(f"There is no deactivation request #{request_id}.")
-        if actor not in self.policy.approvers:
-            return ClickResult(":no_entry: Only sFOX approvers can retry a deactivation.")
-        if actor == record.requested_by:
-            return ClickResult("You requested this deactivation, so a second admin must retry it.")
+        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.RETRY) or (
+            rules.own_retry_refusal(record, actor)
+        )
+        if refusal is not None:
+            return ClickResult(refusal.text)
         if not self.store.claim_retry(request_id, actor, self.now()):
             return ClickResult(self._not_pending(self.store.get(request_id), actor))
         log.info("retry claimed", extra=log_fields(record, actor=actor))
@@ -87,11 +86,9 @@ class Deciding(WorkflowBase):
     def _click_refusal(self, record: RequestRecord | None, actor: str) -> str | None:
         if record is None:
             return "That deactivation request does not exist (any more)."
-        if actor not in self.policy.approvers:
-            return approvers.refusal(
-                self.policy.approvers,
-                ":no_entry: You are not on the sFOX approver list, so you cannot approve or deny.",
-            )
+        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.DECIDE)
+        if refusal is not None:
+            return refusal.text
         if record.status == "pending" and self._expire_if_due(record):
             return (
                 f"Request #{record.id} has expired; nothing was changed. Start a new request if still needed."

@@ -18,6 +18,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 
 from bot.config import SLACK_USER_ID
+from bot.policy import rules
 from bot.slack.blocks import code, mention, slack_date
 from bot.store.db import Store
 from bot.store.records import Event, RequestRecord
@@ -87,10 +88,9 @@ class Reminders:
         return True
 
     def text(self, record: RequestRecord) -> str:
-        needed = record.required_approvals - len(record.approved_by)
         return (
             f":bell: Reminder: request #{record.id} to deactivate {code(record.sfox_user_id)} still needs "
-            f"{needed} approval(s) and expires {slack_date(record.expires_at)}. "
+            f"{rules.approvals_wanted(record)} and expires {slack_date(record.expires_at)}. "
             f"{self._waiting(record)}: please approve or deny it on the card above."
         )
 
@@ -100,7 +100,7 @@ class Reminders:
         people = sorted(
             u
             for u in (fixed if isinstance(fixed, (set, frozenset, list, tuple)) else ())
-            if u != record.requested_by and u not in record.approved_by and SLACK_USER_ID.match(u)
+            if rules.awaits(record, u) and SLACK_USER_ID.match(u)
         )
         names = [f"<!subteam^{self.group_id}>"] if self.group_id else []
         names += [mention(u) for u in people]

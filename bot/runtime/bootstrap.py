@@ -17,10 +17,11 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.audit.anchors import AuditAnchor
-from bot.batches.asking import Batches, build_batches
+from bot.batches.workflow import Batches, build_batches
 from bot.config import Settings
 from bot.policy.approvers import GroupApprovers, approvers_for
-from bot.requests.base import ClickResult, Policy
+from bot.policy.rules import Policy
+from bot.requests.base import ClickResult
 from bot.requests.reminders import Reminders
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks

@@ -10,9 +10,10 @@ from typing import Any
 
 from slack_sdk import WebClient
 
+from bot.policy import rules
 from bot.slack.blocks import HEADER_LIMIT, SECTION_LIMIT, code, escape, mention, mentions, slack_date
 from bot.slack.notifier import call_slack
-from bot.store.batches import BatchRecord
+from bot.store.batch_base import BatchRecord
 
 log = logging.getLogger("sfox_bot.batch")
 
@@ -86,7 +87,7 @@ def card(
         names.append(f"… and {total - len(names)} more (the full list is in the thread)")
     status = f"*{STATUS_LINES.get(batch.status, batch.status)}*"
     if batch.status == "pending":
-        status += f" ({len(batch.approved_by)} of {batch.required_approvals} approvals)"
+        status += f" ({rules.tally(batch)})"
     elif batch.status == "denied":
         status += f" by {mention(batch.denied_by)}"
     elif batch.approved_by:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.config import SLACK_USER_ID
+from bot.policy import rules
 from bot.sfox import balances
 from bot.store.records import RequestRecord
 
@@ -124,7 +125,7 @@ def card_text(record: RequestRecord) -> str:
 def status_line(record: RequestRecord) -> str:
     line = f"*{STATUS_LINES[record.status]}*"
     if record.status == "pending":
-        return f"{line} ({len(record.approved_by)} of {record.required_approvals} approvals)"
+        return f"{line} ({rules.tally(record)})"
     if record.status == "denied":
         why = f": {escape(record.deny_reason, 600)}" if record.deny_reason else ""
         return f"{line} by {mention(record.denied_by)}{why}"
@@ -159,7 +160,7 @@ def blocked_answer(record: RequestRecord, funds: str) -> str:
 
 def reply_denied(record: RequestRecord, actor: str, reason: str | None = None) -> str:
     why = f" Reason: {escape(reason, 600)}" if reason else ""
-    if actor == record.requested_by:
+    if rules.is_requester(record, actor):  # the requester's own Deny is a cancel
         return (
             f"{mention(actor)} cancelled this request. {code(record.sfox_user_id)} was not deactivated.{why}"
         )

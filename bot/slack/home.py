@@ -20,7 +20,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.config import SLACK_USER_ID
-from bot.policy import approvers as approver_rules
+from bot.policy import rules
 from bot.slack.blocks import (
     STATUS_LINES,
     approve_button,
@@ -82,14 +82,9 @@ class AppHome:
         now = self.now()
         recent = list(self.store.history(limit=SCAN_LIMIT))
         waiting = [
-            r
-            for r in recent
-            if r.status == "pending"
-            and r.expires_at > now
-            and r.requested_by != user_id
-            and user_id not in r.approved_by
+            r for r in recent if r.status == "pending" and r.expires_at > now and rules.awaits(r, user_id)
         ][:MAX_WAITING]
-        mine = [r for r in recent if r.requested_by == user_id and r.status in OPEN_STATUSES]
+        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
         outcomes = [r for r in recent if r.status not in OPEN_STATUSES][:LATEST_OUTCOMES]
         blocks: list[dict[str, Any]] = [_section("*Waiting for you*")]
         if not waiting:
@@ -130,8 +125,9 @@ class AppHome:
         fixed = getattr(self.approvers, "fixed", self.approvers)
         if isinstance(fixed, (set, frozenset, list, tuple)):
             names += [mention(u) for u in sorted(fixed) if SLACK_USER_ID.match(u)]
-        if isinstance(self.approvers, approver_rules.GroupApprovers) and self.approvers.unreadable:
-            names.append("(the approver group cannot be read from Slack right now)")
+        note = rules.group_outage_note(self.approvers)
+        if note:
+            names.append(note)
         return ", ".join(names) or "none configured"
 
 
@@ -140,7 +136,7 @@ def _summary(record: RequestRecord) -> str:
     reason = f"\nReason: {escape(record.reason, 300)}" if record.reason else ""
     return (
         f"*#{record.id}* {code(record.sfox_user_id)}{name}, requested by {mention(record.requested_by)}; "
-        f"{len(record.approved_by)} of {record.required_approvals} approvals; "
+        f"{rules.tally(record)}; "
         f"expires {slack_date(record.expires_at)}{reason}"
     )
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from dataclasses import dataclass
 
-from bot.policy import approvers as approver_rules
+from bot.policy import rules
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack.blocks import STATUS_LINES, code, escape, mention, mentions, slack_date
 from bot.store.db import Store
@@ -47,8 +47,9 @@ def help_text(ctx: Context, user: str, args: str) -> str:
 
 
 def status(ctx: Context, user: str, args: str) -> str:
-    if user not in ctx.approvers:
-        return _refusal(ctx)
+    refusal = rules.approver_refusal(ctx.approvers, user, rules.Step.READ)
+    if refusal is not None:
+        return refusal.text
     token = args.strip().lstrip("#")
     if not token:
         return "Which request? Usage: `/sfox-deactivate status &lt;request id or sFOX user id&gt;`"
@@ -72,8 +73,9 @@ def status(ctx: Context, user: str, args: str) -> str:
 
 
 def list_open(ctx: Context, user: str, args: str) -> str:
-    if user not in ctx.approvers:
-        return _refusal(ctx)
+    refusal = rules.approver_refusal(ctx.approvers, user, rules.Step.READ)
+    if refusal is not None:
+        return refusal.text
     open_requests: list[RequestRecord] = []
     for status_name in OPEN_STATUSES:
         open_requests += list(ctx.store.history(limit=LIST_LIMIT, status=status_name))
@@ -93,10 +95,7 @@ def describe(record: RequestRecord) -> str:
         + (f": {escape(record.reason, 300)}" if record.reason else ""),
     ]
     if record.status == "pending":
-        lines.append(
-            f"{len(record.approved_by)} of {record.required_approvals} approvals; "
-            f"expires {slack_date(record.expires_at)}"
-        )
+        lines.append(f"{rules.tally(record)}; expires {slack_date(record.expires_at)}")
     elif record.approved_by:
         lines.append(f"Approved by {mentions(record.approved_by)}")
     if record.status == "denied":
@@ -110,13 +109,7 @@ def describe(record: RequestRecord) -> str:
 def _line(record: RequestRecord) -> str:
     return (
         f"#{record.id} {code(record.sfox_user_id)}: {record.status}, requested by "
-        f"{mention(record.requested_by)}, {len(record.approved_by)}/{record.required_approvals} approvals"
-    )
-
-
-def _refusal(ctx: Context) -> str:
-    return approver_rules.refusal(
-        ctx.approvers, ":no_entry: Only sFOX approvers can see deactivation requests."
+        f"{mention(record.requested_by)}, {rules.tally(record, short=True)}"
     )
 
 

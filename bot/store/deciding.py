@@ -53,12 +53,15 @@ class DecidingStore(StoreBase):
             return False
 
     def claim(self, request_id: int, now: datetime, *, actor: str | None = None) -> bool:
-        """pending → executing, once: only if unexpired and approved by enough people. The caller
-        that gets True (and only that one) calls sFOX."""
+        """pending → executing, once: only if unexpired and approved by enough people other than
+        the requester. The caller that gets True (and only that one) calls sFOX."""
+        # Never the requester's own approval, even one written past the Python rule
+        # (bot/policy/rules.py): the claim counts only the other approvers.
         approved = (
             select(func.count())
             .select_from(approvals)
-            .where(approvals.c.request_id == request_id)
+            .where(approvals.c.request_id == request_id, approvals.c.approver != requests.c.requested_by)
+            .correlate(requests)
             .scalar_subquery()
         )
         return self._transition(

@@ -1,0 +1,132 @@
+"""Deciding a batch: the card's buttons (approve, deny; pause, resume and cancel while it runs),
+each a button step that returns what to tell the clicker. The rules are a single request's
+(bot/policy/rules.py): approvers only, never the requester, `SFOX_REQUIRED_APPROVALS` distinct
+approvers, expiry; an outage of the approver group is said as such."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from bot.batches.base import BatchesBase, log
+from bot.policy import rules
+from bot.requests.base import ClickResult
+from bot.slack.blocks import mention
+from bot.store.batch_base import BatchRecord
+
+# An approved batch's users stay claimable this long (a paused batch may wait).
+RUN_WITHIN = timedelta(days=7)
+
+
+class BatchDeciding(BatchesBase):
+    """The batch card's buttons."""
+
+    def approve(self, batch_id: int, actor: str) -> ClickResult:
+        batch, refusal = self._clickable(batch_id, actor, rules.Step.APPROVE)
+        if refusal:
+            return ClickResult(refusal)
+        assert batch is not None
+        own = rules.own_approval_refusal(batch, actor, rules.Subject.BATCH)
+        if own is not None:
+            return ClickResult(own.text)
+        if actor in batch.approved_by:
+            return ClickResult("You have already approved this batch.")
+        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN)
+        if outcome == "duplicate":
+            return ClickResult("You have already approved this batch.")
+        if outcome == "closed":
+            return ClickResult(self._state(self.records.get(batch_id)))
+        self.runner.refresh_card(batch_id)
+        if outcome == "recorded":
+            current = self.records.get(batch_id)
+            return ClickResult(rules.still_needed(rules.approvals_missing(current) if current else 0))
+        log.info("batch approved", extra={"batch_id": batch_id, "actor": actor})
+        self.submit(self.runner.run, batch_id)
+        return ClickResult(None)
+
+    def deny(self, batch_id: int, actor: str) -> ClickResult:
+        batch, refusal = self._clickable(batch_id, actor, rules.Step.DENY)
+        if refusal:
+            return ClickResult(refusal)
+        if not self.records.deny(batch_id, actor, self.now()):
+            return ClickResult(self._state(self.records.get(batch_id)))
+        self.runner.refresh_card(batch_id)
+        self.runner.reply(
+            batch_id,
+            f":no_entry_sign: Batch #{batch_id} was denied by {mention(actor)}. Nobody was deactivated.",
+        )
+        return ClickResult(None)
+
+    def pause(self, batch_id: int, actor: str) -> ClickResult:
+        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        if refusal is not None:
+            return ClickResult(refusal.text)
+        if not self.records.set_status(batch_id, "running", "paused", actor):
+            return ClickResult(self._state(self.records.get(batch_id)))
+        self.runner.refresh_card(batch_id)
+        self.runner.reply(
+            batch_id, f":double_vertical_bar: Paused by {mention(actor)}; the users already started finish."
+        )
+        return ClickResult(None)
+
+    def resume(self, batch_id: int, actor: str) -> ClickResult:
+        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        if refusal is not None:
+            return ClickResult(refusal.text)
+        if not self.records.set_status(batch_id, "paused", "running", actor):
+            return ClickResult(self._state(self.records.get(batch_id)))
+        self.runner.refresh_card(batch_id)
+        self.runner.reply(batch_id, f":arrow_forward: Resumed by {mention(actor)}.")
+        self.submit(self.runner.run, batch_id)
+        return ClickResult(None)
+
+    def cancel(self, batch_id: int, actor: str) -> ClickResult:
+        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        if refusal is not None:
+            return ClickResult(refusal.text)
+        cancelled = self.records.cancel(batch_id, actor, self.now())
+        if cancelled is None:
+            return ClickResult(self._state(self.records.get(batch_id)))
+        self.runner.refresh_card(batch_id)
+        self.runner.reply(
+            batch_id,
+            f":heavy_multiplication_x: Cancelled by {mention(actor)}: {cancelled} users not yet started "
+            "will not be deactivated; the ones already started finish.",
+        )
+        self.submit(self.runner.run, batch_id)  # finishes the batch once the users in flight are settled
+        return ClickResult(None)
+
+    def _clickable(
+        self, batch_id: int, actor: str, step: rules.Step
+    ) -> tuple[BatchRecord | None, str | None]:
+        """The batch, and why `actor` cannot take `step` on it now (None: they can)."""
+        batch = self.records.get(batch_id)
+        if batch is None:
+            return None, "That batch does not exist (any more)."
+        refusal = rules.approver_refusal(self.policy.approvers, actor, step)
+        if refusal is not None:
+            return batch, refusal.text
+        if batch.status == "pending" and batch.expires_at <= self.now():
+            if self.records.expire(batch_id, self.now()):
+                self.runner.refresh_card(batch_id)
+            return (
+                batch,
+                f"Batch #{batch_id} has expired; nothing was changed. Start a new batch if still needed.",
+            )
+        if batch.status != "pending":
+            return batch, self._state(batch)
+        return batch, None
+
+    def _state(self, batch: BatchRecord | None) -> str:
+        if batch is None:
+            return "That batch does not exist (any more)."
+        states = {
+            "pending": "is still waiting for approval",
+            "denied": f"was denied by {mention(batch.denied_by)}",
+            "expired": "has expired",
+            "running": "is approved and running",
+            "paused": "is paused",
+            "cancelled": "was cancelled",
+            "done": "is finished",
+            "failed": "was closed: its card could not be posted",
+        }
+        return f"Batch #{batch.id} {states.get(batch.status, batch.status)}; your click changed nothing."

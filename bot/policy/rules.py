@@ -1,0 +1,223 @@
+"""The approval rules, and the words they are said in: the one place they are written.
+
+Single requests, batches, the App Home, the subcommands, the reminders and the cards all ask
+these functions, so a rule (or its wording) cannot drift between entry points:
+
+- who may ask: an approver, in an allowed channel (`ask_refusal`);
+- who may approve, deny, retry, change a batch or read requests: an approver (`approver_refusal`);
+  while Slack cannot tell us who is in the approver group the refusal says so (we cannot know);
+- never the requester: their own approval (or retry) is refused (`own_approval_refusal`,
+  `own_retry_refusal`) and never counted (`counted_approvals`; the store's claims exclude it in SQL
+  too, bot/store/deciding.py and bot/store/batch_deciding.py);
+- the quorum and its wording (`approvals_missing`, `still_needed`, `approvals_wanted`, `tally`);
+- the reason: spaces folded, at most `MAX_REASON` characters (`clean_reason`, `reason_refusal`).
+
+Pure: no I/O beyond asking the approver container (which may read the group from Slack, cached).
+A refusal is a typed `Refusal` (its kind to branch on, its text to show), never matched on text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container, Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from enum import Enum
+from typing import Protocol
+
+from bot.policy.approvers import GroupApprovers
+
+MAX_REASON = 500
+
+
+@dataclass(frozen=True)
+class Policy:
+    """The rules' settings: who approves, how many must, for how long a request may wait, where
+    one may be asked."""
+
+    approvers: Container[str]
+    required_approvals: int = 1
+    ttl: timedelta = timedelta(hours=1)
+    allowed_channels: frozenset[str] = frozenset()
+    # An `executing` claim older than this belongs to a process that died (the sFOX call is
+    # bounded by its timeout, so a live process always finishes well inside it).
+    claim_lease: timedelta = timedelta(seconds=45)
+
+
+class Approvable(Protocol):
+    """What the quorum rules read of a request or a batch (RequestRecord and BatchRecord both fit)."""
+
+    @property
+    def requested_by(self) -> str: ...
+
+    @property
+    def approved_by(self) -> Sequence[str]: ...
+
+    @property
+    def required_approvals(self) -> int: ...
+
+
+class Refused(Enum):
+    """Why a step was refused, for callers that branch on it."""
+
+    CHANNEL = "channel"
+    NOT_APPROVER = "not_approver"
+    GROUP_UNREADABLE = "group_unreadable"
+    OWN_REQUEST = "own_request"
+    REASON_TOO_LONG = "reason_too_long"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A refused step: its kind, and the (already Slack-safe) text to tell the person."""
+
+    kind: Refused
+    text: str
+
+
+class Step(Enum):
+    """What someone not (known to be) an approver tried to do; the value completes the refusal."""
+
+    REQUEST = "request deactivations"
+    DECIDE = "approve or deny"
+    APPROVE = "approve"
+    DENY = "deny"
+    CHANGE_BATCH = "change a batch"
+    RETRY = "retry a deactivation"
+    READ = "see deactivation requests"
+
+
+class Subject(Enum):
+    """What was requested, as the requester's own-approval refusal names it."""
+
+    REQUEST = "deactivation"
+    BATCH = "batch"
+
+
+# Retrying and reading are said as what approvers may do; the rest as what the person may not.
+_SAID_AS_ONLY_APPROVERS = frozenset({Step.RETRY, Step.READ})
+
+
+# -- who may ask, approve, deny ----------------------------------------------------------------
+
+
+def ask_refusal(policy: Policy, requester: str, channel_id: str) -> Refusal | None:
+    """Why `requester` may not ask for a deactivation (single or batch) in `channel_id`, or None."""
+    if policy.allowed_channels and channel_id not in policy.allowed_channels:
+        places = ", ".join(f"<#{c}>" for c in sorted(policy.allowed_channels))
+        return Refusal(Refused.CHANNEL, f":no_entry: `/sfox-deactivate` can only be used in {places}.")
+    return approver_refusal(policy.approvers, requester, Step.REQUEST)
+
+
+def approver_refusal(approvers: Container[str], actor: str, step: Step) -> Refusal | None:
+    """Why `actor` may not take `step`, or None when they are an approver. While the approver group
+    cannot be read (a Slack outage) we cannot know, and say that instead of "not an approver"."""
+    if actor in approvers:
+        return None
+    error = group_unreadable(approvers)
+    if error:
+        return Refusal(
+            Refused.GROUP_UNREADABLE,
+            f":warning: I cannot read the approver group from Slack right now (`{error[:60]}`), so I "
+            "cannot tell whether you are an approver. Nothing was changed; try again in a minute.",
+        )
+    if step in _SAID_AS_ONLY_APPROVERS:
+        return Refusal(Refused.NOT_APPROVER, f":no_entry: Only sFOX approvers can {step.value}.")
+    return Refusal(
+        Refused.NOT_APPROVER, f":no_entry: You are not on the sFOX approver list, so you cannot {step.value}."
+    )
+
+
+def group_unreadable(approvers: Container[str]) -> str | None:
+    """Slack's error while it cannot tell us who is in the approver group; None when it can (or no
+    group is configured). Read it after a membership test: that test is what reads the group."""
+    if isinstance(approvers, GroupApprovers):
+        return approvers.unreadable
+    return None
+
+
+def group_outage_note(approvers: Container[str]) -> str | None:
+    """The App Home's aside next to the approvers' names while the group cannot be read."""
+    return "(the approver group cannot be read from Slack right now)" if group_unreadable(approvers) else None
+
+
+# -- never the requester ---------------------------------------------------------------------
+
+
+def is_requester(item: Approvable, actor: str) -> bool:
+    """Whether `actor` asked for `item`: their approval never counts, their Deny is a cancel."""
+    return actor == item.requested_by
+
+
+def own_approval_refusal(item: Approvable, actor: str, subject: Subject) -> Refusal | None:
+    """The requester may not approve their own request or batch: a second admin must."""
+    if not is_requester(item, actor):
+        return None
+    return Refusal(
+        Refused.OWN_REQUEST,
+        f"You requested this {subject.value}, so you cannot approve it: a second admin must approve.",
+    )
+
+
+def own_retry_refusal(item: Approvable, actor: str) -> Refusal | None:
+    """A retry sends the DELETE again, so it is an approval too: never the requester's."""
+    if not is_requester(item, actor):
+        return None
+    return Refusal(Refused.OWN_REQUEST, "You requested this deactivation, so a second admin must retry it.")
+
+
+def awaits(item: Approvable, actor: str) -> bool:
+    """Whether an approval by `actor` would still count: not the requester, not approved yet."""
+    return not is_requester(item, actor) and actor not in item.approved_by
+
+
+# -- the quorum ------------------------------------------------------------------------------
+
+
+def counted_approvals(item: Approvable) -> tuple[str, ...]:
+    """The approvals that count toward the quorum: every approver's but the requester's."""
+    return tuple(a for a in item.approved_by if a != item.requested_by)
+
+
+def approvals_missing(item: Approvable) -> int:
+    """How many more distinct approvers (never the requester) the quorum needs."""
+    return max(0, item.required_approvals - len(counted_approvals(item)))
+
+
+def still_needed(missing: int) -> str:
+    """What an approver who did not complete the quorum is told."""
+    return f"Approval recorded. {missing} more approval(s) needed."
+
+
+def approvals_wanted(item: Approvable) -> str:
+    """The quorum still missing, as a reminder says it ("2 approval(s)")."""
+    return f"{approvals_missing(item)} approval(s)"
+
+
+def tally(item: Approvable, *, short: bool = False) -> str:
+    """Where the quorum stands, as the cards, the App Home and `status` say it, or (`short`) as the
+    `list` lines do. Only the approvals that count are counted."""
+    have, need = len(counted_approvals(item)), item.required_approvals
+    return f"{have}/{need} approvals" if short else f"{have} of {need} approvals"
+
+
+# -- the reason ------------------------------------------------------------------------------
+
+
+def clean_reason(text: str | None) -> str:
+    """A reason as it is recorded: whitespace (newlines from the form included) folded to spaces."""
+    return " ".join((text or "").split())
+
+
+def reason_refusal(reason: str) -> Refusal | None:
+    """Why a (cleaned) reason cannot be recorded, or None."""
+    if len(reason) <= MAX_REASON:
+        return None
+    return Refusal(
+        Refused.REASON_TOO_LONG,
+        f":warning: The reason is too long ({len(reason)} characters; at most {MAX_REASON}).",
+    )
+
+
+def reason_field_error() -> str:
+    """The same limit, said next to a form's reason box (the Deny dialog)."""
+    return f"At most {MAX_REASON} characters, please."

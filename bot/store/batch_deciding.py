@@ -1,0 +1,114 @@
+"""Storage for deciding a batch: approvals (one covers exactly the listed users) and the claim
+that starts the batch once enough approvers other than the requester approved, denial, expiry."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.exc import IntegrityError
+
+from bot.store import schema
+from bot.store.batch_base import BatchStoreBase
+from bot.store.records import Event
+from bot.store.schema import approvals, batch_approvals, batches, requests
+
+
+class BatchDecidingStore(BatchStoreBase):
+    def approve(self, batch_id: int, actor: str, now: datetime, run_within: timedelta) -> str:
+        """Record `actor`'s approval of a pending, unexpired batch, and the same approval on each
+        of its pending users (one approval covers the listed users and nobody else). Returns
+        "started" when it was the last one needed (the requester's own approval never counts) (the batch is now `running` and its users may
+        be claimed until `now + run_within`), "recorded", "duplicate" or "closed"."""
+        source = select(batches.c.id, literal(actor), literal(now, schema.UTCDateTime)).where(
+            batches.c.id == batch_id, batches.c.status == "pending", batches.c.expires_at > now
+        )
+        try:
+            with self.store.transaction() as conn:
+                added = conn.execute(
+                    insert(batch_approvals).from_select(["batch_id", "approver", "created_at"], source)
+                ).rowcount
+                if not added:
+                    return "closed"
+                ids = list(
+                    conn.execute(
+                        select(requests.c.id).where(
+                            requests.c.batch_id == batch_id, requests.c.status == "pending"
+                        )
+                    ).scalars()
+                )
+                if ids:
+                    conn.execute(
+                        insert(approvals),
+                        [{"request_id": i, "approver": actor, "created_at": now} for i in ids],
+                    )
+                for request_id in ids:
+                    self.store.append_event(
+                        conn, request_id, now, Event("approved", actor, {"batch": batch_id})
+                    )
+                # Never the requester's own approval, even one written past the Python rule
+                # (bot/policy/rules.py): the count that starts the batch leaves it out.
+                have = conn.execute(
+                    select(func.count())
+                    .select_from(batch_approvals.join(batches, batches.c.id == batch_approvals.c.batch_id))
+                    .where(
+                        batch_approvals.c.batch_id == batch_id,
+                        batch_approvals.c.approver != batches.c.requested_by,
+                    )
+                ).scalar_one()
+                required = conn.execute(
+                    select(batches.c.required_approvals).where(batches.c.id == batch_id)
+                ).scalar_one()
+                if have < required:
+                    return "recorded"
+                conn.execute(
+                    update(batches)
+                    .where(batches.c.id == batch_id, batches.c.status == "pending")
+                    .values(status="running", decided_at=now)
+                )
+                # Approved users are claimed one by one as the pace allows: they must not expire
+                # while they wait their turn.
+                conn.execute(
+                    update(requests)
+                    .where(requests.c.batch_id == batch_id, requests.c.status == "pending")
+                    .values(expires_at=now + run_within)
+                )
+                return "started"
+        except IntegrityError:
+            return "duplicate"
+
+    def deny(self, batch_id: int, actor: str, now: datetime) -> bool:
+        with self.store.transaction() as conn:
+            changed = conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id, batches.c.status == "pending", batches.c.expires_at > now)
+                .values(status="denied", denied_by=actor, decided_at=now, completed_at=now)
+            ).rowcount
+            if changed:
+                self._rows_to(
+                    conn,
+                    batch_id,
+                    now,
+                    ("pending",),
+                    {"status": "denied", "denied_by": actor, "decided_at": now, "completed_at": now},
+                    Event("denied", actor, {"batch": batch_id}),
+                )
+            return bool(changed)
+
+    def expire(self, batch_id: int, now: datetime) -> bool:
+        with self.store.transaction() as conn:
+            changed = conn.execute(
+                update(batches)
+                .where(batches.c.id == batch_id, batches.c.status == "pending", batches.c.expires_at <= now)
+                .values(status="expired", completed_at=now)
+            ).rowcount
+            if changed:
+                self._rows_to(
+                    conn,
+                    batch_id,
+                    now,
+                    ("pending",),
+                    {"status": "expired", "completed_at": now},
+                    Event("expired", detail={"batch": batch_id}),
+                )
+            return bool(changed)
