@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.batches.asking import BatchAsk, ids_from_csv, split_ids
 from bot.config import SLACK_CHANNEL_ID
+from bot.policy import rules
 from bot.slack.batch_form import CALLBACK_ID, form, read_file
 
 if TYPE_CHECKING:
@@ -119,7 +120,7 @@ def _register_form(app: App, runtime: Runtime) -> None:
                 return
             tokens += ids_from_csv(content)
         if not reason.strip():
-            ack(response_action="errors", errors={"reason": "A reason is required."})
+            ack(response_action="errors", errors={"reason": rules.reason_required_field_error()})
             return
         checked = runtime.batches.check(user, channel, tokens, reason)
         if isinstance(checked, str):

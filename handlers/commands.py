@@ -38,13 +38,6 @@ def register(app: App, runtime: Runtime) -> None:
         if isinstance(checked, str):
             ack(response_type="ephemeral", text=checked)
             return
-        if runtime.settings.require_reason and not checked.reason:
-            ack(
-                response_type="ephemeral",
-                text=":warning: A reason is required here (SFOX_REQUIRE_REASON). "
-                "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; &lt;reason&gt;`. Nothing was posted.",
-            )
-            return
         ack(response_type="ephemeral", text=f"Looking up {code(checked.sfox_user_id)} on sFOX…")
         runtime.submit(_open_request, runtime, checked, respond)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from bot.policy import rules
 from bot.policy.rules import Policy, Refused, Step, Subject
-from tests.conftest import ALICE, BOB, CAROL, MALLORY
+from tests.conftest import ALICE, APPROVERS, BOB, CAROL, MALLORY
 
 
 @dataclass(frozen=True)
@@ -75,3 +75,12 @@ def test_the_reason_rules():
     assert refusal.kind is Refused.REASON_TOO_LONG
     assert refusal.text == ":warning: The reason is too long (501 characters; at most 500)."
     assert rules.reason_field_error() == "At most 500 characters, please."
+
+
+def test_a_reason_is_required_only_where_the_policy_says_so():
+    optional, required = Policy(approvers=APPROVERS), Policy(approvers=APPROVERS, require_reason=True)
+    assert rules.missing_reason_refusal(optional, "") is None
+    assert rules.missing_reason_refusal(required, "left the company") is None
+    refusal = rules.missing_reason_refusal(required, "")
+    assert refusal is not None and refusal.kind is Refused.REASON_MISSING
+    assert "A reason is required here (SFOX_REQUIRE_REASON)" in refusal.text

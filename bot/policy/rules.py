@@ -10,7 +10,9 @@ these functions, so a rule (or its wording) cannot drift between entry points:
   `own_retry_refusal`) and never counted (`counted_approvals`; the store's claims exclude it in SQL
   too, bot/store/deciding.py and bot/store/batch_deciding.py);
 - the quorum and its wording (`approvals_missing`, `still_needed`, `approvals_wanted`, `tally`);
-- the reason: spaces folded, at most `MAX_REASON` characters (`clean_reason`, `reason_refusal`).
+- the reason: spaces folded, at most `MAX_REASON` characters (`clean_reason`, `reason_refusal`),
+  and required where SFOX_REQUIRE_REASON says so (`missing_reason_refusal`; a batch's form always
+  asks for one, `reason_required_field_error`).
 
 Pure: no I/O beyond asking the approver container (which may read the group from Slack, cached).
 A refusal is a typed `Refusal` (its kind to branch on, its text to show), never matched on text.
@@ -38,6 +40,8 @@ class Policy:
     required_approvals: int = 1
     ttl: timedelta = timedelta(hours=1)
     allowed_channels: frozenset[str] = frozenset()
+    # SFOX_REQUIRE_REASON: a request without a reason is refused before anything is posted.
+    require_reason: bool = False
     # An `executing` claim older than this belongs to a process that died (the sFOX call is
     # bounded by its timeout, so a live process always finishes well inside it).
     claim_lease: timedelta = timedelta(seconds=45)
@@ -64,6 +68,7 @@ class Refused(Enum):
     GROUP_UNREADABLE = "group_unreadable"
     OWN_REQUEST = "own_request"
     REASON_TOO_LONG = "reason_too_long"
+    REASON_MISSING = "reason_missing"
 
 
 @dataclass(frozen=True)
@@ -221,3 +226,19 @@ def reason_refusal(reason: str) -> Refusal | None:
 def reason_field_error() -> str:
     """The same limit, said next to a form's reason box (the Deny dialog)."""
     return f"At most {MAX_REASON} characters, please."
+
+
+def missing_reason_refusal(policy: Policy, reason: str) -> Refusal | None:
+    """Why a request without a reason may not be asked (SFOX_REQUIRE_REASON), or None."""
+    if reason or not policy.require_reason:
+        return None
+    return Refusal(
+        Refused.REASON_MISSING,
+        ":warning: A reason is required here (SFOX_REQUIRE_REASON). "
+        "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; &lt;reason&gt;`. Nothing was posted.",
+    )
+
+
+def reason_required_field_error() -> str:
+    """A form whose reason box is required (the batch form), said next to that box."""
+    return "A reason is required."

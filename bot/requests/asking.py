@@ -29,9 +29,9 @@ class Asking(WorkflowBase):
         except InvalidUserId as exc:
             return f":warning: {code(token, 80)} is not a valid sFOX user id: {escape(str(exc))}.\n{USAGE}"
         reason = rules.clean_reason(reason)
-        too_long = rules.reason_refusal(reason)
-        if too_long is not None:
-            return too_long.text
+        refusal = rules.reason_refusal(reason) or rules.missing_reason_refusal(self.policy, reason)
+        if refusal is not None:
+            return refusal.text
         return Command(requester, channel_id, user_id, reason)
 
     def open_request(self, cmd: Command) -> str | RequestRecord:

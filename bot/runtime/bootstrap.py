@@ -169,6 +169,7 @@ def build_runtime(
         required_approvals=settings.required_approvals,
         ttl=timedelta(seconds=settings.request_ttl_seconds),
         allowed_channels=settings.allowed_channels,
+        require_reason=settings.require_reason,
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     )
     reader = BalanceReader(sfox, settings.balance_check) if settings.balance_check != "off" else None
