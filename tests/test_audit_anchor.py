@@ -12,7 +12,7 @@ import pytest
 from bot.audit import chain as audit
 from bot.audit.chain import AuditAnchor
 from bot.fakes.slack_api import FakeSlack
-from bot.slack.notifier import make_web_client
+from bot.slack.calls import make_web_client
 from bot.store.db import Event, Store
 from tests.conftest import ALICE, BOT_TOKEN
 from tests.helpers import open_request, wait_until

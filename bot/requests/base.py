@@ -56,6 +56,12 @@ class NotifyError(Exception):
         super().__init__(code)
         self.code = code
 
+    @property
+    def permanent(self) -> bool:
+        """Whether trying again can never help (the card, channel or person is gone), so the
+        outbox stops trying that message; anything else is retried with backoff."""
+        return self.code in PERMANENT_SLACK_ERRORS
+
 
 class Notifier(Protocol):
     def post_card(self, record: RequestRecord) -> str:

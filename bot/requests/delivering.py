@@ -6,7 +6,6 @@ from __future__ import annotations
 from bot.crashpoints import crash_point
 from bot.requests.base import (
     NOTICE_LEASE_SECONDS,
-    PERMANENT_SLACK_ERRORS,
     NotifyError,
     WorkflowBase,
     log,
@@ -69,7 +68,7 @@ class Delivering(WorkflowBase):
                 self.notifier.reply(record, notice.text or "")
                 crash_point("reply_sent")
         except NotifyError as exc:
-            permanent = exc.code in PERMANENT_SLACK_ERRORS
+            permanent = exc.permanent
             retry_in = min(3600.0, 5.0 * 2 ** min(notice.attempts, 10))
             self.store.notice_failed(notice, self.now(), exc.code, retry_in, give_up=permanent)
             log.warning(

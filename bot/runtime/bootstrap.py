@@ -28,9 +28,10 @@ from bot.runtime.pools import TrackedPool, wait_all_idle
 from bot.sfox.balances import BalanceReader
 from bot.sfox.client import SfoxClient
 from bot.slack import subcommands
+from bot.slack.calls import make_web_client
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
-from bot.slack.notifier import SlackNotifier, answer_privately, make_web_client
+from bot.slack.notifier import SlackNotifier, answer_privately
 from bot.store.db import Store
 
 log = logging.getLogger("sfox_bot.runtime")
