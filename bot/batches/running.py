@@ -1,5 +1,5 @@
 """Running an approved batch: each user claimed and DELETEd once, at the pace of the rate limiter
-shared by every replica (bot/pacing.py), with the card's progress, and a summary at the end.
+shared by every replica (bot/sfox/pacing.py), with the card's progress, and a summary at the end.
 
 The process that runs a batch holds a lease on it (`batches.runner_until`) and keeps renewing
 it; `WORKERS` threads take the users in turn. For each: a slot of the shared limiter, then the
@@ -29,8 +29,9 @@ from typing import Any, Protocol
 
 from bot.crashpoints import crash_point
 from bot.requests.workflow import NotifyError, Policy, Workflow
-from bot.sfox.client import CallResult, SfoxClient, SfoxError, SfoxUser
-from bot.sfox.pacing import SharedRateLimiter
+from bot.sfox.client import SfoxClient
+from bot.sfox.errors import CallResult, SfoxUser
+from bot.sfox.pacing import RateLimit
 from bot.slack.blocks import code, escape
 from bot.store.batches import IN_FLIGHT, BatchRecord, BatchStore
 from bot.store.db import RequestRecord, Store
@@ -42,9 +43,6 @@ log = logging.getLogger("sfox_bot.batch")
 WORKERS = 12
 PROGRESS_EVERY_SECONDS = 2.0
 TICK_SECONDS = 0.25
-# A 429 without Retry-After: sFOX documents a 60 s wait past its limit; start lower.
-DEFAULT_HOLD_SECONDS = 10.0
-MAX_HOLD_SECONDS = 120.0
 MAX_RATE_LIMITED_TRIES = 50
 LISTED_FAILURES = 30
 # What bot/workflow.py's reconcile records for a claim whose DELETE never went out.
@@ -71,19 +69,12 @@ class _PacedDeletes:
     """The sFOX client as a batch's users see it: a 429 is not retried by the client but closes
     the shared limiter for everyone for its Retry-After (the runner then claims the user again)."""
 
-    def __init__(self, sfox: SfoxClient, limiter: SharedRateLimiter) -> None:
+    def __init__(self, sfox: SfoxClient, limiter: RateLimit) -> None:
         self.sfox = sfox
         self.limiter = limiter
 
     def deactivate(self, user_id: str) -> CallResult:
-        try:
-            return self.sfox.deactivate(user_id, retry_rate_limited=False)
-        except SfoxError as exc:
-            if exc.status == 429:
-                hold = exc.retry_after if exc.retry_after is not None else DEFAULT_HOLD_SECONDS
-                self.limiter.hold(min(max(hold, 0.5), MAX_HOLD_SECONDS))
-                log.warning("sFOX rate limited a batch DELETE; every batch waits", extra={"hold": hold})
-            raise
+        return self.sfox.deactivate(user_id, hold=self.limiter)
 
     def get_user(self, user_id: str) -> SfoxUser:
         return self.sfox.get_user(user_id)
@@ -107,7 +98,7 @@ class BatchRunner:
         notifier: BatchNotifier,
         policy: Policy,
         *,
-        limiter: SharedRateLimiter,
+        limiter: RateLimit,
         submit: Callable[..., Any],
         clock: Callable[[], datetime],
     ) -> None:

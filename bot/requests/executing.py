@@ -16,7 +16,7 @@ from bot.requests.base import (
     log_fields,
     ms_since,
 )
-from bot.sfox.client import SfoxError, clip
+from bot.sfox.errors import SfoxError, clip
 from bot.slack import blocks
 from bot.store.db import Event, RequestRecord
 
