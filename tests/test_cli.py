@@ -18,6 +18,7 @@ from bot.cli.main import HISTORY_FIELDS
 from bot.fakes.sfox_api import NONZERO
 from bot.store import migrate
 from bot.store.db import Event, Store
+from bot.store.outcomes import Outcome
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import open_request, wait_status
 from tests.support import drain, later_ephemerals
@@ -84,6 +85,7 @@ def filled(bot, fake_sfox):
         http_status=None,
         error="sFOX did not answer in time",
         retryable=False,
+        outcome=Outcome.UNKNOWN,
         event=Event("sfox_delete"),
         reply="…",
     )

@@ -35,6 +35,7 @@ from bot.sfox.pacing import RateLimit
 from bot.slack.blocks import code, escape
 from bot.store.batches import IN_FLIGHT, BatchRecord, BatchStore
 from bot.store.db import RequestRecord, Store
+from bot.store.outcomes import CLAIM_AGAIN
 
 log = logging.getLogger("sfox_bot.batch")
 
@@ -45,8 +46,6 @@ PROGRESS_EVERY_SECONDS = 2.0
 TICK_SECONDS = 0.25
 MAX_RATE_LIMITED_TRIES = 50
 LISTED_FAILURES = 30
-# What bot/workflow.py's reconcile records for a claim whose DELETE never went out.
-NEVER_SENT = "the bot stopped before sending the DELETE"
 
 
 class BatchNotifier(Protocol):
@@ -131,7 +130,7 @@ class BatchRunner:
 
     def _has_work(self, batch_id: int) -> bool:
         return bool(self.records.row_ids(batch_id, "pending")) or any(
-            _rate_limited(r) for r in self.records.rows(batch_id)
+            _claim_again(r) for r in self.records.rows(batch_id)
         )
 
     def _run(self, batch_id: int, runner: str) -> None:
@@ -140,7 +139,7 @@ class BatchRunner:
             return
         if batch.status == "running":
             todo = [(i, False) for i in self.records.row_ids(batch_id, "pending")]
-            todo += [(r.id, True) for r in self.records.rows(batch_id) if _rate_limited(r)]
+            todo += [(r.id, True) for r in self.records.rows(batch_id) if _claim_again(r)]
             run = _Run(deque(todo))
             workers = [
                 threading.Thread(
@@ -192,7 +191,7 @@ class BatchRunner:
             crash_point("batch_row_claimed")
             record = self.rows.execute(request_id)
             tries = 1
-            while record is not None and _rate_limited(record) and tries < MAX_RATE_LIMITED_TRIES:
+            while record is not None and _claim_again(record) and tries < MAX_RATE_LIMITED_TRIES:
                 # sFOX refused it with 429, so did nothing: wait for the limiter (closed for
                 # everyone by the 429) and claim the user again, unless the batch was stopped.
                 if not self.limiter.acquire(stop=run.stop.is_set):
@@ -277,13 +276,12 @@ class BatchRunner:
             log.warning("batch reply not posted", extra={"batch_id": batch_id, "slack_error": exc.code})
 
 
-def _rate_limited(record: RequestRecord) -> bool:
+def _claim_again(record: RequestRecord) -> bool:
     """Refused with 429 (sFOX did nothing), or found by a reconcile never to have been sent (a
     runner died between the claim and the DELETE: the read saw the account, and the trail has no
-    `sfox_call_started`): safe to claim again and send once."""
-    if record.status != "failed" or not record.retryable:
-        return False
-    return record.http_status == 429 or (record.error or "").startswith(NEVER_SENT)
+    `sfox_call_started`): safe to claim again and send once. Decided by the typed outcome the
+    settling process recorded (bot/store/outcomes.py), never by the wording of its error."""
+    return record.status == "failed" and record.retryable and record.outcome in CLAIM_AGAIN
 
 
 def summary_text(batch: BatchRecord, rows: list[RequestRecord], counts: dict[str, int]) -> str:

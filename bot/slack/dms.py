@@ -90,7 +90,7 @@ class DirectMessages:
         query = select(outbox.c.id).where(
             outbox.c.request_id == record.id,
             outbox.c.kind == "reply",
-            outbox.c.last_error.like("gave up:%"),
+            outbox.c.gave_up.is_(True),
         )
         with self.store.reader() as conn:
             return conn.execute(query.limit(1)).first() is not None

@@ -31,6 +31,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from bot.audit.chain import Chain
+from bot.store.outcomes import Outcome
 from bot.store.schema import approvals, events, outbox, requests
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -126,6 +127,7 @@ class RequestRecord:
     deny_reason: str | None = None  # what the denier typed in the Deny dialog
     reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
     batch_id: int | None = None  # the batch it belongs to (bot.batch), None for a single request
+    outcome: Outcome | None = None  # what is known of its DELETE (bot/store/outcomes.py)
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
