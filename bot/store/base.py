@@ -31,6 +31,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import StaticPool
 
 from bot.audit.chain import Chain
+from bot.store.errors import is_busy
 from bot.store.outcomes import Outcome
 from bot.store.schema import approvals, events, outbox, requests
 
@@ -230,7 +231,7 @@ def _enable_wal(cursor: Any) -> None:
             cursor.execute("PRAGMA journal_mode=WAL")
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
+            if not is_busy(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
 
@@ -335,7 +336,7 @@ class StoreBase:
                             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left_ms}")
                         yield conn
             except OperationalError as exc:
-                if time.monotonic() >= deadline - 0.001 or "locked" in str(exc) or "timeout" in str(exc):
+                if time.monotonic() >= deadline - 0.001 or is_busy(exc):
                     raise Busy() from exc
                 raise
         finally:
