@@ -20,7 +20,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.config import Settings, load_settings
 from bot.runtime.serve import gunicorn_options
 from bot.slack.blocks import APPROVE
-from bot.slack.notifier import make_web_client
+from bot.slack.calls import make_web_client
 
 
 def make_app(settings: Settings) -> Callable[..., Iterable[bytes]]:

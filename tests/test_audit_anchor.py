@@ -14,7 +14,7 @@ from bot.audit import chain as audit
 from bot.audit import verify as audit_verify
 from bot.audit.anchors import AuditAnchor
 from bot.fakes.slack_api import FakeSlack
-from bot.slack.notifier import make_web_client
+from bot.slack.calls import make_web_client
 from bot.store.db import Store
 from bot.store.records import Event
 from tests.conftest import ALICE, BOT_TOKEN

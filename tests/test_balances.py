@@ -249,7 +249,8 @@ def test_the_user_token_is_used_for_the_one_read_and_appears_nowhere(make_bot, f
 
 
 def test_the_client_redacts_an_echoed_token_and_never_raises_it(fake_sfox):
-    from bot.sfox.client import SfoxClient, SfoxError
+    from bot.sfox.client import SfoxClient
+    from bot.sfox.errors import SfoxError
 
     client = SfoxClient(fake_sfox.url, fake_sfox.api_key, timeout_seconds=2, max_attempts=1)
     token = client.create_user_token("client_1")

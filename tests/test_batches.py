@@ -10,6 +10,7 @@ import time
 
 from bot.fakes.sfox_api import Fault
 from bot.slack.batch_card import BATCH_APPROVE, BATCH_CANCEL, BATCH_DENY, BATCH_PAUSE, BATCH_RESUME
+from bot.store.outcomes import Outcome
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, card_text, open_request, wait_until
 
@@ -285,3 +286,30 @@ def test_a_failed_upload_is_said_and_the_cli_gives_the_same_file(
     assert main(["history", "--batch", str(bid), "--format", "csv"]) == 0
     table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert sorted(r["sfox_user_id"] for r in table) == ids and {r["status"] for r in table} == {"succeeded"}
+
+
+def test_a_user_whose_delete_may_have_gone_out_is_never_claimed_again(make_bot, fake_sfox):
+    """The kind of each failure is a typed value: a 429 (sFOX did nothing) is claimed again and
+    sent once more; a DELETE whose connection dropped may have reached sFOX, so it is reconciled
+    by a read (the account is still listed) and left failed, never sent a second time."""
+    bot = make_bot(SFOX_BALANCE_CHECK="off")
+    ids = add_users(fake_sfox, 4, prefix="maybe")
+    dropped, limited = ids[0], ids[1]
+    _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids))
+    fake_sfox.script(
+        Fault("DELETE", drop=True, path=f"/v1/enterprise/account/{dropped}"),
+        Fault("DELETE", status=429, headers={"Retry-After": "1"}, path=f"/v1/enterprise/account/{limited}"),
+    )
+    bid = batch_id_of(card)
+    bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
+    summary = wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "finished" in m.text], timeout=40)
+    assert f"*Batch #{bid} finished*: 3 deactivated, 1 failed" in summary[0].text
+    rows = {r.sfox_user_id: r for r in bot.store.history(limit=None, batch_id=bid)}
+    assert rows[dropped].status == "failed" and rows[dropped].outcome is Outcome.STILL_PRESENT
+    assert rows[dropped].retryable  # an approver may still retry it; the batch does not
+    assert rows[limited].status == "succeeded" and rows[limited].outcome is Outcome.DEACTIVATED
+    sent = [r.raw_path.rsplit("/", 1)[1] for r in fake_sfox.requests("DELETE")]
+    assert sent.count(dropped) == 1 and sent.count(limited) == 2  # the 429'd one, once more
+    assert dict(fake_sfox.deletes) == {uid: 1 for uid in ids if uid != dropped}
+    kinds = [e.kind for e in bot.store.events_for(rows[dropped].id)]
+    assert kinds.count("sfox_call_started") == 1 and "reconciled" in kinds

@@ -18,6 +18,7 @@ from bot.cli.history import HISTORY_FIELDS
 from bot.fakes.sfox_api import NONZERO
 from bot.store import migrate
 from bot.store.db import Store
+from bot.store.outcomes import Outcome
 from bot.store.records import Event
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import open_request, wait_status
@@ -85,6 +86,7 @@ def filled(bot, fake_sfox):
         http_status=None,
         error="sFOX did not answer in time",
         retryable=False,
+        outcome=Outcome.UNKNOWN,
         event=Event("sfox_delete"),
         reply="…",
     )

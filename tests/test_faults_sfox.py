@@ -13,7 +13,9 @@ import pytest
 
 from bot.fakes.sfox_api import FakeSfox, Fault
 from bot.sfox import client as sfox_module
-from bot.sfox.client import SfoxClient, SfoxError
+from bot.sfox import errors as sfox_errors
+from bot.sfox.client import SfoxClient
+from bot.sfox.errors import SfoxError
 from tests.conftest import ALICE, BOB, CAROL, MALLORY, SFOX_KEY
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 
@@ -295,7 +297,7 @@ def test_huge_error_body_is_read_in_part_and_truncated(bot):
     record, card = _approve(bot)
     done = wait_status(bot, record.id, "failed")
     assert not done.retryable
-    assert len(done.error) <= sfox_module.MAX_MESSAGE_CHARS
+    assert len(done.error) <= sfox_errors.MAX_MESSAGE_CHARS
     reply = _replies(bot, card)[0]
     assert "Can not disable account." in reply
     assert len(reply) < 1500 and reply.count("x") < 1000 and "…" in reply
@@ -327,7 +329,7 @@ def test_endless_body_is_read_only_in_part():
         server.close()
     assert caught.value.status == 422 and not caught.value.unknown
     assert "unexpected body" in caught.value.message and "Can not disable account" in caught.value.message
-    assert len(caught.value.message) <= sfox_module.MAX_MESSAGE_CHARS
+    assert len(caught.value.message) <= sfox_errors.MAX_MESSAGE_CHARS
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 
 from bot.config import ConfigError, load_settings
 from bot.policy.approvers import GroupApprovers
-from bot.slack.notifier import make_web_client
+from bot.slack.calls import make_web_client
 from tests.conftest import ALICE, BOT_TOKEN, MALLORY
 from tests.helpers import open_request, wait_status
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from bot.sfox.pacing import SharedRateLimiter
+from bot.sfox.pacing import LocalRateLimiter, RateLimit, SharedRateLimiter
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.store import migrate
 from bot.store.db import Store
@@ -89,6 +89,24 @@ def test_a_hold_closes_the_gate_for_everyone(tmp_path):
     finally:
         one.close()
         two.close()
+
+
+def test_the_local_limiter_keeps_the_same_window_and_hold_as_the_shared_one():
+    """Both kinds are one `RateLimit`: a full window gives up at once when the next slot is
+    further than the wait allowed (the balance route's 3 s), and a hold closes it."""
+    now = [100.0]
+    local: RateLimit = LocalRateLimiter(2, 10.0, clock=lambda: now[0], sleep=lambda s: None)
+    assert local.acquire(timeout=3.0) and local.acquire(timeout=3.0)
+    started = time.monotonic()
+    assert not local.acquire(timeout=3.0)  # the next slot is 10 s away: no waiting in vain
+    assert time.monotonic() - started < 0.5
+    assert local.try_acquire() == 10.0
+    now[0] += 10.0
+    assert local.try_acquire() == 0.0
+    local.hold(5.0)
+    assert local.try_acquire() == 5.0 and not local.acquire(timeout=1.0)
+    now[0] += 5.0
+    assert local.acquire(timeout=0.0)
 
 
 @pytest.mark.postgres

@@ -16,7 +16,8 @@ import pytest
 from bot.config import load_settings
 from bot.fakes.sfox_api import FakeSfox, Fault
 from bot.logs import Redactor, TextFormatter
-from bot.sfox.client import SfoxClient, SfoxError
+from bot.sfox.client import SfoxClient
+from bot.sfox.errors import SfoxError
 from tests.conftest import ALICE, BOB, BOT_TOKEN, SFOX_KEY, SIGNING_SECRET, bot_env
 from tests.helpers import open_request, wait_status
 from tests.support import closed_port_url, drain, dump_database, everything_sent_to_slack, later_ephemerals

@@ -18,10 +18,10 @@ from typing import Any
 
 from bot.batches.base import BatchesBase, log
 from bot.policy import rules
-from bot.requests.base import NotifyError
-from bot.sfox.client import SfoxError, SfoxUser
+from bot.sfox.errors import SfoxError, SfoxUser
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack.blocks import code, escape, funds_text
+from bot.slack.errors import NotifyError
 from bot.store.batch_base import BatchRecord, BatchUsersOpen
 
 LOOKUP_THREADS = 8

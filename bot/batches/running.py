@@ -1,5 +1,5 @@
 """Running an approved batch: each user claimed and DELETEd once, at the pace of the rate limiter
-shared by every replica (bot/pacing.py), with the card's progress, and a summary at the end.
+shared by every replica (bot/sfox/pacing.py), with the card's progress, and a summary at the end.
 
 The process that runs a batch holds a lease on it (`batches.runner_until`) and keeps renewing
 it; `WORKERS` threads take the users in turn. For each: a slot of the shared limiter, then the
@@ -29,14 +29,16 @@ from typing import Any, Protocol
 
 from bot.crashpoints import crash_point
 from bot.policy.rules import Policy
-from bot.requests.base import NotifyError
 from bot.requests.workflow import Workflow
-from bot.sfox.client import CallResult, SfoxClient, SfoxError, SfoxUser
-from bot.sfox.pacing import SharedRateLimiter
+from bot.sfox.client import SfoxClient
+from bot.sfox.errors import CallResult, SfoxUser
+from bot.sfox.pacing import RateLimit
 from bot.slack.blocks import code, escape
+from bot.slack.errors import NotifyError
 from bot.store.batch_base import IN_FLIGHT, BatchRecord
 from bot.store.batches import BatchStore
 from bot.store.db import Store
+from bot.store.outcomes import CLAIM_AGAIN
 from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.batch")
@@ -46,13 +48,8 @@ log = logging.getLogger("sfox_bot.batch")
 WORKERS = 12
 PROGRESS_EVERY_SECONDS = 2.0
 TICK_SECONDS = 0.25
-# A 429 without Retry-After: sFOX documents a 60 s wait past its limit; start lower.
-DEFAULT_HOLD_SECONDS = 10.0
-MAX_HOLD_SECONDS = 120.0
 MAX_RATE_LIMITED_TRIES = 50
 LISTED_FAILURES = 30
-# What bot/workflow.py's reconcile records for a claim whose DELETE never went out.
-NEVER_SENT = "the bot stopped before sending the DELETE"
 
 
 class BatchNotifier(Protocol):
@@ -75,19 +72,12 @@ class _PacedDeletes:
     """The sFOX client as a batch's users see it: a 429 is not retried by the client but closes
     the shared limiter for everyone for its Retry-After (the runner then claims the user again)."""
 
-    def __init__(self, sfox: SfoxClient, limiter: SharedRateLimiter) -> None:
+    def __init__(self, sfox: SfoxClient, limiter: RateLimit) -> None:
         self.sfox = sfox
         self.limiter = limiter
 
     def deactivate(self, user_id: str) -> CallResult:
-        try:
-            return self.sfox.deactivate(user_id, retry_rate_limited=False)
-        except SfoxError as exc:
-            if exc.status == 429:
-                hold = exc.retry_after if exc.retry_after is not None else DEFAULT_HOLD_SECONDS
-                self.limiter.hold(min(max(hold, 0.5), MAX_HOLD_SECONDS))
-                log.warning("sFOX rate limited a batch DELETE; every batch waits", extra={"hold": hold})
-            raise
+        return self.sfox.deactivate(user_id, hold=self.limiter)
 
     def get_user(self, user_id: str) -> SfoxUser:
         return self.sfox.get_user(user_id)
@@ -111,7 +101,7 @@ class BatchRunner:
         notifier: BatchNotifier,
         policy: Policy,
         *,
-        limiter: SharedRateLimiter,
+        limiter: RateLimit,
         submit: Callable[..., Any],
         clock: Callable[[], datetime],
     ) -> None:
@@ -144,7 +134,7 @@ class BatchRunner:
 
     def _has_work(self, batch_id: int) -> bool:
         return bool(self.records.row_ids(batch_id, "pending")) or any(
-            _rate_limited(r) for r in self.records.rows(batch_id)
+            _claim_again(r) for r in self.records.rows(batch_id)
         )
 
     def _run(self, batch_id: int, runner: str) -> None:
@@ -153,7 +143,7 @@ class BatchRunner:
             return
         if batch.status == "running":
             todo = [(i, False) for i in self.records.row_ids(batch_id, "pending")]
-            todo += [(r.id, True) for r in self.records.rows(batch_id) if _rate_limited(r)]
+            todo += [(r.id, True) for r in self.records.rows(batch_id) if _claim_again(r)]
             run = _Run(deque(todo))
             workers = [
                 threading.Thread(
@@ -205,7 +195,7 @@ class BatchRunner:
             crash_point("batch_row_claimed")
             record = self.rows.execute(request_id)
             tries = 1
-            while record is not None and _rate_limited(record) and tries < MAX_RATE_LIMITED_TRIES:
+            while record is not None and _claim_again(record) and tries < MAX_RATE_LIMITED_TRIES:
                 # sFOX refused it with 429, so did nothing: wait for the limiter (closed for
                 # everyone by the 429) and claim the user again, unless the batch was stopped.
                 if not self.limiter.acquire(stop=run.stop.is_set):
@@ -290,13 +280,12 @@ class BatchRunner:
             log.warning("batch reply not posted", extra={"batch_id": batch_id, "slack_error": exc.code})
 
 
-def _rate_limited(record: RequestRecord) -> bool:
+def _claim_again(record: RequestRecord) -> bool:
     """Refused with 429 (sFOX did nothing), or found by a reconcile never to have been sent (a
     runner died between the claim and the DELETE: the read saw the account, and the trail has no
-    `sfox_call_started`): safe to claim again and send once."""
-    if record.status != "failed" or not record.retryable:
-        return False
-    return record.http_status == 429 or (record.error or "").startswith(NEVER_SENT)
+    `sfox_call_started`): safe to claim again and send once. Decided by the typed outcome the
+    settling process recorded (bot/store/outcomes.py), never by the wording of its error."""
+    return record.status == "failed" and record.retryable and record.outcome in CLAIM_AGAIN
 
 
 def summary_text(batch: BatchRecord, rows: list[RequestRecord], counts: dict[str, int]) -> str:

@@ -11,14 +11,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TextIO
 
-from slack_sdk.errors import SlackApiError
 from sqlalchemy.engine import make_url
 
 from bot.config import ConfigError, Settings, load_settings, setting_names
 from bot.logs import Redactor
-from bot.sfox.client import SfoxClient, SfoxError
+from bot.sfox.client import SfoxClient
+from bot.sfox.errors import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
-from bot.slack.notifier import make_web_client
+from bot.slack.calls import make_web_client, slack_failure
 from bot.store import migrate
 from bot.store.db import Store
 
@@ -224,10 +224,10 @@ def _sfox_user_tokens(settings: Settings, probe_user: str | None) -> Check:
 
 
 def _slack_error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        data = exc.response.data if isinstance(exc.response.data, dict) else {}
-        return str(data.get("error") or f"HTTP {exc.response.status_code}")
-    return f"nothing ({type(exc).__name__}: could not reach it)"
+    failure = slack_failure(exc)
+    if failure is None:
+        return f"nothing ({type(exc).__name__}: could not reach it)"
+    return failure.code or f"HTTP {failure.http_status}"
 
 
 def _first_line(exc: BaseException) -> str:

@@ -16,9 +16,9 @@ import time
 from collections.abc import Callable, Collection, Container
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
+from bot.slack.calls import make_web_client, slack_failure
 
 log = logging.getLogger("sfox_bot.approvers")
 
@@ -90,19 +90,12 @@ def approvers_for(settings: Settings) -> Container[str]:
     """The approver container `settings` describe: the fixed ids, plus the group when one is set."""
     if not settings.approver_group:
         return settings.approvers
-    client = WebClient(
-        token=settings.slack_bot_token or "",
-        base_url=settings.slack_api_url
-        if settings.slack_api_url.endswith("/")
-        else settings.slack_api_url + "/",
-        timeout=LOOKUP_TIMEOUT_SECONDS,
-        retry_handlers=[],
+    client = make_web_client(
+        settings.slack_bot_token or "", settings.slack_api_url, LOOKUP_TIMEOUT_SECONDS, retries=False
     )
     return GroupApprovers(client, settings.approver_group, settings.approvers)
 
 
 def _slack_error(exc: Exception) -> str:
-    if isinstance(exc, SlackApiError):
-        data = exc.response.data if isinstance(exc.response.data, dict) else {}
-        return str(data.get("error") or f"http_{exc.response.status_code}")
-    return type(exc).__name__
+    failure = slack_failure(exc)
+    return failure.label if failure else type(exc).__name__

@@ -6,11 +6,12 @@ from typing import Any
 
 from bot.crashpoints import crash_point
 from bot.policy import rules
-from bot.requests.base import USAGE, Command, NotifyError, WorkflowBase, card_failure_advice, log, log_fields
-from bot.sfox.client import SfoxError
+from bot.requests.base import USAGE, Command, WorkflowBase, card_failure_advice, log, log_fields
+from bot.sfox.errors import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack import blocks
 from bot.slack.blocks import code, escape, mention
+from bot.slack.errors import NotifyError
 from bot.store.records import AlreadyOpen, Event, RequestRecord
 
 

@@ -33,30 +33,6 @@ CARDLESS_GRACE = timedelta(minutes=5)
 NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0, "dm": 30.0}
 USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# Slack errors that retrying will not fix: stop trying that message (the outcome stays recorded).
-PERMANENT_SLACK_ERRORS = frozenset(
-    {
-        "channel_not_found",
-        "message_not_found",
-        "is_archived",
-        "cant_update_message",
-        "invalid_auth",
-        "account_inactive",
-        "no_card",
-        # A direct message to someone who cannot get one (bot/dms.py).
-        "user_not_found",
-        "user_disabled",
-        "cannot_dm_bot",
-    }
-)
-
-
-class NotifyError(Exception):
-    """A Slack call failed; `code` is Slack's error string (e.g. `not_in_channel`)."""
-
-    def __init__(self, code: str) -> None:
-        super().__init__(code)
-        self.code = code
 
 
 class Notifier(Protocol):

@@ -4,14 +4,8 @@ once and, where a crash may have cut one off, looked for before it is sent again
 from __future__ import annotations
 
 from bot.crashpoints import crash_point
-from bot.requests.base import (
-    NOTICE_LEASE_SECONDS,
-    PERMANENT_SLACK_ERRORS,
-    NotifyError,
-    WorkflowBase,
-    log,
-    log_fields,
-)
+from bot.requests.base import NOTICE_LEASE_SECONDS, WorkflowBase, log, log_fields
+from bot.slack.errors import NotifyError
 from bot.store.records import Notice, RequestRecord
 
 
@@ -69,7 +63,7 @@ class Delivering(WorkflowBase):
                 self.notifier.reply(record, notice.text or "")
                 crash_point("reply_sent")
         except NotifyError as exc:
-            permanent = exc.code in PERMANENT_SLACK_ERRORS
+            permanent = exc.permanent
             retry_in = min(3600.0, 5.0 * 2 ** min(notice.attempts, 10))
             self.store.notice_failed(notice, self.now(), exc.code, retry_in, give_up=permanent)
             log.warning(

@@ -7,17 +7,11 @@ import time
 from datetime import datetime
 
 from bot.crashpoints import crash_point
-from bot.requests.base import (
-    CARDLESS_GRACE,
-    RETRYABLE_STATUSES,
-    NotifyError,
-    WorkflowBase,
-    log,
-    log_fields,
-    ms_since,
-)
-from bot.sfox.client import SfoxError, clip
+from bot.requests.base import CARDLESS_GRACE, RETRYABLE_STATUSES, WorkflowBase, log, log_fields, ms_since
+from bot.sfox.errors import SfoxError, clip
 from bot.slack import blocks
+from bot.slack.errors import NotifyError
+from bot.store.outcomes import Outcome
 from bot.store.records import Event, RequestRecord
 
 
@@ -55,6 +49,7 @@ class Executing(WorkflowBase):
                     exc.status,
                     exc.message,
                     False,
+                    Outcome.UNKNOWN,
                     event,
                     blocks.reply_unknown(record, exc.message),
                 )
@@ -74,6 +69,7 @@ class Executing(WorkflowBase):
                 exc.status,
                 exc.message,
                 retryable,
+                _refusal(exc),
                 event,
                 blocks.reply_failed(record, exc.status, exc.message, retryable),
             )
@@ -86,7 +82,14 @@ class Executing(WorkflowBase):
                 detail={"attempts": result.attempts},
             )
             self._finish(
-                record, "succeeded", result.status, None, False, event, blocks.reply_succeeded(record)
+                record,
+                "succeeded",
+                result.status,
+                None,
+                False,
+                Outcome.DEACTIVATED,
+                event,
+                blocks.reply_succeeded(record),
             )
         return self.store.get(request_id)
 
@@ -117,6 +120,7 @@ class Executing(WorkflowBase):
                         None,
                         f"the bot stopped before sFOX answered; {exc.message}",
                         False,
+                        Outcome.UNKNOWN,
                         Event("outcome_unknown"),
                         blocks.reply_unknown(record, exc.message),
                     )
@@ -127,6 +131,7 @@ class Executing(WorkflowBase):
                 record.http_status,
                 None,
                 False,
+                Outcome.CONFIRMED_GONE,
                 Event(
                     "reconciled",
                     http_status=404,
@@ -147,6 +152,7 @@ class Executing(WorkflowBase):
                 if never_sent
                 else record.error or "the deactivation did not happen (sFOX still lists the account)",
                 True,
+                Outcome.STOPPED_BEFORE_SENDING if never_sent else Outcome.STILL_PRESENT,
                 Event(
                     "reconciled",
                     http_status=200,
@@ -223,6 +229,7 @@ class Executing(WorkflowBase):
         http_status: int | None,
         error: str | None,
         retryable: bool,
+        outcome: Outcome,
         event: Event,
         reply: str,
         from_statuses: tuple[str, ...] = ("executing",),
@@ -235,6 +242,7 @@ class Executing(WorkflowBase):
             http_status=http_status,
             error=error,
             retryable=retryable,
+            outcome=outcome,
             event=event,
             reply=reply,
             from_statuses=from_statuses,
@@ -249,8 +257,19 @@ class Executing(WorkflowBase):
                     "late_outcome",
                     http_status=http_status,
                     duration_ms=event.duration_ms,
-                    detail={"would_be": status, "error": error},
+                    detail={"would_be": status, "outcome": outcome.value, "error": error},
                 ),
             )
         log.info("request %s", status, extra=log_fields(record, status=status, http_status=http_status))
         self.deliver(record.id)
+
+
+def _refusal(exc: SfoxError) -> Outcome:
+    """The kind of a DELETE that failed with sFOX certainly having done nothing: rate limited
+    (429, sent again by a batch once the limit reopens), not sent at all (no connection, or no
+    slot of the bot's own limit: no status), or refused with an answer."""
+    if exc.status == 429:
+        return Outcome.RATE_LIMITED
+    if exc.status is None:
+        return Outcome.NOT_SENT
+    return Outcome.REFUSED

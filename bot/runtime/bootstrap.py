@@ -27,12 +27,14 @@ from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
-from bot.sfox.balances import BalanceReader
+from bot.sfox.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS, BalanceReader
 from bot.sfox.client import SfoxClient
+from bot.sfox.pacing import LocalRateLimiter
 from bot.slack import subcommands
+from bot.slack.calls import make_web_client
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
-from bot.slack.notifier import SlackNotifier, answer_privately, make_web_client
+from bot.slack.notifier import SlackNotifier, answer_privately
 from bot.store.db import Store
 
 log = logging.getLogger("sfox_bot.runtime")
@@ -161,7 +163,9 @@ def build_runtime(
         settings.sfox_api_key or "",
         timeout_seconds=settings.sfox_timeout_seconds,
         max_attempts=settings.sfox_max_attempts,
-        rate_limit_per_10s=settings.sfox_rate_limit_per_10s,
+        # Every call of this process; a batch's also take a slot of the limiter shared by all
+        # replicas (bot/batches/asking.py's build_batches).
+        limiter=LocalRateLimiter(settings.sfox_rate_limit_per_10s),
     )
     slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
     policy = Policy(
@@ -172,7 +176,13 @@ def build_runtime(
         require_reason=settings.require_reason,
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     )
-    reader = BalanceReader(sfox, settings.balance_check) if settings.balance_check != "off" else None
+    reader = (
+        BalanceReader(
+            sfox, settings.balance_check, limiter=LocalRateLimiter(ROUTE_LIMIT, ROUTE_WINDOW_SECONDS)
+        )
+        if settings.balance_check != "off"
+        else None
+    )
     workflow = Workflow(store, sfox, SlackNotifier(slack), policy, balances=reader.check if reader else None)
     app = App(
         signing_secret=settings.slack_signing_secret or "",

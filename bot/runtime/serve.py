@@ -20,6 +20,7 @@ from slack_sdk.errors import SlackApiError
 from bot.config import Settings
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_ops_app, make_wsgi_app
+from bot.slack.calls import slack_failure
 
 log = logging.getLogger("sfox_bot.server")
 
@@ -139,9 +140,10 @@ def serve_socket_mode(settings: Settings) -> None:
         handler.connect()
     except SlackApiError as exc:
         runtime.shutdown(wait=True)
-        code = exc.response.get("error") if isinstance(exc.response.data, dict) else None
+        failure = slack_failure(exc)
+        said = (failure.code or failure.http_status) if failure else "?"
         raise ServeError(
-            f"Slack refused the Socket Mode connection ({code or exc.response.status_code}): "
+            f"Slack refused the Socket Mode connection ({said}): "
             "check SLACK_APP_TOKEN and that Socket Mode is enabled for the app"
         ) from None
     except Exception as exc:

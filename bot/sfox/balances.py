@@ -10,8 +10,8 @@ count). Only a *known* non-zero balance blocks a request; a read that fails is r
 checked" and the card is posted anyway (fail open): sFOX itself still refuses the DELETE (422)
 while funds remain, so no money is at risk.
 
-The balance route allows about 5 calls per 10 s, so reads are paced by a limiter of their own, on
-top of the client's general one. A read that cannot get a slot soon counts as not checked: the
+The balance route allows about 5 calls per 10 s, so reads are paced by a limiter of their own
+(a `RateLimit` of bot/sfox/pacing.py, like the client's general one, which they also take). A read that cannot get a slot soon counts as not checked: the
 card is not held back for long.
 """
 
@@ -20,14 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from bot.sfox.client import RateLimiter, SfoxClient, SfoxError, clip
+from bot.sfox.client import SfoxClient
+from bot.sfox.errors import SfoxError, clip
+from bot.sfox.pacing import LocalRateLimiter, RateLimit
 
 log = logging.getLogger("sfox_bot.balances")
 
@@ -163,14 +164,14 @@ class BalanceReader:
         mode: str,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        limiter: RateLimiter | None = None,
+        limiter: RateLimit | None = None,
         slot_wait_seconds: float = SLOT_WAIT_SECONDS,
     ) -> None:
         assert mode in ("required", "advisory")
         self.sfox = sfox
         self.mode = mode
         self.now = clock
-        self.limiter = limiter or RateLimiter(ROUTE_LIMIT, ROUTE_WINDOW_SECONDS)
+        self.limiter = limiter or LocalRateLimiter(ROUTE_LIMIT, ROUTE_WINDOW_SECONDS)
         self.slot_wait_seconds = slot_wait_seconds
 
     def check(self, sfox_user_id: str) -> BalanceCheck:
@@ -185,7 +186,7 @@ class BalanceReader:
 
     def _read(self, sfox_user_id: str) -> tuple[Balance, ...]:
         # Wait for the route's slot before minting a token that could not be used anyway.
-        if not self.limiter.acquire(time.monotonic() + self.slot_wait_seconds):
+        if not self.limiter.acquire(timeout=self.slot_wait_seconds):
             raise _NotChecked(
                 f"the balance route's rate limit (about 5 reads per 10 s) had no free slot "
                 f"within {self.slot_wait_seconds:g} s"

@@ -5,6 +5,9 @@ exponential backoff and jitter, honouring Retry-After, inside a total time budge
 exception: once it may have reached sFOX (read timeout, reset, 502/504 from a proxy) a second one
 could act twice or answer a misleading 404, so its outcome is reported as *unknown* instead, and
 the workflow reconciles it with a read.
+
+What a call gives back (SfoxError, SfoxUser, CallResult) and the words of each failure are in
+bot/sfox/errors.py; every call first takes a slot of a `RateLimit` (bot/sfox/pacing.py).
 """
 
 from __future__ import annotations
@@ -12,126 +15,31 @@ from __future__ import annotations
 import email.utils
 import json
 import random
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
 
 import httpx
 
+from bot.sfox.errors import (
+    Answer,
+    CallResult,
+    SfoxError,
+    SfoxUser,
+    describe_transport_error,
+    error_message,
+)
+from bot.sfox.pacing import LocalRateLimiter, RateLimit, hold_after_429
 from bot.sfox.userid import path_segment
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_MESSAGE_CHARS = 300
 BACKOFF_BASE_SECONDS = 0.25
 BACKOFF_CAP_SECONDS = 8.0
 RETRY_AFTER_CAP_SECONDS = 30.0
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # After a DELETE, these may come from a proxy that already forwarded it: the outcome is unknown.
 AMBIGUOUS_DELETE_STATUSES = frozenset({502, 504})
-# sFOX's own error text says it best for these (e.g. the non-zero balance of a 422).
-OWN_TEXT_STATUSES = frozenset({400, 404, 422})
-
-_PLAIN_MESSAGES = {
-    400: "sFOX rejected the request as malformed (400)",
-    401: "sFOX rejected the API key (401): check SFOX_API_KEY",
-    403: "the sFOX API key is not allowed to do this (403)",
-    404: "sFOX does not know this account (404)",
-    429: "sFOX is rate limiting us (429); try again in a minute",
-    500: "sFOX had an internal error (500); try again later",
-    502: "a proxy in front of sFOX failed (502)",
-    503: "sFOX is down for maintenance (503)",
-    504: "a proxy in front of sFOX timed out (504)",
-}
-
-
-class SfoxError(Exception):
-    """A failed sFOX call, as a value: HTTP status (None for transport errors) and a message a
-    person can act on. `unknown` means the DELETE may or may not have happened."""
-
-    def __init__(
-        self, message: str, *, status: int | None = None, unknown: bool = False, attempts: int = 1
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.unknown = unknown
-        self.attempts = attempts
-        self.retry_after: float | None = None  # seconds, from a 429's Retry-After header
-
-    @property
-    def not_found(self) -> bool:
-        return self.status == 404
-
-    def __repr__(self) -> str:
-        return f"SfoxError(status={self.status!r}, message={self.message!r}, unknown={self.unknown})"
-
-
-@dataclass(frozen=True)
-class SfoxUser:
-    user_id: str
-    email: str | None
-    first_name: str | None
-    last_name: str | None
-    status: str | None
-    account_type: str | None
-
-    @property
-    def name(self) -> str:
-        return " ".join(p for p in (self.first_name, self.last_name) if p)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any], fallback_id: str) -> SfoxUser:
-        def text(key: str) -> str | None:
-            value = data.get(key)
-            return str(value)[:200] if value is not None else None
-
-        return cls(
-            user_id=text("user_id") or fallback_id,
-            email=text("email"),
-            first_name=text("first_name"),
-            last_name=text("last_name"),
-            status=text("status"),
-            account_type=text("account_type"),
-        )
-
-
-@dataclass(frozen=True)
-class CallResult:
-    """What one logical call did: final status, attempts made, seconds spent."""
-
-    status: int
-    attempts: int
-    seconds: float
-
-
-class RateLimiter:
-    """A sliding-window limiter shared by every call of one client (sFOX allows 250 per 10 s per IP;
-    the default keeps headroom for other tools behind the same address)."""
-
-    def __init__(self, limit: int, window: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.limit = limit
-        self.window = window
-        self.clock = clock
-        self._sent: deque[float] = deque()
-        self._lock = threading.Lock()
-
-    def acquire(self, deadline: float) -> bool:
-        while True:
-            with self._lock:
-                now = self.clock()
-                while self._sent and now - self._sent[0] >= self.window:
-                    self._sent.popleft()
-                if len(self._sent) < self.limit:
-                    self._sent.append(now)
-                    return True
-                wait = self.window - (now - self._sent[0])
-            if now + wait > deadline:
-                return False
-            time.sleep(min(wait, 0.5))
 
 
 class SfoxClient:
@@ -145,13 +53,16 @@ class SfoxClient:
         rate_limit_per_10s: int = 200,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        limiter: RateLimit | None = None,
     ) -> None:
+        """`limiter` paces every call (by default a window of `rate_limit_per_10s` per 10 s in
+        this process, shared by all its threads)."""
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
         self._sleep = sleep
         self._key = api_key.encode()
-        self._limiter = RateLimiter(rate_limit_per_10s)
+        self._limiter = limiter or LocalRateLimiter(rate_limit_per_10s)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "sfox-deactivate-bot/0.1"},
@@ -216,15 +127,13 @@ class SfoxClient:
                 status=response.status_code,
             ) from None
 
-    def deactivate(self, user_id: str, *, retry_rate_limited: bool = True) -> CallResult:
+    def deactivate(self, user_id: str, *, hold: RateLimit | None = None) -> CallResult:
         """DELETE the account. Success is any 2xx (the body is never parsed); raises SfoxError.
-        `retry_rate_limited=False`: a 429 is raised at once (with `retry_after`), for a caller
-        that paces many calls together (bot.batch) and slows all of them down instead."""
+        `hold`, for a caller that paces many calls together (a batch): a 429 is not retried but
+        closes that limiter for its Retry-After (every replica's, when it is shared) and is
+        raised at once, with `retry_after`: sFOX did nothing, and the caller sends it again."""
         _, result = self._call(
-            "DELETE",
-            f"/v1/enterprise/account/{path_segment(user_id)}",
-            idempotent=False,
-            retry_rate_limited=retry_rate_limited,
+            "DELETE", f"/v1/enterprise/account/{path_segment(user_id)}", idempotent=False, hold=hold
         )
         return result
 
@@ -237,7 +146,7 @@ class SfoxClient:
         params: dict[str, str] | None = None,
         bearer: str | None = None,
         max_attempts: int | None = None,
-        retry_rate_limited: bool = True,
+        hold: RateLimit | None = None,
     ) -> tuple[Answer, CallResult]:
         started = time.monotonic()
         deadline = started + self.timeout_seconds
@@ -250,7 +159,7 @@ class SfoxClient:
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._limiter.acquire(deadline):
+            if remaining <= 0 or not self._limiter.acquire(timeout=remaining):
                 if error is not None:
                     raise error  # what the last attempt got says more than "out of time"
                 raise SfoxError(
@@ -269,14 +178,14 @@ class SfoxClient:
                 retry_after = None
             except httpx.TransportError as exc:
                 may_have_arrived = True
-                error = SfoxError(_describe_transport_error(exc), attempts=attempt)
+                error = SfoxError(describe_transport_error(exc), attempts=attempt)
                 retry_after = None
             else:
                 status = response.status_code
                 result = CallResult(status, attempt, time.monotonic() - started)
                 if 200 <= status < 300:
                     return response, result
-                error = SfoxError(_error_message(response), status=status, attempts=attempt)
+                error = SfoxError(error_message(response), status=status, attempts=attempt)
                 if status == 404 and maybe_applied and not idempotent:
                     error.unknown = True
                     error.message = (
@@ -289,8 +198,9 @@ class SfoxClient:
                 may_have_arrived = status in AMBIGUOUS_DELETE_STATUSES
                 maybe_applied = maybe_applied or status >= 500
                 retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
-                if status == 429 and not retry_rate_limited:
+                if status == 429 and hold is not None:
                     error.retry_after = retry_after
+                    hold_after_429(hold, retry_after)
                     raise error
             if may_have_arrived and not idempotent:
                 error.unknown = True
@@ -336,15 +246,6 @@ class SfoxClient:
         return Answer(response.status_code, response.headers, body)
 
 
-@dataclass(frozen=True)
-class Answer:
-    """An HTTP answer with its body already read (and capped)."""
-
-    status_code: int
-    headers: httpx.Headers
-    content: bytes
-
-
 def _backoff(attempt: int, retry_after: float | None) -> float:
     exponential = min(BACKOFF_CAP_SECONDS, BACKOFF_BASE_SECONDS * 2 ** (attempt - 1))
     delay = random.uniform(exponential / 2, exponential)
@@ -369,39 +270,3 @@ def _retry_after_seconds(value: str | None) -> float | None:
     if when.tzinfo is None:  # "-0000" means UTC with no claim about the local zone
         when = when.replace(tzinfo=UTC)
     return max(0.0, when.timestamp() - time.time())
-
-
-def _describe_transport_error(exc: httpx.TransportError) -> str:
-    if isinstance(exc, httpx.TimeoutException):
-        return "sFOX did not answer in time (read timeout)"
-    if isinstance(exc, httpx.RemoteProtocolError):
-        return "the connection to sFOX broke before an answer came"
-    return f"network error talking to sFOX ({type(exc).__name__})"
-
-
-def _error_message(response: Answer) -> str:
-    """sFOX's own `{"error": ...}` text when there is one, else a plain description of what came."""
-    status = response.status_code
-    plain = _PLAIN_MESSAGES.get(status, f"sFOX answered HTTP {status}")
-    body = response.content
-    if not body.strip():
-        return f"{plain}, with an empty body"
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("error"), str) and data["error"].strip():
-        if status in OWN_TEXT_STATUSES or status not in _PLAIN_MESSAGES:
-            return clip(data["error"])
-        # sFOX's text alone ("invalid token") does not say what to do about a 401/403/429/5xx.
-        return clip(f"{plain}; sFOX said: {data['error']}")
-    content_type = response.headers.get("content-type", "")
-    if "html" in content_type or body.lstrip()[:1] == b"<":
-        return f"{plain}, with an HTML page (probably from a proxy, not sFOX)"
-    return f"{plain}, with an unexpected body: {clip(body.decode('utf-8', 'replace'), 120)}"
-
-
-def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
-    """Flatten control characters and cut long text with an ellipsis."""
-    flat = "".join(c if c.isprintable() else " " for c in text).strip()
-    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

@@ -1,6 +1,6 @@
 """What a batch looks like in Slack: its card (counts, the first users, progress, buttons), the
 thread messages, and the CSV upload. Rendering is pure; `BatchSlack` does the Web API calls and
-turns their failures into NotifyError like bot/slack.py does."""
+turns their failures into NotifyError through bot/slack/calls.py, as every Slack call does."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from slack_sdk import WebClient
 
 from bot.policy import rules
 from bot.slack.blocks import HEADER_LIMIT, SECTION_LIMIT, code, escape, mention, mentions, slack_date
-from bot.slack.notifier import call_slack
+from bot.slack.calls import call_slack, post_card, post_in_thread, update_card
 from bot.store.batch_base import BatchRecord
 
 log = logging.getLogger("sfox_bot.batch")
@@ -170,7 +170,8 @@ def _button(label: str, action_id: str, batch: BatchRecord, style: str | None = 
 
 
 class BatchSlack:
-    """The Slack calls a batch makes. Each raises NotifyError with Slack's error code."""
+    """The Slack calls a batch makes, through the same helpers as a request's (bot/slack/calls.py).
+    Each raises NotifyError with Slack's error code."""
 
     def __init__(self, client: WebClient) -> None:
         self.client = client
@@ -181,15 +182,9 @@ class BatchSlack:
         counts: dict[str, int],
         preview: Sequence[tuple[str, str | None, str | None]],
     ) -> str:
-        data = self._call(
-            "chat_postMessage",
-            channel=batch.channel_id,
-            text=card_text(batch, counts),
-            blocks=card(batch, counts, preview),
-            unfurl_links=False,
-            unfurl_media=False,
+        return post_card(
+            self.client, batch.channel_id, card_text(batch, counts), card(batch, counts, preview)
         )
-        return str(data["ts"])
 
     def update_card(
         self,
@@ -197,28 +192,22 @@ class BatchSlack:
         counts: dict[str, int],
         preview: Sequence[tuple[str, str | None, str | None]],
     ) -> None:
-        self._call(
-            "chat_update",
-            channel=batch.channel_id,
-            ts=batch.message_ts,
-            text=card_text(batch, counts),
-            blocks=card(batch, counts, preview),
+        update_card(
+            self.client,
+            batch.channel_id,
+            batch.message_ts,
+            card_text(batch, counts),
+            card(batch, counts, preview),
         )
 
     def reply(self, batch: BatchRecord, text: str) -> None:
-        self._call(
-            "chat_postMessage",
-            channel=batch.channel_id,
-            thread_ts=batch.message_ts,
-            text=text,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        post_in_thread(self.client, batch.channel_id, batch.message_ts, text)
 
     def upload(self, batch: BatchRecord, filename: str, content: str, title: str) -> None:
         """files.getUploadURLExternal, the upload itself, files.completeUploadExternal (scope
         files:write), shared in the card's thread."""
-        self._call(
+        call_slack(
+            self.client,
             "files_upload_v2",
             channel=batch.channel_id,
             thread_ts=batch.message_ts,
@@ -226,6 +215,3 @@ class BatchSlack:
             title=title,
             content=content,
         )
-
-    def _call(self, method: str, **kwargs: object) -> dict:
-        return call_slack(self.client, method, **kwargs)

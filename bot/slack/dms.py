@@ -22,11 +22,11 @@ import logging
 from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
 from sqlalchemy import select
 
-from bot.requests.base import PERMANENT_SLACK_ERRORS, NotifyError
 from bot.slack.blocks import code, escape, mention
+from bot.slack.calls import call_slack
+from bot.slack.errors import NotifyError
 from bot.store.db import Store
 from bot.store.records import Notice, RequestRecord
 from bot.store.schema import outbox
@@ -53,11 +53,11 @@ class DirectMessages:
         thread_lost = self._thread_lost(record)
         text = render(record, snapshot, self._permalink(record), thread_lost)
         try:
-            opened = _call(self.client, "conversations_open", users=record.requested_by)
+            opened = call_slack(self.client, "conversations_open", users=record.requested_by)
             channel = str((opened.get("channel") or {}).get("id") or record.requested_by)
-            _call(self.client, "chat_postMessage", channel=channel, text=text, unfurl_links=False)
+            call_slack(self.client, "chat_postMessage", channel=channel, text=text, unfurl_links=False)
         except NotifyError as exc:
-            if exc.code in PERMANENT_SLACK_ERRORS:
+            if exc.permanent:
                 log.error(
                     "outcome DM not delivered for good%s",
                     "; the card's thread was not reachable either" if thread_lost else "",
@@ -75,7 +75,7 @@ class DirectMessages:
         if record.message_ts is None:
             return None
         try:
-            answer = _call(
+            answer = call_slack(
                 self.client, "chat_getPermalink", channel=record.channel_id, message_ts=record.message_ts
             )
         except NotifyError as exc:
@@ -91,7 +91,7 @@ class DirectMessages:
         query = select(outbox.c.id).where(
             outbox.c.request_id == record.id,
             outbox.c.kind == "reply",
-            outbox.c.last_error.like("gave up:%"),
+            outbox.c.gave_up.is_(True),
         )
         with self.store.reader() as conn:
             return conn.execute(query.limit(1)).first() is not None
@@ -135,13 +135,3 @@ def render(record: RequestRecord, snapshot: dict[str, Any], link: str | None, th
     if link:
         body += f"\n<{link}|See the card>"
     return body
-
-
-def _call(client: WebClient, method: str, **kwargs: object) -> dict[str, Any]:
-    try:
-        return dict(getattr(client, method)(**kwargs).data)
-    except SlackApiError as exc:
-        data = exc.response.data if isinstance(exc.response.data, dict) else {}
-        raise NotifyError(str(data.get("error") or f"http_{exc.response.status_code}")) from None
-    except Exception as exc:  # transport errors after the client's own retries
-        raise NotifyError(f"network_error:{type(exc).__name__}") from None

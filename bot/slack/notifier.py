@@ -1,21 +1,19 @@
-"""The Slack Web API side of the workflow: posting and updating cards and thread replies."""
+"""The Slack Web API side of the workflow: posting and updating cards and thread replies.
+
+The calls themselves, and what a failure becomes (NotifyError), are bot/slack/calls.py's: the
+batch card and the DMs make theirs through the same helpers."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from datetime import timedelta
+from typing import Any
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
 
-from bot.requests.base import NotifyError
 from bot.slack import blocks
+from bot.slack.calls import call_slack, post_card, post_in_thread, update_card
 from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.slack")
@@ -25,20 +23,6 @@ CARD_SEARCH_BEFORE = timedelta(seconds=5)
 CARD_SEARCH_AFTER = timedelta(minutes=5)
 
 
-def make_web_client(token: str, base_url: str, timeout: int = 10) -> WebClient:
-    """A WebClient that retries rate limits, 5xx and connection errors a few times by itself."""
-    return WebClient(
-        token=token,
-        base_url=base_url if base_url.endswith("/") else base_url + "/",
-        timeout=timeout,
-        retry_handlers=[
-            ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=2),
-            ServerErrorRetryHandler(max_retry_count=2),
-        ],
-    )
-
-
 class SlackNotifier:
     def __init__(self, client: WebClient) -> None:
         self.client = client
@@ -46,34 +30,15 @@ class SlackNotifier:
         self._lock = threading.Lock()
 
     def post_card(self, record: RequestRecord) -> str:
-        response = self._call(
-            "chat_postMessage",
-            channel=record.channel_id,
-            text=blocks.card_text(record),
-            blocks=blocks.card(record),
-            unfurl_links=False,
-            unfurl_media=False,
-        )
-        return str(response["ts"])
+        return post_card(self.client, record.channel_id, blocks.card_text(record), blocks.card(record))
 
     def update_card(self, record: RequestRecord) -> None:
-        self._call(
-            "chat_update",
-            channel=record.channel_id,
-            ts=record.message_ts,
-            text=blocks.card_text(record),
-            blocks=blocks.card(record),
+        update_card(
+            self.client, record.channel_id, record.message_ts, blocks.card_text(record), blocks.card(record)
         )
 
     def reply(self, record: RequestRecord, text: str) -> None:
-        self._call(
-            "chat_postMessage",
-            channel=record.channel_id,
-            thread_ts=record.message_ts,
-            text=text,
-            unfurl_links=False,
-            unfurl_media=False,
-        )
+        post_in_thread(self.client, record.channel_id, record.message_ts, text)
 
     def find_card(self, record: RequestRecord) -> str | None:
         """The ts of this request's card in its channel, if the bot posted one but never recorded
@@ -115,21 +80,8 @@ class SlackNotifier:
                 self._bot_id = str(self._call("auth_test").get("bot_id") or "")
             return self._bot_id
 
-    def _call(self, method: str, **kwargs: object) -> dict:
+    def _call(self, method: str, **kwargs: object) -> dict[str, Any]:
         return call_slack(self.client, method, **kwargs)
-
-
-def call_slack(client: WebClient, method: str, **kwargs: object) -> dict:
-    """One Web API call; any failure becomes NotifyError with Slack's error code (or the HTTP
-    status, or the transport error after the client's own retries)."""
-    try:
-        return getattr(client, method)(**kwargs).data
-    except SlackApiError as exc:
-        data = exc.response.data if isinstance(exc.response.data, dict) else {}
-        code = data.get("error") or f"http_{exc.response.status_code}"
-        raise NotifyError(str(code)) from None
-    except Exception as exc:  # transport errors after the client's own retries
-        raise NotifyError(f"network_error:{type(exc).__name__}") from None
 
 
 def answer_privately(response_url: str, text: str) -> bool:

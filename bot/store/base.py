@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot.audit.chain import Chain
 from bot.store.engine import make_engine
+from bot.store.errors import is_busy
 from bot.store.records import Busy, Event, EventRecord, RequestRecord, dm_owed
 from bot.store.schema import approvals, events, outbox, requests
 
@@ -170,7 +171,7 @@ class StoreBase:
                             conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left_ms}")
                         yield conn
             except OperationalError as exc:
-                if time.monotonic() >= deadline - 0.001 or "locked" in str(exc) or "timeout" in str(exc):
+                if time.monotonic() >= deadline - 0.001 or is_busy(exc):
                     raise Busy() from exc
                 raise
         finally:

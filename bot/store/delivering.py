@@ -55,7 +55,7 @@ class DeliveringStore(StoreBase):
         """Note a failed Slack call; retried after `retry_in` s, or never again when `give_up`."""
         values: dict[str, Any] = {"last_error": error[:500], "lease_until": now + timedelta(seconds=retry_in)}
         if give_up:
-            values.update(sent_at=now, last_error=f"gave up: {error}"[:500])
+            values.update(sent_at=now, gave_up=True, last_error=f"gave up: {error}"[:500])
         with self._write() as conn:
             conn.execute(update(outbox).where(outbox.c.id == notice.id).values(**values))
             self._event(

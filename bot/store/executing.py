@@ -13,6 +13,7 @@ from sqlalchemy import (
 )
 
 from bot.store.base import StoreBase
+from bot.store.outcomes import Outcome
 from bot.store.records import Event, RequestRecord
 from bot.store.schema import requests
 
@@ -39,11 +40,13 @@ class ExecutingStore(StoreBase):
         http_status: int | None,
         error: str | None,
         retryable: bool,
+        outcome: Outcome,
         event: Event,
         reply: str,
         from_statuses: Sequence[str] = ("executing",),
     ) -> bool:
-        """Record the outcome of the sFOX call (or of a reconcile) and the messages it owes."""
+        """Record the outcome of the sFOX call (or of a reconcile), its typed kind, and the
+        messages it owes."""
         assert status in ("succeeded", "failed", "unknown")
         return self._transition(
             request_id,
@@ -54,6 +57,7 @@ class ExecutingStore(StoreBase):
                 "http_status": http_status,
                 "error": error,
                 "retryable": retryable,
+                "outcome": outcome,
                 "completed_at": None if status == "unknown" else now,
             },
             event=event,

@@ -8,6 +8,8 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
+from bot.store.outcomes import Outcome
+
 # A final outcome owes the requester a direct message, queued in the same transaction as the
 # outcome; bot/dms.py renders and sends it through the outbox.
 DM_OUTCOMES = frozenset({"succeeded", "failed", "denied", "expired", "blocked"})
@@ -60,6 +62,7 @@ class RequestRecord:
     deny_reason: str | None = None  # what the denier typed in the Deny dialog
     reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
     batch_id: int | None = None  # the batch it belongs to (bot.batch), None for a single request
+    outcome: Outcome | None = None  # what is known of its DELETE (bot/store/outcomes.py)
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:

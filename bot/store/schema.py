@@ -30,6 +30,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator
 
+from bot.store.outcomes import Outcome, parse_outcome
+
 # `blocked`: closed before any card because the target still holds funds (see bot.balances).
 # `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batch).
 STATUSES = (
@@ -61,6 +63,19 @@ class UTCDateTime(TypeDecorator[datetime]):
 
     def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
         return value.replace(tzinfo=UTC) if value is not None else None
+
+
+class OutcomeType(TypeDecorator[Outcome]):
+    """`requests.outcome`: stored as its text, always read back as an Outcome (or None)."""
+
+    impl = String(32)
+    cache_ok = True
+
+    def process_bind_param(self, value: Outcome | None, dialect: object) -> str | None:
+        return None if value is None else Outcome(value).value
+
+    def process_result_value(self, value: str | None, dialect: object) -> Outcome | None:
+        return parse_outcome(value)
 
 
 metadata = MetaData()
@@ -96,6 +111,8 @@ requests = Table(
     # Visibility (issue 13, migration 0006): the Deny modal's reason, and the one reminder's time.
     Column("deny_reason", Text, nullable=True),
     Column("reminded_at", UTCDateTime, nullable=True),
+    # What the bot knows about the DELETE (bot/store/outcomes.py, migration 0007).
+    Column("outcome", OutcomeType, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
@@ -174,6 +191,8 @@ outbox = Table(
     Column("lease_until", UTCDateTime, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("last_error", Text, nullable=True),
+    # Given up for good (a permanent Slack error; migration 0007): never tried again.
+    Column("gave_up", Boolean, nullable=False, default=False),
     Index("ix_outbox_unsent", "sent_at", "request_id"),
 )
 

@@ -1,0 +1,35 @@
+"""A Slack call's failure as a typed value, shared by every caller of Slack: the use cases catch
+it (their Notifier raises it), and bot/slack/calls.py is the one place that makes it."""
+
+from __future__ import annotations
+
+# Slack errors that retrying will not fix: stop trying that message (the outcome stays recorded).
+PERMANENT_SLACK_ERRORS = frozenset(
+    {
+        "channel_not_found",
+        "message_not_found",
+        "is_archived",
+        "cant_update_message",
+        "invalid_auth",
+        "account_inactive",
+        "no_card",
+        # A direct message to someone who cannot get one (bot/slack/dms.py).
+        "user_not_found",
+        "user_disabled",
+        "cannot_dm_bot",
+    }
+)
+
+
+class NotifyError(Exception):
+    """A Slack call failed; `code` is Slack's error string (e.g. `not_in_channel`)."""
+
+    def __init__(self, code: str) -> None:
+        super().__init__(code)
+        self.code = code
+
+    @property
+    def permanent(self) -> bool:
+        """Whether trying again can never help (the card, channel or person is gone), so the
+        outbox stops trying that message; anything else is retried with backoff."""
+        return self.code in PERMANENT_SLACK_ERRORS

@@ -1,0 +1,28 @@
+"""Reading a database error by its code, not its wording.
+
+SQLite and PostgreSQL both say "someone else holds what you need" with a code: SQLite's
+SQLITE_BUSY / SQLITE_LOCKED (the primary code, the low byte of `sqlite_errorcode`), PostgreSQL's
+SQLSTATE 55P03 (lock_not_available: `lock_timeout`) and 57014 (query_canceled:
+`statement_timeout`); psycopg gives up connecting with its ConnectionTimeout. The store waits
+or answers Busy on these, and lets anything else through.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+import psycopg.errors
+
+_SQLITE_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_PG_BUSY_STATES = frozenset({"55P03", "57014"})
+
+
+def is_busy(exc: BaseException) -> bool:
+    """Whether `exc` (a DB-API error, or SQLAlchemy's wrapper of one) means the database was busy
+    or a timeout ran out waiting for it, rather than that the statement was wrong."""
+    orig = getattr(exc, "orig", None) or exc
+    if isinstance(orig, sqlite3.Error):
+        return (getattr(orig, "sqlite_errorcode", 0) & 0xFF) in _SQLITE_BUSY_CODES
+    if isinstance(orig, psycopg.errors.ConnectionTimeout):
+        return True
+    return getattr(orig, "sqlstate", None) in _PG_BUSY_STATES
