@@ -20,11 +20,8 @@ DELETE may have gone out are reconciled by a read, never resent.
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.batches.asking import BatchAsking
 from bot.batches.deciding import BatchDeciding
-from bot.sfox.pacing import SharedRateLimiter
 
 # How long the balance reads of a batch's pre-flight may wait for the route's slot each.
 BALANCE_SLOT_WAIT_SECONDS = 60.0
@@ -39,47 +36,3 @@ class Batches(BatchAsking, BatchDeciding):
     def sweep(self) -> dict[str, int]:
         """Expire overdue batches; resume approved ones nobody runs (their process died)."""
         return self.runner.sweep()
-
-
-def build_batches(runtime: Any, reader: Any) -> Batches:
-    """Wire batches into a Runtime (bot/runtime.py): its store, sFOX client, Slack client and
-    job pool; the buttons go through the click journal like the card's."""
-    from bot.sfox.balances import BalanceReader
-    from bot.slack.batch_card import (
-        BATCH_APPROVE,
-        BATCH_CANCEL,
-        BATCH_DENY,
-        BATCH_PAUSE,
-        BATCH_RESUME,
-        BatchSlack,
-    )
-
-    settings = runtime.settings
-    check = None
-    if reader is not None:
-        # The route's own limiter, shared with single requests, but a longer wait for a slot.
-        check = BalanceReader(
-            runtime.sfox, reader.mode, limiter=reader.limiter, slot_wait_seconds=BALANCE_SLOT_WAIT_SECONDS
-        ).check
-    batches = Batches(
-        runtime.store,
-        runtime.sfox,
-        BatchSlack(runtime.slack),
-        runtime.workflow.policy,
-        limiter=SharedRateLimiter(runtime.store, settings.sfox_rate_limit_per_10s),
-        submit=runtime.submit,
-        batch_max=settings.batch_max,
-        balance_max=settings.batch_balance_max,
-        balances=check,
-        clock=runtime.workflow.now,
-    )
-    runtime.clicks.add_steps(
-        {
-            BATCH_APPROVE: batches.approve,
-            BATCH_DENY: batches.deny,
-            BATCH_PAUSE: batches.pause,
-            BATCH_RESUME: batches.resume,
-            BATCH_CANCEL: batches.cancel,
-        }
-    )
-    return batches

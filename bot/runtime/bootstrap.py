@@ -17,7 +17,7 @@ from slack_bolt import App
 from slack_sdk import WebClient
 
 from bot.audit.anchors import AuditAnchor
-from bot.batches.workflow import Batches, build_batches
+from bot.batches.workflow import BALANCE_SLOT_WAIT_SECONDS, Batches
 from bot.config import Settings
 from bot.policy.approvers import GroupApprovers, approvers_for
 from bot.policy.rules import Policy
@@ -29,8 +29,16 @@ from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
 from bot.sfox.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS, BalanceReader
 from bot.sfox.client import SfoxClient
-from bot.sfox.pacing import LocalRateLimiter
+from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
 from bot.slack import subcommands
+from bot.slack.batch_card import (
+    BATCH_APPROVE,
+    BATCH_CANCEL,
+    BATCH_DENY,
+    BATCH_PAUSE,
+    BATCH_RESUME,
+    BatchSlack,
+)
 from bot.slack.calls import make_web_client
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
@@ -164,7 +172,7 @@ def build_runtime(
         timeout_seconds=settings.sfox_timeout_seconds,
         max_attempts=settings.sfox_max_attempts,
         # Every call of this process; a batch's also take a slot of the limiter shared by all
-        # replicas (bot/batches/asking.py's build_batches).
+        # replicas (`_batches` below).
         limiter=LocalRateLimiter(settings.sfox_rate_limit_per_10s),
     )
     slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
@@ -222,9 +230,44 @@ def build_runtime(
     runtime.clicks.observers.append(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
-    runtime.batches = build_batches(runtime, reader)
+    runtime.batches = _batches(runtime, reader)
     register(app, runtime)
     return runtime
+
+
+def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
+    """Batches on the Runtime's store, sFOX client, Slack client and job pool, with the sFOX limiter
+    shared by every replica; their buttons go through the click journal like the card's."""
+
+    settings = runtime.settings
+    check = None
+    if reader is not None:
+        # The route's own limiter, shared with single requests, but a longer wait for a slot.
+        check = BalanceReader(
+            runtime.sfox, reader.mode, limiter=reader.limiter, slot_wait_seconds=BALANCE_SLOT_WAIT_SECONDS
+        ).check
+    batches = Batches(
+        runtime.store,
+        runtime.sfox,
+        BatchSlack(runtime.slack),
+        runtime.workflow.policy,
+        limiter=SharedRateLimiter(runtime.store, settings.sfox_rate_limit_per_10s),
+        submit=runtime.submit,
+        batch_max=settings.batch_max,
+        balance_max=settings.batch_balance_max,
+        balances=check,
+        clock=runtime.workflow.now,
+    )
+    runtime.clicks.add_steps(
+        {
+            BATCH_APPROVE: batches.approve,
+            BATCH_DENY: batches.deny,
+            BATCH_PAUSE: batches.pause,
+            BATCH_RESUME: batches.resume,
+            BATCH_CANCEL: batches.cancel,
+        }
+    )
+    return batches
 
 
 def _visibility(
