@@ -24,6 +24,7 @@ from typing import Any
 from slack_sdk import WebClient
 from sqlalchemy import select
 
+from bot.policy import rules
 from bot.slack.blocks import code, escape, mention
 from bot.slack.calls import call_slack
 from bot.slack.errors import NotifyError
@@ -112,7 +113,7 @@ def render(record: RequestRecord, snapshot: dict[str, Any], link: str | None, th
         if record.retryable:
             body += " An approver other than you can press *Retry* on the card."
     elif status == "denied":
-        if record.denied_by == record.requested_by:
+        if record.denied_by is not None and rules.is_requester(record, record.denied_by):
             body = f":no_entry_sign: {subject} was cancelled by you."
         else:
             body = f":no_entry_sign: {subject} was denied by {mention(record.denied_by)}."
