@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, or_, select, update
 
 from bot.store.batch_base import IN_FLIGHT, BatchStoreBase
+from bot.store.outcomes import CLAIM_AGAIN
 from bot.store.records import Event
 from bot.store.schema import batches, requests
 
@@ -38,9 +39,10 @@ class BatchRunningStore(BatchStoreBase):
             values = {"status": "cancelled", "completed_at": now, "retryable": False}
             event = Event("cancelled", actor, {"batch": batch_id})
             n = self._rows_to(conn, batch_id, now, ("pending",), values, event)
-            # A user refused with 429 (sFOX did nothing) and waiting to be claimed again.
-            rate_limited = [requests.c.http_status == 429, requests.c.retryable.is_(True)]
-            return n + self._rows_to(conn, batch_id, now, ("failed",), values, event, *rate_limited)
+            # A user waiting to be claimed again (sFOX certainly did nothing with it: a 429, or the
+            # process stopped before the DELETE): the runner's rule (bot/batches/running.py), in SQL.
+            waiting = [requests.c.retryable.is_(True), requests.c.outcome.in_(sorted(CLAIM_AGAIN))]
+            return n + self._rows_to(conn, batch_id, now, ("failed",), values, event, *waiting)
 
     def take_runner(self, batch_id: int, runner: str, now: datetime, lease: timedelta) -> bool:
         """Become the one process running an approved batch (or renew that), compare-and-set on
