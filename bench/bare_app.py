@@ -1,6 +1,6 @@
 """The baseline: a bare slack-bolt App that only acks `/sfox-deactivate` and the Approve button.
 
-It is served exactly as `sfox-bot run` serves the bot (gunicorn gthread, `bot.server.gunicorn_options`)
+It is served exactly as `sfox-bot run` serves the bot (gunicorn gthread, `bot.runtime.serve.gunicorn_options`)
 and its App is configured as `bot.runtime` configures the bot's (listeners run on the request's
 thread, `process_before_response`), so the ratio ours/bare measures what the bot adds on top of Bolt. Run as `python -m bench.bare_app` with the bot's
 SLACK_* settings, HOST and PORT set.

@@ -1,7 +1,7 @@
 """Section 4: `sfox-bot history` on a large table: wall time and peak memory of the command as an
 operator runs it (a subprocess), on 10 000 and on 100 000 recorded requests.
 
-The tables are filled fast with bulk inserts through SQLAlchemy Core (bot/schema.py), after the
+The tables are filled fast with bulk inserts through SQLAlchemy Core (bot/store/schema.py), after the
 Alembic migrations created them, so the schema and indexes are exactly the production ones.
 """
 

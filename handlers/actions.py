@@ -27,7 +27,7 @@ def register(app: App, runtime: Runtime) -> None:
     on_click = click_listener(runtime)
     # Deny is registered by handlers/deny_modal.py: it opens the reason modal, and falls back to
     # this same listener when the modal cannot be opened.
-    # The batch card's buttons (bot/batch_slack.py) are journalled the same way.
+    # The batch card's buttons (bot/slack/batch_card.py) are journalled the same way.
     for action_id in (APPROVE, RETRY, *BATCH_ACTIONS):
         app.action(action_id)(on_click)
 

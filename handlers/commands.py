@@ -29,7 +29,7 @@ def register(app: App, runtime: Runtime) -> None:
         if is_batch(text):  # `/sfox-deactivate batch …` (handlers/batch.py)
             on_batch_command(runtime, ack, command, respond, client)
             return
-        if runtime.visibility is not None:  # help, status, list (bot/subcommands.py)
+        if runtime.visibility is not None:  # help, status, list (bot/slack/subcommands.py)
             answer = subcommands.dispatch(runtime.visibility.subcommands, user, text)
             if answer is not None:
                 ack(response_type="ephemeral", text=answer)
@@ -47,7 +47,7 @@ def _open_request(runtime: Runtime, cmd: Command, respond: Respond) -> None:
     outcome = runtime.workflow.open_request(cmd)
     if isinstance(outcome, str):
         say_privately(respond, outcome)
-        runtime.workflow.deliver()  # e.g. a blocked request's DM to the requester (bot/dms.py)
+        runtime.workflow.deliver()  # e.g. a blocked request's DM to the requester (bot/slack/dms.py)
 
 
 def say_privately(respond: Respond, text: str) -> None:

@@ -1,4 +1,4 @@
-"""Alembic environment: run by `sfox-bot migrate` (bot.migrate), which passes the URL or an open
+"""Alembic environment: run by `sfox-bot migrate` (bot.store.migrate), which passes the URL or an open
 connection in the config; no alembic.ini is needed, so it works from any directory."""
 
 from alembic import context

@@ -31,7 +31,7 @@ METHOD_SCOPES = {
     # Looking for a card or a reply a crash may have left unrecorded: public and private channels.
     "conversations.history": ("channels:history", "groups:history"),
     "conversations.replies": ("channels:history", "groups:history"),
-    # The requester's outcome DM (bot/dms.py) and its link to the card.
+    # The requester's outcome DM (bot/slack/dms.py) and its link to the card.
     "conversations.open": "im:write",
     "chat.getPermalink": None,
     # The Deny modal, the batch form (opened with a trigger, no scope of their own) and the App Home.

@@ -1,4 +1,4 @@
-"""The sFOX rate limit shared by replicas through the database (bot/pacing.py): takers with
+"""The sFOX rate limit shared by replicas through the database (bot/sfox/pacing.py): takers with
 their own engines (as separate replicas have) never get more than `limit` slots in any window,
 on SQLite and PostgreSQL; a 429's hold stops everyone; and two bots sharing PostgreSQL, each
 running a batch, stay under a fake sFOX that enforces the limit (zero 429s)."""

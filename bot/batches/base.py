@@ -51,5 +51,5 @@ class BatchesBase:
         self.balance_max = balance_max
         self.balances = balances
         self.now = clock
-        # Running an approved batch, its card's progress and its summary (bot/batch_run.py).
+        # Running an approved batch, its card's progress and its summary (bot/batches/running.py).
         self.runner = BatchRunner(store, sfox, notifier, policy, limiter=limiter, submit=submit, clock=clock)

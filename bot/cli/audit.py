@@ -1,5 +1,5 @@
-"""`sfox-bot audit verify|head|export`: the audit trail's commands (the chain itself is bot/audit.py).
-Registered by bot/cli.py."""
+"""`sfox-bot audit verify|head|export`: the audit trail's commands (the chain itself is bot/audit/chain.py).
+Registered by bot/cli/main.py."""
 
 from __future__ import annotations
 

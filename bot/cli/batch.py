@@ -1,5 +1,5 @@
 """`sfox-bot show batch:ID`: a batch's state, approvers, counts, the users left out, and every
-user with its outcome. (`history --batch ID` is a filter of `history`, in bot/cli.py.)"""
+user with its outcome. (`history --batch ID` is a filter of `history`, in bot/cli/main.py.)"""
 
 from __future__ import annotations
 

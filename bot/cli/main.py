@@ -129,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="one request with its full event trail",
         description="Print one request and every event recorded for it, oldest first.",
     )
-    show.add_argument("id", help="request id, or batch:ID for a batch (bot/batch_cli.py)")
+    show.add_argument("id", help="request id, or batch:ID for a batch (bot/cli/batch.py)")
     show.add_argument("--format", choices=("text", "json"), default="text", help="output format")
     show.set_defaults(handler=cmd_show)
 

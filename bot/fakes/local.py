@@ -1,5 +1,5 @@
 """Serve a WSGI app on 127.0.0.1 in a background thread: how the tests, the demo and the console
-put the bot's real HTTP face (`bot.web`) between the Slack driver and the Bolt app."""
+put the bot's real HTTP face (`bot.runtime.web`) between the Slack driver and the Bolt app."""
 
 from __future__ import annotations
 

@@ -98,9 +98,9 @@ class WorkflowBase:
         self.notifier = notifier
         self.policy = policy
         self.now = clock
-        # Reads the target's balances before the card (bot.balances); None: no balance check.
+        # Reads the target's balances before the card (bot.sfox.balances); None: no balance check.
         self.balances = balances
-        # Senders for other kinds of owed message ("dm": bot/dms.py), tried before card and reply.
+        # Senders for other kinds of owed message ("dm": bot/slack/dms.py), tried before card and reply.
         self.senders: dict[str, Callable[[Notice, RequestRecord | None], None]] = {}
 
 

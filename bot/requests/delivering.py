@@ -50,7 +50,7 @@ class Delivering(WorkflowBase):
         """Try one owed message: "sent", "failed" (retried later) or "gave_up" (cannot work)."""
         record = self.store.get(notice.request_id)
         try:
-            if notice.kind in self.senders:  # e.g. the requester's DM (bot/dms.py)
+            if notice.kind in self.senders:  # e.g. the requester's DM (bot/slack/dms.py)
                 self.senders[notice.kind](notice, record)
             elif record is None or record.message_ts is None:
                 raise NotifyError("no_card")

@@ -6,7 +6,7 @@ Once per request across all replicas: the reminder is one conditional UPDATE
 (`reminded_at IS NULL` → now) in the same transaction as its outbox row (a thread `reply`, sent
 by the workflow's deliver loop, so it is owed, not best-effort) and its audit event `reminded`.
 Of several sweeps racing, exactly one changes the row; the others change nothing. At expiry the
-requester hears by DM (bot/dms.py), which the expiry's own transaction queues.
+requester hears by DM (bot/slack/dms.py), which the expiry's own transaction queues.
 """
 
 from __future__ import annotations

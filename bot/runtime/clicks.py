@@ -35,7 +35,7 @@ RECORD_WITHIN_SECONDS = 2.0
 # A response URL works for 30 minutes: a click older than that can still be handled, but its
 # clicker can no longer be answered privately (the card and its thread still tell the outcome).
 RESPONSE_URL_LIFETIME = timedelta(minutes=30)
-# Built once: every click runs it before its ack (see bot/store_base.py on prebuilt statements).
+# Built once: every click runs it before its ack (see bot/store/base.py on prebuilt statements).
 _RECORD = insert(clicks).returning(clicks.c.id)
 ACTION_LABELS = {APPROVE: "Approve", DENY: "Deny", RETRY: "Retry"}
 
@@ -74,12 +74,12 @@ class Clicks:
             DENY: workflow.deny,
             RETRY: workflow.retry,
         }
-        # Told of each handled click and what it led to (bot/metrics.py counts them).
+        # Told of each handled click and what it led to (bot/runtime/metrics.py counts them).
         self.observers: list[Callable[[Click, ClickResult], None]] = []
         self._foreign: set[str] = set()
 
     def add_steps(self, steps: dict[str, Callable[[int, str], ClickResult]]) -> None:
-        """Buttons of another capability (bot.batch): journalled like the card's, but the id they
+        """Buttons of another capability (bot.batches): journalled like the card's, but the id they
         carry is that capability's own (never a request's), and each step sets off its own work."""
         self.steps.update(steps)
         self._foreign.update(steps)

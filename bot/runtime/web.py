@@ -80,7 +80,7 @@ def _to_bolt(
     start_response: Callable[..., Any],
     length: int,
 ) -> Iterable[bytes]:
-    """Refuse forged, stale or malformed requests before Bolt sees them (see bot.guard)."""
+    """Refuse forged, stale or malformed requests before Bolt sees them (see bot.runtime.guard)."""
     body = environ["wsgi.input"].read(length) if length else b""
     headers = {
         "x-slack-request-timestamp": environ.get("HTTP_X_SLACK_REQUEST_TIMESTAMP", ""),

@@ -1,7 +1,7 @@
 """`sfox-bot console`: be every Slack user yourself. Type the slash command, click the buttons as
 alice, bob or mallory, and see what each of them would see in Slack, printed as text.
 
-It runs on the same machinery as the demo (bot.sandbox): the real bot, a fake Slack, and the fake
+It runs on the same machinery as the demo (bot/sandbox/harness.py): the real bot, a fake Slack, and the fake
 sFOX, or the real sFOX API when `--real-sfox` is given on purpose. Commands come from standard
 input, so it works interactively and from a pipe alike (a piped session echoes each line after the
 prompt, so the output reads as a transcript).

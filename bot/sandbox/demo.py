@@ -1,6 +1,6 @@
 """`sfox-bot demo`: the two-person rule played out in a few seconds, with nothing configured.
 
-The real bot runs against a fake Slack and a fake sFOX on 127.0.0.1 (see bot.sandbox) and a
+The real bot runs against a fake Slack and a fake sFOX on 127.0.0.1 (see bot/sandbox/harness.py) and a
 scripted scene is played through signed Slack requests: alice asks to deactivate client_1, her own
 approval is refused, mallory (no approver) is refused, bob approves and the outcome lands in the
 card's thread; an unknown id gets no card; client_2 still holds funds, so the bot reads its

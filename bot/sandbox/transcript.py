@@ -33,7 +33,7 @@ EMOJI = {
     "information_source": "ℹ️",
     "moneybag": "💰",
     "bell": "🔔",
-    # batches (bot/batch_slack.py)
+    # batches (bot/slack/batch_card.py)
     "checkered_flag": "🏁",
     "double_vertical_bar": "⏸",
     "arrow_forward": "▶",

@@ -2,7 +2,7 @@
 
 Every final outcome (succeeded, failed, denied, expired, blocked; an `unknown` outcome once it is
 settled) queues a `dm` row in the outbox in the same transaction as the outcome (the hook in
-`bot/store.py`), so the DM is OWED, not best-effort: the workflow's deliver loop sends it through
+`bot/store/db.py`), so the DM is OWED, not best-effort: the workflow's deliver loop sends it through
 `DirectMessages.send` after the card update and the thread reply of the same request, and retries
 it with the same backoff when Slack fails. A DM is sent at least once: a process killed between
 Slack's answer and the outbox mark may send it twice (a repeated DM is harmless; a lost one is not).

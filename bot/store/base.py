@@ -76,7 +76,7 @@ class StoreBase:
 
     def __init__(self, engine: Engine, audit_key: str | None = None) -> None:
         self.engine = engine
-        # Every event joins the audit hash chain (bot/audit.py), HMAC-keyed by SFOX_AUDIT_KEY if set.
+        # Every event joins the audit hash chain (bot/audit/chain.py), HMAC-keyed by SFOX_AUDIT_KEY if set.
         self._chain = Chain(audit_key)
         # SQLite has one writer at a time, and a writer that finds the database locked sleeps and
         # polls (1, 2, 5 … 100 ms) until it gets in: with many threads, an unlucky one can lose
@@ -110,7 +110,7 @@ class StoreBase:
     ) -> Iterator[RequestRecord]:
         """Requests newest first, streamed in batches so memory does not grow with the table."""
         conditions = []
-        if batch_id is not None:  # the users of one batch (bot.batch)
+        if batch_id is not None:  # the users of one batch (bot.batches)
             conditions.append(requests.c.batch_id == batch_id)
         if status:
             conditions.append(requests.c.status == status)
@@ -179,7 +179,7 @@ class StoreBase:
                 self._write_lock.release()
 
     def append_event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
-        """Append an audit event inside a transaction of `transaction()` (e.g. bot/reminders.py's
+        """Append an audit event inside a transaction of `transaction()` (e.g. bot/requests/reminders.py's
         conditional update): the event commits with it, or not at all."""
         self._event(conn, request_id, now, ev)
 
@@ -221,7 +221,7 @@ class StoreBase:
                 return False
             owed = [*notices, *dm_owed(values)]  # and the requester's DM, if final
             if changed.batch_id is not None:
-                owed = []  # a batch's user has no card or DM of its own: the batch card tells (bot.batch)
+                owed = []  # a batch's user has no card or DM of its own: the batch card tells (bot.batches)
             for kind, text in owed:
                 conn.execute(
                     _NOTICE, {"request_id": request_id, "kind": kind, "text": text, "created_at": now}

@@ -11,7 +11,7 @@ from typing import Any
 from bot.store.outcomes import Outcome
 
 # A final outcome owes the requester a direct message, queued in the same transaction as the
-# outcome; bot/dms.py renders and sends it through the outbox.
+# outcome; bot/slack/dms.py renders and sends it through the outbox.
 DM_OUTCOMES = frozenset({"succeeded", "failed", "denied", "expired", "blocked"})
 
 
@@ -58,10 +58,10 @@ class RequestRecord:
     error: str | None
     attempts: int
     retryable: bool
-    balances: str | None = None  # the balance check as JSON (bot.balances), None when not read
+    balances: str | None = None  # the balance check as JSON (bot.sfox.balances), None when not read
     deny_reason: str | None = None  # what the denier typed in the Deny dialog
-    reminded_at: datetime | None = None  # when its one reminder was posted (bot/reminders.py)
-    batch_id: int | None = None  # the batch it belongs to (bot.batch), None for a single request
+    reminded_at: datetime | None = None  # when its one reminder was posted (bot/requests/reminders.py)
+    batch_id: int | None = None  # the batch it belongs to (bot.batches), None for a single request
     outcome: Outcome | None = None  # what is known of its DELETE (bot/store/outcomes.py)
     approved_by: tuple[str, ...] = ()
 

@@ -32,8 +32,8 @@ from sqlalchemy.types import TypeDecorator
 
 from bot.store.outcomes import Outcome, parse_outcome
 
-# `blocked`: closed before any card because the target still holds funds (see bot.balances).
-# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batch).
+# `blocked`: closed before any card because the target still holds funds (see bot.sfox.balances).
+# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches).
 STATUSES = (
     "pending",
     "denied",
@@ -104,9 +104,9 @@ requests = Table(
     Column("error", Text, nullable=True),
     Column("attempts", Integer, nullable=False, default=0),
     Column("retryable", Boolean, nullable=False, default=False),
-    # The balance check before the card, as JSON (bot.balances): what was read, or why not.
+    # The balance check before the card, as JSON (bot.sfox.balances): what was read, or why not.
     Column("balances", Text, nullable=True),
-    # The batch this request belongs to (bot.batch, migration 0005), None for a single request.
+    # The batch this request belongs to (bot.batches, migration 0005), None for a single request.
     Column("batch_id", Integer, nullable=True),
     # Visibility (issue 13, migration 0006): the Deny modal's reason, and the one reminder's time.
     Column("deny_reason", Text, nullable=True),
@@ -149,7 +149,7 @@ events = Table(
     Column("http_status", Integer, nullable=True),
     Column("duration_ms", Integer, nullable=True),
     Column("detail", Text, nullable=True),
-    # The hash chain (bot/audit.py): a global sequence number, the previous event's hash and this
+    # The hash chain (bot/audit/chain.py): a global sequence number, the previous event's hash and this
     # event's hash. The database refuses UPDATE and DELETE on this table (migration 0002_audit).
     Column("seq", BigInteger, nullable=False),
     Column("prev_hash", String(64), nullable=False),
@@ -217,7 +217,7 @@ clicks = Table(
     Index("ix_clicks_open", "done_at", "lease_until"),
 )
 
-# -- batches (bot/batch.py, bot/batch_store.py; migration 0005_batches) ---------------------------
+# -- batches (bot/batches/, bot/store/batches.py; migration 0005_batches) ---------------------------
 
 # One row per batch: its card, approval state and runner lease. Each user of a batch is its own
 # `requests` row with `batch_id` set; the batch keeps the users left out (unknown, holding funds).
@@ -259,7 +259,7 @@ batch_approvals = Table(
     UniqueConstraint("batch_id", "approver", name="uq_batch_approvals_batch_approver"),
 )
 
-# The sFOX rate limiter shared by every replica (bot/pacing.py): one row per call in the sliding
+# The sFOX rate limiter shared by every replica (bot/sfox/pacing.py): one row per call in the sliding
 # window (epoch seconds), and one gate row (id 1) that serialises takers and holds everyone back
 # after a 429 (`blocked_until`).
 rate_slots = Table(

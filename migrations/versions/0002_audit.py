@@ -7,7 +7,7 @@ triggers that refuse UPDATE and DELETE on `events` (and TRUNCATE on PostgreSQL).
 
 The existing events are hashed with the SFOX_AUDIT_KEY that `sfox-bot migrate` / `run` pass in
 (plain SHA-256 without one). The encoding is written out here on purpose, frozen with this
-revision; it is the one documented in bot/audit.py and the README, and tests check they agree.
+revision; it is the one documented in bot/audit/chain.py and the README, and tests check they agree.
 
 Revision ID: 0002_audit
 Revises: 0001
