@@ -10,7 +10,7 @@ from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.batch_card import BATCH_ACTIONS
 from bot.slack.blocks import APPROVE, RETRY
-from bot.store.records import Busy
+from bot.store.errors import Busy
 from handlers.commands import say_privately
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.blocks import DENY, code
 from bot.slack.home import HOME_DENY
-from bot.store.records import Busy
+from bot.store.errors import Busy
 from handlers.actions import card_of, click_listener, request_id_of
 from handlers.home import home_after, home_answer
 

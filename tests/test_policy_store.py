@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import insert, select
 
 from bot.store import migrate
-from bot.store.batch_base import BatchUsersOpen
 from bot.store.batches import BatchStore
 from bot.store.db import Store
+from bot.store.errors import BatchUsersOpen
 from bot.store.schema import approvals, batch_approvals, batches, requests
 from tests.conftest import ALICE, BOB
 

@@ -22,7 +22,8 @@ from bot.sfox.errors import SfoxError, SfoxUser
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack.blocks import code, escape, funds_text
 from bot.slack.errors import NotifyError
-from bot.store.batch_base import BatchRecord, BatchUsersOpen
+from bot.store.batch_base import BatchRecord
+from bot.store.errors import BatchUsersOpen
 
 LOOKUP_THREADS = 8
 USAGE = "Usage: `/sfox-deactivate batch id1,id2,id3 [reason]`, or `/sfox-deactivate batch` for a form"

@@ -12,7 +12,8 @@ from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack import blocks
 from bot.slack.blocks import code, escape, mention
 from bot.slack.errors import NotifyError
-from bot.store.records import AlreadyOpen, Event, RequestRecord
+from bot.store.errors import AlreadyOpen
+from bot.store.records import Event, RequestRecord
 
 
 class Asking(WorkflowBase):

@@ -10,7 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
 from bot.store.base import _NOTICE, StoreBase
-from bot.store.records import AlreadyOpen, Event, RequestRecord, dm_owed
+from bot.store.errors import AlreadyOpen
+from bot.store.records import Event, RequestRecord, dm_owed
 from bot.store.schema import requests
 
 

@@ -27,8 +27,8 @@ from sqlalchemy.exc import OperationalError
 
 from bot.audit.chain import Chain
 from bot.store.engine import make_engine
-from bot.store.errors import is_busy
-from bot.store.records import Busy, Event, EventRecord, RequestRecord, dm_owed
+from bot.store.errors import Busy, is_busy
+from bot.store.records import Event, EventRecord, RequestRecord, dm_owed
 from bot.store.schema import approvals, events, outbox, requests
 
 # The statements of the hot paths (every click and every Slack message runs them several times),

@@ -11,7 +11,8 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.batch_base import BatchStoreBase, BatchUsersOpen
+from bot.store.batch_base import BatchStoreBase
+from bot.store.errors import BatchUsersOpen
 from bot.store.records import Event
 from bot.store.schema import batches, requests
 

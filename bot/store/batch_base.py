@@ -22,11 +22,6 @@ from bot.store.schema import batch_approvals, batches, requests
 IN_FLIGHT = ("executing", "unknown")
 
 
-class BatchUsersOpen(Exception):
-    """A batch could not be recorded: one of its users got an open request (single or batch)
-    meanwhile, so nothing was written. The caller leaves that user out and tries again."""
-
-
 @dataclass(frozen=True)
 class BatchRecord:
     id: int

@@ -1,4 +1,5 @@
-"""Reading a database error by its code, not its wording.
+"""The store's errors as typed values (`Busy`, `AlreadyOpen`, `BatchUsersOpen`), and reading a
+database error by its code, not its wording, to tell which one it is.
 
 SQLite and PostgreSQL both say "someone else holds what you need" with a code: SQLite's
 SQLITE_BUSY / SQLITE_LOCKED (the primary code, the low byte of `sqlite_errorcode`), PostgreSQL's
@@ -26,3 +27,18 @@ def is_busy(exc: BaseException) -> bool:
     if isinstance(orig, psycopg.errors.ConnectionTimeout):
         return True
     return getattr(orig, "sqlstate", None) in _PG_BUSY_STATES
+
+
+class Busy(Exception):
+    """The database could not take a write within the time the caller can wait."""
+
+
+class AlreadyOpen(Exception):
+    def __init__(self, request_id: int | None) -> None:
+        super().__init__(f"request {request_id} is already open for this user")
+        self.request_id = request_id
+
+
+class BatchUsersOpen(Exception):
+    """A batch could not be recorded: one of its users got an open request (single or batch)
+    meanwhile, so nothing was written. The caller leaves that user out and tries again."""

@@ -106,13 +106,3 @@ class Event:
     detail: str | dict[str, Any] | None = None
     http_status: int | None = None
     duration_ms: int | None = None
-
-
-class Busy(Exception):
-    """The database could not take a write within the time the caller can wait."""
-
-
-class AlreadyOpen(Exception):
-    def __init__(self, request_id: int | None) -> None:
-        super().__init__(f"request {request_id} is already open for this user")
-        self.request_id = request_id
