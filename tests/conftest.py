@@ -12,6 +12,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIServer
 
 import pytest
+from sqlalchemy import NullPool, create_engine, make_url
 
 from bot.config import Settings, load_settings
 from bot.fakes.local import serve_wsgi, url_of
@@ -31,6 +32,38 @@ ALICE, BOB, CAROL, MALLORY = "UALICE01", "UBOB0002", "UCAROL03", "UMALLORY"
 APPROVERS = (ALICE, BOB, CAROL)
 PG_BASE = os.environ.get("SFOX_BOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 REQUIRE_PG = os.environ.get("SFOX_BOT_REQUIRE_POSTGRES") == "1"
+
+
+# The longest tests (tens of seconds each, mostly waiting), most of them not `slow`-marked. Under
+# `pytest -n` (pyproject's addopts) the workers take tests one at a time in collection order, so
+# these start first, then the `slow` ones, then the rest: the run does not end waiting on one of
+# them while the other workers sit idle. Without xdist the order is left as collected.
+LONG_FIRST = (
+    "tests/test_bench_smoke.py::",
+    "tests/test_demo.py::",
+    "tests/test_audit_concurrency.py::test_the_trail_of_a_demo_run_verifies",
+    "tests/test_hostile.py::",
+    "tests/test_crash_points.py::",
+    "tests/test_crash.py::",
+    "tests/test_metrics.py::test_a_scrape_after_the_demo_matches_the_history",
+    "tests/test_pacing.py::",
+    "tests/test_batches.py::",
+    "tests/test_batch_crash.py::",
+    "tests/test_wheel.py::",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def rank(item: pytest.Item) -> int:
+        for i, prefix in enumerate(LONG_FIRST):
+            if item.nodeid.startswith(prefix):
+                return i
+        return len(LONG_FIRST) + (0 if item.get_closest_marker("slow") else 1)
+
+    items.sort(key=rank)  # stable: the order within each rank is pytest's
 
 
 @dataclass
@@ -117,16 +150,43 @@ def require_postgres() -> None:
         )
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped afterwards."""
+def _with_database(url: str, name: str) -> str:
+    return make_url(url).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a PostgreSQL database of this test session's own (of this xdist worker's own
+    under `pytest -n`), dropped at the end. Schemas isolate tables, but not what is per database:
+    the migration's advisory lock, pg_stat_activity. With a database each, workers never wait on
+    each other's locks, and a concurrent test run on the same server is no concern either."""
     require_postgres()
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID", uuid.uuid4().hex)[:8]
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    name = f"{make_url(PG_BASE).database}_{run}_{worker}".lower()
+    admin = create_engine(PG_BASE, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception:  # no CREATEDB privilege: share the given database (tests still get schemas)
+        admin.dispose()
+        yield PG_BASE
+        return
+    yield _with_database(PG_BASE, name)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped afterwards."""
     schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = make_engine(PG_BASE)
+    engine = make_engine(postgres_database)
     with engine.begin() as conn:
         conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in PG_BASE else "?"
-    yield f"{PG_BASE}{sep}options=-csearch_path%3D{schema}"
+    sep = "&" if "?" in postgres_database else "?"
+    yield f"{postgres_database}{sep}options=-csearch_path%3D{schema}"
     with engine.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
     engine.dispose()

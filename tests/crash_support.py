@@ -72,7 +72,7 @@ class BotProcess:
             if time.monotonic() > deadline:
                 self.kill()
                 raise AssertionError(f"sfox-bot run did not become ready: {self.output()}")
-            time.sleep(0.1)
+            time.sleep(0.02)
 
     def wait_crashed(self, point: str, timeout: float = 20.0) -> None:
         """Wait until the process killed itself at `point` (and nothing else ended it)."""

@@ -115,7 +115,7 @@ class HttpBot(Process):
                 pass
             if time.monotonic() > deadline:
                 raise AssertionError(f"bot not ready in time:\n{self.output}")
-            time.sleep(0.1)
+            time.sleep(0.02)
 
 
 def start_run(env: Mapping[str, str], cwd: Path, *args: str, name: str = "bot") -> HttpBot:

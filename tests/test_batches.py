@@ -7,9 +7,11 @@ import csv
 import io
 import json
 import time
+from datetime import UTC, datetime
 
 from bot.fakes.sfox_api import Fault
 from bot.slack.batch_card import BATCH_APPROVE, BATCH_CANCEL, BATCH_DENY, BATCH_PAUSE, BATCH_RESUME
+from bot.store.batches import BatchStore
 from bot.store.outcomes import Outcome
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, card_text, open_request, wait_until
@@ -174,6 +176,9 @@ def test_pause_resume_and_cancel(make_bot, fake_sfox):
     assert (
         "not on the sFOX approver list" in bot.driver.ephemeral_for(outsider.extensions["response_name"])[0]
     )
+    # Pause once the run has really started: on a busy machine the card can show Pause before the
+    # runner has sent its first DELETE, and a pause then would leave nothing sent to check below.
+    wait_until(lambda: fake_sfox.requests("DELETE"))
     bot.driver.click(CAROL, BATCH_PAUSE, str(bid), card.ts)
     wait_until(lambda: "Paused" in card_text(bot.slack.message(card.ts)))
     wait_until(lambda: not bot.store.engine or not BatchRows(bot, bid).in_flight())
@@ -257,7 +262,8 @@ def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
     ids = add_users(fake_sfox, 2)
     _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids))
     bid = batch_id_of(card)
-    time.sleep(1.2)  # past the batch's expiry (not an assertion: the state is checked below)
+    expires_at = BatchStore(bot.store).get(bid).expires_at
+    wait_until(lambda: datetime.now(UTC) > expires_at, timeout=5)  # past the batch's expiry
     late = bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
     assert "has expired" in bot.driver.ephemeral_for(late.extensions["response_name"])[0]
     wait_until(lambda: {r.status for r in bot.store.history(limit=None, batch_id=bid)} == {"expired"})

@@ -35,7 +35,8 @@ def test_migrate_waits_for_the_advisory_lock(postgres_url, tmp_path):
                         conn.execute(
                             text(
                                 "SELECT count(*) FROM pg_stat_activity "
-                                "WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+                                "WHERE wait_event_type = 'Lock' AND wait_event = 'advisory' "
+                                "AND datname = current_database()"
                             )
                         ).scalar()
                     )

@@ -69,7 +69,7 @@ class BotProcess:
                     return
             except httpx.TransportError:
                 pass
-            time.sleep(0.1)
+            time.sleep(0.02)
         pytest.fail(f"sfox-bot run never became healthy:\n{self.stderr()}")
 
     def stderr(self) -> str:
