@@ -8,7 +8,7 @@ these functions, so a rule (or its wording) cannot drift between entry points:
   while Slack cannot tell us who is in the approver group the refusal says so (we cannot know);
 - never the requester: their own approval (or retry) is refused (`own_approval_refusal`,
   `own_retry_refusal`) and never counted (`counted_approvals`; the store's claims exclude it in SQL
-  too, bot/store/deciding.py and bot/store/batch_deciding.py);
+  too: `approvals_by_others` in bot/store/deciding.py);
 - the quorum and its wording (`approvals_missing`, `still_needed`, `approvals_wanted`, `tally`);
 - the reason: spaces folded, at most `MAX_REASON` characters (`clean_reason`, `reason_refusal`),
   and required where SFOX_REQUIRE_REASON says so (`missing_reason_refusal`; a batch's form always

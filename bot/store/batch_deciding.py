@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy import insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
 from bot.store.batch_base import BatchStoreBase
+from bot.store.deciding import approvals_by_others
 from bot.store.records import Event
 from bot.store.schema import approvals, batch_approvals, batches, requests
 
@@ -18,8 +19,9 @@ class BatchDecidingStore(BatchStoreBase):
     def approve(self, batch_id: int, actor: str, now: datetime, run_within: timedelta) -> str:
         """Record `actor`'s approval of a pending, unexpired batch, and the same approval on each
         of its pending users (one approval covers the listed users and nobody else). Returns
-        "started" when it was the last one needed (the requester's own approval never counts) (the batch is now `running` and its users may
-        be claimed until `now + run_within`), "recorded", "duplicate" or "closed"."""
+        "started" when it was the last one needed (the requester's own approval never counts: the
+        batch is now `running` and its users may be claimed until `now + run_within`), "recorded",
+        "duplicate" or "closed"."""
         source = select(batches.c.id, literal(actor), literal(now, schema.UTCDateTime)).where(
             batches.c.id == batch_id, batches.c.status == "pending", batches.c.expires_at > now
         )
@@ -46,19 +48,12 @@ class BatchDecidingStore(BatchStoreBase):
                     self.store.append_event(
                         conn, request_id, now, Event("approved", actor, {"batch": batch_id})
                     )
-                # Never the requester's own approval, even one written past the Python rule
-                # (bot/policy/rules.py): the count that starts the batch leaves it out.
-                have = conn.execute(
-                    select(func.count())
-                    .select_from(batch_approvals.join(batches, batches.c.id == batch_approvals.c.batch_id))
-                    .where(
-                        batch_approvals.c.batch_id == batch_id,
-                        batch_approvals.c.approver != batches.c.requested_by,
-                    )
-                ).scalar_one()
-                required = conn.execute(
-                    select(batches.c.required_approvals).where(batches.c.id == batch_id)
-                ).scalar_one()
+                have, required = conn.execute(
+                    select(
+                        approvals_by_others(batch_approvals, batch_approvals.c.batch_id, batches),
+                        batches.c.required_approvals,
+                    ).where(batches.c.id == batch_id)
+                ).one()
                 if have < required:
                     return "recorded"
                 conn.execute(

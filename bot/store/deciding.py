@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import (
-    func,
-    insert,
-    literal,
-    select,
-)
+from sqlalchemy import Column, ScalarSelect, Table, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
 from bot.store.base import StoreBase
 from bot.store.records import Event
 from bot.store.schema import approvals, requests
+
+
+def approvals_by_others(table: Table, key: Column[int], owner: Table) -> ScalarSelect[int]:
+    """How many approvals in `table` of the `owner` row (a request, or a batch) count: those of
+    anyone but its requester. The two-person rule of bot/policy/rules.py, written again in SQL on
+    purpose (defence in depth): an approval row put in past the Python rule, by a bug or a hand,
+    still never counts. The claim of a request and the start of a batch both count with it."""
+    return (
+        select(func.count())
+        .select_from(table)
+        .where(key == owner.c.id, table.c.approver != owner.c.requested_by)
+        .correlate(owner)
+        .scalar_subquery()
+    )
 
 
 class DecidingStore(StoreBase):
@@ -55,15 +64,7 @@ class DecidingStore(StoreBase):
     def claim(self, request_id: int, now: datetime, *, actor: str | None = None) -> bool:
         """pending → executing, once: only if unexpired and approved by enough people other than
         the requester. The caller that gets True (and only that one) calls sFOX."""
-        # Never the requester's own approval, even one written past the Python rule
-        # (bot/policy/rules.py): the claim counts only the other approvers.
-        approved = (
-            select(func.count())
-            .select_from(approvals)
-            .where(approvals.c.request_id == request_id, approvals.c.approver != requests.c.requested_by)
-            .correlate(requests)
-            .scalar_subquery()
-        )
+        approved = approvals_by_others(approvals, approvals.c.request_id, requests)
         return self._transition(
             request_id,
             now,
