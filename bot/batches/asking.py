@@ -28,6 +28,7 @@ from bot.store.errors import BatchUsersOpen
 LOOKUP_THREADS = 8
 USAGE = "Usage: `/sfox-deactivate batch id1,id2,id3 [reason]`, or `/sfox-deactivate batch` for a form"
 _SPLIT = re.compile(r"[\s,;]+")
+NOBODY = ":information_source: Nobody in that list can be deactivated; no card was posted.\n"
 
 
 @dataclass(frozen=True)
@@ -141,7 +142,7 @@ class BatchAsking(BatchesBase):
             )
         left = _left_out_text(ask.malformed, ask.duplicates, open_now, unknown, funds, failed)
         if not users:
-            return ":information_source: Nobody in that list can be deactivated; no card was posted.\n" + left
+            return NOBODY + left
         excluded = {"unknown": unknown, "funds": funds, "lookup_failed": failed}
         for _attempt in range(3):
             try:
@@ -164,10 +165,7 @@ class BatchAsking(BatchesBase):
                 users = [u for u in users if u["sfox_user_id"] not in late]
                 left = _left_out_text(ask.malformed, ask.duplicates, open_now, unknown, funds, failed)
                 if not users:
-                    return (
-                        ":information_source: Nobody in that list can be deactivated; no card was posted.\n"
-                        + left
-                    )
+                    return NOBODY + left
         else:
             return ":warning: The batch could not be recorded (requests kept being opened for its users); try again."
         batch = self.records.get(batch_id)

@@ -1,7 +1,7 @@
 """What a batch's use cases share: the state they work with (the store, sFOX, the batch card's
-Slack side, the policy, the shared rate limiter, the job pool, the clock) and the runner of
-approved batches. Asking is bot/batches/asking.py, deciding bot/batches/deciding.py; they are put
-together as `Batches` in bot/batches/workflow.py."""
+Slack side, the policy, the rate limiter (the database-shared one, wired in bootstrap), the job
+pool, the clock) and the runner of approved batches. Asking is bot/batches/asking.py, deciding
+bot/batches/deciding.py; they are put together as `Batches` in bot/batches/workflow.py."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from bot.batches.running import BatchNotifier, BatchRunner
 from bot.policy.rules import Policy
 from bot.sfox.client import SfoxClient
-from bot.sfox.pacing import SharedRateLimiter
+from bot.sfox.pacing import RateLimit
 from bot.store.batches import BatchStore
 from bot.store.db import Store
 
@@ -33,7 +33,7 @@ class BatchesBase:
         notifier: BatchNotifier,
         policy: Policy,
         *,
-        limiter: SharedRateLimiter,
+        limiter: RateLimit,
         submit: Callable[..., Any],
         batch_max: int = 500,
         balance_max: int = 20,
