@@ -238,7 +238,6 @@ def build_runtime(
 def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
     """Batches on the Runtime's store, sFOX client, Slack client and job pool, with the sFOX limiter
     shared by every replica; their buttons go through the click journal like the card's."""
-
     settings = runtime.settings
     check = None
     if reader is not None:
@@ -279,11 +278,8 @@ def _visibility(
     metrics.instrument_slack(slack)
     metrics.instrument_sfox(sfox)
     app.use(metrics.ack_timer())
-    modal_client = WebClient(
-        token=settings.slack_bot_token or "",
-        base_url=slack.base_url,
-        timeout=MODAL_TIMEOUT_SECONDS,
-        retry_handlers=[],
+    modal_client = make_web_client(
+        settings.slack_bot_token or "", slack.base_url, MODAL_TIMEOUT_SECONDS, retries=False
     )
     metrics.instrument_slack(modal_client)
     dms = DirectMessages(slack, store)
