@@ -29,6 +29,7 @@ from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
 
 BOT_ID = "B1"
+BOT_USER = "UBOT"  # the bot user that auth.test names
 APP_ID = "A1"
 
 
@@ -192,7 +193,7 @@ class FakeSlack:
             if method == "auth.test":
                 return (
                     200,
-                    {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": BOT_ID, "team": "Test"},
+                    {"ok": True, "user_id": BOT_USER, "team_id": "T1", "bot_id": BOT_ID, "team": "Test"},
                     {},
                 )
             if method == "chat.postMessage":

@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 
 from bot.slack import blocks
 from bot.slack.calls import call_slack, post_card, post_in_thread, update_card
+from bot.slack.identity import is_own_message
 from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.slack")
@@ -26,7 +27,7 @@ CARD_SEARCH_AFTER = timedelta(minutes=5)
 class SlackNotifier:
     def __init__(self, client: WebClient) -> None:
         self.client = client
-        self._bot_id: str | None = None
+        self._identity: tuple[str, str] | None = None
         self._lock = threading.Lock()
 
     def post_card(self, record: RequestRecord) -> str:
@@ -44,7 +45,7 @@ class SlackNotifier:
         """The ts of this request's card in its channel, if the bot posted one but never recorded
         it (the process died in between); None if there is none. Needs `channels:history` (and
         `groups:history` for private channels)."""
-        bot_id = self.bot_id()
+        me = self.identity()
         response = self._call(
             "conversations_history",
             channel=record.channel_id,
@@ -55,7 +56,7 @@ class SlackNotifier:
         )
         block_id = blocks.card_block_id(record.id)
         for message in response.get("messages") or []:
-            if message.get("bot_id") != bot_id or message.get("thread_ts") not in (None, message.get("ts")):
+            if not is_own_message(message, *me) or message.get("thread_ts") not in (None, message.get("ts")):
                 continue
             if any(b.get("block_id") == block_id for b in message.get("blocks") or []):
                 return str(message["ts"])
@@ -64,21 +65,23 @@ class SlackNotifier:
     def reply_posted(self, record: RequestRecord, text: str) -> bool:
         """Whether this bot already posted `text` in the card's thread: a reply whose sending
         was cut off by a crash may have gone out, and must not appear twice."""
-        bot_id = self.bot_id()
+        me = self.identity()
         response = self._call(
             "conversations_replies", channel=record.channel_id, ts=record.message_ts, limit=1000
         )
         return any(
-            m.get("bot_id") == bot_id and m.get("text") == text and m.get("ts") != record.message_ts
+            is_own_message(m, *me) and m.get("text") == text and m.get("ts") != record.message_ts
             for m in response.get("messages") or []
         )
 
-    def bot_id(self) -> str:
-        """This bot's own id (`auth.test`), to tell its messages from anyone else's."""
+    def identity(self) -> tuple[str, str]:
+        """This bot's own `bot_id` and bot user (`auth.test`, asked once), to tell its messages
+        from anyone else's (bot/slack/identity.py)."""
         with self._lock:
-            if self._bot_id is None:
-                self._bot_id = str(self._call("auth_test").get("bot_id") or "")
-            return self._bot_id
+            if self._identity is None:
+                me = self._call("auth_test")
+                self._identity = (str(me.get("bot_id") or ""), str(me.get("user_id") or ""))
+            return self._identity
 
     def _call(self, method: str, **kwargs: object) -> dict[str, Any]:
         return call_slack(self.client, method, **kwargs)
