@@ -144,33 +144,54 @@ class BatchRunner:
         if batch.status == "running":
             todo = [(i, False) for i in self.records.row_ids(batch_id, "pending")]
             todo += [(r.id, True) for r in self.records.rows(batch_id) if _claim_again(r)]
-            run = _Run(deque(todo))
-            workers = [
-                threading.Thread(
-                    target=self._work, args=(run,), name=f"sfox-batch-{batch_id}-{n}", daemon=True
-                )
-                for n in range(min(WORKERS, len(todo)))
-            ]
-            for worker in workers:
-                worker.start()
-            last_card = time.monotonic()
-            while any(w.is_alive() for w in workers):
-                time.sleep(TICK_SECONDS)
-                if not self.records.take_runner(batch_id, runner, self.now(), self.runner_lease):
-                    run.stop.set()  # lost the lease (the database was out of reach for long)
+            tried: set[int] = set()
+            while todo:
+                tried.update(request_id for request_id, _again in todo)
+                self._work_on(batch_id, runner, todo)
+                # Users a dead runner had claimed are settled (by this settle or any sweep) only
+                # once their claim is stale, which may be after this run's own work is done:
+                # those the read found never sent are claimed again, each once, before the
+                # batch may finish.
+                self._settle(batch_id, runner)
                 current = self.records.get(batch_id)
-                if current is None or current.status != "running":
-                    run.stop.set()
-                if time.monotonic() - last_card >= PROGRESS_EVERY_SECONDS:
-                    last_card = time.monotonic()
-                    self.refresh_card(batch_id)
-            for worker in workers:
-                worker.join()
+                todo = (
+                    [
+                        (r.id, True)
+                        for r in self.records.rows(batch_id)
+                        if r.id not in tried and _claim_again(r)
+                    ]
+                    if current is not None and current.status == "running"
+                    else []
+                )
         self._settle(batch_id, runner)
         if self.records.finish(batch_id, self.now()):
             log.info("batch finished", extra={"batch_id": batch_id})
         self.refresh_card(batch_id)
         self._summarise(batch_id)
+
+    def _work_on(self, batch_id: int, runner: str, todo: list[tuple[int, bool]]) -> None:
+        """Send `todo`'s users on `WORKERS` threads, keeping the runner's lease and the card's
+        progress, until they are done or the batch stops."""
+        run = _Run(deque(todo))
+        workers = [
+            threading.Thread(target=self._work, args=(run,), name=f"sfox-batch-{batch_id}-{n}", daemon=True)
+            for n in range(min(WORKERS, len(todo)))
+        ]
+        for worker in workers:
+            worker.start()
+        last_card = time.monotonic()
+        while any(w.is_alive() for w in workers):
+            time.sleep(TICK_SECONDS)
+            if not self.records.take_runner(batch_id, runner, self.now(), self.runner_lease):
+                run.stop.set()  # lost the lease (the database was out of reach for long)
+            current = self.records.get(batch_id)
+            if current is None or current.status != "running":
+                run.stop.set()
+            if time.monotonic() - last_card >= PROGRESS_EVERY_SECONDS:
+                last_card = time.monotonic()
+                self.refresh_card(batch_id)
+        for worker in workers:
+            worker.join()
 
     def _work(self, run: _Run) -> None:
         try:
