@@ -11,7 +11,7 @@ import pytest
 
 from bot.fakes.slack_api import FakeSlack
 from bot.requests.base import CARDLESS_GRACE
-from tests.conftest import ALICE, BOB, BOT_TOKEN
+from tests.conftest import ALICE, BOB, BOT_TOKEN, assert_nothing_refused
 from tests.helpers import buttons, card_text, wait_status, wait_until
 
 
@@ -19,6 +19,7 @@ from tests.helpers import buttons, card_text, wait_status, wait_until
 def fake_slack() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
         yield slack
+        assert_nothing_refused(slack)
 
 
 def _orphan(bot, user: str = "client_1"):

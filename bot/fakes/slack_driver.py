@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import time
 from typing import Any
@@ -41,7 +40,9 @@ class SlackDriver:
         self.team_id = team_id
         self.channel_id = channel_id
         self.http = httpx.Client(timeout=timeout)
-        self._n = itertools.count(1)
+        # Numbered by the fake, not per driver: several drivers (bots) on one fake Slack never
+        # send the same trigger_id or response_url, as Slack never issues one twice.
+        self._n = slack.interactions
 
     def close(self) -> None:
         self.http.close()
@@ -70,8 +71,8 @@ class SlackDriver:
             "command": "/sfox-deactivate",
             "text": text,
             "api_app_id": APP_ID,
-            "response_url": self.slack.response_url(f"cmd{n}"),
-            "trigger_id": f"trigger.{n}",
+            "response_url": self.slack.issue_response_url(f"cmd{n}"),
+            "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
         }
         return urlencode(form).encode(), f"cmd{n}"
 
@@ -102,7 +103,7 @@ class SlackDriver:
                 "channel_id": channel_id or self.channel_id,
                 "is_ephemeral": False,
             },
-            "trigger_id": f"trigger.{n}",
+            "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
             "channel": {"id": channel_id or self.channel_id, "name": "ops"},
             "message": {
                 "ts": message_ts or "1.1",
@@ -110,7 +111,7 @@ class SlackDriver:
                 "bot_id": BOT_ID,
                 "app_id": APP_ID,
             },
-            "response_url": self.slack.response_url(f"click{n}"),
+            "response_url": self.slack.issue_response_url(f"click{n}"),
             "actions": [
                 {
                     "action_id": action_id,
@@ -180,7 +181,7 @@ class SlackDriver:
             "api_app_id": APP_ID,
             "token": "legacy-unused",
             "container": {"type": "view", "view_id": "VHOME"},
-            "trigger_id": f"trigger.{n}",
+            "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
             "view": {"id": "VHOME", "type": "home", "callback_id": "", "private_metadata": ""},
             "actions": [
                 {
@@ -218,7 +219,7 @@ class SlackDriver:
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
             "api_app_id": APP_ID,
             "token": "legacy-unused",
-            "trigger_id": f"trigger.{next(self._n)}",
+            "trigger_id": self.slack.issue_trigger(f"trigger.{next(self._n)}"),
             "view": {
                 "id": "VMODAL",
                 "type": "modal",
