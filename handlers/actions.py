@@ -9,12 +9,13 @@ from bot.crashpoints import crash_point
 from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.batch_card import BATCH_ACTIONS
-from bot.slack.blocks import APPROVE, RETRY
+from bot.slack.blocks import APPROVE, RETRY, card_block_id
+from bot.slack.identity import is_own_message
 from bot.store.errors import Busy
 from handlers.commands import say_privately
 
 if TYPE_CHECKING:
-    from slack_bolt import Ack, App, Respond
+    from slack_bolt import Ack, App, BoltContext, Respond
 
     from bot.runtime.bootstrap import Runtime
 
@@ -49,7 +50,9 @@ def click_listener(
 
     answer_with = answer_for or private
 
-    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
+    def on_click(
+        ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, context: BoltContext
+    ) -> None:
         actor = str((body.get("user") or {}).get("id", ""))
         request_id = request_id_of(action.get("value"))
         answer = answer_with(body, respond)
@@ -58,7 +61,11 @@ def click_listener(
             answer("That button did not carry a valid request; nothing was changed.")
             return
         click = Click(
-            as_action or action["action_id"], request_id, actor, card_of(body), body.get("response_url")
+            as_action or action["action_id"],
+            request_id,
+            actor,
+            card_of(body, context),
+            body.get("response_url"),
         )
         try:
             # Recorded before the ack: a click Slack was told we received is never lost.
@@ -94,15 +101,21 @@ def request_id_of(value: object) -> int | None:
     return int(value)
 
 
-def card_of(body: dict[str, Any]) -> CardRef | None:
-    """The message the clicked button sits on. It is this bot's own when Slack says the app that
-    posted it is the app receiving the click (Slack routes a button only to its own app)."""
+def card_of(body: dict[str, Any], context: BoltContext) -> CardRef | None:
+    """The message the clicked button sits on. It may become the card of the request the button
+    names only when it is this bot's own message (by the `bot_id` and bot user Bolt's `auth.test`
+    gave `context`; bot/slack/identity.py) and the button sits in that request's card block."""
     container = body.get("container") or {}
     message = body.get("message") or {}
     channel = container.get("channel_id") or (body.get("channel") or {}).get("id")
     ts = container.get("message_ts") or message.get("ts")
     if container.get("type") != "message" or container.get("is_ephemeral") or not channel or not ts:
         return None
-    app_id = body.get("api_app_id")
-    ours = bool(message.get("bot_id")) and bool(app_id) and message.get("app_id") == app_id
+    action = (body.get("actions") or [{}])[0]
+    request_id = request_id_of(action.get("value"))
+    ours = (
+        request_id is not None
+        and action.get("block_id") == card_block_id(request_id)
+        and is_own_message(message, context.bot_id, context.bot_user_id, body.get("api_app_id"))
+    )
     return CardRef(str(channel), str(ts), ours)

@@ -24,7 +24,7 @@ from handlers.actions import card_of, click_listener, request_id_of
 from handlers.home import home_after, home_answer
 
 if TYPE_CHECKING:
-    from slack_bolt import Ack, App, Respond
+    from slack_bolt import Ack, App, BoltContext, Respond
 
     from bot.runtime.bootstrap import Runtime
 
@@ -41,11 +41,13 @@ def register(app: App, runtime: Runtime) -> None:
     )
 
     def deny_listener(plain: Any, from_home: bool) -> Any:
-        def on_deny(ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond) -> None:
-            if _open_modal(runtime, body, action, from_home):
+        def on_deny(
+            ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, context: BoltContext
+        ) -> None:
+            if _open_modal(runtime, body, action, context, from_home):
                 ack()
                 return
-            plain(ack=ack, body=body, action=action, respond=respond)
+            plain(ack=ack, body=body, action=action, respond=respond, context=context)
 
         return on_deny
 
@@ -110,7 +112,9 @@ def _answer_by_url(runtime: Runtime, response_url: str | None) -> Any:
     return answer
 
 
-def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], from_home: bool) -> bool:
+def _open_modal(
+    runtime: Runtime, body: dict[str, Any], action: dict[str, Any], context: BoltContext, from_home: bool
+) -> bool:
     """One quick try at opening the reason modal; False to fall back to a plain Deny (which also
     answers a click that could not deny: not an approver, a request no longer pending)."""
     vis = runtime.visibility
@@ -124,7 +128,7 @@ def _open_modal(runtime: Runtime, body: dict[str, Any], action: dict[str, Any], 
         return False
     if rules.approver_refusal(runtime.workflow.policy.approvers, actor, rules.Step.DENY) is not None:
         return False
-    card = card_of(body)
+    card = card_of(body, context)
     meta = {
         "r": request_id,
         "c": card.channel_id if card else None,

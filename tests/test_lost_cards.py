@@ -4,12 +4,14 @@ the outcome reaches the card's thread."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 
-from bot.fakes.slack_api import FakeSlack
+from bot.fakes.slack_api import APP_ID, FakeSlack
 from bot.requests.base import CARDLESS_GRACE
 from tests.conftest import ALICE, BOB, BOT_TOKEN, assert_nothing_refused
 from tests.helpers import buttons, card_text, wait_status, wait_until
@@ -67,6 +69,7 @@ def test_a_card_from_another_app_or_channel_is_not_taken(bot, fake_slack):
     record, _ts = _orphan(bot)
     # The only message with this request's buttons was posted by someone else.
     fake_slack.messages[-1].bot_id = "BSOMEONE"
+    fake_slack.messages[-1].user = "USOMEONE"
     _later(bot, CARDLESS_GRACE + timedelta(seconds=30))
     assert bot.runtime.sweep()["abandoned"] == 1
     assert bot.store.get(record.id).message_ts is None
@@ -101,13 +104,56 @@ def test_a_click_on_a_lost_card_of_a_pending_request_counts(bot, fake_slack):
     fake_slack.wait_for(lambda: any("denied" in m.text for m in fake_slack.thread(ts)))
 
 
+def _click_with_message(bot, record, ts, **message_fields):
+    """A Deny click on `ts` whose payload's `message` is changed by `message_fields` (a field
+    set to None is left out), confirmed in its dialog."""
+    body, name = bot.driver.click_body(BOB, "sfox_deny", str(record.id), ts)
+    payload = json.loads(parse_qs(body.decode())["payload"][0])
+    assert "app_id" not in payload["message"]  # as in Slack's documented payloads
+    for key, value in message_fields.items():
+        if value is None:
+            payload["message"].pop(key, None)
+        else:
+            payload["message"][key] = value
+    bot.driver.post(urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded")
+    bot.driver.submit_view(BOB, bot.driver.modal_for(name), {})  # the Deny dialog, confirmed
+    wait_status(bot, record.id, "denied")  # the click counts either way: it came signed from Slack
+    wait_until(lambda: bot.runtime.wait_idle())
+    return bot.store.get(record.id)
+
+
 def test_a_click_from_a_message_that_is_not_the_bots_is_not_adopted(bot, fake_slack):
     record, ts = _orphan(bot)
+    left = _click_with_message(bot, record, ts, bot_id="BSOMEONE", user="USOMEONE")
+    assert left.message_ts is None  # that message is not the card
+
+
+def test_a_message_that_names_another_app_is_not_adopted(bot, fake_slack):
+    """`app_id` is not always sent; where it is, it must be this app's."""
+    record, ts = _orphan(bot)
+    assert _click_with_message(bot, record, ts, app_id="A9").message_ts is None
+
+
+def test_a_message_that_names_this_app_is_adopted(bot, fake_slack):
+    record, ts = _orphan(bot)
+    assert _click_with_message(bot, record, ts, app_id=APP_ID).message_ts == ts
+
+
+def test_the_bot_user_alone_recognises_the_card(bot, fake_slack):
+    """A message that carries the bot's user but no `bot_id` is still the bot's own."""
+    record, ts = _orphan(bot)
+    assert _click_with_message(bot, record, ts, bot_id=None).message_ts == ts
+
+
+def test_a_button_of_another_request_does_not_adopt_the_message(bot, fake_slack):
+    """The button must carry this request's block id: a message of the bot's that is not this
+    request's card (say, another request's card) is not taken."""
+    record, ts = _orphan(bot)
     body, name = bot.driver.click_body(BOB, "sfox_deny", str(record.id), ts)
-    forged = body.replace(b"%22app_id%22%3A+%22A1%22", b"%22app_id%22%3A+%22A9%22")
-    assert forged != body
-    bot.driver.post(forged, "application/x-www-form-urlencoded")
-    bot.driver.submit_view(BOB, bot.driver.modal_for(name), {})  # the Deny dialog, confirmed
-    wait_status(bot, record.id, "denied")  # the click still counts: it came signed from Slack
+    payload = json.loads(parse_qs(body.decode())["payload"][0])
+    payload["actions"][0]["block_id"] = "sfox_request_999"
+    bot.driver.post(urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded")
+    bot.driver.submit_view(BOB, bot.driver.modal_for(name), {})
+    wait_status(bot, record.id, "denied")
     wait_until(lambda: bot.runtime.wait_idle())
-    assert bot.store.get(record.id).message_ts is None  # but that message is not the card
+    assert bot.store.get(record.id).message_ts is None

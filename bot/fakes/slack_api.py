@@ -37,7 +37,7 @@ from bot.fakes.slack_http import handler_for
 from bot.fakes.slack_strict import Refusal, Strictness
 
 BOT_ID = "B1"
-BOT_USER = "UBOT"  # the bot user of the token, as auth.test says
+BOT_USER = "UBOT"  # the bot user that auth.test names
 APP_ID = "A1"
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from bot.fakes.slack_api import APP_ID, BOT_ID, FakeSlack
+from bot.fakes.slack_api import APP_ID, BOT_ID, BOT_USER, FakeSlack
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -105,12 +105,7 @@ class SlackDriver:
             },
             "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
             "channel": {"id": channel_id or self.channel_id, "name": "ops"},
-            "message": {
-                "ts": message_ts or "1.1",
-                "type": "message",
-                "bot_id": BOT_ID,
-                "app_id": APP_ID,
-            },
+            "message": self._clicked_message(message_ts or "1.1"),
             "response_url": self.slack.issue_response_url(f"click{n}"),
             "actions": [
                 {
@@ -123,6 +118,24 @@ class SlackDriver:
             ],
         }
         return urlencode({"payload": json.dumps(payload)}).encode(), f"click{n}"
+
+    def _clicked_message(self, ts: str) -> dict[str, Any]:
+        """The message a button sits on, as a `block_actions` payload carries it: Slack's
+        documented example has `type`, `user`, `ts`, `bot_id`, `team`, `text` and `blocks`, and
+        no `app_id`, so neither does this."""
+        found = self.slack.message(ts)
+        message: dict[str, Any] = {
+            "type": "message",
+            "user": found.user if found else BOT_USER,
+            "ts": ts,
+            "bot_id": found.bot_id if found else BOT_ID,
+            "team": self.team_id,
+            "text": found.text if found else "",
+            "blocks": found.blocks if found else [],
+        }
+        if not message["bot_id"]:  # a person's message has no bot_id
+            del message["bot_id"]
+        return message
 
     def click(
         self,

@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 
 from bot.slack import blocks
 from bot.slack.calls import call_slack, call_slack_pages, post_card, post_in_thread, update_card
+from bot.slack.identity import is_own_message
 from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.slack")
@@ -26,7 +27,7 @@ CARD_SEARCH_AFTER = timedelta(minutes=5)
 class SlackNotifier:
     def __init__(self, client: WebClient) -> None:
         self.client = client
-        self._bot_id: str | None = None
+        self._identity: tuple[str, str] | None = None
         self._lock = threading.Lock()
 
     def post_card(self, record: RequestRecord) -> str:
@@ -45,7 +46,7 @@ class SlackNotifier:
         it (the process died in between); None if there is none. Reads every page of the
         channel's history in the card's time window (a busy channel fills many). Needs
         `channels:history` (and `groups:history` for private channels)."""
-        bot_id = self.bot_id()
+        me = self.identity()
         block_id = blocks.card_block_id(record.id)
         for message in call_slack_pages(
             self.client,
@@ -57,7 +58,7 @@ class SlackNotifier:
             inclusive=True,
             limit=200,
         ):
-            if message.get("bot_id") != bot_id or message.get("thread_ts") not in (None, message.get("ts")):
+            if not is_own_message(message, *me) or message.get("thread_ts") not in (None, message.get("ts")):
                 continue
             if any(b.get("block_id") == block_id for b in message.get("blocks") or []):
                 return str(message["ts"])
@@ -67,9 +68,9 @@ class SlackNotifier:
         """Whether this bot already posted `text` in the card's thread: a reply whose sending
         was cut off by a crash may have gone out, and must not appear twice. Reads the whole
         thread, page after page."""
-        bot_id = self.bot_id()
+        me = self.identity()
         return any(
-            m.get("bot_id") == bot_id and m.get("text") == text and m.get("ts") != record.message_ts
+            is_own_message(m, *me) and m.get("text") == text and m.get("ts") != record.message_ts
             for m in call_slack_pages(
                 self.client,
                 "conversations_replies",
@@ -80,12 +81,14 @@ class SlackNotifier:
             )
         )
 
-    def bot_id(self) -> str:
-        """This bot's own id (`auth.test`), to tell its messages from anyone else's."""
+    def identity(self) -> tuple[str, str]:
+        """This bot's own `bot_id` and bot user (`auth.test`, asked once), to tell its messages
+        from anyone else's (bot/slack/identity.py)."""
         with self._lock:
-            if self._bot_id is None:
-                self._bot_id = str(self._call("auth_test").get("bot_id") or "")
-            return self._bot_id
+            if self._identity is None:
+                me = self._call("auth_test")
+                self._identity = (str(me.get("bot_id") or ""), str(me.get("user_id") or ""))
+            return self._identity
 
     def _call(self, method: str, **kwargs: object) -> dict[str, Any]:
         return call_slack(self.client, method, **kwargs)
