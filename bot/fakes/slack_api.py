@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.fakes import slack_files, slack_pages
+from bot.fakes import blockkit, slack_files, slack_pages
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
@@ -219,6 +219,7 @@ class FakeSlack:
     def handle_api(
         self, method: str, args: dict[str, Any], auth: str | None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        kit = blockkit.refusal(method, args)  # the slowest check, and pure: outside the lock
         with self.lock:
             self.calls.append((method, args))
             fault = self._take_fault(method)
@@ -239,7 +240,7 @@ class FakeSlack:
                     {"ok": True, "user_id": BOT_USER, "team_id": "T1", "bot_id": BOT_ID, "team": "Test"},
                     {},
                 )
-            refused = self.strict.api_refusal(method, args)
+            refused = self.strict.api_refusal(method, args, kit)
             if refused is not None:
                 return 200, refused, {}
             if method == "chat.postMessage":

@@ -48,15 +48,17 @@ class Strictness:
     def issue_response_url(self, name: str) -> None:
         self.response_urls[name] = [self.clock()]
 
-    def api_refusal(self, method: str, args: dict[str, Any]) -> dict[str, Any] | None:
-        """Slack's answer when it would refuse this call, else None (a views.open that is taken
-        uses up its trigger)."""
+    def api_refusal(
+        self, method: str, args: dict[str, Any], kit: dict[str, Any] | None
+    ) -> dict[str, Any] | None:
+        """Slack's answer when it would refuse this call (`kit`: what `blockkit.refusal` said of
+        it), else None; a views.open that is taken uses up its trigger."""
         body = None
         trigger = str(args.get("trigger_id") or "")
         if method == "views.open":
             error = self._trigger_error(trigger)
             body = {"ok": False, "error": error} if error else None
-        body = body or blockkit.refusal(method, args)
+        body = body or kit
         if body is not None:
             messages = (body.get("response_metadata") or {}).get("messages") or []
             self.refusals.append(Refusal(method, body["error"], " ".join(messages)))
