@@ -1,6 +1,6 @@
 """The fake Slack refuses what Slack refuses, answered as Slack answers, through its real HTTP API:
 Block Kit that slack_sdk's models or Slack's limits reject, a trigger_id used twice, late or never
-issued, a response_url past its five posts or its 30 minutes. Each refusal changes nothing in the
+issued, a response_url past its five posts or its 30 minutes, an ack Slack cannot use. Each refusal changes nothing in the
 fake and is kept in `refusals` (every test's fake Slack is checked empty at its end, see
 tests/conftest.py; these tests take out the refusals they provoke)."""
 
@@ -16,6 +16,8 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from slack_sdk.webhook import WebhookClient
 
+from bot.fakes.local import serve_wsgi, stop, url_of
+from bot.fakes.slack_driver import SlackDriver
 from bot.fakes.slack_strict import RESPONSE_URL_SECONDS, TRIGGER_SECONDS
 from tests.conftest import BOB, BOT_TOKEN
 from tests.helpers import open_request, wait_status
@@ -265,3 +267,44 @@ def test_the_bots_largest_card_thread_and_home_are_taken(bot, fake_slack, fake_s
     fake_slack.wait_for(lambda: fake_slack.thread(card.ts))
     bot.runtime.wait_idle()
     assert fake_slack.message(card.ts).updates >= 1 and len(home["blocks"]) <= 100
+
+
+def test_an_ack_slack_would_not_take_is_refused(fake_slack):
+    """The ack is a payload too: an app answering a command with an over-long message, or a form
+    with errors for a block the form does not have, is caught (here a stand-in app over HTTP)."""
+    answers = iter(
+        [
+            {"response_type": "ephemeral", "text": "x" * 40_001},
+            {"response_action": "errors", "errors": {"no_such_block": "Wrong"}},
+            {"response_action": "errors", "errors": {"reason": "Too long"}},
+        ]
+    )
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        data = json.dumps(next(answers)).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    server = serve_wsgi(app)
+    driver = SlackDriver(url_of(server), "secret", fake_slack)
+    try:
+        driver.command(BOB, "anything")
+        form = {
+            "type": "modal",
+            "callback_id": "c",
+            "title": {"type": "plain_text", "text": "Form"},
+            "blocks": [
+                {
+                    "type": "input",
+                    "block_id": "reason",
+                    "label": {"type": "plain_text", "text": "Reason"},
+                    "element": {"type": "plain_text_input", "action_id": "value"},
+                }
+            ],
+        }
+        driver.submit_view(BOB, form, {"reason": "x"})
+        driver.submit_view(BOB, form, {"reason": "x"})
+    finally:
+        driver.close()
+        stop(server)
+    assert _taken_refusals(fake_slack) == ["msg_too_long", "invalid_errors"]

@@ -71,7 +71,11 @@ class SlackDriver:
             "X-Slack-Signature": signature or sign(self.secret, ts, body),
             **(headers or {}),
         }
-        return self.http.post(f"{self.bot_url}/slack/events", content=body, headers=sent)
+        response = self.http.post(f"{self.bot_url}/slack/events", content=body, headers=sent)
+        if response.status_code == 200 and "json" in response.headers.get("content-type", ""):
+            with self.slack.lock:
+                self.slack.strict.ack_refusal(body, response.content)
+        return response
 
     def command_body(self, user_id: str, text: str, channel_id: str | None = None) -> tuple[bytes, str]:
         n = next(self._n)

@@ -4,7 +4,9 @@
   an id Slack never issued is `invalid_trigger_id`, one used before `exchanged_trigger_id`, one
   presented after 3 s `expired_trigger_id` (the errors views.open documents);
 - a `response_url` takes at most 5 posts within 30 minutes of the interaction: a sixth post, or
-  one after 30 minutes, gets HTTP 404 with `used_url` or `expired_url` as its body.
+  one after 30 minutes, gets HTTP 404 with `used_url` or `expired_url` as its body;
+- the bot's ack (its HTTP answer) is read as Slack reads it: a message checked as a message, a
+  view_submission's `errors` naming only input blocks of that view.
 
 Every refusal is kept (`Strictness.refusals`), so a test can assert that the bot never sent
 anything Slack would have refused. The clock is the fake's, so a test can move it on instead of
@@ -13,9 +15,11 @@ sleeping through the 3 seconds.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from bot.fakes import blockkit
 
@@ -85,6 +89,29 @@ class Strictness:
             return status, error
         posts.append(now)
         return None
+
+    def ack_refusal(self, sent: bytes, answer: bytes) -> None:
+        """The bot's HTTP answer to what Slack sent (its ack), checked as Slack reads it: a
+        message (`text`, `blocks`) for a command or a click; for a view_submission, `errors`
+        naming input blocks of the submitted view. Anything else (an empty ack, the challenge)
+        carries nothing to check."""
+        try:
+            body = json.loads(answer or b"{}")
+        except ValueError:
+            return
+        if not isinstance(body, dict):
+            return
+        if body.get("response_action") == "errors":
+            payload = json.loads(dict(parse_qsl(sent.decode("utf-8", "replace"))).get("payload") or "{}")
+            view = payload.get("view") or {}
+            inputs = {b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"}
+            errors = body.get("errors")
+            if not isinstance(errors, dict) or not errors or not set(errors) <= inputs:
+                self.refusals.append(Refusal("ack:view_submission", "invalid_errors", f"{errors!r}"))
+        elif "text" in body or "blocks" in body:
+            refused = blockkit.message_refusal(body)
+            if refused is not None:
+                self.refusals.append(Refusal("ack", str(refused["error"])))
 
     def _trigger_error(self, trigger: str) -> str | None:
         issued = self.triggers.get(trigger)
