@@ -120,6 +120,15 @@ def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_f
 def fake_slack() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN) as slack:
         yield slack
+        assert_nothing_refused(slack)
+
+
+def assert_nothing_refused(slack: FakeSlack) -> None:
+    """The fake refuses what Slack would (bad Block Kit, a spent trigger_id or response_url); the
+    bot may swallow such an answer (a Home tab not published, a hint not shown), so every test
+    using the fake checks at its end that nothing was refused. A test that provokes a refusal on
+    purpose takes it out of `slack.refusals`."""
+    assert not slack.refusals, f"the bot sent Slack what it refuses: {slack.refusals}"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from bot.fakes.slack_api import FakeSlack
-from tests.conftest import ALICE, BOB, BOT_TOKEN, bot_env
+from tests.conftest import ALICE, BOB, BOT_TOKEN, assert_nothing_refused, bot_env
 from tests.crash_support import BotProcess, View
 
 pytestmark = pytest.mark.slow
@@ -19,6 +19,7 @@ pytestmark = pytest.mark.slow
 def fake_slack() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
         yield slack
+        assert_nothing_refused(slack)
 
 
 def test_batch_row_claimed_then_killed_is_resumed_by_another_process(

@@ -18,7 +18,7 @@ from bot.crashpoints import POINTS
 from bot.fakes.sfox_api import Fault
 from bot.fakes.slack_api import FakeSlack, Message
 from bot.store.db import Store
-from tests.conftest import ALICE, BOB, BOT_TOKEN, CAROL, bot_env
+from tests.conftest import ALICE, BOB, BOT_TOKEN, CAROL, assert_nothing_refused, bot_env
 from tests.crash_support import BotProcess, View
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 
@@ -51,6 +51,7 @@ def fake_slack() -> Iterator[FakeSlack]:
     """Message timestamps from the wall clock, as Slack's are (the sweep looks cards up by time)."""
     with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
         yield slack
+        assert_nothing_refused(slack)
 
 
 @pytest.fixture

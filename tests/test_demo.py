@@ -76,6 +76,8 @@ def assert_scene(out: str, first: int, blocked: int, second: int) -> None:
             assert found >= 0, f"missing, or out of order: {text!r}\n\n{out}"
             end = max(end, found + len(text))
         at = end
+    # the demo's fake Slack is as strict as Slack, and it refused nothing the bot sent
+    assert "Slack API refused" not in out
     # exactly one DELETE per account, and the refused clicks changed nothing on the card
     assert out.count("DELETE /v1/enterprise/account/client_1") == 1
     assert out.count("DELETE /v1/enterprise/account/client_late") == 1

@@ -111,15 +111,6 @@ def test_a_home_approval_racing_a_card_approval_sends_one_delete(make_bot, fake_
         assert [e.kind for e in bot.store.events_for(record.id)].count("claimed") == 1
 
 
-def test_the_events_url_answers_slacks_url_verification(bot):
-    """Slack checks the event subscription's request URL (app.yaml) with a signed challenge."""
-    import json
-
-    body = json.dumps({"token": "legacy", "challenge": "abc123", "type": "url_verification"}).encode()
-    response = bot.driver.post(body, "application/json")
-    assert response.status_code == 200 and "abc123" in response.text
-
-
 def test_the_messages_tab_does_not_publish_the_home(bot):
     import json
     import time

@@ -13,7 +13,7 @@ import pytest
 
 from bot.fakes.slack_api import APP_ID, FakeSlack
 from bot.requests.base import CARDLESS_GRACE
-from tests.conftest import ALICE, BOB, BOT_TOKEN
+from tests.conftest import ALICE, BOB, BOT_TOKEN, assert_nothing_refused
 from tests.helpers import buttons, card_text, wait_status, wait_until
 
 
@@ -21,6 +21,7 @@ from tests.helpers import buttons, card_text, wait_status, wait_until
 def fake_slack() -> Iterator[FakeSlack]:
     with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
         yield slack
+        assert_nothing_refused(slack)
 
 
 def _orphan(bot, user: str = "client_1"):
@@ -68,6 +69,7 @@ def test_a_card_from_another_app_or_channel_is_not_taken(bot, fake_slack):
     record, _ts = _orphan(bot)
     # The only message with this request's buttons was posted by someone else.
     fake_slack.messages[-1].bot_id = "BSOMEONE"
+    fake_slack.messages[-1].user = "USOMEONE"
     _later(bot, CARDLESS_GRACE + timedelta(seconds=30))
     assert bot.runtime.sweep()["abandoned"] == 1
     assert bot.store.get(record.id).message_ts is None

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import copy
-import re
+import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from jsonschema import Draft7Validator
 from sqlalchemy import update
 
 from bot.store.schema import outbox
@@ -20,6 +21,7 @@ from tests.helpers import open_request, wait_status
 
 ROOT = Path(__file__).resolve().parent.parent
 MANIFEST = ROOT / "app.yaml"
+SCHEMA = ROOT / "tests" / "manifest_schema.json"
 
 # Slack Web API methods the bot may call, and the bot scope each needs (None: no scope).
 METHOD_SCOPES = {
@@ -59,71 +61,14 @@ def load() -> dict[str, Any]:
 
 
 def manifest_problems(m: dict[str, Any]) -> list[str]:
-    """What Slack's manifest validation would reject, for the parts this app uses."""
-    problems: list[str] = []
-
-    def need(cond: bool, what: str) -> None:
-        if not cond:
-            problems.append(what)
-
-    allowed_top = {"_metadata", "display_information", "features", "oauth_config", "settings", "functions"}
-    need(set(m) <= allowed_top, f"unknown top-level keys {set(m) - allowed_top}")
-    info = m.get("display_information") or {}
-    need(isinstance(info.get("name"), str) and 0 < len(info["name"]) <= 35, "display_information.name 1..35")
-    need(len(info.get("description", "")) <= 140, "display_information.description <= 140")
-    if "background_color" in info:
-        need(
-            bool(re.fullmatch(r"#[0-9a-fA-F]{6}", str(info["background_color"]))), "background_color #rrggbb"
-        )
-    features = m.get("features") or {}
-    need(
-        set(features) <= {"app_home", "bot_user", "shortcuts", "slash_commands", "unfurl_domains"},
-        "features keys",
-    )
-    bot_user = features.get("bot_user") or {}
-    need(0 < len(bot_user.get("display_name", "")) <= 80, "bot_user.display_name 1..80")
-    need(isinstance(bot_user.get("always_online", False), bool), "bot_user.always_online bool")
-    settings = m.get("settings") or {}
-    socket_mode = settings.get("socket_mode_enabled", False)
-    need(isinstance(socket_mode, bool), "settings.socket_mode_enabled bool")
-    for cmd in features.get("slash_commands") or []:
-        need(
-            set(cmd) <= {"command", "url", "description", "usage_hint", "should_escape"}, "slash command keys"
-        )
-        need(bool(re.fullmatch(r"/[a-z0-9_-]{1,31}", str(cmd.get("command")))), "command: /lowercase, <= 32")
-        need(0 < len(cmd.get("description", "")) <= 2000, "command description 1..2000")
-        need(len(cmd.get("usage_hint", "")) <= 1000, "usage_hint <= 1000")
-        need(isinstance(cmd.get("should_escape", False), bool), "should_escape bool")
-        need(
-            socket_mode or str(cmd.get("url", "")).startswith("https://"),
-            "command url (https) without Socket Mode",
-        )
-    scopes = (m.get("oauth_config") or {}).get("scopes") or {}
-    need(set(scopes) <= {"bot", "user"}, "scopes: bot/user only")
-    for scope in scopes.get("bot") or []:
-        need(bool(re.fullmatch(r"[a-z_]+(:[a-z_.]+)*", scope)), f"malformed scope {scope!r}")
-    need(
-        set(settings)
-        <= {
-            "allowed_ip_address_ranges",
-            "event_subscriptions",
-            "interactivity",
-            "org_deploy_enabled",
-            "socket_mode_enabled",
-            "token_rotation_enabled",
-            "is_hosted",
-            "function_runtime",
-        },
-        "settings keys",
-    )
-    interactivity = settings.get("interactivity") or {}
-    need(isinstance(interactivity.get("is_enabled"), bool), "interactivity.is_enabled bool")
-    if interactivity.get("is_enabled") and not socket_mode:
-        need(
-            str(interactivity.get("request_url", "")).startswith("https://"),
-            "interactivity.request_url https",
-        )
-    return problems
+    """What Slack's manifest validation would reject, for the parts this app uses: app.yaml checked
+    with jsonschema against our own schema (tests/manifest_schema.json), written from the rules of
+    Slack's published manifest schema (slackapi/manifest-schema) and its scope and event lists."""
+    validator = Draft7Validator(json.loads(SCHEMA.read_text()))
+    return [
+        f"{'/'.join(str(p) for p in error.absolute_path) or '(top)'}: {error.message}"
+        for error in sorted(validator.iter_errors(m), key=lambda e: list(map(str, e.absolute_path)))
+    ]
 
 
 def test_has_the_shape_of_a_slack_manifest():
@@ -136,6 +81,74 @@ def test_the_checker_catches_what_slack_would_reject():
     broken["features"]["slash_commands"][0]["command"] = "sfox deactivate"
     del broken["settings"]["interactivity"]["request_url"]
     assert len(manifest_problems(broken)) == 3
+
+
+def _broken(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    m = load()
+    node = m
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return m
+
+
+@pytest.mark.parametrize(
+    ("what", "path", "value", "where"),
+    [
+        (
+            "a scope Slack has not",
+            ("oauth_config", "scopes", "bot", 1),
+            "chat:writes",
+            "oauth_config/scopes/bot/1",
+        ),
+        (
+            "a user scope as a bot scope",
+            ("oauth_config", "scopes", "bot", 0),
+            "search:read",
+            "oauth_config/scopes/bot/0",
+        ),
+        (
+            "an event Slack has not",
+            ("settings", "event_subscriptions", "bot_events", 0),
+            "app_home_open",
+            "settings/event_subscriptions/bot_events/0",
+        ),
+        (
+            "a command description of 2,001",
+            ("features", "slash_commands", 0, "description"),
+            "x" * 2001,
+            "features/slash_commands/0/description",
+        ),
+        (
+            "an empty usage hint",
+            ("features", "slash_commands", 0, "usage_hint"),
+            "",
+            "features/slash_commands/0/usage_hint",
+        ),
+        (
+            "a bot name of 81",
+            ("features", "bot_user", "display_name"),
+            "x" * 81,
+            "features/bot_user/display_name",
+        ),
+        ("an unknown feature", ("features", "workflow_magic"), True, "features"),
+        (
+            "interactivity without is_enabled",
+            ("settings", "interactivity"),
+            {"request_url": "https://x/slack/events"},
+            "settings/interactivity",
+        ),
+        (
+            "a colour that is not one",
+            ("display_information", "background_color"),
+            "#12345",
+            "display_information/background_color",
+        ),
+    ],
+)
+def test_a_manifest_slack_would_refuse_is_refused(what, path, value, where):
+    problems = manifest_problems(_broken(path, value))
+    assert len(problems) == 1 and problems[0].startswith(f"{where}: "), (what, problems)
 
 
 def test_the_slash_command_is_the_one_the_code_listens_for():

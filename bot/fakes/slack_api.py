@@ -9,6 +9,11 @@ channel is `D` + the user id), `views.open` and `views.publish` (kept per user),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
 
+It is as strict as Slack: Block Kit checked with slack_sdk's models and Slack's limits
+(`bot.fakes.blockkit`), a trigger_id good once within 3 s and a response_url five times within
+30 minutes (`bot.fakes.slack_strict`, every refusal kept in `refusals`), and history and thread
+reads paged with cursors, never more than `page_size` messages a page (`bot.fakes.slack_pages`).
+
 Its HTTP side is in `bot.fakes.slack_http`; `bot.fakes.slack_driver.SlackDriver` plays Slack's
 side towards the bot.
 
@@ -21,12 +26,15 @@ import itertools
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from bot.fakes import blockkit, slack_files, slack_pages
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
+from bot.fakes.slack_strict import Refusal, Strictness
 
 BOT_ID = "B1"
 BOT_USER = "UBOT"  # the bot user that auth.test names
@@ -41,7 +49,8 @@ class Message:
     blocks: list[dict[str, Any]] = field(default_factory=list)
     thread_ts: str | None = None
     updates: int = 0
-    bot_id: str = BOT_ID  # every message here was posted with the bot's token
+    bot_id: str = BOT_ID  # "" for a person's message (`FakeSlack.say`)
+    user: str = BOT_USER
 
 
 @dataclass
@@ -62,10 +71,17 @@ class FakeSlack:
         usergroups: dict[str, list[str]] | None = None,
         clock_ts: bool = False,
         app_token: str = "xapp-test-token",
+        page_size: int = 10,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`clock_ts`: message timestamps from the wall clock, as Slack's are, so they stay unique
-        across runs that share one database (the default counts from a fixed value)."""
+        across runs that share one database (the default counts from a fixed value).
+        `page_size`: the most messages a history or thread page holds, whatever `limit` asks.
+        `clock`: what trigger and response_url lifetimes are measured with (a test may move it)."""
         self.token = token
+        self.page_size = page_size
+        self.clock = clock
+        self.strict = Strictness(lambda: self.clock())
         self.clock_ts = clock_ts
         self._last_micros = 0
         self.app_token = app_token
@@ -84,6 +100,7 @@ class FakeSlack:
         self.uploads: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
         self._ts = itertools.count(1)
+        self.interactions = itertools.count(1)  # numbers the drivers' trigger_ids, response_urls
         self._server = FakeHTTPServer((host, port), handler_for(self))
         self._server.daemon_threads = True
 
@@ -98,6 +115,30 @@ class FakeSlack:
 
     def response_url(self, name: str = "r") -> str:
         return f"{self.url}/response/{name}"
+
+    def issue_response_url(self, name: str) -> str:
+        """A response_url for an interaction Slack sends now (it lives 30 minutes, 5 posts)."""
+        with self.lock:
+            self.strict.issue_response_url(name)
+        return self.response_url(name)
+
+    def issue_trigger(self, trigger_id: str) -> str:
+        """A trigger_id for an interaction Slack sends now (one views.open, within 3 s)."""
+        with self.lock:
+            self.strict.issue_trigger(trigger_id)
+        return trigger_id
+
+    @property
+    def refusals(self) -> list[Refusal]:
+        """Everything refused so far because Slack would have refused it (not scripted faults)."""
+        return self.strict.refusals
+
+    def say(self, channel: str, text: str, user: str = "UPERSON01", thread_ts: str | None = None) -> str:
+        """A person's message in `channel` (or in a thread): it is not the bot's."""
+        with self.lock:
+            ts = self._new_ts()
+            self.messages.append(Message(channel, ts, text, [], thread_ts, bot_id="", user=user))
+            return ts
 
     def start(self) -> FakeSlack:
         threading.Thread(
@@ -130,7 +171,9 @@ class FakeSlack:
 
     def cards(self) -> list[Message]:
         with self.lock:
-            return [m for m in self.messages if m.thread_ts is None and not m.channel.startswith("D")]
+            return [
+                m for m in self.messages if m.thread_ts is None and m.bot_id and not m.channel.startswith("D")
+            ]
 
     def dms(self, user_id: str) -> list[Message]:
         """The direct messages the bot sent `user_id` (its DM channel is `D` + the user id)."""
@@ -176,6 +219,7 @@ class FakeSlack:
     def handle_api(
         self, method: str, args: dict[str, Any], auth: str | None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        kit = blockkit.refusal(method, args)  # the slowest check, and pure: outside the lock
         with self.lock:
             self.calls.append((method, args))
             fault = self._take_fault(method)
@@ -196,6 +240,9 @@ class FakeSlack:
                     {"ok": True, "user_id": BOT_USER, "team_id": "T1", "bot_id": BOT_ID, "team": "Test"},
                     {},
                 )
+            refused = self.strict.api_refusal(method, args, kit)
+            if refused is not None:
+                return 200, refused, {}
             if method == "chat.postMessage":
                 ts = self._new_ts()
                 blocks = args.get("blocks") or []
@@ -220,21 +267,9 @@ class FakeSlack:
                 self.ephemeral.append({"user": args.get("user"), "text": args.get("text", "")})
                 return 200, {"ok": True, "message_ts": "1.1"}, {}
             if method == "conversations.history":
-                return 200, self._history(args), {}
+                return 200, slack_pages.history(self.messages, args, self.page_size), {}
             if method == "conversations.replies":
-                parent = args.get("ts")
-                found = [
-                    m
-                    for m in self.messages
-                    if m.channel == args.get("channel") and parent in (m.ts, m.thread_ts)
-                ]
-                if not any(m.ts == parent for m in found):
-                    return 200, {"ok": False, "error": "thread_not_found"}, {}
-                listed = [
-                    {"type": "message", "ts": m.ts, "thread_ts": parent, "text": m.text, "bot_id": m.bot_id}
-                    for m in found
-                ]
-                return 200, {"ok": True, "messages": listed, "has_more": False}, {}
+                return 200, slack_pages.replies(self.messages, args, self.page_size), {}
             if method == "chat.getPermalink":
                 found = next(
                     (
@@ -258,8 +293,6 @@ class FakeSlack:
                 if isinstance(view, str):
                     view = json.loads(view)
                 if method == "views.open":
-                    if not args.get("trigger_id"):
-                        return 200, {"ok": False, "error": "invalid_trigger_id"}, {}
                     self.opened_views.append({"trigger_id": args.get("trigger_id"), "view": view})
                 else:
                     self.views[str(args.get("user_id"))] = view
@@ -268,41 +301,8 @@ class FakeSlack:
                     {"ok": True, "view": {"id": f"V{len(self.opened_views) + len(self.views)}", **view}},
                     {},
                 )
-            if method == "files.info":
-                found = self.user_files.get(str(args.get("file")))
-                if found is None:
-                    return 200, {"ok": False, "error": "file_not_found"}, {}
-                name, data = found
-                url = f"{self.url}/files/{args.get('file')}/{name}"
-                return (
-                    200,
-                    {
-                        "ok": True,
-                        "file": {
-                            "id": args.get("file"),
-                            "name": name,
-                            "size": len(data),
-                            "url_private": url,
-                            "url_private_download": url,
-                        },
-                    },
-                    {},
-                )
-            if method == "files.getUploadURLExternal":
-                file_id = f"F{len(self.uploads) + 1:05d}"
-                self.uploads[file_id] = {"name": args.get("filename"), "content": None}
-                return 200, {"ok": True, "file_id": file_id, "upload_url": f"{self.url}/upload/{file_id}"}, {}
-            if method == "files.completeUploadExternal":
-                files = args.get("files")
-                files = json.loads(files) if isinstance(files, str) else files or []
-                for f in files:
-                    entry = self.uploads.get(f.get("id"))
-                    if entry is None or entry["content"] is None:
-                        return 200, {"ok": False, "error": "file_not_found"}, {}
-                    entry.update(
-                        title=f.get("title"), channel=args.get("channel_id"), thread_ts=args.get("thread_ts")
-                    )
-                return 200, {"ok": True, "files": [{"id": f.get("id")} for f in files]}, {}
+            if method.startswith("files."):
+                return 200, slack_files.answer(self, method, args), {}
             if method == "usergroups.users.list":
                 users = self.usergroups.get(str(args.get("usergroup")))
                 if users is None:
@@ -310,25 +310,15 @@ class FakeSlack:
                 return 200, {"ok": True, "users": users}, {}
             return 200, {"ok": False, "error": "unknown_method"}, {}
 
-    def _history(self, args: dict[str, Any]) -> dict[str, Any]:
-        """The channel's top-level messages between `oldest` and `latest`, newest first."""
-        oldest = float(args.get("oldest") or 0)
-        latest = float(args.get("latest") or "inf")
-        limit = int(args.get("limit") or 100)
-        found = [
-            m
-            for m in reversed(self.messages)
-            if m.channel == args.get("channel") and m.thread_ts is None and oldest <= float(m.ts) <= latest
-        ]
-        return {
-            "ok": True,
-            "messages": [
-                {"type": "message", "ts": m.ts, "text": m.text, "blocks": m.blocks, "bot_id": m.bot_id}
-                for m in found[:limit]
-            ],
-            "has_more": len(found) > limit,
-        }
-
     def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
         with self.lock:
             self.ephemeral.append({"response_url": name, **payload})
+
+    def response_url_post(self, name: str, payload: dict[str, Any]) -> tuple[int, str]:
+        """A post to a response_url: (HTTP status, body) as Slack answers it."""
+        with self.lock:
+            refused = self.strict.response_url_refusal(name, payload)
+        if refused is not None:
+            return refused
+        self.handle_response_url(name, payload)
+        return 200, "ok"

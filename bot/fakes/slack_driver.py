@@ -1,12 +1,19 @@
 """Slack's side towards the bot: slash commands, button clicks, view submissions and Events API
 callbacks, signed with the signing secret exactly as Slack signs them (v0 HMAC-SHA256 over
-`v0:timestamp:body`) and sent to the bot's `/slack/events`. A testing aid."""
+`v0:timestamp:body`) and sent to the bot's `/slack/events`. A testing aid.
+
+Each payload is built field for field from Slack's documented examples (the slash command
+request, `block_actions` from a message and from the App Home, `view_submission`, the
+`app_home_opened` event callback, `url_verification`), with only the fields Slack documents as
+always there: a clicked message carries no `app_id`, a Home click no `response_url` and no
+`channel`. What Slack would fill from the surface, the driver takes from the fake: the clicked
+message and its button as the fake holds them, the Home tab as last published. Each trigger_id
+and response_url is issued by the fake, which then holds the bot to their lifetimes."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import itertools
 import json
 import time
 from typing import Any
@@ -41,21 +48,34 @@ class SlackDriver:
         self.team_id = team_id
         self.channel_id = channel_id
         self.http = httpx.Client(timeout=timeout)
-        self._n = itertools.count(1)
+        # Numbered by the fake, not per driver: several drivers (bots) on one fake Slack never
+        # send the same trigger_id or response_url, as Slack never issues one twice.
+        self._n = slack.interactions
 
     def close(self) -> None:
         self.http.close()
 
     def post(
-        self, body: bytes, content_type: str, *, timestamp: str | None = None, signature: str | None = None
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        timestamp: str | None = None,
+        signature: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> httpx.Response:
         ts = timestamp or str(int(time.time()))
-        headers = {
+        sent = {
             "Content-Type": content_type,
             "X-Slack-Request-Timestamp": ts,
             "X-Slack-Signature": signature or sign(self.secret, ts, body),
+            **(headers or {}),
         }
-        return self.http.post(f"{self.bot_url}/slack/events", content=body, headers=headers)
+        response = self.http.post(f"{self.bot_url}/slack/events", content=body, headers=sent)
+        if response.status_code == 200 and "json" in response.headers.get("content-type", ""):
+            with self.slack.lock:
+                self.slack.strict.ack_refusal(body, response.content)
+        return response
 
     def command_body(self, user_id: str, text: str, channel_id: str | None = None) -> tuple[bytes, str]:
         n = next(self._n)
@@ -70,8 +90,8 @@ class SlackDriver:
             "command": "/sfox-deactivate",
             "text": text,
             "api_app_id": APP_ID,
-            "response_url": self.slack.response_url(f"cmd{n}"),
-            "trigger_id": f"trigger.{n}",
+            "response_url": self.slack.issue_response_url(f"cmd{n}"),
+            "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
         }
         return urlencode(form).encode(), f"cmd{n}"
 
@@ -102,19 +122,11 @@ class SlackDriver:
                 "channel_id": channel_id or self.channel_id,
                 "is_ephemeral": False,
             },
-            "trigger_id": f"trigger.{n}",
+            "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
             "channel": {"id": channel_id or self.channel_id, "name": "ops"},
-            "message": self._clicked_message(message_ts or "1.1"),
-            "response_url": self.slack.response_url(f"click{n}"),
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": f"sfox_request_{value}",
-                    "value": value,
-                    "type": "button",
-                    "action_ts": str(time.time()),
-                }
-            ],
+            "message": (message := self._clicked_message(message_ts or "1.1")),
+            "response_url": self.slack.issue_response_url(f"click{n}"),
+            "actions": [_action(message["blocks"], action_id, value, f"sfox_request_{value}")],
         }
         return urlencode({"payload": json.dumps(payload)}).encode(), f"click{n}"
 
@@ -123,15 +135,18 @@ class SlackDriver:
         documented example has `type`, `user`, `ts`, `bot_id`, `team`, `text` and `blocks`, and
         no `app_id`, so neither does this."""
         found = self.slack.message(ts)
-        return {
+        message: dict[str, Any] = {
             "type": "message",
-            "user": BOT_USER,
+            "user": found.user if found else BOT_USER,
             "ts": ts,
             "bot_id": found.bot_id if found else BOT_ID,
             "team": self.team_id,
             "text": found.text if found else "",
             "blocks": found.blocks if found else [],
         }
+        if not message["bot_id"]:  # a person's message has no bot_id
+            del message["bot_id"]
+        return message
 
     def click(
         self,
@@ -161,50 +176,97 @@ class SlackDriver:
         with self.slack.lock:
             return next((v["view"] for v in self.slack.opened_views if v["trigger_id"] == trigger), None)
 
-    def home_opened(self, user_id: str) -> httpx.Response:
-        """The Events API's `app_home_opened` for `user_id` (a JSON event callback)."""
+    def home_opened(
+        self, user_id: str, *, event_id: str | None = None, retry: int = 0, reason: str = "http_timeout"
+    ) -> httpx.Response:
+        """The Events API's `app_home_opened` for `user_id`, as an event callback. `event_id` names
+        the event (a fresh one by default); `retry` > 0 sends it as Slack re-sends an event it did
+        not see acknowledged in time, with `X-Slack-Retry-Num` and `X-Slack-Retry-Reason`."""
+        event: dict[str, Any] = {
+            "type": "app_home_opened",
+            "user": user_id,
+            "channel": "D" + user_id,
+            "tab": "home",
+            "event_ts": f"{time.time():.6f}",
+        }
+        published = self.slack.home(user_id)
+        if published is not None:  # Slack adds the Home view the user last saw
+            event["view"] = self._view_as_slack_holds_it(published, "VHOME")
         payload = {
             "token": "legacy-unused",
             "team_id": self.team_id,
             "api_app_id": APP_ID,
+            "event": event,
             "type": "event_callback",
-            "event_id": f"Ev{next(self._n)}",
+            "event_id": event_id or f"Ev{next(self._n):08d}",
             "event_time": int(time.time()),
-            "event": {
-                "type": "app_home_opened",
-                "user": user_id,
-                "channel": "D" + user_id,
-                "tab": "home",
-                "event_ts": str(time.time()),
-            },
+            "authorizations": [
+                {
+                    "enterprise_id": None,
+                    "team_id": self.team_id,
+                    "user_id": BOT_USER,
+                    "is_bot": True,
+                    "is_enterprise_install": False,
+                }
+            ],
         }
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason} if retry else None
+        response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)
+        response.extensions["event_id"] = payload["event_id"]
+        return response
+
+    def url_verification(self, challenge: str) -> httpx.Response:
+        """What Slack sends when the Events request URL is saved: the app must echo `challenge`."""
+        payload = {"token": "legacy-unused", "challenge": challenge, "type": "url_verification"}
         return self.post(json.dumps(payload).encode(), "application/json")
 
     def home_click(self, user_id: str, action_id: str, value: str) -> httpx.Response:
-        """A button click in `user_id`'s App Home (its container is the Home view, not a message)."""
+        """A button click in `user_id`'s App Home: its container is the Home view (as last
+        published), and Slack sends neither a `response_url` nor a `channel` with it."""
         n = next(self._n)
+        view = self._view_as_slack_holds_it(
+            self.slack.home(user_id) or {"type": "home", "blocks": []}, "VHOME"
+        )
         payload = {
             "type": "block_actions",
-            "team": {"id": self.team_id, "domain": "test"},
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
             "api_app_id": APP_ID,
             "token": "legacy-unused",
-            "container": {"type": "view", "view_id": "VHOME"},
-            "trigger_id": f"trigger.{n}",
-            "view": {"id": "VHOME", "type": "home", "callback_id": "", "private_metadata": ""},
-            "actions": [
-                {
-                    "action_id": action_id,
-                    "block_id": f"sfox_home_{value}",
-                    "value": value,
-                    "type": "button",
-                    "action_ts": str(time.time()),
-                }
-            ],
+            "container": {"type": "view", "view_id": view["id"]},
+            "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
+            "team": {"id": self.team_id, "domain": "test"},
+            "view": view,
+            "actions": [_action(view["blocks"], action_id, value, f"sfox_home_{value}")],
         }
         return self.post(
             urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
         )
+
+    def _view_as_slack_holds_it(self, view: dict[str, Any], view_id: str) -> dict[str, Any]:
+        """A view the bot opened or published, as Slack sends it back in a payload: what the bot
+        gave, plus the ids, hash and state Slack keeps with it."""
+        held: dict[str, Any] = {
+            "id": view_id,
+            "team_id": self.team_id,
+            "type": view.get("type"),
+            "blocks": view.get("blocks") or [],
+            "private_metadata": view.get("private_metadata", ""),
+            "callback_id": view.get("callback_id", ""),
+            "state": {"values": {}},
+            "hash": f"{int(time.time())}.{view_id.lower()}",
+            "title": view.get("title") or {"type": "plain_text", "text": "View Title"},
+            "clear_on_close": False,
+            "notify_on_close": False,
+            "close": view.get("close"),
+            "submit": view.get("submit"),
+            "previous_view_id": None,
+            "root_view_id": view_id,
+            "app_id": APP_ID,
+            "external_id": "",
+            "app_installed_team_id": self.team_id,
+            "bot_id": BOT_ID,
+        }
+        return held
 
     def submit_view(self, user_id: str, view: dict[str, Any], values: dict[str, str]) -> httpx.Response:
         """Submit a modal the bot opened (`view`, as given to views.open), with `values` typed
@@ -226,17 +288,10 @@ class SlackDriver:
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": "test"},
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
+            "view": {**self._view_as_slack_holds_it(view, "VMODAL"), "state": {"values": values}},
             "api_app_id": APP_ID,
             "token": "legacy-unused",
-            "trigger_id": f"trigger.{next(self._n)}",
-            "view": {
-                "id": "VMODAL",
-                "type": "modal",
-                "callback_id": view.get("callback_id"),
-                "private_metadata": view.get("private_metadata", ""),
-                "state": {"values": values},
-                "blocks": view.get("blocks", []),
-            },
+            "trigger_id": self.slack.issue_trigger(f"trigger.{next(self._n)}"),
         }
         return self.post(
             urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
@@ -248,3 +303,31 @@ class SlackDriver:
             lambda: [e.get("text", "") for e in list(self.slack.ephemeral) if e.get("response_url") == name],
             timeout,
         )
+
+
+def _action(blocks: list[dict[str, Any]], action_id: str, value: str, block_id: str) -> dict[str, Any]:
+    """The clicked button as a `block_actions` payload names it: its block's id (Slack gives one to
+    a block that has none), its text, style and value, found in the surface's blocks; a button
+    the fake does not hold (a forged or stale click) is named with `block_id`."""
+    for block in blocks:
+        for element in block.get("elements") or [] if block.get("type") == "actions" else []:
+            if element.get("action_id") == action_id and element.get("value") == value:
+                action = {
+                    "action_id": action_id,
+                    "block_id": block.get("block_id") or f"b{abs(hash(json.dumps(block))) % 10**6}",
+                    "text": element.get("text"),
+                    "value": value,
+                    "type": element.get("type", "button"),
+                    "action_ts": f"{time.time():.6f}",
+                }
+                if element.get("style"):
+                    action["style"] = element["style"]
+                return action
+    return {
+        "action_id": action_id,
+        "block_id": block_id,
+        "text": {"type": "plain_text", "text": action_id, "emoji": True},
+        "value": value,
+        "type": "button",
+        "action_ts": f"{time.time():.6f}",
+    }

@@ -46,8 +46,8 @@ def handler_for(fake: FakeSlack) -> type[BaseHTTPRequestHandler]:
                     payload = json.loads(raw or b"{}")
                 except ValueError:
                     payload = {"raw": raw.decode("utf-8", "replace")}
-                fake.handle_response_url(self.path[len("/response/") :], payload)
-                self._send(200, b"ok", {"Content-Type": "text/plain"})
+                status, answer = fake.response_url_post(self.path[len("/response/") :], payload)
+                self._send(status, answer.encode(), {"Content-Type": "text/plain"})
                 return
             if not self.path.startswith("/api/"):
                 self._send(404, b"not found", {"Content-Type": "text/plain"})

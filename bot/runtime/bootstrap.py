@@ -25,6 +25,7 @@ from bot.requests.base import ClickResult
 from bot.requests.reminders import Reminders
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
+from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
 from bot.sfox.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS, BalanceReader
@@ -201,6 +202,7 @@ def build_runtime(
         process_before_response=True,
         logger=logging.getLogger("slack_bolt"),
     )
+    app.use(RepeatedEvents().middleware())  # Slack re-sends an event it saw acked late
     jobs = TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job")
     visibility = _visibility(settings, store, sfox, slack, workflow, app)
 

@@ -10,6 +10,7 @@ approver group) reads it through `slack_failure` instead of unpacking the SDK's 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +23,9 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 
 from bot.slack.errors import NotifyError
+
+# A paged read stops after this many pages (conversations.history: up to 200 messages a page).
+MAX_PAGES = 50
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,22 @@ def call_slack(client: WebClient, method: str, **kwargs: object) -> dict[str, An
     except Exception as exc:  # SlackApiError, or transport errors after the client's own retries
         failure = slack_failure(exc)
         raise NotifyError(failure.label if failure else f"network_error:{type(exc).__name__}") from None
+
+
+def call_slack_pages(
+    client: WebClient, method: str, key: str, *, max_pages: int = MAX_PAGES, **kwargs: object
+) -> Iterator[dict[str, Any]]:
+    """The items (`key`: "messages") of a paged read, page after page: Slack may return fewer
+    than `limit` items a page, even when more follow, so only an empty
+    `response_metadata.next_cursor` ends the read, and no more than `max_pages` pages are read
+    (a cursor that never ends cannot hold a caller forever). Raises NotifyError as `call_slack`."""
+    cursor: str | None = None
+    for _ in range(max_pages):
+        data = call_slack(client, method, **kwargs, **({"cursor": cursor} if cursor else {}))
+        yield from data.get(key) or []
+        cursor = str((data.get("response_metadata") or {}).get("next_cursor") or "")
+        if not cursor:
+            return
 
 
 def post_in_thread(client: WebClient, channel: str, thread_ts: str | None, text: str) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.slack import blocks
-from bot.slack.calls import call_slack, post_card, post_in_thread, update_card
+from bot.slack.calls import call_slack, call_slack_pages, post_card, post_in_thread, update_card
 from bot.slack.identity import is_own_message
 from bot.store.records import RequestRecord
 
@@ -43,19 +43,21 @@ class SlackNotifier:
 
     def find_card(self, record: RequestRecord) -> str | None:
         """The ts of this request's card in its channel, if the bot posted one but never recorded
-        it (the process died in between); None if there is none. Needs `channels:history` (and
-        `groups:history` for private channels)."""
+        it (the process died in between); None if there is none. Reads every page of the
+        channel's history in the card's time window (a busy channel fills many). Needs
+        `channels:history` (and `groups:history` for private channels)."""
         me = self.identity()
-        response = self._call(
+        block_id = blocks.card_block_id(record.id)
+        for message in call_slack_pages(
+            self.client,
             "conversations_history",
+            "messages",
             channel=record.channel_id,
             oldest=f"{(record.created_at - CARD_SEARCH_BEFORE).timestamp():.6f}",
             latest=f"{(record.created_at + CARD_SEARCH_AFTER).timestamp():.6f}",
             inclusive=True,
             limit=200,
-        )
-        block_id = blocks.card_block_id(record.id)
-        for message in response.get("messages") or []:
+        ):
             if not is_own_message(message, *me) or message.get("thread_ts") not in (None, message.get("ts")):
                 continue
             if any(b.get("block_id") == block_id for b in message.get("blocks") or []):
@@ -64,14 +66,19 @@ class SlackNotifier:
 
     def reply_posted(self, record: RequestRecord, text: str) -> bool:
         """Whether this bot already posted `text` in the card's thread: a reply whose sending
-        was cut off by a crash may have gone out, and must not appear twice."""
+        was cut off by a crash may have gone out, and must not appear twice. Reads the whole
+        thread, page after page."""
         me = self.identity()
-        response = self._call(
-            "conversations_replies", channel=record.channel_id, ts=record.message_ts, limit=1000
-        )
         return any(
             is_own_message(m, *me) and m.get("text") == text and m.get("ts") != record.message_ts
-            for m in response.get("messages") or []
+            for m in call_slack_pages(
+                self.client,
+                "conversations_replies",
+                "messages",
+                channel=record.channel_id,
+                ts=record.message_ts,
+                limit=200,
+            )
         )
 
     def identity(self) -> tuple[str, str]:
