@@ -7,7 +7,9 @@
 channel is `D` + the user id), `views.open` and `views.publish` (kept per user),
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
-(ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
+(ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status). It keeps
+Slack's pace for `chat.postMessage` per channel (`bot.fakes.slack_rate`, on unless
+`rate_limited=False`).
 
 Its HTTP side is in `bot.fakes.slack_http`; `bot.fakes.slack_driver.SlackDriver` plays Slack's
 side towards the bot.
@@ -27,6 +29,7 @@ from typing import Any
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
+from bot.fakes.slack_rate import ChannelRate
 
 BOT_ID = "B1"
 APP_ID = "A1"
@@ -61,15 +64,18 @@ class FakeSlack:
         usergroups: dict[str, list[str]] | None = None,
         clock_ts: bool = False,
         app_token: str = "xapp-test-token",
+        rate_limited: bool = True,
     ) -> None:
         """`clock_ts`: message timestamps from the wall clock, as Slack's are, so they stay unique
-        across runs that share one database (the default counts from a fixed value)."""
+        across runs that share one database (the default counts from a fixed value).
+        `rate_limited=False`: no per-channel pace on chat.postMessage (benchmarks)."""
         self.token = token
         self.clock_ts = clock_ts
         self._last_micros = 0
         self.app_token = app_token
         # Where `apps.connections.open` sends Socket Mode clients (a FakeSocketMode's url).
         self.socket_url: str | None = None
+        self.rate = ChannelRate(enabled=rate_limited)
         self.messages: list[Message] = []
         self.ephemeral: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -196,6 +202,9 @@ class FakeSlack:
                     {},
                 )
             if method == "chat.postMessage":
+                wait = self.rate.admit(str(args.get("channel", "")))
+                if wait is not None:
+                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
                 ts = self._new_ts()
                 blocks = args.get("blocks") or []
                 if isinstance(blocks, str):
