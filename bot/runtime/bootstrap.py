@@ -25,6 +25,7 @@ from bot.requests.base import ClickResult
 from bot.requests.reminders import Reminders
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
+from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
 from bot.sfox.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS, BalanceReader
@@ -86,6 +87,7 @@ class Runtime:
     anchor: AuditAnchor | None = None
     visibility: Visibility | None = None
     batches: Batches | None = None
+    delivery: DeliveryLoop | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -124,10 +126,13 @@ class Runtime:
         return summary
 
     def start_sweeper(self) -> None:
-        """Sweep at once (finishing what a previous process left) and then periodically."""
+        """Sweep at once (finishing what a previous process left) and then periodically; and send
+        owed Slack messages as they fall due, between sweeps (the delivery loop)."""
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
             self._sweeper.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
@@ -139,6 +144,8 @@ class Runtime:
         if self._sweeper is not None:
             # A sweep may be in the middle of a reconciling read: let it finish too.
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
+        if self.delivery is not None:
+            self.delivery.join(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
         self.sfox.close()
 
     def _sweep_loop(self) -> None:
@@ -176,6 +183,10 @@ def build_runtime(
         limiter=LocalRateLimiter(settings.sfox_rate_limit_per_10s),
     )
     slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
+    # The outbox's sends: a 429 comes back at once with its Retry-After, to be tried again then.
+    outbox_slack = make_web_client(
+        settings.slack_bot_token or "", settings.slack_api_url, rate_limit_patience=0
+    )
     policy = Policy(
         approvers=approvers if approvers is not None else approvers_for(settings),
         required_approvals=settings.required_approvals,
@@ -191,7 +202,9 @@ def build_runtime(
         if settings.balance_check != "off"
         else None
     )
-    workflow = Workflow(store, sfox, SlackNotifier(slack), policy, balances=reader.check if reader else None)
+    workflow = Workflow(
+        store, sfox, SlackNotifier(slack, outbox_slack), policy, balances=reader.check if reader else None
+    )
     app = App(
         signing_secret=settings.slack_signing_secret or "",
         client=slack,
@@ -202,7 +215,7 @@ def build_runtime(
         logger=logging.getLogger("slack_bolt"),
     )
     jobs = TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job")
-    visibility = _visibility(settings, store, sfox, slack, workflow, app)
+    visibility = _visibility(settings, store, sfox, slack, outbox_slack, workflow, app)
 
     def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return runtime.submit(fn, *args)
@@ -227,6 +240,8 @@ def build_runtime(
         else None,
         visibility=visibility,
     )
+    runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now(), runtime._stop)
+    workflow.retry_noted = runtime.delivery.wake
     runtime.clicks.observers.append(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
@@ -270,19 +285,26 @@ def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
 
 
 def _visibility(
-    settings: Settings, store: Store, sfox: SfoxClient, slack: WebClient, workflow: Workflow, app: App
+    settings: Settings,
+    store: Store,
+    sfox: SfoxClient,
+    slack: WebClient,
+    outbox_slack: WebClient,
+    workflow: Workflow,
+    app: App,
 ) -> Visibility:
     """Wire issue 13's parts: metrics on every Slack and sFOX call and every ack, the outbox's
     `dm` sender, the reminders the sweep runs, the App Home and the subcommands."""
     metrics = Metrics(store, clock=workflow.now)
     metrics.instrument_slack(slack)
+    metrics.instrument_slack(outbox_slack)
     metrics.instrument_sfox(sfox)
     app.use(metrics.ack_timer())
     modal_client = make_web_client(
         settings.slack_bot_token or "", slack.base_url, MODAL_TIMEOUT_SECONDS, retries=False
     )
     metrics.instrument_slack(modal_client)
-    dms = DirectMessages(slack, store)
+    dms = DirectMessages(outbox_slack, store)  # an outbox sender: its 429s are retried by the outbox
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
     if isinstance(approvers, GroupApprovers):
