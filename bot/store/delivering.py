@@ -66,9 +66,10 @@ class DeliveringStore(StoreBase):
         give_up: bool = False,
         refused: bool = False,
     ) -> None:
-        """Note a failed Slack call; retried after `retry_in` s (the row's `lease_until` says when),
-        or never again when `give_up`. `refused`: Slack turned the call away unanswered (its rate
-        limit), so the message was certainly not posted and this try is not counted."""
+        """Note a failed Slack call (an audit event `slack_failed`); retried after `retry_in` s (the
+        row's `lease_until` says when), or never again when `give_up`. `refused`: Slack only asked
+        us to slow down (its rate limit), so the message was certainly not posted: this try is not
+        counted, and, like a send, it is no event of the audit trail (the row keeps the error)."""
         values: dict[str, Any] = {"last_error": error[:500], "lease_until": now + timedelta(seconds=retry_in)}
         if refused:
             values["attempts"] = outbox.c.attempts - 1
@@ -76,6 +77,8 @@ class DeliveringStore(StoreBase):
             values.update(sent_at=now, gave_up=True, last_error=f"gave up: {error}"[:500])
         with self._write() as conn:
             conn.execute(update(outbox).where(outbox.c.id == notice.id).values(**values))
+            if refused:
+                return
             self._event(
                 conn,
                 notice.request_id,
