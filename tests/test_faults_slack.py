@@ -79,6 +79,7 @@ def test_slack_failing_after_the_delete_loses_nothing(bot, caplog):
         wait_until(lambda: any(r.getMessage() == "slack message not delivered" for r in caplog.records))
     assert done.http_status == 200 and bot.sfox.deletes["client_1"] == 1
     bot.runtime.jobs.shutdown(wait=True)  # background delivery attempts are over; sweeps from here
+    bot.runtime.delivery.stop(timeout=10)
 
     # Slack shows nothing of the outcome yet, but the database owes it, and says why it is late.
     assert bot.slack.thread(card.ts) == []

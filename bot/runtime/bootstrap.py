@@ -145,7 +145,7 @@ class Runtime:
             # A sweep may be in the middle of a reconciling read: let it finish too.
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         if self.delivery is not None:
-            self.delivery.join(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
+            self.delivery.stop(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
         self.sfox.close()
 
     def _sweep_loop(self) -> None:
@@ -240,7 +240,7 @@ def build_runtime(
         else None,
         visibility=visibility,
     )
-    runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now(), runtime._stop)
+    runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now())
     workflow.retry_noted = runtime.delivery.wake
     runtime.clicks.observers.append(
         lambda click, result: visibility.metrics.click(click.action, _result(result))

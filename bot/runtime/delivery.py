@@ -35,14 +35,13 @@ class DeliveryLoop:
         store: Store,
         deliver: Callable[[], int],
         now: Callable[[], datetime],
-        stop: threading.Event,
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
         self.store = store
         self.deliver = deliver
         self.now = now
         self.poll_seconds = poll_seconds
-        self._stop = stop
+        self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -52,11 +51,13 @@ class DeliveryLoop:
             self._thread.start()
 
     def wake(self) -> None:
-        """Look at the database again now (a retry time was just noted, or the process stops)."""
+        """Look at the database again now: a retry time was just noted."""
         self._wake.set()
 
-    def join(self, timeout: float) -> None:
-        self.wake()
+    def stop(self, timeout: float) -> None:
+        """Stop, letting a send under way finish (for up to `timeout` s)."""
+        self._stop.set()
+        self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
