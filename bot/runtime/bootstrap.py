@@ -57,6 +57,10 @@ JOB_THREADS = 32
 CLAIM_GRACE_SECONDS = 5.0
 # views.open must use a click's trigger_id within 3 s: one quick try, no retries.
 MODAL_TIMEOUT_SECONDS = 2
+# The Slack calls a listener makes itself (Bolt's `client`: the batch form's views.open and
+# files.info, its "Checking N users" ephemeral) run before the ack goes out, within Slack's 3 s:
+# a 429 is waited out once at most, and only when Slack asks for a second.
+LISTENER_RATE_LIMIT_PATIENCE_SECONDS = 1.0
 
 
 @dataclass
@@ -207,7 +211,11 @@ def build_runtime(
     )
     app = App(
         signing_secret=settings.slack_signing_secret or "",
-        client=slack,
+        client=make_web_client(
+            settings.slack_bot_token or "",
+            settings.slack_api_url,
+            rate_limit_patience=LISTENER_RATE_LIMIT_PATIENCE_SECONDS,
+        ),
         token_verification_enabled=False,
         # Ack as soon as the listener returns, on the request's own thread: no hop to Bolt's
         # listener pool and no 10 ms ack polling, so a busy pool can never delay an ack.
