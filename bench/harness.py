@@ -46,10 +46,14 @@ class BenchError(AssertionError):
 
 
 class BenchSlack(FakeSlack):
-    """The fake Slack, also noting when each response_url post arrived (perf_counter clock)."""
+    """The fake Slack, also noting when each response_url post arrived (perf_counter clock).
+
+    Without Slack's per-channel pace on chat.postMessage (`rate_limited=False`): every section
+    measures the bot (acks, DELETE throughput, contention, card latency, sFOX pacing), and with
+    hundreds of requests in one channel the pace alone would set the time of their messages."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        super().__init__(**{"rate_limited": False, **kwargs})
         self.arrivals: dict[str, list[tuple[float, str]]] = {}
         # card text -> when its chat.postMessage arrived (perf_counter), for card latencies
         self.cards_at: dict[str, float] = {}

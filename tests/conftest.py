@@ -110,6 +110,9 @@ def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_f
     if migrate_first:
         migrate.upgrade(store.engine, settings.audit_key)
     runtime = build_runtime(settings, store=store)
+    # Owed Slack messages go out when due, as in `sfox-bot run`; the tests run the sweeps.
+    assert runtime.delivery is not None
+    runtime.delivery.start()
     server = serve_wsgi(make_wsgi_app(runtime))
     url = url_of(server)
     driver = SlackDriver(url, SIGNING_SECRET, slack)

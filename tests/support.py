@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
+from bot.fakes.polling import poll
 from bot.fakes.sfox_api import FakeSfox, SeenRequest
 from bot.store.db import Store
 from bot.store.schema import metadata
@@ -110,6 +111,10 @@ def event_kinds(bot: Bot, request_id: int) -> list[str]:
 
 def drain(bot: Bot) -> None:
     """Wait until every click and command the bot has acked is fully processed, and every job
-    they queued (sFOX calls, Slack messages) has finished. The bot takes no new work afterwards."""
+    they queued (sFOX calls, Slack messages) has finished, the owed Slack messages that Slack's
+    pace held back included (the delivery loop sends them when due). The bot takes no new work
+    afterwards."""
     bot.runtime.app.listener_runner.listener_executor.shutdown(wait=True)
     bot.runtime.jobs.shutdown(wait=True)
+    if not poll(lambda: not bot.store.unsent_notices(bot.runtime.workflow.now()), 30):
+        raise AssertionError("owed Slack messages still unsent after 30 s")

@@ -407,7 +407,9 @@ def test_slow_sfox_does_not_delay_other_commands_and_clicks(bot):
     finally:
         hold.set()
     assert wait_status(bot, first.id, "succeeded", "failed", "unknown").status == "succeeded"
-    bot.slack.wait_for(lambda: len(bot.slack.cards()) == 23)
+    # Twenty cards at once in one channel go at Slack's pace, about one a second (each waits out
+    # its 429s): well past the default wait.
+    bot.slack.wait_for(lambda: len(bot.slack.cards()) == 23, timeout=40)
 
 
 # -- unknown outcomes and reconciliation ------------------------------------------------------------

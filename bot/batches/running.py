@@ -38,7 +38,7 @@ from bot.slack.errors import NotifyError
 from bot.store.batch_base import IN_FLIGHT, BatchRecord
 from bot.store.batches import BatchStore
 from bot.store.db import Store
-from bot.store.outcomes import CLAIM_AGAIN
+from bot.store.outcomes import CLAIM_AGAIN, Outcome
 from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.batch")
@@ -48,6 +48,9 @@ log = logging.getLogger("sfox_bot.batch")
 WORKERS = 12
 PROGRESS_EVERY_SECONDS = 2.0
 TICK_SECONDS = 0.25
+# Rounds of one run: a user a dead runner claimed and never sent goes round again; the bound
+# keeps a user whose sending keeps being cut off from holding the batch open for ever.
+ROUNDS = 3
 MAX_RATE_LIMITED_TRIES = 50
 LISTED_FAILURES = 30
 
@@ -138,40 +141,28 @@ class BatchRunner:
         )
 
     def _run(self, batch_id: int, runner: str) -> None:
-        batch = self.records.get(batch_id)
-        if batch is None:
-            return
-        if batch.status == "running":
-            todo = [(i, False) for i in self.records.row_ids(batch_id, "pending")]
-            todo += [(r.id, True) for r in self.records.rows(batch_id) if _claim_again(r)]
-            tried: set[int] = set()
-            while todo:
-                tried.update(request_id for request_id, _again in todo)
-                self._work_on(batch_id, runner, todo)
-                # Users a dead runner had claimed are settled (by this settle or any sweep) only
-                # once their claim is stale, which may be after this run's own work is done:
-                # those the read found never sent are claimed again, each once, before the
-                # batch may finish.
-                self._settle(batch_id, runner)
-                current = self.records.get(batch_id)
-                todo = (
-                    [
-                        (r.id, True)
-                        for r in self.records.rows(batch_id)
-                        if r.id not in tried and _claim_again(r)
-                    ]
-                    if current is not None and current.status == "running"
-                    else []
-                )
-        self._settle(batch_id, runner)
+        for _ in range(ROUNDS):
+            batch = self.records.get(batch_id)
+            if batch is None:
+                return
+            if batch.status == "running":
+                self._run_users(batch_id, runner)
+            self._settle(batch_id, runner)
+            # Users a dead runner had claimed are settled by a read once their claim runs out
+            # (here, or by a sweep meanwhile): those found never sent go round again rather
+            # than end the batch failed.
+            if not self._left_unsent(batch_id, runner):
+                break
         if self.records.finish(batch_id, self.now()):
             log.info("batch finished", extra={"batch_id": batch_id})
         self.refresh_card(batch_id)
         self._summarise(batch_id)
 
-    def _work_on(self, batch_id: int, runner: str, todo: list[tuple[int, bool]]) -> None:
-        """Send `todo`'s users on `WORKERS` threads, keeping the runner's lease and the card's
-        progress, until they are done or the batch stops."""
+    def _run_users(self, batch_id: int, runner: str) -> None:
+        """The users still to claim (and those to claim again), by `WORKERS` threads, while this
+        process holds the batch's lease and the batch runs."""
+        todo = [(i, False) for i in self.records.row_ids(batch_id, "pending")]
+        todo += [(r.id, True) for r in self.records.rows(batch_id) if _claim_again(r)]
         run = _Run(deque(todo))
         workers = [
             threading.Thread(target=self._work, args=(run,), name=f"sfox-batch-{batch_id}-{n}", daemon=True)
@@ -236,6 +227,18 @@ class BatchRunner:
                     self.rows.reconcile(self.store.get(record.id) or record)
             self.records.take_runner(batch_id, runner, self.now(), self.runner_lease)
             time.sleep(TICK_SECONDS)
+
+    def _left_unsent(self, batch_id: int, runner: str) -> bool:
+        """Whether the batch, still running in this process, has a user a reconcile found never
+        sent (its runner died between the claim and the DELETE): one to claim again."""
+        batch = self.records.get(batch_id)
+        if batch is None or batch.status != "running":
+            return False
+        unsent = any(
+            r.status == "failed" and r.outcome == Outcome.STOPPED_BEFORE_SENDING
+            for r in self.records.rows(batch_id)
+        )
+        return unsent and self.records.take_runner(batch_id, runner, self.now(), self.runner_lease)
 
     def sweep(self) -> dict[str, int]:
         """Expire overdue batches; resume approved ones nobody runs (their process died)."""

@@ -7,7 +7,9 @@
 channel is `D` + the user id), `views.open` and `views.publish` (kept per user),
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
-(ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status).
+(ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status). It keeps
+Slack's pace for `chat.postMessage` per channel (`bot.fakes.slack_rate`, on unless
+`rate_limited=False`).
 
 It is as strict as Slack: Block Kit checked with slack_sdk's models and Slack's limits
 (`bot.fakes.blockkit`), a trigger_id good once within 3 s and a response_url five times within
@@ -34,6 +36,7 @@ from bot.fakes import blockkit, slack_files, slack_pages
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
+from bot.fakes.slack_rate import ChannelRate
 from bot.fakes.slack_strict import Refusal, Strictness
 
 BOT_ID = "B1"
@@ -73,11 +76,13 @@ class FakeSlack:
         app_token: str = "xapp-test-token",
         page_size: int = 10,
         clock: Callable[[], float] = time.monotonic,
+        rate_limited: bool = True,
     ) -> None:
         """`clock_ts`: message timestamps from the wall clock, as Slack's are, so they stay unique
         across runs that share one database (the default counts from a fixed value).
         `page_size`: the most messages a history or thread page holds, whatever `limit` asks.
-        `clock`: what trigger and response_url lifetimes are measured with (a test may move it)."""
+        `clock`: what trigger and response_url lifetimes are measured with (a test may move it).
+        `rate_limited=False`: no per-channel pace on chat.postMessage (benchmarks)."""
         self.token = token
         self.page_size = page_size
         self.clock = clock
@@ -87,6 +92,7 @@ class FakeSlack:
         self.app_token = app_token
         # Where `apps.connections.open` sends Socket Mode clients (a FakeSocketMode's url).
         self.socket_url: str | None = None
+        self.rate = ChannelRate(enabled=rate_limited)
         self.messages: list[Message] = []
         self.ephemeral: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -244,6 +250,9 @@ class FakeSlack:
             if refused is not None:
                 return 200, refused, {}
             if method == "chat.postMessage":
+                wait = self.rate.admit(str(args.get("channel", "")))
+                if wait is not None:
+                    return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
                 ts = self._new_ts()
                 blocks = args.get("blocks") or []
                 if isinstance(blocks, str):

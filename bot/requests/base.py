@@ -102,6 +102,9 @@ class WorkflowBase:
         self.balances = balances
         # Senders for other kinds of owed message ("dm": bot/slack/dms.py), tried before card and reply.
         self.senders: dict[str, Callable[[Notice, RequestRecord | None], None]] = {}
+        # Told when an owed message was given a time to be tried again (a Retry-After, a backoff),
+        # so the delivery loop (bot/runtime/delivery.py) can wake for it instead of its next poll.
+        self.retry_noted: Callable[[], None] = lambda: None
 
 
 def card_failure_advice(slack_code: str) -> str:

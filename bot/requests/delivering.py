@@ -1,7 +1,14 @@
 """Delivering: the Slack messages owed for a request (outbox), sent in order, each at least
-once and, where a crash may have cut one off, looked for before it is sent again."""
+once and, where a crash may have cut one off, looked for before it is sent again.
+
+A message Slack refused for its rate limit (429) was not posted: it is tried again exactly when
+Slack's `Retry-After` says, by whichever replica's delivery loop gets there first
+(bot/runtime/delivery.py), and that refused try is not counted, so it neither lengthens a
+backoff nor makes the next try search the thread for it."""
 
 from __future__ import annotations
+
+import logging
 
 from bot.crashpoints import crash_point
 from bot.requests.base import NOTICE_LEASE_SECONDS, WorkflowBase, log, log_fields
@@ -14,7 +21,7 @@ class Delivering(WorkflowBase):
         """Send the Slack messages owed (for one request, or all), each request's in the order they
         were recorded: a message another thread is sending, or one waiting to be retried, holds
         back the ones after it (whoever sends it goes on with them). Failures are recorded and
-        retried later with backoff."""
+        retried later: when Slack's Retry-After says, or with backoff."""
         sent = 0
         blocked: set[int] = set()
         while True:
@@ -39,10 +46,13 @@ class Delivering(WorkflowBase):
 
     def _already_replied(self, record: RequestRecord, text: str) -> bool:
         """Look in the thread before sending a reply again; when the thread cannot be read, send
-        it (a reply seen twice is better than an outcome never told)."""
+        it (a reply seen twice is better than an outcome never told), unless Slack only asked us
+        to wait (429): then the reply waits too, rather than risk being posted twice."""
         try:
             return self.notifier.reply_posted(record, text)
         except NotifyError as exc:
+            if exc.retry_after is not None:
+                raise
             log.warning("could not read the thread", extra=log_fields(record, slack_error=exc.code))
             return False
 
@@ -64,17 +74,27 @@ class Delivering(WorkflowBase):
                 crash_point("reply_sent")
         except NotifyError as exc:
             permanent = exc.permanent
+            # Rate limited: not posted, and tried again exactly when Slack said; otherwise a backoff.
+            refused = exc.retry_after is not None
             retry_in = min(3600.0, 5.0 * 2 ** min(notice.attempts, 10))
-            self.store.notice_failed(notice, self.now(), exc.code, retry_in, give_up=permanent)
-            log.warning(
-                "slack message not delivered",
+            if exc.retry_after is not None:
+                retry_in = exc.retry_after
+            self.store.notice_failed(
+                notice, self.now(), exc.code, retry_in, give_up=permanent, refused=refused
+            )
+            log.log(
+                logging.INFO if refused else logging.WARNING,  # Slack's pace is no fault: it will go
+                "slack message held back by Slack's rate limit" if refused else "slack message not delivered",
                 extra={
                     "request_id": notice.request_id,
                     "kind": notice.kind,
                     "slack_error": exc.code,
                     "gave_up": permanent,
+                    "retry_in": retry_in,
                 },
             )
+            if not permanent:
+                self.retry_noted()
             return "gave_up" if permanent else "failed"
         self.store.notice_sent(notice.id, self.now())
         return "sent"

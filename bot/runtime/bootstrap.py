@@ -25,6 +25,7 @@ from bot.requests.base import ClickResult
 from bot.requests.reminders import Reminders
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
+from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
@@ -57,6 +58,10 @@ JOB_THREADS = 32
 CLAIM_GRACE_SECONDS = 5.0
 # views.open must use a click's trigger_id within 3 s: one quick try, no retries.
 MODAL_TIMEOUT_SECONDS = 2
+# The Slack calls a listener makes itself (Bolt's `client`: the batch form's views.open and
+# files.info, its "Checking N users" ephemeral) run before the ack goes out, within Slack's 3 s:
+# a 429 is waited out once at most, and only when Slack asks for a second.
+LISTENER_RATE_LIMIT_PATIENCE_SECONDS = 1.0
 
 
 @dataclass
@@ -87,6 +92,7 @@ class Runtime:
     anchor: AuditAnchor | None = None
     visibility: Visibility | None = None
     batches: Batches | None = None
+    delivery: DeliveryLoop | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -125,10 +131,13 @@ class Runtime:
         return summary
 
     def start_sweeper(self) -> None:
-        """Sweep at once (finishing what a previous process left) and then periodically."""
+        """Sweep at once (finishing what a previous process left) and then periodically; and send
+        owed Slack messages as they fall due, between sweeps (the delivery loop)."""
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
             self._sweeper.start()
+        if self.delivery is not None:
+            self.delivery.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
@@ -140,6 +149,8 @@ class Runtime:
         if self._sweeper is not None:
             # A sweep may be in the middle of a reconciling read: let it finish too.
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
+        if self.delivery is not None:
+            self.delivery.stop(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
         self.sfox.close()
 
     def _sweep_loop(self) -> None:
@@ -177,6 +188,10 @@ def build_runtime(
         limiter=LocalRateLimiter(settings.sfox_rate_limit_per_10s),
     )
     slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
+    # The outbox's sends: a 429 comes back at once with its Retry-After, to be tried again then.
+    outbox_slack = make_web_client(
+        settings.slack_bot_token or "", settings.slack_api_url, rate_limit_patience=0
+    )
     policy = Policy(
         approvers=approvers if approvers is not None else approvers_for(settings),
         required_approvals=settings.required_approvals,
@@ -192,10 +207,16 @@ def build_runtime(
         if settings.balance_check != "off"
         else None
     )
-    workflow = Workflow(store, sfox, SlackNotifier(slack), policy, balances=reader.check if reader else None)
+    workflow = Workflow(
+        store, sfox, SlackNotifier(slack, outbox_slack), policy, balances=reader.check if reader else None
+    )
     app = App(
         signing_secret=settings.slack_signing_secret or "",
-        client=slack,
+        client=make_web_client(
+            settings.slack_bot_token or "",
+            settings.slack_api_url,
+            rate_limit_patience=LISTENER_RATE_LIMIT_PATIENCE_SECONDS,
+        ),
         token_verification_enabled=False,
         # Ack as soon as the listener returns, on the request's own thread: no hop to Bolt's
         # listener pool and no 10 ms ack polling, so a busy pool can never delay an ack.
@@ -204,7 +225,7 @@ def build_runtime(
     )
     app.use(RepeatedEvents().middleware())  # Slack re-sends an event it saw acked late
     jobs = TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job")
-    visibility = _visibility(settings, store, sfox, slack, workflow, app)
+    visibility = _visibility(settings, store, sfox, slack, outbox_slack, workflow, app)
 
     def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return runtime.submit(fn, *args)
@@ -229,6 +250,8 @@ def build_runtime(
         else None,
         visibility=visibility,
     )
+    runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now())
+    workflow.retry_noted = runtime.delivery.wake
     runtime.clicks.observers.append(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
@@ -272,19 +295,26 @@ def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
 
 
 def _visibility(
-    settings: Settings, store: Store, sfox: SfoxClient, slack: WebClient, workflow: Workflow, app: App
+    settings: Settings,
+    store: Store,
+    sfox: SfoxClient,
+    slack: WebClient,
+    outbox_slack: WebClient,
+    workflow: Workflow,
+    app: App,
 ) -> Visibility:
     """Wire issue 13's parts: metrics on every Slack and sFOX call and every ack, the outbox's
     `dm` sender, the reminders the sweep runs, the App Home and the subcommands."""
     metrics = Metrics(store, clock=workflow.now)
     metrics.instrument_slack(slack)
+    metrics.instrument_slack(outbox_slack)
     metrics.instrument_sfox(sfox)
     app.use(metrics.ack_timer())
     modal_client = make_web_client(
         settings.slack_bot_token or "", slack.base_url, MODAL_TIMEOUT_SECONDS, retries=False
     )
     metrics.instrument_slack(modal_client)
-    dms = DirectMessages(slack, store)
+    dms = DirectMessages(outbox_slack, store)  # an outbox sender: its 429s are retried by the outbox
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
     if isinstance(approvers, GroupApprovers):

@@ -10,22 +10,29 @@ approver group) reads it through `slack_failure` instead of unpacking the SDK's 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, ServerErrorRetryHandler
+from slack_sdk.http_retry.handler import RetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
 from bot.slack.errors import NotifyError
 
 # A paged read stops after this many pages (conversations.history: up to 200 messages a page).
 MAX_PAGES = 50
+# How long, in all, one call outside the outbox may wait out Slack's 429s before the last one
+# becomes its NotifyError: a person waits a little longer for a card rather than see it refused.
+RATE_LIMIT_PATIENCE_SECONDS = 30.0
+# Slack always asks for a second or more; this only bounds the tries should it say 0.
+RATE_LIMIT_MAX_TRIES = 30
 
 
 @dataclass(frozen=True)
@@ -35,6 +42,8 @@ class SlackFailure:
 
     code: str | None
     http_status: int
+    # A 429's Retry-After in seconds (None for any other answer, or a 429 without a usable one).
+    retry_after: float | None = None
 
     @property
     def label(self) -> str:
@@ -49,21 +58,91 @@ def slack_failure(exc: BaseException) -> SlackFailure | None:
         return None
     data = exc.response.data if isinstance(exc.response.data, dict) else {}
     code = data.get("error")
-    return SlackFailure(str(code) if code else None, int(exc.response.status_code))
+    status = int(exc.response.status_code)
+    wait = retry_after(exc.response.headers or {}) if status == 429 else None
+    return SlackFailure(str(code) if code else None, status, wait)
 
 
-def make_web_client(token: str, base_url: str, timeout: int = 10, *, retries: bool = True) -> WebClient:
-    """A WebClient that retries rate limits, 5xx and connection errors a few times by itself
-    (`retries=False` for a call on a path that must answer fast, e.g. within Slack's 3 s)."""
-    handlers = (
-        [
+def retry_after(headers: Mapping[str, Any]) -> float | None:
+    """The seconds in a `Retry-After` header (Slack sends whole seconds), or None when there is
+    none or it cannot be read. The SDK hands headers over as strings or as lists of them."""
+    for name, value in headers.items():
+        if name.lower() != "retry-after":
+            continue
+        if isinstance(value, list | tuple):
+            value = value[0] if value else None
+        try:
+            seconds = float(str(value).strip())
+        except ValueError:
+            return None
+        return max(0.0, seconds) if math.isfinite(seconds) else None
+    return None
+
+
+class WaitOutRateLimit(RetryHandler):
+    """Tries a call Slack answered 429 again after exactly the `Retry-After` it gave (1 s when it
+    gave none), as long as the waits of this call add up to at most `patience` seconds."""
+
+    def __init__(self, patience: float) -> None:
+        super().__init__(max_retry_count=RATE_LIMIT_MAX_TRIES)
+        self.patience = patience
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        return _waited(state) + _wait_for(response) <= self.patience
+
+    def prepare_for_next_attempt(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        wait = _wait_for(response)
+        state.custom_values = {**(state.custom_values or {}), "rate_limit_waited": _waited(state) + wait}
+        state.next_attempt_requested = True
+        time.sleep(wait)
+        state.increment_current_attempt()
+
+
+def _wait_for(response: HttpResponse | None) -> float:
+    found = retry_after(response.headers) if response is not None else None
+    return 1.0 if found is None else found
+
+
+def _waited(state: RetryState) -> float:
+    return float((state.custom_values or {}).get("rate_limit_waited", 0.0))
+
+
+def make_web_client(
+    token: str,
+    base_url: str,
+    timeout: int = 10,
+    *,
+    retries: bool = True,
+    rate_limit_patience: float = RATE_LIMIT_PATIENCE_SECONDS,
+) -> WebClient:
+    """A WebClient that tries 5xx and connection errors again twice by itself and waits out
+    Slack's rate limit for up to `rate_limit_patience` seconds (0: a 429 is raised at once, for
+    the outbox to send the message again when Slack says); `retries=False` for a call on a path
+    that must answer fast, e.g. within Slack's 3 s."""
+    handlers: list[RetryHandler] = []
+    if retries:
+        handlers = [
             ConnectionErrorRetryHandler(max_retry_count=2),
-            RateLimitErrorRetryHandler(max_retry_count=2),
             ServerErrorRetryHandler(max_retry_count=2),
         ]
-        if retries
-        else []
-    )
+        if rate_limit_patience > 0:
+            handlers.append(WaitOutRateLimit(rate_limit_patience))
     return WebClient(
         token=token,
         base_url=base_url if base_url.endswith("/") else base_url + "/",
@@ -74,12 +153,14 @@ def make_web_client(token: str, base_url: str, timeout: int = 10, *, retries: bo
 
 def call_slack(client: WebClient, method: str, **kwargs: object) -> dict[str, Any]:
     """One Web API call; any failure becomes NotifyError with Slack's error code (or the HTTP
-    status, or the transport error after the client's own retries)."""
+    status, or the transport error after the client's own retries), and a 429's Retry-After."""
     try:
         return dict(getattr(client, method)(**kwargs).data)
     except Exception as exc:  # SlackApiError, or transport errors after the client's own retries
         failure = slack_failure(exc)
-        raise NotifyError(failure.label if failure else f"network_error:{type(exc).__name__}") from None
+        if failure is None:
+            raise NotifyError(f"network_error:{type(exc).__name__}") from None
+        raise NotifyError(failure.label, retry_after=failure.retry_after) from None
 
 
 def call_slack_pages(

@@ -22,11 +22,14 @@ PERMANENT_SLACK_ERRORS = frozenset(
 
 
 class NotifyError(Exception):
-    """A Slack call failed; `code` is Slack's error string (e.g. `not_in_channel`)."""
+    """A Slack call failed; `code` is Slack's error string (e.g. `not_in_channel`). `retry_after`
+    is set when Slack refused the call for its rate limit (HTTP 429): the seconds it asked us to
+    wait, from its `Retry-After`. Such a call did nothing (a message was not posted)."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: str, *, retry_after: float | None = None) -> None:
         super().__init__(code)
         self.code = code
+        self.retry_after = retry_after
 
     @property
     def permanent(self) -> bool:

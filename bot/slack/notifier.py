@@ -25,8 +25,14 @@ CARD_SEARCH_AFTER = timedelta(minutes=5)
 
 
 class SlackNotifier:
-    def __init__(self, client: WebClient) -> None:
+    """`client` waits out Slack's rate limit in-thread (the card posted after a command);
+    `outbox`, when given, is the client of the outbox's sends (card updates, thread replies and
+    the search before a reply is sent again), which must not: its 429 comes back at once with its
+    Retry-After, for the outbox to try again then without holding the message's lease meanwhile."""
+
+    def __init__(self, client: WebClient, outbox: WebClient | None = None) -> None:
         self.client = client
+        self.outbox = outbox or client
         self._identity: tuple[str, str] | None = None
         self._lock = threading.Lock()
 
@@ -35,11 +41,11 @@ class SlackNotifier:
 
     def update_card(self, record: RequestRecord) -> None:
         update_card(
-            self.client, record.channel_id, record.message_ts, blocks.card_text(record), blocks.card(record)
+            self.outbox, record.channel_id, record.message_ts, blocks.card_text(record), blocks.card(record)
         )
 
     def reply(self, record: RequestRecord, text: str) -> None:
-        post_in_thread(self.client, record.channel_id, record.message_ts, text)
+        post_in_thread(self.outbox, record.channel_id, record.message_ts, text)
 
     def find_card(self, record: RequestRecord) -> str | None:
         """The ts of this request's card in its channel, if the bot posted one but never recorded
@@ -72,7 +78,7 @@ class SlackNotifier:
         return any(
             is_own_message(m, *me) and m.get("text") == text and m.get("ts") != record.message_ts
             for m in call_slack_pages(
-                self.client,
+                self.outbox,
                 "conversations_replies",
                 "messages",
                 channel=record.channel_id,
