@@ -42,6 +42,7 @@ class BatchRecord:
     runner: str | None
     runner_until: datetime | None
     summary_at: datetime | None
+    command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
     approved_by: tuple[str, ...] = ()
 
     @property
