@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.batches.asking import BatchAsk, ids_from_csv, split_ids
 from bot.config import SLACK_CHANNEL_ID
+from bot.crashpoints import crash_point
 from bot.policy import rules
 from bot.slack.batch_form import CALLBACK_ID, form, read_file
 
@@ -51,6 +52,7 @@ def on_command(runtime: Runtime, ack: Ack, command: dict[str, Any], respond: Res
 def start(runtime: Runtime, ask: BatchAsk, respond: Any) -> None:
     """After the ack: pre-flight and the card may take a while. The progress line replaces the
     ack (a response URL takes 5 messages: at most 3 progress lines, then the answer)."""
+    crash_point("command_acked")
     assert runtime.batches is not None
     sent = [0]
 

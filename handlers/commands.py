@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from bot.crashpoints import crash_point
 from bot.requests.base import Command
 from bot.slack import subcommands
 from bot.slack.blocks import code
@@ -44,6 +45,7 @@ def register(app: App, runtime: Runtime) -> None:
 
 def _open_request(runtime: Runtime, cmd: Command, respond: Respond) -> None:
     """Runs after the ack: the sFOX lookup and the card post may take seconds."""
+    crash_point("command_acked")
     outcome = runtime.workflow.open_request(cmd)
     if isinstance(outcome, str):
         say_privately(respond, outcome)
