@@ -78,6 +78,12 @@ class BatchStoreBase:
             ).scalars()
             return BatchRecord(**row, approved_by=tuple(approvers))
 
+    def batch_for_command(self, command_id: int) -> BatchRecord | None:
+        """The batch a journalled command created (bot/runtime/commands.py), if any."""
+        with self.store.reader() as conn:
+            batch_id = conn.execute(select(batches.c.id).where(batches.c.command_id == command_id)).scalar()
+        return self.get(batch_id) if batch_id is not None else None
+
     def open_requests_for(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Which of these sFOX users already have an open request (single or batch): id → request."""
         found: dict[str, int] = {}
