@@ -210,7 +210,9 @@ def test_two_replicas_sweeping_at_once_resume_a_command_once(make_bot, db, fake_
     assert len(fake_slack.cards()) == 1
     assert len(list(first.store.history())) == (2 if "batch" in text else 1)
     assert batch_count(first) == (1 if "batch" in text else 0)
-    lookups = [r.raw_path for r in fake_sfox.requests("GET") if r.raw_path.startswith("/v1/enterprise/users/")]
+    lookups = [
+        r.raw_path for r in fake_sfox.requests("GET") if r.raw_path.startswith("/v1/enterprise/users/")
+    ]
     assert len(lookups) == len(set(lookups)) == len(list(first.store.history()))  # each user looked up once
     [told] = answers(first, response)
     assert "restarted while it was" in told

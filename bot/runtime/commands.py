@@ -29,7 +29,7 @@ from sqlalchemy.engine import RowMapping
 from bot.batches.asking import BatchAsk, posted_answer
 from bot.batches.workflow import Batches
 from bot.crashpoints import crash_point
-from bot.requests.base import Command
+from bot.requests.base import CARDLESS_GRACE, Command
 from bot.requests.workflow import Workflow
 from bot.runtime.journal import RESPONSE_URL_POSTS, Journal, not_recorded
 from bot.slack.blocks import code, escape
@@ -49,6 +49,10 @@ KEEP_EVERY_SECONDS = 5.0
 # A batch's progress lines through the response URL, over all the lives of the command: the URL
 # takes 5 posts, and the last ones are kept for the answer.
 PROGRESS_POSTS = 3
+TOO_OLD = (
+    ":warning: The bot restarted while it was handling your batch, which did *not* go through "
+    "(half an hour has passed). Please ask again."
+)
 PREPARE_FAILED = (
     ":warning: The batch could not be prepared (the bot hit an error; see its log). "
     "If no card appeared in the channel, nothing was recorded: try again."
@@ -73,10 +77,10 @@ class Accepted:
 @dataclass(frozen=True)
 class _Result:
     """What carrying a command out came to: what to tell its requester (None: the card says it),
-    and whether it is done (False: wait for the lost-card search, then look again)."""
+    or, when it cannot be told yet, when to look again (the lost-card search will have run)."""
 
     text: str | None
-    done: bool = True
+    look_again_at: datetime | None = None
 
 
 class Commands:
@@ -162,21 +166,23 @@ class Commands:
                 # Half an hour on, nobody waits for this card any more, and its requester can no
                 # longer be told through the response URL.
                 log.warning("command dropped: too old to carry out", extra={"command_id": accepted.id})
-                if accepted.response_url is None:
-                    self._say(accepted, self._did_not_go_through(accepted, "it is too old now"), final=True)
+                if accepted.response_url is None:  # the form is answered in its channel: say so
+                    self._say(accepted, TOO_OLD, final=True)
                 self.journal.done(accepted.id)
                 return
             if isinstance(accepted.ask, BatchAsk):
                 result = self._open_batch(accepted, accepted.ask, resumed)
             else:
                 result = self._open_request(accepted.ask, resumed)
+            if result.look_again_at is not None:
+                self._release(accepted.id)  # no longer kept alive: left alone until then
+                self.journal.postpone(accepted.id, result.look_again_at)
+                return
             if result.text:
                 self._say(accepted, result.text, final=True)
-            if result.done:
-                self.journal.done(accepted.id)
+            self.journal.done(accepted.id)
         finally:
-            with self._lock:
-                self._mine.discard(accepted.id)
+            self._release(accepted.id)
 
     def _open_request(self, cmd: Command, resumed: bool) -> _Result:
         preface = (
@@ -188,7 +194,9 @@ class Commands:
             existing = self.store.request_for_command(cmd.command_id)
             if existing is not None:
                 if existing.message_ts is None and existing.status in OPEN_STATUSES:
-                    return _Result(None, done=False)  # its card may be in Slack: the sweep will tell
+                    # Its card may be in Slack: the sweep's lost-card search will find it or
+                    # close the request; the requester is told then.
+                    return _Result(None, look_again_at=existing.created_at + CARDLESS_GRACE)
                 return _Result(preface + _came_of(existing))
         outcome = self.workflow.open_request(cmd)
         if isinstance(outcome, str):
@@ -227,10 +235,6 @@ class Commands:
             f"batch #{batch.id}, which was closed so nothing can be approved by mistake. Please ask again."
         )
 
-    def _did_not_go_through(self, accepted: Accepted, why: str) -> str:
-        what = "batch" if accepted.kind == BATCH else "command"
-        return f":warning: The bot restarted while it was handling your {what}, which did *not* go through ({why}). Please ask again."
-
     # -- answering the requester ---------------------------------------------------------------
 
     def _say(self, accepted: Accepted, text: str, *, final: bool) -> None:
@@ -263,6 +267,10 @@ class Commands:
             if self._keeper is None and not self._stop.is_set():
                 self._keeper = threading.Thread(target=self._keep, name="sfox-command-leases", daemon=True)
                 self._keeper.start()
+
+    def _release(self, row_id: int) -> None:
+        with self._lock:
+            self._mine.discard(row_id)
 
     def _keep(self) -> None:
         while not self._stop.wait(KEEP_EVERY_SECONDS):

@@ -89,6 +89,15 @@ class Journal:
                     .values(lease_until=until)
                 )
 
+    def postpone(self, row_id: int, until: datetime) -> None:
+        """Leave an open row alone until `until`: nothing can come of it before then."""
+        with self.store.transaction() as conn:
+            conn.execute(
+                update(self.table)
+                .where(self.table.c.id == row_id, self.table.c.done_at.is_(None))
+                .values(lease_until=until)
+            )
+
     def done(self, row_id: int) -> None:
         """The work is carried out and its person answered: never taken again. The response URL
         is no longer needed, so it is not kept."""
