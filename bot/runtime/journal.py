@@ -11,7 +11,10 @@ compare-and-set on the lease, so one taker wins however many replicas sweep at t
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +33,26 @@ RESPONSE_URL_LIFETIME = timedelta(minutes=30)
 RESPONSE_URL_POSTS = 5
 
 
+@dataclass
+class _Pending:
+    """A row waiting to be written by `Journal.record`, and what came of it."""
+
+    values: dict[str, Any]
+    deadline: float
+    settled: bool = False
+    row_id: int | None = None
+    received_at: datetime | None = None
+    error: Exception | None = None
+
+    def result(self) -> tuple[int, datetime]:
+        if self.row_id is None or self.received_at is None:
+            # Each waiter raises its own exception: one object is never raised by many threads.
+            if isinstance(self.error, Busy):
+                raise Busy() from self.error
+            raise RuntimeError("the journal write failed") from self.error
+        return self.row_id, self.received_at
+
+
 class Journal:
     """One journal table: its rows carry `id`, `received_at`, `lease_until`, `done_at` and
     `response_url` besides what their kind of work needs."""
@@ -41,18 +64,62 @@ class Journal:
         self.now = clock
         # Built once: every click or command runs it before its ack (see bot/store/base.py on
         # prebuilt statements).
-        self._record = insert(table).returning(table.c.id)
+        self._record = insert(table).returning(table.c.id, sort_by_parameter_order=True)
+        self._changed = threading.Condition()
+        self._waiting: list[_Pending] = []
+        self._writing = False
 
     def record(self, values: dict[str, Any]) -> tuple[int, datetime]:
         """Write a row, leased to this process; call before acknowledging. Returns its id and
         when it was received. Raises store.Busy when the database cannot take it in time: then
-        the work must not count."""
-        now = self.now()
-        with self.store.quick_transaction(RECORD_WITHIN_SECONDS) as conn:
-            row_id = conn.execute(
-                self._record, {**values, "received_at": now, "lease_until": now + self.lease}
-            ).scalar_one()
-        return int(row_id), now
+        the work must not count.
+
+        Rows that arrive together are written together (group commit): the first caller writes
+        everything waiting in one transaction while later ones queue for the next. A burst of
+        acks then waits for a few transactions in turn instead of one each, and no caller can
+        be overtaken again and again on the way to the database."""
+        mine = _Pending(values, time.monotonic() + RECORD_WITHIN_SECONDS)
+        with self._changed:
+            self._waiting.append(mine)
+            while not mine.settled:
+                if not self._writing:
+                    self._writing = True
+                    batch, self._waiting = self._waiting, []
+                    break
+                left = mine.deadline - time.monotonic()
+                if left <= 0 and mine in self._waiting:
+                    self._waiting.remove(mine)  # not taken by a writer: it never will be
+                    raise Busy()
+                # Taken by a writer, it waits for that transaction, bounded by its deadline too.
+                self._changed.wait(max(left, 0.01))
+            else:
+                return mine.result()
+        try:
+            self._write(batch)
+        finally:
+            with self._changed:
+                self._writing = False
+                self._changed.notify_all()
+        return mine.result()
+
+    def _write(self, batch: list[_Pending]) -> None:
+        try:
+            budget = min(p.deadline for p in batch) - time.monotonic()
+            if budget <= 0:
+                raise Busy()
+            now = self.now()
+            rows = [{**p.values, "received_at": now, "lease_until": now + self.lease} for p in batch]
+            with self.store.quick_transaction(budget) as conn:
+                # One statement for the whole batch (RETURNING in the order of `rows`).
+                ids = conn.execute(self._record, rows).scalars().all()
+            for p, row_id in zip(batch, ids, strict=True):
+                p.row_id, p.received_at = int(row_id), now
+        except Exception as exc:  # nothing of the batch is written
+            for p in batch:
+                p.error = exc
+        finally:
+            for p in batch:
+                p.settled = True
 
     def due(self, limit: int = 500) -> list[RowMapping]:
         """Open rows whose lease has run out (their process died), oldest first."""
