@@ -71,7 +71,7 @@ class Accepted:
 
     @property
     def kind(self) -> str:
-        return BATCH if isinstance(self.ask, BatchAsk) else REQUEST
+        return _kind(self.ask)
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ class Commands:
         try:
             row_id, received_at = self.journal.record(
                 {
-                    "kind": BATCH if isinstance(ask, BatchAsk) else REQUEST,
+                    "kind": _kind(ask),
                     "requester": ask.requester,
                     "channel_id": ask.channel_id,
                     "command": _encode(ask),
@@ -295,6 +295,10 @@ def _came_of(record: RequestRecord) -> str:
         f"request #{record.id} for {code(record.sfox_user_id)} is {record.status} without a card: "
         f"{escape(record.error or 'nobody can approve it', 600)}. Nothing was sent to sFOX."
     )
+
+
+def _kind(ask: Command | BatchAsk) -> str:
+    return BATCH if isinstance(ask, BatchAsk) else REQUEST
 
 
 def _encode(ask: Command | BatchAsk) -> str:
