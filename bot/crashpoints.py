@@ -29,6 +29,7 @@ STALL_SECONDS_VAR = "SFOX_BOT_STALL_SECONDS"
 POINTS: dict[str, str] = {
     "card_posted": "the approval card is in Slack; its ts is not yet recorded",
     "click_acked": "a click is acknowledged to Slack; its step has not run",
+    "command_acked": "a slash command (a request or a batch) is acknowledged to Slack; its job has not run",
     "claimed": "the claim is recorded; the DELETE is not yet sent",
     "delete_answered": "sFOX has answered the DELETE; the outcome is not yet recorded",
     "outcome_recorded": "the outcome is recorded; the card update and the thread reply are not yet sent",

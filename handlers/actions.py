@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 from bot.crashpoints import crash_point
 from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
+from bot.runtime.journal import not_recorded
 from bot.slack.batch_card import BATCH_ACTIONS
 from bot.slack.blocks import APPROVE, RETRY, card_block_id
 from bot.slack.identity import is_own_message
@@ -74,11 +75,7 @@ def click_listener(
             ack()
             if runtime.visibility is not None:
                 runtime.visibility.metrics.click(click.action, "not_recorded")
-            busy = "busy" if isinstance(exc, Busy) else "unable to record clicks right now"
-            answer(
-                f":warning: The bot's database is {busy}: your click was *not* recorded and "
-                "changed nothing. Please click again in a moment."
-            )
+            answer(not_recorded("click", "click again", exc))
             if not isinstance(exc, Busy):
                 raise
             return

@@ -7,7 +7,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.batches.asking import BatchAsk, ids_from_csv, split_ids
+from bot.batches.asking import ids_from_csv, split_ids
 from bot.config import SLACK_CHANNEL_ID
 from bot.policy import rules
 from bot.slack.batch_form import CALLBACK_ID, form, read_file
@@ -44,37 +44,14 @@ def on_command(runtime: Runtime, ack: Ack, command: dict[str, Any], respond: Res
     if isinstance(checked, str):
         ack(response_type="ephemeral", text=checked)
         return
+    # Recorded before the ack, like a single request (bot/runtime/commands.py).
+    accepted = runtime.commands.accept(checked, command.get("response_url"))
+    if isinstance(accepted, str):
+        ack(response_type="ephemeral", text=accepted)  # not recorded: it changed nothing
+        return
     ack(response_type="ephemeral", text=f"Checking {len(checked.ids)} users on sFOX…")
-    runtime.submit(start, runtime, checked, respond)
-
-
-def start(runtime: Runtime, ask: BatchAsk, respond: Any) -> None:
-    """After the ack: pre-flight and the card may take a while. The progress line replaces the
-    ack (a response URL takes 5 messages: at most 3 progress lines, then the answer)."""
-    assert runtime.batches is not None
-    sent = [0]
-
-    def progress(text: str) -> None:
-        if sent[0] < 3:
-            sent[0] += 1
-            _say(respond, text, replace=True)
-
-    try:
-        answer = runtime.batches.open_batch(ask, progress)
-    except Exception:
-        log.exception("batch pre-flight failed")
-        answer = (
-            ":warning: The batch could not be prepared (the bot hit an error; see its log). "
-            "If no card appeared in the channel, nothing was recorded: try again."
-        )
-    _say(respond, answer, replace=False)
-
-
-def _say(respond: Any, text: str, *, replace: bool) -> None:
-    try:
-        respond(text=text, response_type="ephemeral", replace_original=replace)
-    except Exception as exc:  # the person misses a hint; nothing recorded is affected
-        log.warning("ephemeral answer not delivered", extra={"error": type(exc).__name__})
+    # Pre-flight and the card may take a while: after the ack, with progress lines.
+    runtime.submit(runtime.commands.run, accepted)
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -126,13 +103,16 @@ def _register_form(app: App, runtime: Runtime) -> None:
         if isinstance(checked, str):
             ack(response_action="errors", errors={"ids": _plain(checked)[:150]})
             return
+        # Recorded before the ack; a form has no response URL: it is answered in its channel.
+        accepted = runtime.commands.accept(checked, None)
+        if isinstance(accepted, str):
+            ack(response_action="errors", errors={"ids": _plain(accepted)[:150]})  # the form stays open
+            return
         ack()
-
-        def tell(text: str, **_kwargs: Any) -> None:
-            client.chat_postEphemeral(channel=channel, user=user, text=text)
-
-        tell(f"Checking {len(checked.ids)} users on sFOX…")
-        runtime.submit(start, runtime, checked, tell)
+        client.chat_postEphemeral(
+            channel=channel, user=user, text=f"Checking {len(checked.ids)} users on sFOX…"
+        )
+        runtime.submit(runtime.commands.run, accepted)
 
 
 def _plain(text: str) -> str:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.requests.base import Command
 from bot.slack import subcommands
 from bot.slack.blocks import code
 from handlers.batch import is_batch
@@ -38,16 +37,15 @@ def register(app: App, runtime: Runtime) -> None:
         if isinstance(checked, str):
             ack(response_type="ephemeral", text=checked)
             return
+        # Recorded before the ack (bot/runtime/commands.py): a command Slack was told we received
+        # is carried out even if this process dies first.
+        accepted = runtime.commands.accept(checked, command.get("response_url"))
+        if isinstance(accepted, str):
+            ack(response_type="ephemeral", text=accepted)  # not recorded: it changed nothing
+            return
         ack(response_type="ephemeral", text=f"Looking up {code(checked.sfox_user_id)} on sFOX…")
-        runtime.submit(_open_request, runtime, checked, respond)
-
-
-def _open_request(runtime: Runtime, cmd: Command, respond: Respond) -> None:
-    """Runs after the ack: the sFOX lookup and the card post may take seconds."""
-    outcome = runtime.workflow.open_request(cmd)
-    if isinstance(outcome, str):
-        say_privately(respond, outcome)
-        runtime.workflow.deliver()  # e.g. a blocked request's DM to the requester (bot/slack/dms.py)
+        # The sFOX lookup, the balance read and the card may take seconds: after the ack.
+        runtime.submit(runtime.commands.run, accepted)
 
 
 def say_privately(respond: Respond, text: str) -> None:

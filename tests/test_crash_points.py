@@ -28,6 +28,8 @@ pytestmark = pytest.mark.slow
 TESTED = {
     "card_posted": "test_card_posted_then_killed_is_adopted_by_the_click_on_it",
     "click_acked": "test_click_acked_then_killed_is_handled_after_restart_and_answered",
+    "command_acked": "test_command_acked_then_killed_is_carried_out_after_restart_and_answered, "
+    "test_batch_command_acked_then_killed_is_carried_out_after_restart_and_answered (test_batch_crash.py)",
     "claimed": "test_claimed_then_killed_is_reconciled_never_sent_and_retryable",
     "delete_answered": "test_delete_answered_then_killed_is_reconciled_as_done",
     "outcome_recorded": "test_outcome_recorded_then_killed_is_delivered_after_restart",
@@ -142,6 +144,32 @@ def test_click_acked_then_killed_is_handled_after_restart_and_answered(crash, fa
     assert any("restarted right after your *Approve* click" in a for a in answers), answers
     assert buttons(_final_card(fake_slack, card.ts, "Deactivated on sFOX")) == []
     _one_reply(fake_slack, card.ts, "is deactivated")
+
+
+def test_command_acked_then_killed_is_carried_out_after_restart_and_answered(crash, fake_slack, fake_sfox):
+    first = crash.start("first", crash="command_acked", pause=0.5)  # the ack leaves before the kill
+    view = crash.view
+    response = view.driver.command(ALICE, "client_1 offboarding")
+    assert response.json()["text"] == "Looking up `client_1` on sFOX…"  # Slack was told it is on its way
+    first.wait_crashed("command_acked")
+    assert list(view.store.history()) == [] and fake_slack.cards() == []  # the job never ran
+    assert fake_sfox.requests("GET") == []
+
+    crash.start("second")
+    # After the command's lease, the new process's sweep carries it out: one card, one request.
+    card = fake_slack.wait_for(lambda: fake_slack.cards() and fake_slack.cards()[0], timeout=40)
+    record = wait_until(lambda: (r := next(iter(view.store.history()), None)) and r.message_ts and r)
+    assert record.sfox_user_id == "client_1" and record.requested_by == ALICE
+    assert record.reason == "offboarding" and record.message_ts == card.ts
+    answers = view.driver.ephemeral_for(response.extensions["response_name"], timeout=20)
+    assert len(answers) == 1, answers
+    assert "restarted while it was handling your command" in answers[0], answers
+    assert f"request #{record.id}" in answers[0] and "client_1" in answers[0]
+    assert len(fake_slack.cards()) == 1 and len(list(view.store.history())) == 1
+    # The card works as any other.
+    view.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
+    wait_status(view, record.id, "succeeded", timeout=20)
+    assert fake_sfox.deletes["client_1"] == 1
 
 
 def test_claimed_then_killed_is_reconciled_never_sent_and_retryable(crash, fake_slack, fake_sfox):

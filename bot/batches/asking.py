@@ -41,6 +41,13 @@ class BatchAsk:
     reason: str
     malformed: tuple[tuple[str, str], ...] = ()
     duplicates: tuple[str, ...] = ()
+    # Its row in the command journal (bot/runtime/commands.py), recorded with the batch it creates.
+    command_id: int | None = None
+
+
+def posted_answer(batch_id: int, users: int) -> str:
+    """What the requester is told once the batch's card is up."""
+    return f":white_check_mark: Batch #{batch_id} posted for approval: {users} users to deactivate.\n"
 
 
 def split_ids(text: str) -> list[str]:
@@ -156,6 +163,7 @@ class BatchAsking(BatchesBase):
                     users=users,
                     excluded=excluded,
                     balances_skipped=skip_balances,
+                    command_id=ask.command_id,
                 )
                 break
             except BatchUsersOpen:
@@ -184,10 +192,7 @@ class BatchAsking(BatchesBase):
         batch = self.records.get(batch_id) or batch
         self._post_list(batch)
         log.info("batch opened", extra={"batch_id": batch_id, "users": len(users), "actor": ask.requester})
-        return (
-            f":white_check_mark: Batch #{batch_id} posted for approval: {len(users)} users to deactivate.\n"
-            + left
-        )
+        return posted_answer(batch_id, len(users)) + left
 
     def _look_up(
         self, ids: list[str], progress: Callable[[str], None]

@@ -61,6 +61,7 @@ class Asking(WorkflowBase):
             "now": self.now(),
             "ttl": self.policy.ttl,
             "balances": check.to_json() if check else None,
+            "command_id": cmd.command_id,
         }
         if check is not None and check.blocks:
             funds = blocks.funds_text(check)

@@ -70,6 +70,9 @@ class Command:
     channel_id: str
     sfox_user_id: str
     reason: str
+    # Its row in the command journal (bot/runtime/commands.py), recorded with the request it
+    # creates so that a command carried out again after a crash never creates a second.
+    command_id: int | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from bot.requests.base import ClickResult
 from bot.requests.reminders import Reminders
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
+from bot.runtime.commands import Commands
 from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
@@ -44,7 +45,7 @@ from bot.slack.batch_card import (
 from bot.slack.calls import make_web_client
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
-from bot.slack.notifier import SlackNotifier, answer_privately
+from bot.slack.notifier import SlackNotifier, answer_privately, tell_privately
 from bot.store.db import Store
 
 log = logging.getLogger("sfox_bot.runtime")
@@ -93,6 +94,8 @@ class Runtime:
     visibility: Visibility | None = None
     batches: Batches | None = None
     delivery: DeliveryLoop | None = None
+    # Slash commands journalled before their ack; built once the batches are (build_runtime).
+    commands: Commands = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -117,10 +120,11 @@ class Runtime:
 
     def sweep(self) -> dict[str, int]:
         """One sweep: the workflow's (expiry, reconcile, lost cards, owed messages), then the
-        clicks acknowledged by a process that died before handling them."""
+        clicks and the commands acknowledged by a process that died before handling them."""
         started = time.monotonic()
         summary = self.workflow.sweep()
         summary["clicks"] = self.clicks.replay()
+        summary["commands"] = self.commands.resume()
         if self.batches is not None:
             summary.update(self.batches.sweep())
         if self.visibility is not None:
@@ -146,6 +150,8 @@ class Runtime:
         # hands its DELETE to `jobs`, so the steps finish before the job pool closes.
         self.steps.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
+        # The commands' leases are kept until their jobs are done (or the process dies).
+        self.commands.stop()
         if self._sweeper is not None:
             # A sweep may be in the middle of a reconciling read: let it finish too.
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
@@ -256,6 +262,14 @@ def build_runtime(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
     runtime.batches = _batches(runtime, reader)
+    runtime.commands = Commands(
+        store,
+        workflow,
+        runtime.batches,
+        submit,
+        answer_privately,
+        lambda channel_id, user_id, text: tell_privately(slack, channel_id, user_id, text),
+    )
     register(app, runtime)
     return runtime
 

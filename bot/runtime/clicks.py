@@ -1,11 +1,9 @@
 """Button clicks, recorded before they are acknowledged.
 
-Slack is told "received" the moment the listener returns, and the click's step runs after that.
-If the process died in between, the click would vanish although Slack (and the clicker) saw it
-accepted. So each click is first written to the `clicks` journal, then acknowledged, then handled
-and marked done. A click still open when its lease runs out (the process that took it is gone) is
-handled by the sweep of any process, which answers the clicker through the click's response URL.
-Handling a click twice is harmless: every step it leads to is a conditional update.
+Each click is first written to the `clicks` journal (bot/runtime/journal.py), then acknowledged,
+then handled and marked done. A click still open when its lease runs out (the process that took
+it is gone) is handled by the sweep of any process, which answers the clicker through the click's
+response URL. Handling a click twice is harmless: every step it leads to is a conditional update.
 """
 
 from __future__ import annotations
@@ -16,10 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert, select, update
-
 from bot.requests.base import CardRef, ClickResult
 from bot.requests.workflow import Workflow
+from bot.runtime.journal import Journal
 from bot.slack.blocks import APPROVE, DENY, RETRY
 from bot.store.db import Store
 from bot.store.schema import clicks
@@ -29,14 +26,6 @@ log = logging.getLogger("sfox_bot.clicks")
 # How long the process that received a click has to handle it before any sweep may. A click's
 # step takes milliseconds; this is ample even behind a burst of clicks.
 CLICK_LEASE = timedelta(seconds=10)
-# The journal write comes before the ack, which Slack wants within 3 s: a click that cannot be
-# recorded sooner is refused, visibly, rather than acknowledged and maybe lost.
-RECORD_WITHIN_SECONDS = 2.0
-# A response URL works for 30 minutes: a click older than that can still be handled, but its
-# clicker can no longer be answered privately (the card and its thread still tell the outcome).
-RESPONSE_URL_LIFETIME = timedelta(minutes=30)
-# Built once: every click runs it before its ack (see bot/store/base.py on prebuilt statements).
-_RECORD = insert(clicks).returning(clicks.c.id)
 ACTION_LABELS = {APPROVE: "Approve", DENY: "Deny", RETRY: "Retry"}
 
 
@@ -67,6 +56,7 @@ class Clicks:
         `answer_later(response_url, text)` answers a clicker from any process."""
         self.store = store
         self.workflow = workflow
+        self.journal = Journal(store, clicks, CLICK_LEASE, lambda: self.workflow.now())
         self.submit = submit
         self.answer_later = answer_later
         self.steps: dict[str, Callable[[int, str], ClickResult]] = {
@@ -87,23 +77,18 @@ class Clicks:
     def receive(self, click: Click) -> Click:
         """Record the click; call before acknowledging it. Returns it with its journal id. Raises
         store.Busy when the database cannot take it in time: then it must not count."""
-        now = self.workflow.now()
         card = click.card
-        with self.store.quick_transaction(RECORD_WITHIN_SECONDS) as conn:
-            click_id = conn.execute(
-                _RECORD,
-                {
-                    "request_id": click.request_id,
-                    "action": click.action,
-                    "actor": click.actor,
-                    "channel_id": card.channel_id if card and card.ours else None,
-                    "message_ts": card.ts if card and card.ours else None,
-                    "response_url": click.response_url,
-                    "reason": click.reason,
-                    "received_at": now,
-                    "lease_until": now + CLICK_LEASE,
-                },
-            ).scalar_one()
+        click_id, now = self.journal.record(
+            {
+                "request_id": click.request_id,
+                "action": click.action,
+                "actor": click.actor,
+                "channel_id": card.channel_id if card and card.ours else None,
+                "message_ts": card.ts if card and card.ours else None,
+                "response_url": click.response_url,
+                "reason": click.reason,
+            }
+        )
         return Click(
             click.action, click.request_id, click.actor, card, click.response_url, click_id, now, click.reason
         )
@@ -119,7 +104,7 @@ class Clicks:
             if result.ephemeral:
                 answer(result.ephemeral)
             if click.id is not None:
-                self._done(click.id)
+                self.journal.done(click.id)
             return result
         adopted = self.workflow.adopt_card(click.request_id, click.card)
         if click.action == DENY and click.reason:
@@ -134,7 +119,7 @@ class Clicks:
         if text:
             answer(text)
         if click.id is not None:
-            self._done(click.id)
+            self.journal.done(click.id)
         if result.execute:
             self.submit(self.workflow.execute, click.request_id)
         self.submit(self.workflow.deliver, click.request_id)
@@ -144,7 +129,7 @@ class Clicks:
         """Handle the clicks that were acknowledged but never handled (their process died)."""
         handled = 0
         for click in self._due():
-            if not self._take(click.id):
+            if click.id is None or not self.journal.take(click.id):
                 continue  # another process's sweep got it
             handled += 1
             log.warning(
@@ -158,28 +143,13 @@ class Clicks:
             )
             answered: list[str] = []
             self.handle(click, answered.append)
-            url_alive = (
-                click.received_at is not None
-                and self.workflow.now() - click.received_at < RESPONSE_URL_LIFETIME
-            )
-            if click.response_url and url_alive:
+            if click.response_url and self.journal.answerable(click.received_at):
                 self.answer_later(
                     click.response_url, preface + (answered[0] if answered else "See the card.")
                 )
         return handled
 
-    # -- the journal ---------------------------------------------------------------------------
-
     def _due(self) -> list[Click]:
-        now = self.workflow.now()
-        query = (
-            select(clicks)
-            .where(clicks.c.done_at.is_(None), clicks.c.lease_until < now)
-            .order_by(clicks.c.id)
-            .limit(500)
-        )
-        with self.store.reader() as conn:
-            rows = conn.execute(query).mappings().all()
         return [
             Click(
                 row["action"],
@@ -191,25 +161,6 @@ class Clicks:
                 row["received_at"],
                 row["reason"],
             )
-            for row in rows
+            for row in self.journal.due()
             if row["action"] in self.steps
         ]
-
-    def _take(self, click_id: int | None) -> bool:
-        now = self.workflow.now()
-        with self.store.transaction() as conn:
-            return bool(
-                conn.execute(
-                    update(clicks)
-                    .where(clicks.c.id == click_id, clicks.c.done_at.is_(None), clicks.c.lease_until < now)
-                    .values(lease_until=now + CLICK_LEASE)
-                ).rowcount
-            )
-
-    def _done(self, click_id: int) -> None:
-        with self.store.transaction() as conn:
-            conn.execute(
-                update(clicks)
-                .where(clicks.c.id == click_id)
-                .values(done_at=self.workflow.now(), response_url=None)
-            )

@@ -14,6 +14,7 @@ from slack_sdk import WebClient
 
 from bot.slack import blocks
 from bot.slack.calls import call_slack, call_slack_pages, post_card, post_in_thread, update_card
+from bot.slack.errors import NotifyError
 from bot.slack.identity import is_own_message
 from bot.store.records import RequestRecord
 
@@ -100,20 +101,32 @@ class SlackNotifier:
         return call_slack(self.client, method, **kwargs)
 
 
-def answer_privately(response_url: str, text: str) -> bool:
-    """Answer a clicker through the click's response URL (valid for 30 minutes after the click),
-    from any process: used when the process that received the click died before answering.
-    The answer is a courtesy: False (and a log line) when it cannot be sent."""
+def answer_privately(response_url: str, text: str, *, replace: bool = False) -> bool:
+    """Answer a clicker or a command's requester through its response URL (valid for 30 minutes,
+    5 posts), from any process: also when the process that received it died before answering.
+    `replace` replaces the message the URL answered last (a progress line). The answer is a
+    courtesy: False (and a log line) when it cannot be sent."""
     from slack_sdk.webhook import WebhookClient
 
     try:
         response = WebhookClient(response_url, timeout=10).send(
-            text=text, response_type="ephemeral", replace_original=False
+            text=text, response_type="ephemeral", replace_original=replace
         )
     except Exception as exc:
         log.warning("private answer not delivered", extra={"error": type(exc).__name__})
         return False
     if response.status_code != 200:
         log.warning("private answer not delivered", extra={"http_status": response.status_code})
+        return False
+    return True
+
+
+def tell_privately(client: WebClient, channel_id: str, user_id: str, text: str) -> bool:
+    """A message only `user_id` sees in `channel_id` (chat.postEphemeral): the answer to the batch
+    form, which has no response URL. A courtesy too: False (and a log line) when not sent."""
+    try:
+        call_slack(client, "chat_postEphemeral", channel=channel_id, user=user_id, text=text)
+    except NotifyError as exc:
+        log.warning("private answer not delivered", extra={"slack_error": exc.code})
         return False
     return True

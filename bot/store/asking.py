@@ -30,6 +30,12 @@ class AskingStore(StoreBase):
             )
             return self._with_approvals(conn, [row])[0] if row else None
 
+    def request_for_command(self, command_id: int) -> RequestRecord | None:
+        """The request a journalled command created (bot/runtime/commands.py), if any."""
+        with self._read() as conn:
+            row = conn.execute(select(requests).where(requests.c.command_id == command_id)).mappings().first()
+            return self._with_approvals(conn, [row])[0] if row else None
+
     def create_request(
         self,
         *,
@@ -44,9 +50,11 @@ class AskingStore(StoreBase):
         now: datetime,
         ttl: timedelta,
         balances: str | None = None,
+        command_id: int | None = None,
     ) -> RequestRecord:
         """Record a new pending request; raises AlreadyOpen if this sFOX user already has one (a
-        partial unique index makes that hold even for two requests typed at the same moment)."""
+        partial unique index makes that hold even for two requests typed at the same moment), or
+        if its command (`command_id`, unique) created one already."""
         values = {
             "sfox_user_id": sfox_user_id,
             "reason": reason,
@@ -62,6 +70,7 @@ class AskingStore(StoreBase):
             "attempts": 0,
             "retryable": False,
             "balances": balances,
+            "command_id": command_id,
         }
         try:
             request_id = self._insert_request(values, Event("requested", requested_by, {"reason": reason}))

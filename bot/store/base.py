@@ -71,6 +71,53 @@ _SENT = (
 _NOTICE = insert(outbox)
 
 
+class WriteLock:
+    """This process's writers, one at a time; a writer whose answer is due (`urgent`: the
+    journal write before an ack) goes before those that are not."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._urgent = threading.Condition(self._mutex)
+        self._normal = threading.Condition(self._mutex)
+        self._held = False
+        self._urgent_waiting = 0
+
+    def acquire(self, timeout: float | None = None, *, urgent: bool = False) -> bool:
+        with self._mutex:
+            if urgent:
+                self._urgent_waiting += 1
+                try:
+                    got = self._urgent.wait_for(lambda: not self._held, timeout)
+                finally:
+                    self._urgent_waiting -= 1
+                if not got:
+                    self._wake()  # the writers it held back may go now
+                    return False
+            elif not self._normal.wait_for(lambda: not self._held and not self._urgent_waiting, timeout):
+                return False
+            self._held = True
+            return True
+
+    def release(self) -> None:
+        with self._mutex:
+            self._held = False
+            self._wake()
+
+    def __enter__(self) -> None:
+        self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def _wake(self) -> None:
+        if self._held:
+            return
+        if self._urgent_waiting:
+            self._urgent.notify()
+        else:
+            self._normal.notify()
+
+
 class StoreBase:
     """The engine, the reads and the transaction helpers of the store."""
 
@@ -81,8 +128,9 @@ class StoreBase:
         # SQLite has one writer at a time, and a writer that finds the database locked sleeps and
         # polls (1, 2, 5 … 100 ms) until it gets in: with many threads, an unlucky one can lose
         # for seconds. Threads of one process therefore queue on this lock (woken in turn, never
-        # polling), so at most one writer per process waits inside SQLite.
-        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+        # polling), so at most one writer per process waits inside SQLite; a write before an ack
+        # (`quick_transaction`) goes first, so a busy job pool cannot hold acks back.
+        self._write_lock = WriteLock() if engine.dialect.name == "sqlite" else None
 
     @classmethod
     def from_url(cls, url: str, audit_key: str | None = None) -> Self:
@@ -157,7 +205,7 @@ class StoreBase:
         than about `seconds` for other writers: for a write that must finish before an answer is
         due (Slack's 3 s)."""
         deadline = time.monotonic() + seconds
-        if self._write_lock is not None and not self._write_lock.acquire(timeout=seconds):
+        if self._write_lock is not None and not self._write_lock.acquire(seconds, urgent=True):
             raise Busy()
         try:
             left_ms = max(1, int((deadline - time.monotonic()) * 1000))

@@ -30,10 +30,12 @@ class BatchAskingStore(BatchStoreBase):
         users: Sequence[dict[str, Any]],
         excluded: dict[str, Any],
         balances_skipped: bool,
+        command_id: int | None = None,
     ) -> int:
         """Record a pending batch and one pending request per user, in one transaction. Raises
         BatchUsersOpen when one of the users got an open request meanwhile (the partial unique
-        index on open requests refuses it; nothing is written)."""
+        index on open requests refuses it; nothing is written), or when its command
+        (`command_id`, unique) created a batch already."""
         expires = now + ttl
         try:
             with self.store.transaction() as conn:
@@ -49,6 +51,7 @@ class BatchAskingStore(BatchStoreBase):
                         expires_at=expires,
                         excluded=json.dumps(excluded, sort_keys=True),
                         balances_skipped=balances_skipped,
+                        command_id=command_id,
                     )
                     .returning(batches.c.id)
                 ).scalar_one()

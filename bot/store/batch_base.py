@@ -42,6 +42,7 @@ class BatchRecord:
     runner: str | None
     runner_until: datetime | None
     summary_at: datetime | None
+    command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
     approved_by: tuple[str, ...] = ()
 
     @property
@@ -76,6 +77,12 @@ class BatchStoreBase:
                 .order_by(batch_approvals.c.id)
             ).scalars()
             return BatchRecord(**row, approved_by=tuple(approvers))
+
+    def batch_for_command(self, command_id: int) -> BatchRecord | None:
+        """The batch a journalled command created (bot/runtime/commands.py), if any."""
+        with self.store.reader() as conn:
+            batch_id = conn.execute(select(batches.c.id).where(batches.c.command_id == command_id)).scalar()
+        return self.get(batch_id) if batch_id is not None else None
 
     def open_requests_for(self, user_ids: Sequence[str]) -> dict[str, int]:
         """Which of these sFOX users already have an open request (single or batch): id → request."""

@@ -63,6 +63,7 @@ class RequestRecord:
     reminded_at: datetime | None = None  # when its one reminder was posted (bot/requests/reminders.py)
     batch_id: int | None = None  # the batch it belongs to (bot.batches), None for a single request
     outcome: Outcome | None = None  # what is known of its DELETE (bot/store/outcomes.py)
+    command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
     approved_by: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:

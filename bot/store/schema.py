@@ -5,7 +5,8 @@
 `outbox` the Slack messages owed for a request, so a failed post is retried instead of lost;
 `audit_head` and `audit_anchor` hold the head of the events' hash chain and its last anchor;
 `clicks` every button click as it arrives, before it is acknowledged, so a click Slack was told we
-received is handled even if the process dies before handling it.
+received is handled even if the process dies before handling it; `commands` every accepted slash
+command (a request or a batch) the same way (bot/runtime/journal.py).
 """
 
 from __future__ import annotations
@@ -113,6 +114,10 @@ requests = Table(
     Column("reminded_at", UTCDateTime, nullable=True),
     # What the bot knows about the DELETE (bot/store/outcomes.py, migration 0007).
     Column("outcome", OutcomeType, nullable=True),
+    # The journalled command that created it (bot/runtime/commands.py, migration 0008), written in
+    # the transaction that creates it: a command resumed after a crash finds it instead of asking
+    # again. None for requests asked before the journal, and for a batch's users.
+    Column("command_id", Integer, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
@@ -126,6 +131,8 @@ requests = Table(
         sqlite_where=text("status IN ('pending', 'executing', 'unknown')"),
         postgresql_where=text("status IN ('pending', 'executing', 'unknown')"),
     ),
+    # A command creates one request at most, however many processes carry it out.
+    Index("uq_requests_command", "command_id", unique=True),
 )
 
 approvals = Table(
@@ -217,6 +224,28 @@ clicks = Table(
     Index("ix_clicks_open", "done_at", "lease_until"),
 )
 
+# Each accepted slash command, recorded before its ack (bot/runtime/commands.py, migration 0008):
+# a command Slack was told we received is carried out even if the process dies before it.
+commands = Table(
+    "commands",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("kind", String(16), nullable=False),  # "request" or "batch"
+    Column("requester", String(32), nullable=False),
+    Column("channel_id", String(32), nullable=False),
+    # The validated command as JSON: the user id and reason, or a batch's ids, reason and what was
+    # left out already (malformed, duplicated).
+    Column("command", Text, nullable=False),
+    # Where to answer the requester privately (30 minutes, 5 posts); None for the batch form,
+    # answered by chat.postEphemeral. Cleared once the command is done.
+    Column("response_url", Text, nullable=True),
+    Column("posts", Integer, nullable=False, server_default="0"),  # posts the response URL took
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=False),
+    Column("done_at", UTCDateTime, nullable=True),
+    Index("ix_commands_open", "done_at", "lease_until"),
+)
+
 # -- batches (bot/batches/, bot/store/batches.py; migration 0005_batches) ---------------------------
 
 # One row per batch: its card, approval state and runner lease. Each user of a batch is its own
@@ -246,7 +275,10 @@ batches = Table(
     Column("runner", String(64), nullable=True),
     Column("runner_until", UTCDateTime, nullable=True),
     Column("summary_at", UTCDateTime, nullable=True),
+    # The journalled command that created it (migration 0008; see requests.command_id).
+    Column("command_id", Integer, nullable=True),
     Index("ix_batches_status", "status"),
+    Index("uq_batches_command", "command_id", unique=True),
 )
 
 batch_approvals = Table(
