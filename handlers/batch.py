@@ -59,6 +59,9 @@ def register(app: App, runtime: Runtime) -> None:
 
 
 def open_modal(runtime: Runtime, client: Any, trigger_id: str, channel_id: str, respond: Any) -> None:
+    # The trigger expires 3 s after the command: the modal client's short timeout, not Bolt's 10 s.
+    if runtime.visibility is not None:
+        client = runtime.visibility.modal_client
     try:
         client.views_open(trigger_id=trigger_id, view=form(channel_id))
     except Exception as exc:
