@@ -41,7 +41,6 @@ REQUIRE_PG = os.environ.get("SFOX_BOT_REQUIRE_POSTGRES") == "1"
 LONG_FIRST = (
     "tests/test_bench_smoke.py::",
     "tests/test_demo.py::",
-    "tests/test_audit_concurrency.py::test_the_trail_of_a_demo_run_verifies",
     "tests/test_hostile.py::",
     "tests/test_crash_points.py::",
     "tests/test_crash.py::",
