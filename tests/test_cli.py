@@ -125,7 +125,7 @@ def test_history_json_has_exactly_the_issue_fields_newest_first(filled, tmp_path
     ok = by_user["client_1"]
     assert ok["status"] == "succeeded" and ok["reason"] == "left the company"
     assert ok["requested_by"] == ALICE and ok["approved_by"] == [BOB] and ok["denied_by"] is None
-    assert ok["channel_id"] == "C0123TEST" and ok["message_ts"] == cards["ok"].ts
+    assert ok["channel_id"] == cards["ok"].channel and ok["message_ts"] == cards["ok"].ts
     assert ok["decided_at"] and ok["completed_at"] and ok["created_at"] <= ok["completed_at"]
     assert (ok["http_status"], ok["error"]) == (200, None)
     assert ok["balances"] == [{"currency": "usd", "balance": 0}, {"currency": "btc", "balance": 0}]

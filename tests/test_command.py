@@ -141,7 +141,7 @@ def test_sfox_lookup_timeout_gives_a_clear_error_and_no_card(make_bot, fake_sfox
 def test_card_shows_everything_the_approvers_need(make_bot):
     bot = make_bot(SFOX_REQUEST_TTL_SECONDS="7200")
     record, card = open_request(bot, ALICE, "client_1   left the company,   ticket 42 ")
-    assert card.channel == bot.driver.channel_id
+    assert card.channel == record.channel_id
     assert card.thread_ts is None
     text = card_text(card)
     assert "`client_1`" in text

@@ -90,7 +90,7 @@ def test_a_reply_already_deep_in_a_long_thread_is_not_posted_again(bot, fake_sla
     its reply on the third page, and does not post it a second time."""
     record, card = open_request(bot, ALICE, "client_1 long thread")
     for i in range(25):
-        fake_slack.say(bot.driver.channel_id, f"comment {i}", thread_ts=card.ts)
+        fake_slack.say(card.channel, f"comment {i}", thread_ts=card.ts)
     fake_slack.fail("chat.postMessage", "ratelimited")  # the reply is owed, tried once
     bot.driver.click(BOB, "sfox_deny", str(record.id), card.ts)
     wait_status(bot, record.id, "denied")

@@ -42,7 +42,7 @@ def test_a_deactivation_is_recorded_step_by_step(bot):
     assert times == sorted(times)
 
     assert done.requested_by == ALICE and done.approved_by == (BOB,)
-    assert done.channel_id == bot.driver.channel_id and done.message_ts == card.ts
+    assert done.channel_id == card.channel and done.message_ts == card.ts
     assert done.http_status == 200 and done.error is None and done.attempts == 1
     assert done.created_at <= done.decided_at <= done.completed_at
     assert done.target_name == "Ada Lovelace"

@@ -60,7 +60,7 @@ def test_five_approvals_at_once_in_one_channel_arrive_without_a_sweep(make_bot, 
     users = [f"rate_{n}" for n in range(5)]
     for user in users:
         fake_sfox.add_user(user)
-    opened = [open_request(bot, ALICE, f"{user} offboarding") for user in users]
+    opened = [open_request(bot, ALICE, f"{user} offboarding", bot.driver.channel_id) for user in users]
     records = [record for record, _ in opened]
     # Each DELETE is carried out but its answer is lost: the thread gets "unknown", then the
     # reconciling read's "deactivated", two replies per card whose order must hold.
