@@ -18,7 +18,9 @@ from slack_sdk import WebClient
 
 from bot.audit.anchors import AuditAnchor
 from bot.batches.workflow import BALANCE_SLOT_WAIT_SECONDS, Batches
-from bot.config import Settings
+from bot.config import ConfigError, Settings
+from bot.mfa.sealing import Sealer
+from bot.mfa.stepup import StepUp
 from bot.policy.approvers import GroupApprovers, approvers_for
 from bot.policy.rules import Policy
 from bot.requests.base import ClickResult
@@ -94,6 +96,8 @@ class Runtime:
     visibility: Visibility | None = None
     batches: Batches | None = None
     delivery: DeliveryLoop | None = None
+    # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
+    mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
     commands: Commands = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -205,6 +209,7 @@ def build_runtime(
         allowed_channels=settings.allowed_channels,
         require_reason=settings.require_reason,
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
+        step_up=settings.step_up,
     )
     reader = (
         BalanceReader(
@@ -256,6 +261,7 @@ def build_runtime(
         else None,
         visibility=visibility,
     )
+    runtime.mfa = _step_up(settings, policy, store, workflow)
     runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now())
     workflow.retry_noted = runtime.delivery.wake
     runtime.clicks.observers.append(
@@ -272,6 +278,15 @@ def build_runtime(
     )
     register(app, runtime)
     return runtime
+
+
+def _step_up(settings: Settings, policy: Policy, store: Store, workflow: Workflow) -> StepUp | None:
+    """The second factor, when the policy asks for one; its key is required then."""
+    if policy.step_up == "none":
+        return None
+    if not settings.mfa_key:
+        raise ConfigError("SFOX_MFA_KEY", f"is required when step-up is {policy.step_up}")
+    return StepUp(store, Sealer(settings.mfa_key), lambda: workflow.now())
 
 
 def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
