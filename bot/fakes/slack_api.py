@@ -4,7 +4,9 @@
 (`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `conversations.history`,
 `conversations.replies`, `auth.test`,
 `usergroups.users.list`, `chat.getPermalink`, `conversations.open` (direct messages: a DM's
-channel is `D` + the user id), `views.open` and `views.publish` (kept per user),
+channel is `D` + the user id), `views.open` (each modal gets a view id), `views.update` (of an
+open modal, by `view_id` or `external_id`; a `hash` that is not the view's latest is
+`hash_conflict`) and `views.publish` (kept per user),
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status). It keeps
@@ -100,6 +102,8 @@ class FakeSlack:
         self.usergroups = usergroups or {}
         self.views: dict[str, dict[str, Any]] = {}  # views.publish: each user's App Home
         self.opened_views: list[dict[str, Any]] = []  # views.open: the modals opened
+        # views.update: each update as given ({"view_id", "view"}); the modal's id is "V<n>".
+        self.updated_views: list[dict[str, Any]] = []
         # Batches: files a user "uploaded" (id -> (name, bytes)), files the bot uploaded
         # (id -> {"name", "title", "content", "channel", "thread_ts"}).
         self.user_files: dict[str, tuple[str, bytes]] = {}
@@ -297,12 +301,18 @@ class FakeSlack:
                 if not users or "," in users:
                     return 200, {"ok": False, "error": "user_not_found"}, {}
                 return 200, {"ok": True, "channel": {"id": "D" + users}}, {}
+            if method == "views.update":
+                return 200, self._update_view(args), {}
             if method in ("views.open", "views.publish"):
                 view = args.get("view") or {}
                 if isinstance(view, str):
                     view = json.loads(view)
                 if method == "views.open":
-                    self.opened_views.append({"trigger_id": args.get("trigger_id"), "view": view})
+                    view_id = f"VMODAL{len(self.opened_views) + 1}"
+                    self.opened_views.append(
+                        {"trigger_id": args.get("trigger_id"), "view": view, "id": view_id, "hash": "1"}
+                    )
+                    return 200, {"ok": True, "view": {**view, "id": view_id, "hash": "1"}}, {}
                 else:
                     self.views[str(args.get("user_id"))] = view
                 return (
@@ -318,6 +328,31 @@ class FakeSlack:
                     return 200, {"ok": False, "error": "no_such_subteam"}, {}
                 return 200, {"ok": True, "users": users}, {}
             return 200, {"ok": False, "error": "unknown_method"}, {}
+
+    def _update_view(self, args: dict[str, Any]) -> dict[str, Any]:
+        """views.update of a modal opened before (under the lock): by `view_id` or `external_id`,
+        refused with `hash_conflict` when `hash` is given and is not the view's latest."""
+        view = args.get("view") or {}
+        if isinstance(view, str):
+            view = json.loads(view)
+        view_id, external = args.get("view_id"), args.get("external_id")
+        if not view_id and not external:
+            return {"ok": False, "error": "invalid_arguments"}
+        found = next(
+            (
+                v
+                for v in self.opened_views
+                if (view_id and v["id"] == view_id) or (external and v["view"].get("external_id") == external)
+            ),
+            None,
+        )
+        if found is None:
+            return {"ok": False, "error": "not_found"}
+        if args.get("hash") and args.get("hash") != found["hash"]:
+            return {"ok": False, "error": "hash_conflict"}
+        found["view"], found["hash"] = view, str(int(found["hash"]) + 1)
+        self.updated_views.append({"view_id": found["id"], "view": view})
+        return {"ok": True, "view": {**view, "id": found["id"], "hash": found["hash"]}}
 
     def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
         with self.lock:
