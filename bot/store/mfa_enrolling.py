@@ -61,9 +61,9 @@ class MfaEnrolling:
         return True
 
     def reset(self, slack_user_id: str, now: datetime, by: str) -> bool:
-        """Remove the person's enrolment (and their lock-out and wrong codes); False when there
-        was none. Their used steps stay: a code used before is still refused after a re-enrolment
-        only if it came from the same secret, which is new, so they are harmless either way."""
+        """Remove the person's enrolment (with their lock-out, wrong codes and used steps: the
+        steps belong to the old secret, and the new one starts afresh); False when there was
+        none."""
         with self.store.transaction() as conn:
             removed = conn.execute(
                 delete(mfa_enrolments).where(mfa_enrolments.c.slack_user_id == slack_user_id)
@@ -71,6 +71,7 @@ class MfaEnrolling:
             if not removed:
                 return False
             conn.execute(delete(mfa_failures).where(mfa_failures.c.slack_user_id == slack_user_id))
+            conn.execute(delete(mfa_used_codes).where(mfa_used_codes.c.slack_user_id == slack_user_id))
             self.store.append_event(
                 conn, None, now, Event("mfa_reset", None, {"user": slack_user_id, "by": by})
             )
