@@ -143,7 +143,7 @@ def _open_modal(runtime: Runtime, trigger: str, secret: str, uri: str, sealed: s
         ],
     }
     try:
-        vis.modal_client.views_open(trigger_id=trigger, view=view)
+        vis.secret_modal_client.views_open(trigger_id=trigger, view=view)  # its logger writes no body
     except Exception as exc:
         log.info("mfa enrolment modal not opened", extra={"error": type(exc).__name__})
         response = getattr(exc, "response", None)

@@ -51,6 +51,7 @@ def enrol(bot: Bot, user: str) -> str:
     answer = bot.driver.submit_view(user, modal, {"first_code": code(secret, bot)})
     assert answer.status_code == 200, answer.text
     assert answer.json()["response_action"] == "update", answer.json()
+    assert secret not in answer.text  # the confirmation replaces the view that showed it
     return secret
 
 
@@ -293,3 +294,52 @@ def test_sealing_and_codes():
     assert totp.matching_step(secret, totp.code_at(secret, at + timedelta(seconds=60)), at) is None
     spaced = totp.code_at(secret, at)
     assert totp.matching_step(secret, f"{spaced[:3]} {spaced[3:]}", at) == step
+
+
+def test_the_secret_is_found_nowhere_but_in_the_enrolment_modal(bot, tmp_path, caplog):
+    import logging
+
+    from tests.support import dump_database, everything_sent_to_slack
+    from tests.test_cli import cli
+    from tests.test_secrets import log_text
+
+    caplog.set_level(logging.DEBUG)
+    secret = enrol(bot, BOB)
+    record, card = open_request(bot, ALICE, "client_1")
+    modal, _ = approve_modal(bot, BOB, record.id, card.ts)
+    right = code(secret, bot, 1)
+    wrong = f"{(int(right) + 1) % 1_000_000:06d}"
+    answers = [bot.driver.submit_view(BOB, modal, {"code": wrong}) for _ in range(2)]
+    answers.append(bot.driver.submit_view(BOB, modal, {"code": right}))
+    wait_status(bot, record.id, "succeeded")
+    drain(bot)
+
+    # Every Slack call but the enrolment modal's own views.open, every ephemeral, every ack.
+    with bot.slack.lock:
+        enrolment = [
+            i
+            for i, (method, args) in enumerate(bot.slack.calls)
+            if method == "views.open" and "sfox_mfa_enrol" in json.dumps(args.get("view"))
+        ]
+        shown = [json.dumps(bot.slack.calls[i][1]) for i in enrolment]
+        bot.slack.calls[:] = [c for i, c in enumerate(bot.slack.calls) if i not in enrolment]
+    assert len(shown) == 1 and secret in shown[0]  # the one place it is shown
+    sent = everything_sent_to_slack(bot) + "".join(a.text for a in answers)
+    export = cli("audit", "export", database_url=bot.runtime.settings.database_url, cwd=tmp_path, module=True)
+    assert export.returncode == 0, export.stderr
+    assert "mfa_enrolled" in export.stdout and '"step_up": "totp"' in export.stdout.replace('\\"', '"')
+    places = {
+        "logs": log_text(caplog),
+        "Slack": sent,
+        "database": dump_database(bot.store),
+        "audit export": export.stdout,
+    }
+    for where, text in places.items():
+        for form in (secret, secret.lower(), f"secret={secret}"):
+            assert form not in text, f"the TOTP secret is in the {where}"
+
+
+def drain(bot: Bot) -> None:
+    from tests.support import drain as drain_bot
+
+    drain_bot(bot)

@@ -44,7 +44,7 @@ from bot.slack.batch_card import (
     BATCH_RESUME,
     BatchSlack,
 )
-from bot.slack.calls import make_web_client
+from bot.slack.calls import make_web_client, quiet_logger
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
 from bot.slack.notifier import SlackNotifier, answer_privately, tell_privately
@@ -65,6 +65,7 @@ MODAL_TIMEOUT_SECONDS = 2
 # files.info, its "Checking N users" ephemeral) run before the ack goes out, within Slack's 3 s:
 # a 429 is waited out once at most, and only when Slack asks for a second.
 LISTENER_RATE_LIMIT_PATIENCE_SECONDS = 1.0
+QUIET_VIEWS_LOGGER = "sfox_bot.slack.quiet_views"
 
 
 @dataclass
@@ -77,6 +78,9 @@ class Visibility:
     home: AppHome
     subcommands: subcommands.Context
     modal_client: WebClient
+    # The modal client for views that show a secret (the MFA enrolment): its logger never writes
+    # a request or response body.
+    secret_modal_client: WebClient
 
 
 @dataclass
@@ -343,6 +347,14 @@ def _visibility(
         settings.slack_bot_token or "", slack.base_url, MODAL_TIMEOUT_SECONDS, retries=False
     )
     metrics.instrument_slack(modal_client)
+    secret_modal_client = make_web_client(
+        settings.slack_bot_token or "",
+        slack.base_url,
+        MODAL_TIMEOUT_SECONDS,
+        retries=False,
+        logger=quiet_logger(QUIET_VIEWS_LOGGER),
+    )
+    metrics.instrument_slack(secret_modal_client)
     dms = DirectMessages(outbox_slack, store)  # an outbox sender: its 429s are retried by the outbox
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
@@ -357,6 +369,7 @@ def _visibility(
         home=AppHome(slack, store, approvers, settings.approver_group, clock=workflow.now),
         subcommands=subcommands.Context(store, approvers, settings.require_reason),
         modal_client=modal_client,
+        secret_modal_client=secret_modal_client,
     )
 
 
