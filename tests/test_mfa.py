@@ -343,3 +343,34 @@ def drain(bot: Bot) -> None:
     from tests.support import drain as drain_bot
 
     drain_bot(bot)
+
+
+def test_a_batch_is_approved_with_a_code_too(make_bot, fake_sfox):
+    from bot.slack.batch_card import BATCH_APPROVE
+    from tests.test_batches import add_users, ask, batch_id_of
+
+    bot = make_bot(SFOX_STEP_UP="totp", SFOX_MFA_KEY=MFA_KEY, SFOX_BALANCE_CHECK="off")
+    secret = enrol(bot, BOB)
+    ids = add_users(fake_sfox, 3)
+    _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids) + " stepped up")
+    bid = batch_id_of(card)
+    click = bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts, confirm=False)
+    modal = bot.driver.modal_for(click.extensions["response_name"])
+    assert modal is not None and modal["callback_id"] == "sfox_approve_code"
+    assert fake_sfox.deletes == {} and bot.runtime.batches.records.get(bid).approved_by == ()
+    assert "not valid" in error_of(bot.driver.submit_view(BOB, modal, {"code": "000000"}))
+    # Without a code the batch's approval path refuses too (defence in depth).
+    assert "needs a code" in (bot.runtime.batches.approve(bid, CAROL).ephemeral or "")
+    bot.driver.submit_view(BOB, modal, {"code": code(secret, bot, 1)})
+    rows = wait_until(
+        lambda: (
+            (rs := list(bot.store.history(limit=None, batch_id=bid)))
+            and all(r.status == "succeeded" for r in rs)
+            and rs
+        ),
+        timeout=30,
+    )
+    assert dict(fake_sfox.deletes) == {uid: 1 for uid in ids}
+    for row in rows:
+        (approved,) = approved_events(bot, row.id)
+        assert json.loads(approved.detail) == {"batch": bid, "step_up": "totp"}
