@@ -48,6 +48,12 @@ def register(app: App, runtime: Runtime) -> None:
     home_plain = click_listener(
         runtime, as_action=APPROVE, answer_for=home_answer(runtime), after=home_after(runtime)
     )
+
+    # Listened for either way: a code modal opened before a restart with step-up off is answered.
+    @app.view(CALLBACK_ID)
+    def on_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        _on_submit(runtime, ack, body, view)
+
     if runtime.workflow.policy.step_up == "none":
         for action_id, plain in (
             (APPROVE, card_plain),
@@ -59,10 +65,6 @@ def register(app: App, runtime: Runtime) -> None:
     app.action(APPROVE)(_approve_listener(runtime, card_plain, APPROVE, from_home=False))
     app.action(HOME_APPROVE)(_approve_listener(runtime, home_plain, APPROVE, from_home=True))
     app.action(BATCH_APPROVE)(_approve_listener(runtime, card_plain, BATCH_APPROVE, from_home=False))
-
-    @app.view(CALLBACK_ID)
-    def on_submit(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        _on_submit(runtime, ack, body, view)
 
 
 def _approve_listener(
@@ -191,7 +193,12 @@ def _slack_error(exc: Exception) -> str:
 
 def _on_submit(runtime: Runtime, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
     """The code, checked before the ack; a good one journals the Approve (marked stepped up)."""
-    assert runtime.mfa is not None
+    if runtime.mfa is None:
+        ack(
+            response_action="errors",
+            errors={CODE_BLOCK: "No code is asked for here any more: close this and click Approve again."},
+        )
+        return
     actor = str((body.get("user") or {}).get("id", ""))
     try:
         meta = json.loads(view.get("private_metadata") or "{}")

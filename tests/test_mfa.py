@@ -374,3 +374,34 @@ def test_a_batch_is_approved_with_a_code_too(make_bot, fake_sfox):
     for row in rows:
         (approved,) = approved_events(bot, row.id)
         assert json.loads(approved.detail) == {"batch": bid, "step_up": "totp"}
+
+
+def test_sfox_bot_check_names_the_missing_key(fake_slack, fake_sfox, database_url):
+    from bot.cli.check import check_settings
+    from tests.conftest import bot_env
+
+    env = bot_env(fake_slack, fake_sfox, database_url, SFOX_STEP_UP="totp")
+    rows, _settings = check_settings(env)
+    (key,) = [r for r in rows if r.name == "SFOX_MFA_KEY"]
+    assert not key.ok and "required when SFOX_STEP_UP=totp" in key.detail
+    rows, _settings = check_settings({**env, "SFOX_MFA_KEY": MFA_KEY})
+    (key,) = [r for r in rows if r.name == "SFOX_MFA_KEY"]
+    assert key.ok and key.detail == "set (hidden)" and all(MFA_KEY not in r.detail for r in rows)
+    with pytest.raises(ConfigError) as refused:
+        from bot.runtime.bootstrap import build_runtime
+
+        build_runtime(load_settings(env))
+    assert refused.value.setting == "SFOX_MFA_KEY"
+
+
+def test_a_code_modal_submitted_after_step_up_was_switched_off(make_bot):
+    """A modal opened under step-up, submitted to a bot (a replica, a restart) without it: its
+    answer says so and nothing is recorded."""
+    stepped = make_bot(SFOX_STEP_UP="totp", SFOX_MFA_KEY=MFA_KEY)
+    secret = enrol(stepped, BOB)
+    record, card = open_request(stepped, ALICE, "client_1")
+    modal, _ = approve_modal(stepped, BOB, record.id, card.ts)
+    plain = make_bot()  # same database, step-up off
+    answer = plain.driver.submit_view(BOB, modal, {"code": code(secret, plain, 1)})
+    assert "No code is asked for" in error_of(answer)
+    assert plain.store.get(record.id).approved_by == ()
