@@ -405,3 +405,29 @@ def test_a_code_modal_submitted_after_step_up_was_switched_off(make_bot):
     answer = plain.driver.submit_view(BOB, modal, {"code": code(secret, plain, 1)})
     assert "No code is asked for" in error_of(answer)
     assert plain.store.get(record.id).approved_by == ()
+
+
+def test_an_expired_trigger_refuses_the_click_visibly(bot, fake_slack):
+    """The strict fake's own refusal, not a scripted fault: the trigger is more than 3 s old when
+    views.open arrives (the fake's clock moved on), so Slack says `expired_trigger_id`."""
+    import time
+
+    from bot.fakes.slack_strict import TRIGGER_SECONDS
+
+    enrol(bot, BOB)
+    record, card = open_request(bot, ALICE, "client_1")
+    original = fake_slack.handle_api
+
+    def late(method, args, auth):
+        if method == "views.open":
+            fake_slack.clock = lambda: time.monotonic() + TRIGGER_SECONDS + 1
+        return original(method, args, auth)
+
+    fake_slack.handle_api = late
+    click = bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts, confirm=False)
+    fake_slack.handle_api, fake_slack.clock = original, time.monotonic
+    name = click.extensions["response_name"]
+    assert "expired_trigger_id" in bot.driver.ephemeral_for(name)[0]
+    assert [r.error for r in fake_slack.refusals] == ["expired_trigger_id"]
+    fake_slack.refusals.clear()  # provoked on purpose
+    assert bot.store.get(record.id).approved_by == () and bot.sfox.requests("DELETE") == []

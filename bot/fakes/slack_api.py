@@ -302,7 +302,10 @@ class FakeSlack:
                     return 200, {"ok": False, "error": "user_not_found"}, {}
                 return 200, {"ok": True, "channel": {"id": "D" + users}}, {}
             if method == "views.update":
-                return 200, self._update_view(args), {}
+                answer = self._update_view(args)
+                if not answer["ok"]:  # refused as Slack refuses it: kept like every refusal
+                    self.strict.refusals.append(Refusal(method, answer["error"]))
+                return 200, answer, {}
             if method in ("views.open", "views.publish"):
                 view = args.get("view") or {}
                 if isinstance(view, str):
