@@ -431,3 +431,22 @@ def test_an_expired_trigger_refuses_the_click_visibly(bot, fake_slack):
     assert [r.error for r in fake_slack.refusals] == ["expired_trigger_id"]
     fake_slack.refusals.clear()  # provoked on purpose
     assert bot.store.get(record.id).approved_by == () and bot.sfox.requests("DELETE") == []
+
+
+@pytest.mark.postgres
+def test_enrol_approve_and_replay_on_postgresql(make_bot, postgres_url):
+    bot = make_bot(
+        SFOX_STEP_UP="totp", SFOX_MFA_KEY=MFA_KEY, SFOX_REQUIRED_APPROVALS="2", DATABASE_URL=postgres_url
+    )
+    secret = enrol(bot, BOB)
+    record, card = open_request(bot, ALICE, "client_1")
+    used = code(secret, bot, 1)
+    modal, _ = approve_modal(bot, BOB, record.id, card.ts)
+    bot.driver.submit_view(BOB, modal, {"code": used})
+    wait_until(lambda: bot.store.get(record.id).approved_by == (BOB,))
+    other, other_card = open_request(bot, ALICE, "client_3")
+    modal, _ = approve_modal(bot, BOB, other.id, other_card.ts)
+    assert "used already" in error_of(bot.driver.submit_view(BOB, modal, {"code": used}))
+    (approved,) = approved_events(bot, record.id)
+    assert json.loads(approved.detail) == {"step_up": "totp"}
+    assert audit_verify.verify(bot.store.engine).ok
