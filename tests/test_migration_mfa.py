@@ -128,3 +128,25 @@ def test_of_racing_writers_one_spends_a_code(url):
     kinds = [e["kind"] for e in audit_verify.export_rows(store.engine)]
     assert kinds.count("mfa_locked") == 1
     store.close()
+
+
+def test_used_steps_and_wrong_codes_do_not_pile_up(tmp_path):
+    from sqlalchemy import func, select
+
+    from bot.store.schema import mfa_failures, mfa_used_codes
+
+    store = Store.from_url(f"sqlite:///{tmp_path / 'p.db'}")
+    migrate.upgrade(store.engine)
+    codes = MfaVerifying(store)
+    now = datetime.now(UTC)
+    assert codes.spend("UBOB0002", 1, now) and codes.spend("UBOB0002", 2, now)
+    assert not codes.spend("UBOB0002", 2, now + timedelta(hours=1))  # still a replay an hour on
+    window, lock = timedelta(minutes=10), timedelta(minutes=10)
+    codes.wrong_code("UBOB0002", now, limit=5, window=window, lock_for=lock)
+    later = now + timedelta(days=2)
+    assert codes.spend("UBOB0002", 3, later)
+    codes.wrong_code("UBOB0002", later, limit=5, window=window, lock_for=lock)
+    with store.engine.connect() as conn:
+        assert list(conn.execute(select(mfa_used_codes.c.step))) == [(3,)]
+        assert conn.execute(select(func.count()).select_from(mfa_failures)).scalar_one() == 1
+    store.close()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.store.db import Store
@@ -16,6 +16,11 @@ from bot.store.schema import mfa_enrolments, mfa_failures, mfa_used_codes
 
 # The writes made while Slack waits for the ack (3 s): given up (store.Busy) rather than late.
 BEFORE_ACK_SECONDS = 1.0
+
+
+# A used step is kept this long: far past the ±1 step a code is good for, so that a replica whose
+# clock runs behind still finds it; older rows are dropped as the person spends the next code.
+KEEP_USED_STEPS = timedelta(days=1)
 
 
 class MfaVerifying:
@@ -30,6 +35,12 @@ class MfaVerifying:
                 conn.execute(
                     insert(mfa_used_codes).values(slack_user_id=slack_user_id, step=step, used_at=now)
                 )
+                conn.execute(
+                    delete(mfa_used_codes).where(
+                        mfa_used_codes.c.slack_user_id == slack_user_id,
+                        mfa_used_codes.c.used_at < now - KEEP_USED_STEPS,
+                    )
+                )
         except IntegrityError:
             return False
         return True
@@ -43,6 +54,11 @@ class MfaVerifying:
         Raises store.Busy when it cannot be written before the ack is due."""
         with self.store.quick_transaction(BEFORE_ACK_SECONDS) as conn:
             conn.execute(insert(mfa_failures).values(slack_user_id=slack_user_id, at=now))
+            conn.execute(  # wrong codes older than the window can never count again
+                delete(mfa_failures).where(
+                    mfa_failures.c.slack_user_id == slack_user_id, mfa_failures.c.at < now - window
+                )
+            )
             locked_until = conn.execute(
                 select(mfa_enrolments.c.locked_until).where(mfa_enrolments.c.slack_user_id == slack_user_id)
             ).scalar()
