@@ -6,7 +6,7 @@
 `usergroups.users.list`, `chat.getPermalink`, `conversations.open` (direct messages: a DM's
 channel is `D` + the user id), `views.open` (each modal gets a view id), `views.update` (of an
 open modal, by `view_id` or `external_id`; a `hash` that is not the view's latest is
-`hash_conflict`) and `views.publish` (kept per user),
+`hash_conflict`) and `views.publish` (kept per user; all three in `bot.fakes.slack_views`),
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status). It keeps
@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.fakes import blockkit, slack_files, slack_pages
+from bot.fakes import blockkit, slack_files, slack_pages, slack_views
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
@@ -301,28 +301,8 @@ class FakeSlack:
                 if not users or "," in users:
                     return 200, {"ok": False, "error": "user_not_found"}, {}
                 return 200, {"ok": True, "channel": {"id": "D" + users}}, {}
-            if method == "views.update":
-                answer = self._update_view(args)
-                if not answer["ok"]:  # refused as Slack refuses it: kept like every refusal
-                    self.strict.refusals.append(Refusal(method, answer["error"]))
-                return 200, answer, {}
-            if method in ("views.open", "views.publish"):
-                view = args.get("view") or {}
-                if isinstance(view, str):
-                    view = json.loads(view)
-                if method == "views.open":
-                    view_id = f"VMODAL{len(self.opened_views) + 1}"
-                    self.opened_views.append(
-                        {"trigger_id": args.get("trigger_id"), "view": view, "id": view_id, "hash": "1"}
-                    )
-                    return 200, {"ok": True, "view": {**view, "id": view_id, "hash": "1"}}, {}
-                else:
-                    self.views[str(args.get("user_id"))] = view
-                return (
-                    200,
-                    {"ok": True, "view": {"id": f"V{len(self.opened_views) + len(self.views)}", **view}},
-                    {},
-                )
+            if method in slack_views.METHODS:
+                return 200, slack_views.answer(self, method, args), {}
             if method.startswith("files."):
                 return 200, slack_files.answer(self, method, args), {}
             if method == "usergroups.users.list":
@@ -331,31 +311,6 @@ class FakeSlack:
                     return 200, {"ok": False, "error": "no_such_subteam"}, {}
                 return 200, {"ok": True, "users": users}, {}
             return 200, {"ok": False, "error": "unknown_method"}, {}
-
-    def _update_view(self, args: dict[str, Any]) -> dict[str, Any]:
-        """views.update of a modal opened before (under the lock): by `view_id` or `external_id`,
-        refused with `hash_conflict` when `hash` is given and is not the view's latest."""
-        view = args.get("view") or {}
-        if isinstance(view, str):
-            view = json.loads(view)
-        view_id, external = args.get("view_id"), args.get("external_id")
-        if not view_id and not external:
-            return {"ok": False, "error": "invalid_arguments"}
-        found = next(
-            (
-                v
-                for v in self.opened_views
-                if (view_id and v["id"] == view_id) or (external and v["view"].get("external_id") == external)
-            ),
-            None,
-        )
-        if found is None:
-            return {"ok": False, "error": "not_found"}
-        if args.get("hash") and args.get("hash") != found["hash"]:
-            return {"ok": False, "error": "hash_conflict"}
-        found["view"], found["hash"] = view, str(int(found["hash"]) + 1)
-        self.updated_views.append({"view_id": found["id"], "view": view})
-        return {"ok": True, "view": {**view, "id": found["id"], "hash": found["hash"]}}
 
     def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
         with self.lock:
