@@ -199,6 +199,27 @@ def test_an_approval_without_a_code_never_counts(bot):
     assert bot.store.get(record.id).approved_by == () and bot.sfox.requests("DELETE") == []
 
 
+def test_a_stepped_up_approve_replayed_after_a_crash_counts(bot):
+    """The journal keeps the factor an Approve came with: a click acked (its code checked) by a
+    process that died before handling it is handled by the sweep exactly as it would have been."""
+    record, _card = open_request(bot, ALICE, "client_1")
+    with bot.store.engine.begin() as conn:
+        conn.execute(
+            clicks.insert().values(
+                request_id=record.id,
+                action="sfox_approve",
+                actor=BOB,
+                step_up="totp",
+                received_at=now(bot) - timedelta(minutes=1),
+                lease_until=now(bot) - timedelta(seconds=1),
+            )
+        )
+    assert bot.runtime.clicks.replay() == 1
+    wait_status(bot, record.id, "succeeded")
+    (approved,) = approved_events(bot, record.id)
+    assert json.loads(approved.detail) == {"step_up": "totp"} and len(bot.sfox.requests("DELETE")) == 1
+
+
 def test_the_requester_and_non_approvers_are_answered_by_the_normal_rules(bot):
     enrol(bot, ALICE)
     record, card = open_request(bot, ALICE, "client_1")
