@@ -130,6 +130,36 @@ def test_of_racing_writers_one_spends_a_code(url):
     store.close()
 
 
+def test_wrong_codes_racing_lock_a_person_once(url):
+    """Three wrong codes, then eight at once: the one that makes five sees the others (the
+    enrolment row is locked while counting), so the lock is set, and audited, exactly once."""
+    store = Store.from_url(url, KEY)
+    migrate.upgrade(store.engine, KEY)
+    codes = MfaVerifying(store)
+    now = datetime.now(UTC)
+    assert MfaEnrolling(store).enrol("UCAROL03", "sealed", 1, now)
+    window, lock = timedelta(minutes=10), timedelta(minutes=10)
+    for _ in range(3):
+        assert codes.wrong_code("UCAROL03", now, limit=5, window=window, lock_for=lock) is None
+    results: list[datetime | None] = []
+    start = threading.Barrier(8)
+
+    def wrong() -> None:
+        start.wait()
+        results.append(codes.wrong_code("UCAROL03", now, limit=5, window=window, lock_for=lock))
+
+    threads = [threading.Thread(target=wrong) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len([r for r in results if r is not None]) == 1
+    kinds = [e["kind"] for e in audit_verify.export_rows(store.engine)]
+    assert kinds.count("mfa_locked") == 1
+    assert MfaEnrolling(store).get("UCAROL03").locked_until == now + lock
+    store.close()
+
+
 def test_used_steps_and_wrong_codes_do_not_pile_up(tmp_path):
     from sqlalchemy import func, select
 

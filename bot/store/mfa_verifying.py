@@ -1,7 +1,8 @@
 """Storage for checking a code: the replay rule (a time step once used by a person is refused to
 them: the primary key of `mfa_used_codes`, so of two replicas that get the same code at once one
-insert wins), wrong codes, and the lock-out they lead to (a compare-and-set on the enrolment's
-`locked_until`, so it is set, and audited, once)."""
+insert wins), wrong codes, and the lock-out they lead to (counted under a lock of the person's
+enrolment row, and set by a compare-and-set on its `locked_until`, so it is set, and audited,
+once)."""
 
 from __future__ import annotations
 
@@ -53,15 +54,20 @@ class MfaVerifying:
         and its audit event are written once, however many replicas got a wrong code at once.
         Raises store.Busy when it cannot be written before the ack is due."""
         with self.store.quick_transaction(BEFORE_ACK_SECONDS) as conn:
+            # The person's enrolment row is locked first (FOR UPDATE on PostgreSQL; SQLite lets one
+            # writer in at a time anyway): two wrong codes at once are counted one after the
+            # other, so the one that makes `limit` sees the other and the lock is never missed.
+            locked_until = conn.execute(
+                select(mfa_enrolments.c.locked_until)
+                .where(mfa_enrolments.c.slack_user_id == slack_user_id)
+                .with_for_update()
+            ).scalar()
             conn.execute(insert(mfa_failures).values(slack_user_id=slack_user_id, at=now))
             conn.execute(  # wrong codes older than the window can never count again
                 delete(mfa_failures).where(
                     mfa_failures.c.slack_user_id == slack_user_id, mfa_failures.c.at < now - window
                 )
             )
-            locked_until = conn.execute(
-                select(mfa_enrolments.c.locked_until).where(mfa_enrolments.c.slack_user_id == slack_user_id)
-            ).scalar()
             since = now - window
             if locked_until is not None and locked_until > since:
                 since = locked_until  # wrong codes before a lock ended do not count again
