@@ -16,6 +16,8 @@ SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
 SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
 AUDIT_KEY_MIN_LENGTH = 16
+MFA_KEY_MIN_LENGTH = 32
+STEP_UPS = ("none", "totp")
 
 
 class ConfigError(Exception):
@@ -53,6 +55,10 @@ class Settings:
     # Visibility (issue 13): the one reminder, a required reason, Socket Mode's ops port.
     remind_after_fraction: float = 0.5
     require_reason: bool = False
+    # The second factor on Approve (issue 18): "none" or "totp"; its secrets sealed with a key
+    # derived from SFOX_MFA_KEY (bot/mfa/sealing.py), required when it is "totp".
+    step_up: str = "none"
+    mfa_key: str | None = field(default=None, repr=False)
     metrics_port: int = 9090
     database_url: str = "sqlite:///sfox-bot.db"
     host: str = "0.0.0.0"
@@ -72,6 +78,7 @@ class Settings:
             self.slack_app_token,
             self.sfox_api_key,
             self.audit_key,
+            self.mfa_key,
         ]
         values += _password_of(self.database_url)
         return [v for v in values if v]
@@ -97,6 +104,8 @@ class Settings:
         missing = [ConfigError(n, "is required but not set") for n in names if not getattr(self, _ATTR_OF[n])]
         if not self.approvers and not self.approver_group:
             missing.append(ConfigError("SFOX_APPROVERS", "is required (or set SFOX_APPROVER_GROUP)"))
+        if self.step_up == "totp" and not self.mfa_key:
+            missing.append(ConfigError("SFOX_MFA_KEY", "is required when SFOX_STEP_UP=totp"))
         return missing
 
 
@@ -141,6 +150,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),
         remind_after_fraction=get.number("SFOX_REMIND_AFTER_FRACTION", 0.5, low=0.0, high=1.0),
         require_reason=get.choice("SFOX_REQUIRE_REASON", "false", ("true", "false")) == "true",
+        step_up=get.choice("SFOX_STEP_UP", "none", STEP_UPS),
+        mfa_key=get.secret("SFOX_MFA_KEY", min_length=MFA_KEY_MIN_LENGTH),
         metrics_port=get.integer("METRICS_PORT", 9090, low=0, high=65535),
         database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
         host=get.text("HOST", "0.0.0.0"),

@@ -11,10 +11,12 @@ if TYPE_CHECKING:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    from handlers import actions, batch, commands, deny_modal, home
+    from handlers import actions, approve_modal, batch, commands, deny_modal, home, mfa_enrol
 
     commands.register(app, runtime)
     actions.register(app, runtime)
+    approve_modal.register(app, runtime)
     deny_modal.register(app, runtime)
+    mfa_enrol.register(app, runtime)
     home.register(app, runtime)
     batch.register(app, runtime)

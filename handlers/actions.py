@@ -9,8 +9,8 @@ from bot.crashpoints import crash_point
 from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.runtime.journal import not_recorded
-from bot.slack.batch_card import BATCH_ACTIONS
-from bot.slack.blocks import APPROVE, RETRY, card_block_id
+from bot.slack.batch_card import BATCH_ACTIONS, BATCH_APPROVE
+from bot.slack.blocks import RETRY, card_block_id
 from bot.slack.identity import is_own_message
 from bot.store.errors import Busy
 from handlers.commands import say_privately
@@ -28,9 +28,10 @@ AnswerFor = Callable[[dict[str, Any], "Respond"], Callable[[str], None]]
 def register(app: App, runtime: Runtime) -> None:
     on_click = click_listener(runtime)
     # Deny is registered by handlers/deny_modal.py: it opens the reason modal, and falls back to
-    # this same listener when the modal cannot be opened.
+    # this same listener when the modal cannot be opened. Approve (the card's and the batch
+    # card's) by handlers/approve_modal.py: this same listener, or the code modal with step-up.
     # The batch card's buttons (bot/slack/batch_card.py) are journalled the same way.
-    for action_id in (APPROVE, RETRY, *BATCH_ACTIONS):
+    for action_id in (RETRY, *(a for a in BATCH_ACTIONS if a != BATCH_APPROVE)):
         app.action(action_id)(on_click)
 
 

@@ -9,6 +9,8 @@ from bot.slack import subcommands
 from bot.slack.blocks import code
 from handlers.batch import is_batch
 from handlers.batch import on_command as on_batch_command
+from handlers.mfa_enrol import is_mfa
+from handlers.mfa_enrol import on_command as on_mfa_command
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
@@ -27,6 +29,9 @@ def register(app: App, runtime: Runtime) -> None:
         user, text = str(command.get("user_id", "")), str(command.get("text", ""))
         if is_batch(text):  # `/sfox-deactivate batch …` (handlers/batch.py)
             on_batch_command(runtime, ack, command, respond, client)
+            return
+        if is_mfa(text):  # `/sfox-deactivate mfa`: enrol a second factor (handlers/mfa_enrol.py)
+            on_mfa_command(runtime, ack, command)
             return
         if runtime.visibility is not None:  # help, status, list (bot/slack/subcommands.py)
             answer = subcommands.dispatch(runtime.visibility.subcommands, user, text)

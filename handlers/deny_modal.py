@@ -92,18 +92,20 @@ def register(app: App, runtime: Runtime) -> None:
         if from_home:
             answer = home_answer(runtime)(answer_body, None)  # type: ignore[arg-type]
         else:
-            answer = _answer_by_url(runtime, response_url)
-        runtime.step(_handle, runtime, click, answer, answer_body if from_home else None)
+            answer = answer_by_url(runtime, response_url)
+        runtime.step(handle_submitted, runtime, click, answer, answer_body if from_home else None)
 
 
-def _handle(runtime: Runtime, click: Click, answer: Any, home_body: dict[str, Any] | None) -> None:
+def handle_submitted(runtime: Runtime, click: Click, answer: Any, home_body: dict[str, Any] | None) -> None:
+    """A modal's click, journalled: its step, then the clicker's App Home if it came from there."""
     runtime.clicks.handle(click, answer)
     if home_body is not None:
         home_after(runtime)(home_body)
 
 
-def _answer_by_url(runtime: Runtime, response_url: str | None) -> Any:
-    """Answer through the Deny click's response URL (it lives 30 minutes): a courtesy."""
+def answer_by_url(runtime: Runtime, response_url: str | None) -> Any:
+    """Answer through the response URL of the click that opened a modal (it lives 30 minutes): a
+    courtesy. Also the code modal's (handlers/approve_modal.py)."""
 
     def answer(text: str) -> None:
         if response_url:

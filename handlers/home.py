@@ -1,15 +1,12 @@
 """The App Home tab: `app_home_opened` publishes it; its Approve and Deny buttons are the card's
 actions (the same click journal, rules and claim), answered by republishing the clicker's tab with
-the answer at the top. Deny opens the reason modal first (handlers/deny_modal.py)."""
+the answer at the top. Deny opens the reason modal first (handlers/deny_modal.py), Approve the code
+modal with step-up (handlers/approve_modal.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-
-from bot.slack.blocks import APPROVE
-from bot.slack.home import HOME_APPROVE
-from handlers.actions import click_listener
 
 if TYPE_CHECKING:
     from slack_bolt import App, Respond
@@ -28,9 +25,7 @@ def register(app: App, runtime: Runtime) -> None:
         if event.get("tab", "home") == "home" and user:
             runtime.submit(runtime.visibility.home.publish, user)  # type: ignore[union-attr]
 
-    app.action(HOME_APPROVE)(
-        click_listener(runtime, as_action=APPROVE, answer_for=home_answer(runtime), after=home_after(runtime))
-    )
+    # Its Approve is registered by handlers/approve_modal.py (the code modal with step-up).
 
 
 def home_answer(runtime: Runtime) -> Callable[[dict[str, Any], Respond], Callable[[str], None]]:

@@ -308,3 +308,50 @@ def test_an_ack_slack_would_not_take_is_refused(fake_slack):
         driver.close()
         stop(server)
     assert _taken_refusals(fake_slack) == ["msg_too_long", "invalid_errors"]
+
+
+def test_views_update_changes_an_open_modal_by_id_and_hash(fake_slack, client):
+    opened = client.views_open(trigger_id=fake_slack.issue_trigger("trigger.upd"), view=_modal(title="First"))
+    view_id, first_hash = opened["view"]["id"], opened["view"]["hash"]
+    updated = client.views_update(view_id=view_id, hash=first_hash, view=_modal(title="Second"))
+    assert updated["view"]["id"] == view_id and updated["view"]["hash"] != first_hash
+    stale = _refused(
+        lambda: client.views_update(view_id=view_id, hash=first_hash, view=_modal(title="Third"))
+    )
+    unknown = _refused(lambda: client.views_update(view_id="VNOPE", view=_modal(title="Fourth")))
+    bad = _refused(lambda: client.views_update(view_id=view_id, view={"type": "modal", "blocks": []}))
+    assert (stale["error"], unknown["error"], bad["error"]) == (
+        "hash_conflict",
+        "not_found",
+        "invalid_arguments",
+    )
+    assert [v["view"]["title"]["text"] for v in fake_slack.opened_views] == ["Second"]
+    assert _taken_refusals(fake_slack) == ["hash_conflict", "not_found", "invalid_arguments"]
+
+
+def test_a_view_submission_ack_is_read_as_slack_reads_it(fake_slack):
+    """`response_action: update` (or `push`) carries a view, checked as views.update checks one;
+    an unknown response_action is refused; `clear` and a good update are taken."""
+    answers = iter(
+        [
+            {"response_action": "update", "view": {"type": "modal", "blocks": [SECTION]}},  # no title
+            {"response_action": "close_it"},
+            {"response_action": "update", "view": _modal(title="Done")},
+            {"response_action": "clear"},
+        ]
+    )
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        data = json.dumps(next(answers)).encode()
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", str(len(data)))])
+        return [data]
+
+    server = serve_wsgi(app)
+    driver = SlackDriver(url_of(server), "secret", fake_slack)
+    try:
+        for _ in range(4):
+            driver.submit_view(BOB, _modal(title="Form"), {})
+    finally:
+        driver.close()
+        stop(server)
+    assert _taken_refusals(fake_slack) == ["invalid_arguments", "invalid_response_action"]

@@ -7,7 +7,8 @@ The encoding (documented in the README; it must never change, or old chains stop
 - `canonical(event)` is the UTF-8 JSON of the object with exactly the keys of `FIELDS`, sorted,
   no whitespace, non-ASCII escaped (Python: `json.dumps(obj, sort_keys=True,
   separators=(",", ":"))`). `at` is UTC as `YYYY-MM-DDTHH:MM:SS.ffffffZ` (always six fraction
-  digits); `detail` is the stored text as-is (itself JSON, or plain text, or null).
+  digits); `detail` is the stored text as-is (itself JSON, or plain text, or null); `request_id`
+  is null for an event about a person rather than a request (MFA enrolled, reset, locked).
 - `H(m)` is SHA-256, or HMAC-SHA256 keyed by SFOX_AUDIT_KEY when that is set; the message is the
   previous event's hash (64 lowercase hex characters; `GENESIS` before seq 1) followed by the
   canonical bytes. Hashes are lowercase hex.
@@ -93,7 +94,7 @@ def canonical(event: Mapping[str, Any]) -> bytes:
 
 def canonical_fields(
     seq: int,
-    request_id: int,
+    request_id: int | None,
     at: str,
     kind: str,
     actor: str | None,
@@ -109,7 +110,8 @@ def canonical_fields(
         f'"detail":{"null" if detail is None else _quote(detail)},'
         f'"duration_ms":{"null" if duration_ms is None else int(duration_ms)},'
         f'"http_status":{"null" if http_status is None else int(http_status)},'
-        f'"kind":{_quote(kind)},"request_id":{int(request_id)},"seq":{int(seq)}}}'
+        f'"kind":{_quote(kind)},"request_id":{"null" if request_id is None else int(request_id)},'
+        f'"seq":{int(seq)}}}'
     ).encode()
 
 
@@ -138,7 +140,7 @@ class Chain:
         self,
         conn: Connection,
         *,
-        request_id: int,
+        request_id: int | None,
         at: datetime,
         kind: str,
         actor: str | None,

@@ -20,7 +20,8 @@ RUN_WITHIN = timedelta(days=7)
 class BatchDeciding(BatchesBase):
     """The batch card's buttons."""
 
-    def approve(self, batch_id: int, actor: str) -> ClickResult:
+    def approve(self, batch_id: int, actor: str, step_up: str | None = None) -> ClickResult:
+        """`step_up`: the second factor this approval came with, as for a single request."""
         batch, refusal = self._clickable(batch_id, actor, rules.Step.APPROVE)
         if refusal:
             return ClickResult(refusal)
@@ -30,7 +31,10 @@ class BatchDeciding(BatchesBase):
             return ClickResult(own.text)
         if actor in batch.approved_by:
             return ClickResult("You have already approved this batch.")
-        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN)
+        stepless = rules.step_up_refusal(self.policy, step_up)
+        if stepless is not None:
+            return ClickResult(stepless.text)
+        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN, step_up=step_up)
         if outcome == "duplicate":
             return ClickResult("You have already approved this batch.")
         if outcome == "closed":

@@ -168,8 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     console.set_defaults(handler=cmd_console)
 
     from bot.cli import audit as audit_cli
+    from bot.cli import mfa as mfa_cli
 
     audit_cli.register(sub)
+    mfa_cli.register(sub)
     return parser
 
 

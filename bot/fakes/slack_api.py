@@ -4,7 +4,9 @@
 (`chat.postMessage`, `chat.update`, `chat.postEphemeral`, `conversations.history`,
 `conversations.replies`, `auth.test`,
 `usergroups.users.list`, `chat.getPermalink`, `conversations.open` (direct messages: a DM's
-channel is `D` + the user id), `views.open` and `views.publish` (kept per user),
+channel is `D` + the user id), `views.open` (each modal gets a view id), `views.update` (of an
+open modal, by `view_id` or `external_id`; a `hash` that is not the view's latest is
+`hash_conflict`) and `views.publish` (kept per user; all three in `bot.fakes.slack_views`),
 `apps.connections.open` for Socket Mode with `bot.fakes.socket_mode`),
 keeps the messages so a test can read the card as it stands, receives `response_url` posts
 (ephemeral answers), and can be told to fail a method (a Slack error, an HTTP status). It keeps
@@ -32,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.fakes import blockkit, slack_files, slack_pages
+from bot.fakes import blockkit, slack_files, slack_pages, slack_views
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
@@ -100,6 +102,8 @@ class FakeSlack:
         self.usergroups = usergroups or {}
         self.views: dict[str, dict[str, Any]] = {}  # views.publish: each user's App Home
         self.opened_views: list[dict[str, Any]] = []  # views.open: the modals opened
+        # views.update: each update as given ({"view_id", "view"}); the modal's id is "V<n>".
+        self.updated_views: list[dict[str, Any]] = []
         # Batches: files a user "uploaded" (id -> (name, bytes)), files the bot uploaded
         # (id -> {"name", "title", "content", "channel", "thread_ts"}).
         self.user_files: dict[str, tuple[str, bytes]] = {}
@@ -297,19 +301,8 @@ class FakeSlack:
                 if not users or "," in users:
                     return 200, {"ok": False, "error": "user_not_found"}, {}
                 return 200, {"ok": True, "channel": {"id": "D" + users}}, {}
-            if method in ("views.open", "views.publish"):
-                view = args.get("view") or {}
-                if isinstance(view, str):
-                    view = json.loads(view)
-                if method == "views.open":
-                    self.opened_views.append({"trigger_id": args.get("trigger_id"), "view": view})
-                else:
-                    self.views[str(args.get("user_id"))] = view
-                return (
-                    200,
-                    {"ok": True, "view": {"id": f"V{len(self.opened_views) + len(self.views)}", **view}},
-                    {},
-                )
+            if method in slack_views.METHODS:
+                return 200, slack_views.answer(self, method, args), {}
             if method.startswith("files."):
                 return 200, slack_files.answer(self, method, args), {}
             if method == "usergroups.users.list":

@@ -157,22 +157,25 @@ class SlackDriver:
         *,
         reason: str | None = None,
         confirm: bool = True,
+        code: str | None = None,
     ) -> httpx.Response:
-        """Click a card's button. A Deny opens the bot's reason modal: with `confirm` (the
-        default) the driver submits it at once, with `reason` typed (or none), as a person
-        would; `confirm=False` leaves it open (see `modal_for`)."""
+        """Click a card's button. A Deny opens the bot's reason modal, an Approve with step-up its
+        code modal: with `confirm` (the default) the driver submits it at once, with `reason` or
+        `code` typed (or none), as a person would; `confirm=False` leaves it open (see
+        `modal_for`)."""
         body, name = self.click_body(user_id, action_id, value, message_ts)
         response = self.post(body, "application/x-www-form-urlencoded")
         response.extensions["response_name"] = name
         modal = self.modal_for(name)
         if modal is not None and confirm:
-            submitted = self.submit_view(user_id, modal, {"reason": reason or ""})
+            submitted = self.submit_view(user_id, modal, {"reason": reason or "", "code": code or ""})
             response.extensions["submitted"] = submitted
         return response
 
     def modal_for(self, response_name: str) -> dict[str, Any] | None:
-        """The modal the bot opened in answer to the click named `response_name`, if any."""
-        trigger = "trigger." + response_name.removeprefix("click")
+        """The modal the bot opened in answer to the click or command named `response_name`, if
+        any (as it stands: a views.update changes it)."""
+        trigger = "trigger." + response_name.removeprefix("click").removeprefix("cmd")
         with self.slack.lock:
             return next((v["view"] for v in self.slack.opened_views if v["trigger_id"] == trigger), None)
 

@@ -6,7 +6,9 @@
 - a `response_url` takes at most 5 posts within 30 minutes of the interaction: a sixth post, or
   one after 30 minutes, gets HTTP 404 with `used_url` or `expired_url` as its body;
 - the bot's ack (its HTTP answer) is read as Slack reads it: a message checked as a message, a
-  view_submission's `errors` naming only input blocks of that view.
+  view_submission's `errors` naming only input blocks of that view, its `update` or `push` view
+  checked as views.update and views.push check one, and no other `response_action` than those
+  and `clear`.
 
 Every refusal is kept (`Strictness.refusals`), so a test can assert that the bot never sent
 anything Slack would have refused. The clock is the fake's, so a test can move it on instead of
@@ -101,7 +103,15 @@ class Strictness:
             return
         if not isinstance(body, dict):
             return
-        if body.get("response_action") == "errors":
+        action = body.get("response_action")
+        if action in ("update", "push"):
+            refused = blockkit.view_refusal(body.get("view"), "modal")
+            if refused is not None:
+                messages = (refused.get("response_metadata") or {}).get("messages") or []
+                self.refusals.append(Refusal(f"ack:{action}", str(refused["error"]), " ".join(messages)))
+        elif action is not None and action not in ("errors", "clear"):
+            self.refusals.append(Refusal("ack:view_submission", "invalid_response_action", str(action)))
+        elif action == "errors":
             payload = json.loads(dict(parse_qsl(sent.decode("utf-8", "replace"))).get("payload") or "{}")
             view = payload.get("view") or {}
             inputs = {b.get("block_id") for b in view.get("blocks") or [] if b.get("type") == "input"}

@@ -10,6 +10,8 @@ these functions, so a rule (or its wording) cannot drift between entry points:
   `own_retry_refusal`) and never counted (`counted_approvals`; the store's claims exclude it in SQL
   too: `approvals_by_others` in bot/store/deciding.py);
 - the quorum and its wording (`approvals_missing`, `still_needed`, `approvals_wanted`, `tally`);
+- the second factor: with step-up on, an approval counts only when it came with a valid code
+  (`step_up_refusal`; the code itself is checked in bot/mfa/stepup.py);
 - the reason: spaces folded, at most `MAX_REASON` characters (`clean_reason`, `reason_refusal`),
   and required where SFOX_REQUIRE_REASON says so (`missing_reason_refusal`; a batch's form always
   asks for one, `reason_required_field_error`).
@@ -45,6 +47,10 @@ class Policy:
     # An `executing` claim older than this belongs to a process that died (the sFOX call is
     # bounded by its timeout, so a live process always finishes well inside it).
     claim_lease: timedelta = timedelta(seconds=45)
+    # The second factor on Approve (issue 18): "none", or "totp" (an approval counts only with a
+    # valid code from the approver's authenticator; `step_up_refusal`). Set from SFOX_STEP_UP or
+    # the policy file's `step_up:`.
+    step_up: str = "none"
 
 
 class Approvable(Protocol):
@@ -69,6 +75,7 @@ class Refused(Enum):
     OWN_REQUEST = "own_request"
     REASON_TOO_LONG = "reason_too_long"
     REASON_MISSING = "reason_missing"
+    STEP_UP_NEEDED = "step_up_needed"
 
 
 @dataclass(frozen=True)
@@ -173,6 +180,31 @@ def own_retry_refusal(item: Approvable, actor: str) -> Refusal | None:
 def awaits(item: Approvable, actor: str) -> bool:
     """Whether an approval by `actor` would still count: not the requester, not approved yet."""
     return not is_requester(item, actor) and actor not in item.approved_by
+
+
+# -- the second factor ----------------------------------------------------------------------
+
+
+def step_up_refusal(policy: Policy, stepped_up: str | None) -> Refusal | None:
+    """Why an approval may not count yet: step-up is on and it did not come with a valid code
+    (`stepped_up` names the factor it came with, e.g. "totp"; None for a plain click). Every
+    approval path (single requests, batches, whatever comes next) asks this before recording."""
+    if policy.step_up == "none" or stepped_up == policy.step_up:
+        return None
+    return Refusal(
+        Refused.STEP_UP_NEEDED,
+        ":closed_lock_with_key: Approving needs a code from your authenticator app: click *Approve* "
+        "again and enter it. Nothing was counted.",
+    )
+
+
+def enrol_hint() -> str:
+    """What someone asked for a code they cannot give yet (not enrolled) is told."""
+    return (
+        ":closed_lock_with_key: Approving here needs a second factor, and you have none yet. Set one "
+        "up with `/sfox-deactivate mfa` (any authenticator app), then click *Approve* again. "
+        "Nothing was counted."
+    )
 
 
 # -- the quorum ------------------------------------------------------------------------------

@@ -11,7 +11,9 @@ from bot.store.records import RequestRecord
 
 
 class Deciding(WorkflowBase):
-    def approve(self, request_id: int, actor: str) -> ClickResult:
+    def approve(self, request_id: int, actor: str, step_up: str | None = None) -> ClickResult:
+        """`step_up`: the second factor this approval came with ("totp", checked before it was
+        journalled), None for a plain click; the policy says whether it may count without one."""
         record = self.store.get(request_id)
         refusal = self._click_refusal(record, actor)
         if refusal:
@@ -23,8 +25,13 @@ class Deciding(WorkflowBase):
         now = self.now()
         # An approval already recorded is not added twice, but the claim is tried again: the
         # click that recorded it may have stopped before claiming (the bot died in between).
-        if actor not in record.approved_by and not self.store.add_approval(request_id, actor, now):
-            return ClickResult(self._not_pending(self.store.get(request_id), actor))
+        if actor not in record.approved_by:
+            stepless = rules.step_up_refusal(self.policy, step_up)
+            if stepless is not None:
+                return ClickResult(stepless.text)
+            detail = {"step_up": step_up} if step_up else None
+            if not self.store.add_approval(request_id, actor, now, detail):
+                return ClickResult(self._not_pending(self.store.get(request_id), actor))
         if self.store.claim(request_id, now, actor=actor):
             log.info("request claimed", extra=log_fields(record, actor=actor))
             return ClickResult(execute=True)

@@ -18,7 +18,9 @@ from slack_sdk import WebClient
 
 from bot.audit.anchors import AuditAnchor
 from bot.batches.workflow import BALANCE_SLOT_WAIT_SECONDS, Batches
-from bot.config import Settings
+from bot.config import ConfigError, Settings
+from bot.mfa.sealing import Sealer
+from bot.mfa.stepup import StepUp
 from bot.policy.approvers import GroupApprovers, approvers_for
 from bot.policy.rules import Policy
 from bot.requests.base import ClickResult
@@ -42,7 +44,7 @@ from bot.slack.batch_card import (
     BATCH_RESUME,
     BatchSlack,
 )
-from bot.slack.calls import make_web_client
+from bot.slack.calls import make_web_client, quiet_logger
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
 from bot.slack.notifier import SlackNotifier, answer_privately, tell_privately
@@ -63,6 +65,7 @@ MODAL_TIMEOUT_SECONDS = 2
 # files.info, its "Checking N users" ephemeral) run before the ack goes out, within Slack's 3 s:
 # a 429 is waited out once at most, and only when Slack asks for a second.
 LISTENER_RATE_LIMIT_PATIENCE_SECONDS = 1.0
+QUIET_VIEWS_LOGGER = "sfox_bot.slack.quiet_views"
 
 
 @dataclass
@@ -75,6 +78,9 @@ class Visibility:
     home: AppHome
     subcommands: subcommands.Context
     modal_client: WebClient
+    # The modal client for views that show a secret (the MFA enrolment): its logger never writes
+    # a request or response body.
+    secret_modal_client: WebClient
 
 
 @dataclass
@@ -94,6 +100,8 @@ class Runtime:
     visibility: Visibility | None = None
     batches: Batches | None = None
     delivery: DeliveryLoop | None = None
+    # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
+    mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
     commands: Commands = field(init=False)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -205,6 +213,7 @@ def build_runtime(
         allowed_channels=settings.allowed_channels,
         require_reason=settings.require_reason,
         claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
+        step_up=settings.step_up,
     )
     reader = (
         BalanceReader(
@@ -256,6 +265,7 @@ def build_runtime(
         else None,
         visibility=visibility,
     )
+    runtime.mfa = _step_up(settings, policy, store, workflow)
     runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now())
     workflow.retry_noted = runtime.delivery.wake
     runtime.clicks.observers.append(
@@ -272,6 +282,15 @@ def build_runtime(
     )
     register(app, runtime)
     return runtime
+
+
+def _step_up(settings: Settings, policy: Policy, store: Store, workflow: Workflow) -> StepUp | None:
+    """The second factor, when the policy asks for one; its key is required then."""
+    if policy.step_up == "none":
+        return None
+    if not settings.mfa_key:
+        raise ConfigError("SFOX_MFA_KEY", f"is required when step-up is {policy.step_up}")
+    return StepUp(store, Sealer(settings.mfa_key), lambda: workflow.now())
 
 
 def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
@@ -328,6 +347,14 @@ def _visibility(
         settings.slack_bot_token or "", slack.base_url, MODAL_TIMEOUT_SECONDS, retries=False
     )
     metrics.instrument_slack(modal_client)
+    secret_modal_client = make_web_client(
+        settings.slack_bot_token or "",
+        slack.base_url,
+        MODAL_TIMEOUT_SECONDS,
+        retries=False,
+        logger=quiet_logger(QUIET_VIEWS_LOGGER),
+    )
+    metrics.instrument_slack(secret_modal_client)
     dms = DirectMessages(outbox_slack, store)  # an outbox sender: its 429s are retried by the outbox
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
@@ -342,6 +369,7 @@ def _visibility(
         home=AppHome(slack, store, approvers, settings.approver_group, clock=workflow.now),
         subcommands=subcommands.Context(store, approvers, settings.require_reason),
         modal_client=modal_client,
+        secret_modal_client=secret_modal_client,
     )
 
 

@@ -40,6 +40,9 @@ class Click:
     received_at: datetime | None = None
     # A Deny sent from the reason modal (handlers/deny_modal.py) carries what was typed.
     reason: str | None = None
+    # An Approve sent from the code modal (handlers/approve_modal.py) carries the factor whose
+    # code was checked before it was journalled ("totp"); None for a plain click.
+    step_up: str | None = None
 
 
 class Clicks:
@@ -59,7 +62,7 @@ class Clicks:
         self.journal = Journal(store, clicks, CLICK_LEASE, lambda: self.workflow.now())
         self.submit = submit
         self.answer_later = answer_later
-        self.steps: dict[str, Callable[[int, str], ClickResult]] = {
+        self.steps: dict[str, Callable[..., ClickResult]] = {
             APPROVE: workflow.approve,
             DENY: workflow.deny,
             RETRY: workflow.retry,
@@ -68,7 +71,7 @@ class Clicks:
         self.observers: list[Callable[[Click, ClickResult], None]] = []
         self._foreign: set[str] = set()
 
-    def add_steps(self, steps: dict[str, Callable[[int, str], ClickResult]]) -> None:
+    def add_steps(self, steps: dict[str, Callable[..., ClickResult]]) -> None:
         """Buttons of another capability (bot.batches): journalled like the card's, but the id they
         carry is that capability's own (never a request's), and each step sets off its own work."""
         self.steps.update(steps)
@@ -87,18 +90,29 @@ class Clicks:
                 "message_ts": card.ts if card and card.ours else None,
                 "response_url": click.response_url,
                 "reason": click.reason,
+                "step_up": click.step_up,
             }
         )
         return Click(
-            click.action, click.request_id, click.actor, card, click.response_url, click_id, now, click.reason
+            click.action,
+            click.request_id,
+            click.actor,
+            card,
+            click.response_url,
+            click_id,
+            now,
+            click.reason,
+            click.step_up,
         )
 
     def handle(self, click: Click, answer: Callable[[str], None]) -> ClickResult:
         """The click's step: adopt its card if the request has none recorded, run the step,
         answer the clicker, mark the click done, and set off what the step calls for."""
         step = self.steps[click.action]
+        # Only an approval comes with a second factor, and only its step takes one.
+        stepped: dict[str, Any] = {"step_up": click.step_up} if click.step_up else {}
         if click.action in self._foreign:
-            result = step(click.request_id, click.actor)
+            result = step(click.request_id, click.actor, **stepped)
             for observe in self.observers:
                 observe(click, result)
             if result.ephemeral:
@@ -110,7 +124,7 @@ class Clicks:
         if click.action == DENY and click.reason:
             result = self.workflow.deny(click.request_id, click.actor, click.reason)
         else:
-            result = step(click.request_id, click.actor)
+            result = step(click.request_id, click.actor, **stepped)
         for observe in self.observers:
             observe(click, result)
         text = result.ephemeral
@@ -160,6 +174,7 @@ class Clicks:
                 row["id"],
                 row["received_at"],
                 row["reason"],
+                row["step_up"],
             )
             for row in self.journal.due()
             if row["action"] in self.steps

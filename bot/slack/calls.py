@@ -10,6 +10,7 @@ approver group) reads it through `slack_failure` instead of unpacking the SDK's 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Iterator, Mapping
@@ -130,11 +131,14 @@ def make_web_client(
     *,
     retries: bool = True,
     rate_limit_patience: float = RATE_LIMIT_PATIENCE_SECONDS,
+    logger: logging.Logger | None = None,
 ) -> WebClient:
     """A WebClient that tries 5xx and connection errors again twice by itself and waits out
     Slack's rate limit for up to `rate_limit_patience` seconds (0: a 429 is raised at once, for
     the outbox to send the message again when Slack says); `retries=False` for a call on a path
-    that must answer fast, e.g. within Slack's 3 s."""
+    that must answer fast, e.g. within Slack's 3 s. `logger`: where slack_sdk logs (it writes
+    every request and response body at DEBUG; a client that sends a secret gets one that never
+    does, `quiet_logger`)."""
     handlers: list[RetryHandler] = []
     if retries:
         handlers = [
@@ -148,7 +152,17 @@ def make_web_client(
         base_url=base_url if base_url.endswith("/") else base_url + "/",
         timeout=timeout,
         retry_handlers=handlers,
+        **({"logger": logger} if logger is not None else {}),
     )
+
+
+def quiet_logger(name: str) -> logging.Logger:
+    """A logger for a WebClient whose calls carry a secret (the MFA enrolment modal): set to
+    WARNING on itself, so slack_sdk's DEBUG lines with the request and response bodies are never
+    made, whatever LOG_LEVEL the root logger has."""
+    quiet = logging.getLogger(name)
+    quiet.setLevel(logging.WARNING)
+    return quiet
 
 
 def call_slack(client: WebClient, method: str, **kwargs: object) -> dict[str, Any]:

@@ -40,6 +40,8 @@ def help_text(ctx: Context, user: str, args: str) -> str:
             "here and another approver approves or denies it.",
             "• `/sfox-deactivate status <request id or sFOX user id>`: where a request stands.",
             "• `/sfox-deactivate list`: the open requests.",
+            "• `/sfox-deactivate mfa`: set up the authenticator code *Approve* asks for where a second "
+            "factor is required.",
             "• `/sfox-deactivate help`: this text.",
             "The App Home tab lists what waits for you. Every answer here is visible only to you.",
         ]

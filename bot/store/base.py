@@ -226,7 +226,7 @@ class StoreBase:
             if self._write_lock is not None:
                 self._write_lock.release()
 
-    def append_event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+    def append_event(self, conn: Connection, request_id: int | None, now: datetime, ev: Event) -> None:
         """Append an audit event inside a transaction of `transaction()` (e.g. bot/requests/reminders.py's
         conditional update): the event commits with it, or not at all."""
         self._event(conn, request_id, now, ev)
@@ -278,7 +278,7 @@ class StoreBase:
             self._event(conn, request_id, now, event)
             return True
 
-    def _event(self, conn: Connection, request_id: int, now: datetime, ev: Event) -> None:
+    def _event(self, conn: Connection, request_id: int | None, now: datetime, ev: Event) -> None:
         detail = ev.detail
         if isinstance(detail, dict):
             detail = json.dumps(detail, sort_keys=True)

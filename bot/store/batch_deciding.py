@@ -16,7 +16,9 @@ from bot.store.schema import approvals, batch_approvals, batches, requests
 
 
 class BatchDecidingStore(BatchStoreBase):
-    def approve(self, batch_id: int, actor: str, now: datetime, run_within: timedelta) -> str:
+    def approve(
+        self, batch_id: int, actor: str, now: datetime, run_within: timedelta, *, step_up: str | None = None
+    ) -> str:
         """Record `actor`'s approval of a pending, unexpired batch, and the same approval on each
         of its pending users (one approval covers the listed users and nobody else). Returns
         "started" when it was the last one needed (the requester's own approval never counts: the
@@ -44,10 +46,11 @@ class BatchDecidingStore(BatchStoreBase):
                         insert(approvals),
                         [{"request_id": i, "approver": actor, "created_at": now} for i in ids],
                     )
+                detail: dict[str, object] = {"batch": batch_id}
+                if step_up:
+                    detail["step_up"] = step_up  # the second factor it came with (bot/mfa)
                 for request_id in ids:
-                    self.store.append_event(
-                        conn, request_id, now, Event("approved", actor, {"batch": batch_id})
-                    )
+                    self.store.append_event(conn, request_id, now, Event("approved", actor, detail))
                 have, required = conn.execute(
                     select(
                         approvals_by_others(batch_approvals, batch_approvals.c.batch_id, batches),

@@ -44,9 +44,12 @@ class DecidingStore(StoreBase):
             )
             return list(conn.execute(query).scalars())
 
-    def add_approval(self, request_id: int, approver: str, now: datetime) -> bool:
+    def add_approval(
+        self, request_id: int, approver: str, now: datetime, detail: dict[str, str] | None = None
+    ) -> bool:
         """Record an approval while the request is pending and unexpired; False if it was not
-        (already approved by this person, or no longer pending)."""
+        (already approved by this person, or no longer pending). `detail` goes into its audit
+        event (e.g. `{"step_up": "totp"}`)."""
         source = select(requests.c.id, literal(approver), literal(now, schema.UTCDateTime)).where(
             requests.c.id == request_id, requests.c.status == "pending", requests.c.expires_at > now
         )
@@ -56,7 +59,7 @@ class DecidingStore(StoreBase):
                     insert(approvals).from_select(["request_id", "approver", "created_at"], source)
                 ).rowcount
                 if rows:
-                    self._event(conn, request_id, now, Event("approved", approver))
+                    self._event(conn, request_id, now, Event("approved", approver, detail))
                 return bool(rows)
         except IntegrityError:
             return False

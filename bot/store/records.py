@@ -73,7 +73,7 @@ class RequestRecord:
 @dataclass(frozen=True)
 class EventRecord:
     id: int
-    request_id: int
+    request_id: int | None  # None: an event about a person (MFA), not a request
     at: datetime
     kind: str
     actor: str | None

@@ -149,7 +149,9 @@ events = Table(
     "events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("request_id", Integer, ForeignKey("requests.id"), nullable=False),
+    # None for an event about a person rather than a request (MFA enrolled, reset, locked;
+    # migration 0009_mfa).
+    Column("request_id", Integer, ForeignKey("requests.id"), nullable=True),
     Column("at", UTCDateTime, nullable=False),
     Column("kind", String(32), nullable=False),
     Column("actor", String(32), nullable=True),
@@ -221,6 +223,8 @@ clicks = Table(
     Column("done_at", UTCDateTime, nullable=True),
     # A Deny modal's reason (issue 13, migration 0006); None for a plain click.
     Column("reason", Text, nullable=True),
+    # The factor an Approve came with ("totp"; migration 0009_mfa), None for a plain click.
+    Column("step_up", String(16), nullable=True),
     Index("ix_clicks_open", "done_at", "lease_until"),
 )
 
@@ -307,4 +311,36 @@ rate_gate = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("blocked_until", Float, nullable=False, default=0.0),
+)
+
+# -- the second factor on Approve (bot/mfa/, bot/store/mfa_*.py; migration 0009_mfa) ----------------
+
+# One row per enrolled person: their TOTP secret, sealed (bot/mfa/sealing.py; never in the clear),
+# and until when their approvals are locked after too many wrong codes.
+mfa_enrolments = Table(
+    "mfa_enrolments",
+    metadata,
+    Column("slack_user_id", String(32), primary_key=True),
+    Column("secret_sealed", Text, nullable=False),
+    Column("enrolled_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime, nullable=True),
+)
+
+# The time step of each code a person used: the primary key is the replay rule (one insert wins).
+mfa_used_codes = Table(
+    "mfa_used_codes",
+    metadata,
+    Column("slack_user_id", String(32), primary_key=True),
+    Column("step", BigInteger, primary_key=True, autoincrement=False),
+    Column("used_at", UTCDateTime, nullable=False),
+)
+
+# Each wrong code a person typed, for the lock-out.
+mfa_failures = Table(
+    "mfa_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("slack_user_id", String(32), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Index("ix_mfa_failures_user_at", "slack_user_id", "at"),
 )
