@@ -10,7 +10,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
+
+if TYPE_CHECKING:
+    from bot.policy.policy_file import PolicySpec
 
 SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
 SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
@@ -39,6 +43,10 @@ class Settings:
     approver_group: str | None = None
     allowed_channels: frozenset[str] = frozenset()
     required_approvals: int = 1
+    # SFOX_POLICY_FILE (issue 18), read and checked at load: who asks, the stages, the step-up.
+    # None: SFOX_APPROVERS, SFOX_APPROVER_GROUP and SFOX_REQUIRED_APPROVALS are the policy.
+    policy_file: str | None = None
+    policy: PolicySpec | None = None
     request_ttl_seconds: int = 3600
     sfox_max_attempts: int = 4
     sfox_timeout_seconds: float = 30.0
@@ -95,9 +103,21 @@ class Settings:
         if not self.socket_mode:
             names.append("SLACK_SIGNING_SECRET")
         missing = [ConfigError(n, "is required but not set") for n in names if not getattr(self, _ATTR_OF[n])]
-        if not self.approvers and not self.approver_group:
+        if self.policy is None and not self.approvers and not self.approver_group:
             missing.append(ConfigError("SFOX_APPROVERS", "is required (or set SFOX_APPROVER_GROUP)"))
         return missing
+
+    def policy_spec(self) -> PolicySpec:
+        """The approval policy in force: the file's, or the one the approver settings describe."""
+        from bot.policy.policy_file import legacy_spec
+
+        if self.policy is not None:
+            return self.policy
+        return legacy_spec(self.approvers, self.approver_group, self.required_approvals)
+
+
+# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves.
+POLICY_REPLACES = ("SFOX_APPROVERS", "SFOX_APPROVER_GROUP", "SFOX_REQUIRED_APPROVALS")
 
 
 _ATTR_OF = {
@@ -128,6 +148,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
             "SFOX_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "Slack channel ids like C012ABC"
         ),
         required_approvals=get.integer("SFOX_REQUIRED_APPROVALS", 1, low=1, high=10),
+        policy_file=(policy_file := get.raw("SFOX_POLICY_FILE")),
+        policy=_policy(get, policy_file),
         request_ttl_seconds=get.integer("SFOX_REQUEST_TTL_SECONDS", 3600, low=1, high=30 * 86400),
         sfox_max_attempts=get.integer("SFOX_MAX_ATTEMPTS", 4, low=1, high=20),
         sfox_timeout_seconds=get.number("SFOX_TIMEOUT_SECONDS", 30.0, low=0.1, high=600),
@@ -148,6 +170,22 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         log_format=get.choice("LOG_FORMAT", "text", ("text", "json")),
         log_level=get.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
     )
+
+
+def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
+    """The policy file's policy, checked; None without a file. Read after the approver settings,
+    which must then be unset."""
+    if path is None:
+        return None
+    clashing = [name for name in POLICY_REPLACES if get.raw(name) is not None]
+    if clashing:
+        raise ConfigError(
+            "SFOX_POLICY_FILE",
+            f"is set, so {', '.join(clashing)} must be unset (the policy file says who asks and approves)",
+        )
+    from bot.policy.policy_file import load_policy_file  # it imports this module's id patterns
+
+    return load_policy_file(path)
 
 
 def read_env(dotenv: bool = True) -> Mapping[str, str]:

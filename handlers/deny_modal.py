@@ -126,7 +126,7 @@ def _open_modal(
     record = runtime.store.get(request_id)
     if record is None or record.status != "pending" or record.expires_at <= runtime.workflow.now():
         return False
-    if rules.approver_refusal(runtime.workflow.policy.approvers, actor, rules.Step.DENY) is not None:
+    if rules.decide_refusal(runtime.workflow.policy, actor, rules.Step.DENY, record) is not None:
         return False
     card = card_of(body, context)
     meta = {

@@ -14,6 +14,8 @@ class Item:
     requested_by: str = ALICE
     approved_by: tuple[str, ...] = ()
     required_approvals: int = 2
+    stages: str | None = None
+    approval_stages: tuple[tuple[int, ...] | None, ...] = ()
 
 
 class Unreadable:

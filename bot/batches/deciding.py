@@ -1,7 +1,7 @@
 """Deciding a batch: the card's buttons (approve, deny; pause, resume and cancel while it runs),
 each a button step that returns what to tell the clicker. The rules are a single request's
-(bot/policy/rules.py): approvers only, never the requester, `SFOX_REQUIRED_APPROVALS` distinct
-approvers, expiry; an outage of the approver group is said as such."""
+(bot/policy/rules.py): people in a stage only, never the requester, every stage met by distinct
+people, expiry; an outage of a group is said as such."""
 
 from __future__ import annotations
 
@@ -30,7 +30,10 @@ class BatchDeciding(BatchesBase):
             return ClickResult(own.text)
         if actor in batch.approved_by:
             return ClickResult("You have already approved this batch.")
-        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN)
+        eligible, outside = rules.stages_open_to(self.policy, batch, actor)
+        if outside is not None:
+            return ClickResult(outside.text)
+        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN, eligible)
         if outcome == "duplicate":
             return ClickResult("You have already approved this batch.")
         if outcome == "closed":
@@ -38,7 +41,7 @@ class BatchDeciding(BatchesBase):
         self.runner.refresh_card(batch_id)
         if outcome == "recorded":
             current = self.records.get(batch_id)
-            return ClickResult(rules.still_needed(rules.approvals_missing(current) if current else 0))
+            return ClickResult(rules.still_needed_for(current))
         log.info("batch approved", extra={"batch_id": batch_id, "actor": actor})
         self.submit(self.runner.run, batch_id)
         return ClickResult(None)
@@ -57,7 +60,7 @@ class BatchDeciding(BatchesBase):
         return ClickResult(None)
 
     def pause(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.CHANGE_BATCH)
         if refusal is not None:
             return ClickResult(refusal.text)
         if not self.records.set_status(batch_id, "running", "paused", actor):
@@ -69,7 +72,7 @@ class BatchDeciding(BatchesBase):
         return ClickResult(None)
 
     def resume(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.CHANGE_BATCH)
         if refusal is not None:
             return ClickResult(refusal.text)
         if not self.records.set_status(batch_id, "paused", "running", actor):
@@ -80,7 +83,7 @@ class BatchDeciding(BatchesBase):
         return ClickResult(None)
 
     def cancel(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.CHANGE_BATCH)
         if refusal is not None:
             return ClickResult(refusal.text)
         cancelled = self.records.cancel(batch_id, actor, self.now())
@@ -102,7 +105,7 @@ class BatchDeciding(BatchesBase):
         batch = self.records.get(batch_id)
         if batch is None:
             return None, "That batch does not exist (any more)."
-        refusal = rules.approver_refusal(self.policy.approvers, actor, step)
+        refusal = rules.decide_refusal(self.policy, actor, step, batch)
         if refusal is not None:
             return batch, refusal.text
         if batch.status == "pending" and batch.expires_at <= self.now():

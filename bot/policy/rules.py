@@ -3,13 +3,20 @@
 Single requests, batches, the App Home, the subcommands, the reminders and the cards all ask
 these functions, so a rule (or its wording) cannot drift between entry points:
 
-- who may ask: an approver, in an allowed channel (`ask_refusal`);
-- who may approve, deny, retry, change a batch or read requests: an approver (`approver_refusal`);
-  while Slack cannot tell us who is in the approver group the refusal says so (we cannot know);
+- who may ask: a requester (the policy's `requesters`; without them every approver), in an allowed
+  channel (`ask_refusal`); an approver who is not a requester is told the policy keeps them apart;
+- who may approve, deny, retry, change a batch or read requests: a person in any stage of the
+  policy (`approver_refusal`, `decide_refusal`: a requester in no stage is told so, and may still
+  Deny, i.e. cancel, their own request); while Slack cannot tell us who is in a group the refusal
+  says so (we cannot know);
+- which stages an approval may fill: the stages the request was asked under, read live
+  (`stages_open_to`); a person in none of them is refused (`Refused.NOT_IN_STAGE`);
 - never the requester: their own approval (or retry) is refused (`own_approval_refusal`,
   `own_retry_refusal`) and never counted (`counted_approvals`; the store's claims exclude it in SQL
   too: `approvals_by_others` in bot/store/deciding.py);
-- the quorum and its wording (`approvals_missing`, `still_needed`, `approvals_wanted`, `tally`);
+- the quorum: every stage met, a person counting once (`stage_progress`, `quorum_met`; the matching
+  itself in bot/policy/stages.py), and its wording (`approvals_missing`, `still_needed_for`,
+  `approvals_wanted`, `tally`, `who_may_approve`);
 - the reason: spaces folded, at most `MAX_REASON` characters (`clean_reason`, `reason_refusal`),
   and required where SFOX_REQUIRE_REASON says so (`missing_reason_refusal`; a batch's form always
   asks for one, `reason_required_field_error`).
@@ -26,17 +33,24 @@ from datetime import timedelta
 from enum import Enum
 from typing import Protocol
 
-from bot.policy.approvers import GroupApprovers
+from bot.policy import stages as staging
+from bot.policy.approvers import GroupDirectory, People
+from bot.policy.stages import Stage, StageProgress
 
 MAX_REASON = 500
 
 
+STEP_UPS = ("none", "totp")
+
+
 @dataclass(frozen=True)
 class Policy:
-    """The rules' settings: who approves, how many must, for how long a request may wait, where
-    one may be asked."""
+    """The rules' settings: who asks, who approves in which stages, for how long a request may
+    wait, where one may be asked, and the second factor on Approve."""
 
+    # Every person in any stage: who may approve, deny, retry, change a batch, read requests.
     approvers: Container[str]
+    # Without `stages`: one stage of every approver, this many (SFOX_REQUIRED_APPROVALS).
     required_approvals: int = 1
     ttl: timedelta = timedelta(hours=1)
     allowed_channels: frozenset[str] = frozenset()
@@ -45,6 +59,27 @@ class Policy:
     # An `executing` claim older than this belongs to a process that died (the sFOX call is
     # bounded by its timeout, so a live process always finishes well inside it).
     claim_lease: timedelta = timedelta(seconds=45)
+    # SFOX_POLICY_FILE's stages (bot/policy/policy_file.py); empty: the one stage above.
+    stages: tuple[Stage, ...] = ()
+    # Who may ask; None: every approver.
+    requesters: Container[str] | None = None
+    # The second factor on Approve: "none" or "totp" (its use: the step-up module).
+    step_up: str = "none"
+    # Reads the user groups the stages name (bot/policy/approvers.py); None: no groups.
+    directory: GroupDirectory | None = None
+
+    def __post_init__(self) -> None:
+        if self.step_up not in STEP_UPS:
+            raise ValueError(f"step_up must be one of {STEP_UPS}, got {self.step_up!r}")
+
+    def effective_stages(self) -> tuple[Stage, ...]:
+        """The stages a new request or batch is asked under (stored with it)."""
+        return self.stages or (Stage(count=self.required_approvals),)
+
+    @property
+    def total_approvals(self) -> int:
+        """Approvals needed in all (the sum of the stages' counts; the claim's SQL guard)."""
+        return staging.total(self.effective_stages())
 
 
 class Approvable(Protocol):
@@ -59,12 +94,24 @@ class Approvable(Protocol):
     @property
     def required_approvals(self) -> int: ...
 
+    @property
+    def stages(self) -> str | None: ...
+
+    @property
+    def approval_stages(self) -> Sequence[Sequence[int] | None]: ...
+
 
 class Refused(Enum):
     """Why a step was refused, for callers that branch on it."""
 
     CHANNEL = "channel"
     NOT_APPROVER = "not_approver"
+    # Maker-checker (SFOX_POLICY_FILE): an approver who is not a requester may not ask; a requester
+    # in no stage may not approve; a person in none of the stages a request was asked under.
+    NOT_REQUESTER = "not_requester"
+    APPROVER_ONLY = "approver_only"
+    REQUESTER_ONLY = "requester_only"
+    NOT_IN_STAGE = "not_in_stage"
     GROUP_UNREADABLE = "group_unreadable"
     OWN_REQUEST = "own_request"
     REASON_TOO_LONG = "reason_too_long"
@@ -110,7 +157,41 @@ def ask_refusal(policy: Policy, requester: str, channel_id: str) -> Refusal | No
     if policy.allowed_channels and channel_id not in policy.allowed_channels:
         places = ", ".join(f"<#{c}>" for c in sorted(policy.allowed_channels))
         return Refusal(Refused.CHANNEL, f":no_entry: `/sfox-deactivate` can only be used in {places}.")
-    return approver_refusal(policy.approvers, requester, Step.REQUEST)
+    if policy.requesters is None:
+        return approver_refusal(policy.approvers, requester, Step.REQUEST)
+    if requester in policy.requesters:
+        return None
+    outage = _outage(policy.requesters, "requester")
+    if outage:
+        return outage
+    if requester in policy.approvers:
+        return Refusal(
+            Refused.APPROVER_ONLY,
+            ":no_entry: You approve sFOX deactivations but are not a requester, so you cannot request "
+            "them: the approval policy keeps the people who ask apart from the people who approve.",
+        )
+    return Refusal(
+        Refused.NOT_REQUESTER,
+        ":no_entry: You are not on the sFOX requester list, so you cannot request deactivations.",
+    )
+
+
+def decide_refusal(policy: Policy, actor: str, step: Step, item: Approvable | None = None) -> Refusal | None:
+    """Why `actor` may not take `step` (approve, deny, change a batch …), or None. A person in any
+    stage may; a requester in no stage is told so, but may still Deny (cancel) `item` if they asked
+    for it. Which stages an approval may fill is `stages_open_to`."""
+    if item is not None and step in (Step.DECIDE, Step.DENY) and is_requester(item, actor):
+        return None
+    refusal = approver_refusal(policy.approvers, actor, step)
+    if refusal is None or refusal.kind is not Refused.NOT_APPROVER or policy.requesters is None:
+        return refusal
+    if actor in policy.requesters:
+        return Refusal(
+            Refused.REQUESTER_ONLY,
+            f":no_entry: You may request sFOX deactivations but are in no approval stage, so you cannot "
+            f"{step.value}: the approval policy keeps the people who ask apart from the people who approve.",
+        )
+    return refusal
 
 
 def approver_refusal(approvers: Container[str], actor: str, step: Step) -> Refusal | None:
@@ -132,10 +213,22 @@ def approver_refusal(approvers: Container[str], actor: str, step: Step) -> Refus
     )
 
 
+def _outage(people: Container[str], who: str) -> Refusal | None:
+    error = group_unreadable(people)
+    if not error:
+        return None
+    return Refusal(
+        Refused.GROUP_UNREADABLE,
+        f":warning: I cannot read the {who} group from Slack right now (`{error[:60]}`), so I "
+        f"cannot tell whether you are {'an' if who[0] in 'aeiou' else 'a'} {who}. Nothing was changed; "
+        "try again in a minute.",
+    )
+
+
 def group_unreadable(approvers: Container[str]) -> str | None:
-    """Slack's error while it cannot tell us who is in the approver group; None when it can (or no
-    group is configured). Read it after a membership test: that test is what reads the group."""
-    if isinstance(approvers, GroupApprovers):
+    """Slack's error while it cannot tell us who is in a user group of `approvers`; None when it
+    can (or no group is configured). Read it after a membership test: that test reads the group."""
+    if isinstance(approvers, People):
         return approvers.unreadable
     return None
 
@@ -143,6 +236,99 @@ def group_unreadable(approvers: Container[str]) -> str | None:
 def group_outage_note(approvers: Container[str]) -> str | None:
     """The App Home's aside next to the approvers' names while the group cannot be read."""
     return "(the approver group cannot be read from Slack right now)" if group_unreadable(approvers) else None
+
+
+# -- the stages ----------------------------------------------------------------------------
+
+
+def stage_members(policy: Policy, stage: Stage) -> Container[str]:
+    """Who may fill `stage` now: its users and its groups' current members; a stage without
+    members (one asked before stages, or under the approver settings) is every approver."""
+    if not stage.members:
+        return policy.approvers
+    return People(stage.users, stage.groups, policy.directory)
+
+
+def item_stages(item: Approvable) -> tuple[Stage, ...]:
+    """The stages `item` was asked under (stored with it: a later policy edit does not change them)."""
+    return staging.load_stages(item.stages, item.required_approvals)
+
+
+def stages_open_to(policy: Policy, item: Approvable, actor: str) -> tuple[tuple[int, ...], Refusal | None]:
+    """The stages of `item` an approval by `actor` may fill, or why none: they are in none of
+    them (or a group of them cannot be read now)."""
+    stages = item_stages(item)
+    containers = [stage_members(policy, s) for s in stages]
+    eligible = tuple(i for i, c in enumerate(containers) if actor in c)
+    if eligible:
+        return eligible, None
+    for container in containers:
+        outage = _outage(container, "approver")
+        if outage:
+            return (), outage
+    names = ", ".join(s.label() for s in stages)
+    return (), Refusal(
+        Refused.NOT_IN_STAGE,
+        f":no_entry: You are in none of the approval stages this was asked under ({names}), "
+        "so your approval cannot count. Nothing was changed.",
+    )
+
+
+def stage_progress(item: Approvable) -> tuple[StageProgress, ...]:
+    """Each stage of `item` and who filled it; a person counts once, the requester never."""
+    pairs = [
+        (person, staging.LEGACY_STAGES if eligible is None else tuple(eligible))
+        for person, eligible in zip(item.approved_by, _eligibilities(item), strict=True)
+    ]
+    return staging.progress(item_stages(item), pairs, item.requested_by)
+
+
+def quorum_met(item: Approvable) -> bool:
+    """Whether every stage of `item` is met: the claim may then be won (bot/store/deciding.py)."""
+    return all(p.met for p in stage_progress(item))
+
+
+def _eligibilities(item: Approvable) -> Sequence[Sequence[int] | None]:
+    found = tuple(item.approval_stages)
+    return found if len(found) == len(item.approved_by) else (None,) * len(item.approved_by)
+
+
+def _staged(item: Approvable) -> bool:
+    """Whether `item` is worded stage by stage: asked under a policy file's stages, not the one
+    stage of every approver."""
+    stages = item_stages(item)
+    return len(stages) > 1 or bool(stages[0].members)
+
+
+def who_may_approve(item: Approvable) -> str:
+    """Who may approve `item`, as its card says it."""
+    if not _staged(item):
+        return f"A second admin (not {_mention(item.requested_by)}) must approve."
+    parts = [f"*{s.label()}*" + ("" if not s.name else f" ({_members(s)})") for s in item_stages(item)]
+    return (
+        "Every stage must be met, a person counting once, never "
+        f"{_mention(item.requested_by)}: " + " · ".join(parts) + "."
+    )
+
+
+def waiting_for(item: Approvable, policy: Policy) -> list[str]:
+    """Who can still help `item`: the groups and the listed people of each unmet stage who have
+    not approved (Slack mentions). Empty for a stage of every approver (the caller names those)."""
+    names: list[str] = []
+    for p in stage_progress(item):
+        if p.met:
+            continue
+        names += [f"<!subteam^{g}>" for g in p.stage.groups]
+        names += [_mention(u) for u in sorted(p.stage.users) if awaits(item, u)]
+    return list(dict.fromkeys(names))
+
+
+def _members(stage: Stage) -> str:
+    return ", ".join(f"<!subteam^{m}>" if m.startswith("S") else _mention(m) for m in stage.members)
+
+
+def _mention(user: str) -> str:
+    return f"<@{user}>"
 
 
 # -- never the requester ---------------------------------------------------------------------
@@ -184,13 +370,24 @@ def counted_approvals(item: Approvable) -> tuple[str, ...]:
 
 
 def approvals_missing(item: Approvable) -> int:
-    """How many more distinct approvers (never the requester) the quorum needs."""
-    return max(0, item.required_approvals - len(counted_approvals(item)))
+    """How many more distinct approvers (never the requester) the quorum needs, over all stages."""
+    return sum(p.missing for p in stage_progress(item))
 
 
 def still_needed(missing: int) -> str:
     """What an approver who did not complete the quorum is told."""
     return f"Approval recorded. {missing} more approval(s) needed."
+
+
+def still_needed_for(item: Approvable | None) -> str:
+    """The same, naming the stages still short when `item` has stages."""
+    if item is None:
+        return still_needed(0)
+    text = still_needed(approvals_missing(item))
+    if _staged(item):
+        short = [f"{p.stage.label()} ({p.missing})" for p in stage_progress(item) if not p.met]
+        text += f" Still waiting for: {', '.join(short)}."
+    return text
 
 
 def approvals_wanted(item: Approvable) -> str:
@@ -199,10 +396,21 @@ def approvals_wanted(item: Approvable) -> str:
 
 
 def tally(item: Approvable, *, short: bool = False) -> str:
-    """Where the quorum stands, as the cards, the App Home and `status` say it, or (`short`) as the
-    `list` lines do. Only the approvals that count are counted."""
-    have, need = len(counted_approvals(item)), item.required_approvals
-    return f"{have}/{need} approvals" if short else f"{have} of {need} approvals"
+    """Where the quorum stands, as the cards, the App Home and `status` say it ("Compliance 0 of 1 ·
+    Support leads 1 of 1: @bob"), or (`short`) as the `list` lines do. Only the approvals that
+    count are counted, each in the one stage it fills."""
+    progress = stage_progress(item)
+    if not _staged(item):
+        have, need = len(progress[0].filled_by), progress[0].stage.count
+        return f"{have}/{need} approvals" if short else f"{have} of {need} approvals"
+    parts = []
+    for p in progress:
+        have, need = len(p.filled_by), p.stage.count
+        part = f"{p.stage.label()} {have}/{need}" if short else f"{p.stage.label()} {have} of {need}"
+        if p.filled_by and not short:
+            part += ": " + ", ".join(_mention(u) for u in p.filled_by)
+        parts.append(part)
+    return " · ".join(parts)
 
 
 # -- the reason ------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ from typing import Any
 
 from bot.crashpoints import crash_point
 from bot.policy import rules
+from bot.policy.stages import dump_stages
 from bot.requests.base import USAGE, Command, WorkflowBase, card_failure_advice, log, log_fields
 from bot.sfox.errors import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
@@ -54,7 +55,8 @@ class Asking(WorkflowBase):
             "reason": cmd.reason,
             "requested_by": cmd.requester,
             "channel_id": cmd.channel_id,
-            "required_approvals": self.policy.required_approvals,
+            "required_approvals": self.policy.total_approvals,
+            "stages": dump_stages(self.policy.effective_stages()),
             "target_name": target.name or None,
             "target_email": target.email,
             "target_status": target.status,
