@@ -293,7 +293,7 @@ def _eligibilities(item: Approvable) -> Sequence[Sequence[int] | None]:
     return found if len(found) == len(item.approved_by) else (None,) * len(item.approved_by)
 
 
-def _staged(item: Approvable) -> bool:
+def is_staged(item: Approvable) -> bool:
     """Whether `item` is worded stage by stage: asked under a policy file's stages, not the one
     stage of every approver."""
     stages = item_stages(item)
@@ -302,7 +302,7 @@ def _staged(item: Approvable) -> bool:
 
 def who_may_approve(item: Approvable) -> str:
     """Who may approve `item`, as its card says it."""
-    if not _staged(item):
+    if not is_staged(item):
         return f"A second admin (not {_mention(item.requested_by)}) must approve."
     parts = [f"*{s.label()}*" + ("" if not s.name else f" ({_members(s)})") for s in item_stages(item)]
     return (
@@ -311,7 +311,7 @@ def who_may_approve(item: Approvable) -> str:
     )
 
 
-def waiting_for(item: Approvable, policy: Policy) -> list[str]:
+def waiting_for(item: Approvable) -> list[str]:
     """Who can still help `item`: the groups and the listed people of each unmet stage who have
     not approved (Slack mentions). Empty for a stage of every approver (the caller names those)."""
     names: list[str] = []
@@ -384,7 +384,7 @@ def still_needed_for(item: Approvable | None) -> str:
     if item is None:
         return still_needed(0)
     text = still_needed(approvals_missing(item))
-    if _staged(item):
+    if is_staged(item):
         short = [f"{p.stage.label()} ({p.missing})" for p in stage_progress(item) if not p.met]
         text += f" Still waiting for: {', '.join(short)}."
     return text
@@ -400,7 +400,7 @@ def tally(item: Approvable, *, short: bool = False) -> str:
     Support leads 1 of 1: @bob"), or (`short`) as the `list` lines do. Only the approvals that
     count are counted, each in the one stage it fills."""
     progress = stage_progress(item)
-    if not _staged(item):
+    if not is_staged(item):
         have, need = len(progress[0].filled_by), progress[0].stage.count
         return f"{have}/{need} approvals" if short else f"{have} of {need} approvals"
     parts = []

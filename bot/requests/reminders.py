@@ -95,7 +95,10 @@ class Reminders:
         )
 
     def _waiting(self, record: RequestRecord) -> str:
-        """Who can still act: the group's handle, plus each fixed approver who has not acted."""
+        """Who can still act: the group's handle, plus each fixed approver who has not acted; under
+        a policy's stages, the groups and listed people of each stage not yet met."""
+        if rules.is_staged(record):
+            return ", ".join(rules.waiting_for(record)) or "Approvers"
         fixed = getattr(self.approvers, "fixed", self.approvers)
         people = sorted(
             u

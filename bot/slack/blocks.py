@@ -106,7 +106,7 @@ def card(record: RequestRecord) -> list[dict[str, Any]]:
                     {
                         "type": "mrkdwn",
                         "text": "Deactivation is *permanent*: sFOX has no way to reactivate an account. "
-                        f"A second admin (not {mention(record.requested_by)}) must approve.",
+                        + rules.who_may_approve(record),
                     }
                 ],
             }

@@ -120,8 +120,8 @@ class AppHome:
     def approver_names(self) -> str:
         """Who the approvers are, for people who are not: the fixed ids and the group's handle."""
         names: list[str] = []
-        if self.group_id:
-            names.append(f"<!subteam^{self.group_id}>")
+        groups = list(getattr(self.approvers, "groups", ())) or ([self.group_id] if self.group_id else [])
+        names += [f"<!subteam^{g}>" for g in groups]
         fixed = getattr(self.approvers, "fixed", self.approvers)
         if isinstance(fixed, (set, frozenset, list, tuple)):
             names += [mention(u) for u in sorted(fixed) if SLACK_USER_ID.match(u)]
