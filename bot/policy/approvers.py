@@ -72,6 +72,11 @@ class GroupDirectory:
                 )
             return self._members[group_id]
 
+    def forget(self, group_id: str) -> None:
+        """Drop the cached members of `group_id`: the next check reads Slack again."""
+        with self._lock:
+            self._valid_until.pop(group_id, None)
+
     def unreadable(self, group_id: str) -> str | None:
         """Slack's error from the last read of `group_id`, while it cannot be read; else None."""
         return self._errors.get(group_id)
