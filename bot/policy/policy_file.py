@@ -97,6 +97,7 @@ class _Checker:
             raise self.fail(None, f"not valid YAML ({type(exc).__name__})") from None
         if root is None:
             raise self.fail(None, "the file is empty; it needs at least `approvals:`")
+        self.plain(root)
         top = self.mapping(root, "the policy", _TOP_KEYS)
         if "approvals" not in top:
             raise self.fail(root, "`approvals:` is missing: list at least one stage")
@@ -109,6 +110,18 @@ class _Checker:
             if step_up not in STEP_UPS:
                 raise self.fail(node, f"`step_up` must be one of {', '.join(STEP_UPS)}, got {step_up!r}")
         return PolicySpec(stages=stages, requesters=requesters, step_up=step_up, source=self.path)
+
+    def plain(self, node: Node) -> None:
+        """Nothing but YAML's own types: a tag like `!!python/object` is refused, never built."""
+        if not node.tag.startswith("tag:yaml.org,2002:") or node.tag.startswith("tag:yaml.org,2002:python"):
+            raise self.fail(node, f"the tag {node.tag!r} is not allowed in a policy file")
+        if isinstance(node, SequenceNode):
+            for item in node.value:
+                self.plain(item)
+        elif isinstance(node, MappingNode):
+            for key, value in node.value:
+                self.plain(key)
+                self.plain(value)
 
     def mapping(self, node: Node, what: str, allowed: tuple[str, ...]) -> dict[str, Node]:
         if not isinstance(node, MappingNode):
