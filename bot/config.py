@@ -10,15 +10,11 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-if TYPE_CHECKING:
-    from bot.policy.policy_file import PolicySpec
+from bot.policy.policy_file import PolicyFileError, PolicySpec, legacy_spec, load_policy_file
+from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
 
-SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
-SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
-SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
 AUDIT_KEY_MIN_LENGTH = 16
 
 
@@ -109,8 +105,6 @@ class Settings:
 
     def policy_spec(self) -> PolicySpec:
         """The approval policy in force: the file's, or the one the approver settings describe."""
-        from bot.policy.policy_file import legacy_spec
-
         if self.policy is not None:
             return self.policy
         return legacy_spec(self.approvers, self.approver_group, self.required_approvals)
@@ -183,9 +177,10 @@ def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
             "SFOX_POLICY_FILE",
             f"is set, so {', '.join(clashing)} must be unset (the policy file says who asks and approves)",
         )
-    from bot.policy.policy_file import load_policy_file  # it imports this module's id patterns
-
-    return load_policy_file(path)
+    try:
+        return load_policy_file(path)
+    except PolicyFileError as exc:
+        raise ConfigError("SFOX_POLICY_FILE", exc.problem) from None
 
 
 def read_env(dotenv: bool = True) -> Mapping[str, str]:

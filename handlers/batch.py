@@ -8,9 +8,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bot.batches.asking import ids_from_csv, split_ids
-from bot.config import SLACK_CHANNEL_ID
 from bot.policy import rules
 from bot.slack.batch_form import CALLBACK_ID, form, read_file
+from bot.slack.ids import SLACK_CHANNEL_ID
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond

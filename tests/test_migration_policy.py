@@ -12,7 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 
-from bot.policy import rules
+from bot.policy import quorum, rules
 from bot.store import migrate
 from bot.store.batches import BatchStore
 from bot.store.db import Store
@@ -62,7 +62,7 @@ def test_older_rows_read_as_one_stage_and_still_claim(url):
     assert [d for d in diff if "stages" in repr(d)] == []
     old = store.get(1)
     assert old.stages is None and old.approval_stages == (None,)
-    assert rules.tally(old) == "1 of 2 approvals" and not rules.quorum_met(old)
+    assert rules.tally(old) == "1 of 2 approvals" and not quorum.quorum_met(old)
     assert not store.claim(1, now)
     assert store.add_approval(1, "UCAROL03", now)  # stages None: the one stage
     assert store.claim(1, now, actor="UCAROL03")

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.policy import rules
+from bot.policy import quorum, rules
 from bot.policy.stages import Stage, dump_stages
 from bot.store import migrate
 from bot.store.db import Store
@@ -98,7 +98,7 @@ def test_many_threads_claim_once_and_only_with_every_stage_met(url):
                 "approval_stages": tuple(ELIGIBLE[p] for p in before),
             }
         )
-        assert rules.quorum_met(seen), before
+        assert quorum.quorum_met(seen), before
     store.close()
 
 

@@ -9,9 +9,10 @@
         count: 1
     step_up: none                       # none (default) | totp
 
-The file is read once, at start-up and by `sfox-bot check`. Every mistake is a `ConfigError` on
-SFOX_POLICY_FILE whose one line names the file, the line and what is wrong: the YAML is composed
-into its node tree (safe: no tags are constructed) so each value keeps the line it was written on.
+The file is read once, at start-up and by `sfox-bot check`. Every mistake is a `PolicyFileError`
+(said as SFOX_POLICY_FILE's ConfigError by bot/config.py) whose one line names the file, the line
+and what is wrong: the YAML is composed into its node tree with the safe loader (nothing is
+constructed, and any tag is refused) so each value keeps the line it was written on.
 Without a file, SFOX_APPROVERS, SFOX_APPROVER_GROUP and SFOX_REQUIRED_APPROVALS are read as the
 equivalent policy (`legacy_spec`).
 """
@@ -24,10 +25,9 @@ from pathlib import Path
 import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from bot.config import SLACK_GROUP_ID, SLACK_USER_ID, ConfigError
 from bot.policy.stages import Stage, assign
+from bot.slack.ids import SLACK_GROUP_ID, SLACK_USER_ID
 
-SETTING = "SFOX_POLICY_FILE"
 STEP_UPS = ("none", "totp")
 MAX_NAME = 80
 MAX_COUNT = 10
@@ -35,6 +35,15 @@ _TOP_KEYS = ("requesters", "approvals", "step_up")
 _STAGE_KEYS = ("from", "count", "name")
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
+
+
+class PolicyFileError(Exception):
+    """A mistake in the policy file: `problem` names the file, the line and what is wrong (bot/config.py
+    says it as SFOX_POLICY_FILE's ConfigError)."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(problem)
+        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -62,14 +71,14 @@ def legacy_spec(approvers: frozenset[str], group: str | None, required_approvals
 
 
 def load_policy_file(path: str) -> PolicySpec:
-    """Read and check the policy file at `path`; raise ConfigError naming the file, the line and
+    """Read and check the policy file at `path`; raise PolicyFileError naming the file, the line and
     the mistake."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError(SETTING, f"{path}: no such file") from None
+        raise PolicyFileError(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(SETTING, f"{path}: cannot be read ({type(exc).__name__})") from None
+        raise PolicyFileError(f"{path}: cannot be read ({type(exc).__name__})") from None
     return _Checker(path).check(text)
 
 
@@ -81,10 +90,10 @@ class _Checker:
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def fail(self, node: Node | None, problem: str, line: int | None = None) -> ConfigError:
+    def fail(self, node: Node | None, problem: str, line: int | None = None) -> PolicyFileError:
         if line is None:
             line = node.start_mark.line + 1 if node is not None else 1
-        return ConfigError(SETTING, f"{self.path}, line {line}: {problem}")
+        return PolicyFileError(f"{self.path}, line {line}: {problem}")
 
     def check(self, text: str) -> PolicySpec:
         try:

@@ -14,8 +14,8 @@ these functions, so a rule (or its wording) cannot drift between entry points:
 - never the requester: their own approval (or retry) is refused (`own_approval_refusal`,
   `own_retry_refusal`) and never counted (`counted_approvals`; the store's claims exclude it in SQL
   too: `approvals_by_others` in bot/store/deciding.py);
-- the quorum: every stage met, a person counting once (`stage_progress`, `quorum_met`; the matching
-  itself in bot/policy/stages.py), and its wording (`approvals_missing`, `still_needed_for`,
+- the quorum: every stage met, a person counting once (`stage_progress`, `quorum_met` in
+  bot/policy/quorum.py; the matching in bot/policy/stages.py), and its wording (`approvals_missing`, `still_needed_for`,
   `approvals_wanted`, `tally`, `who_may_approve`);
 - the reason: spaces folded, at most `MAX_REASON` characters (`clean_reason`, `reason_refusal`),
   and required where SFOX_REQUIRE_REASON says so (`missing_reason_refusal`; a batch's form always
@@ -27,15 +27,15 @@ A refusal is a typed `Refusal` (its kind to branch on, its text to show), never 
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Container
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
-from typing import Protocol
 
 from bot.policy import stages as staging
 from bot.policy.approvers import GroupDirectory, People
-from bot.policy.stages import Stage, StageProgress
+from bot.policy.quorum import Approvable, is_staged, item_stages, stage_progress
+from bot.policy.stages import Stage
 
 MAX_REASON = 500
 
@@ -80,25 +80,6 @@ class Policy:
     def total_approvals(self) -> int:
         """Approvals needed in all (the sum of the stages' counts; the claim's SQL guard)."""
         return staging.total(self.effective_stages())
-
-
-class Approvable(Protocol):
-    """What the quorum rules read of a request or a batch (RequestRecord and BatchRecord both fit)."""
-
-    @property
-    def requested_by(self) -> str: ...
-
-    @property
-    def approved_by(self) -> Sequence[str]: ...
-
-    @property
-    def required_approvals(self) -> int: ...
-
-    @property
-    def stages(self) -> str | None: ...
-
-    @property
-    def approval_stages(self) -> Sequence[Sequence[int] | None]: ...
 
 
 class Refused(Enum):
@@ -249,11 +230,6 @@ def stage_members(policy: Policy, stage: Stage) -> Container[str]:
     return People(stage.users, stage.groups, policy.directory)
 
 
-def item_stages(item: Approvable) -> tuple[Stage, ...]:
-    """The stages `item` was asked under (stored with it: a later policy edit does not change them)."""
-    return staging.load_stages(item.stages, item.required_approvals)
-
-
 def stages_open_to(policy: Policy, item: Approvable, actor: str) -> tuple[tuple[int, ...], Refusal | None]:
     """The stages of `item` an approval by `actor` may fill, or why none: they are in none of
     them (or a group of them cannot be read now)."""
@@ -274,37 +250,11 @@ def stages_open_to(policy: Policy, item: Approvable, actor: str) -> tuple[tuple[
     )
 
 
-def stage_progress(item: Approvable) -> tuple[StageProgress, ...]:
-    """Each stage of `item` and who filled it; a person counts once, the requester never."""
-    pairs = [
-        (person, staging.LEGACY_STAGES if eligible is None else tuple(eligible))
-        for person, eligible in zip(item.approved_by, _eligibilities(item), strict=True)
-    ]
-    return staging.progress(item_stages(item), pairs, item.requested_by)
-
-
-def quorum_met(item: Approvable) -> bool:
-    """Whether every stage of `item` is met: the claim may then be won (bot/store/deciding.py)."""
-    return all(p.met for p in stage_progress(item))
-
-
-def _eligibilities(item: Approvable) -> Sequence[Sequence[int] | None]:
-    found = tuple(item.approval_stages)
-    return found if len(found) == len(item.approved_by) else (None,) * len(item.approved_by)
-
-
-def is_staged(item: Approvable) -> bool:
-    """Whether `item` is worded stage by stage: asked under a policy file's stages, not the one
-    stage of every approver."""
-    stages = item_stages(item)
-    return len(stages) > 1 or bool(stages[0].members)
-
-
 def who_may_approve(item: Approvable) -> str:
     """Who may approve `item`, as its card says it."""
     if not is_staged(item):
         return f"A second admin (not {_mention(item.requested_by)}) must approve."
-    parts = [f"*{s.label()}*" + ("" if not s.name else f" ({_members(s)})") for s in item_stages(item)]
+    parts = [f"*{s.label()}*" + ("" if not s.name else f" ({s.mentions()})") for s in item_stages(item)]
     return (
         "Every stage must be met, a person counting once, never "
         f"{_mention(item.requested_by)}: " + " · ".join(parts) + "."
@@ -321,10 +271,6 @@ def waiting_for(item: Approvable) -> list[str]:
         names += [f"<!subteam^{g}>" for g in p.stage.groups]
         names += [_mention(u) for u in sorted(p.stage.users) if awaits(item, u)]
     return list(dict.fromkeys(names))
-
-
-def _members(stage: Stage) -> str:
-    return ", ".join(f"<!subteam^{m}>" if m.startswith("S") else _mention(m) for m in stage.members)
 
 
 def _mention(user: str) -> str:

@@ -48,8 +48,10 @@ class Stage:
         """How the stage is said: its name, else its members as Slack mentions."""
         if self.name:
             return self.name
-        if not self.members:
-            return "Approvers"
+        return self.mentions() if self.members else "Approvers"
+
+    def mentions(self) -> str:
+        """Its members as Slack mentions (a user group as its handle)."""
         return ", ".join(f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in self.members)
 
     def plain_label(self) -> str:

@@ -20,6 +20,7 @@ from bot.cli.history import write_table
 from bot.config import load_settings
 from bot.logs import configure
 from bot.sandbox.harness import BUTTONS, CHANNEL_NAME, RealSfox, Sandbox, SandboxError, database
+from bot.sandbox.people import set_group
 from bot.sandbox.transcript import Typed, card_lines, plain
 from bot.sfox.balances import describe_funds, parse_balances
 from bot.slack.blocks import card
@@ -203,7 +204,7 @@ class Console:
         if not group_id.startswith("S") or not names.strip():
             self.say("  Usage: `group S0GROUP alice,bob` (a Slack user group id and who is in it).")
             return
-        members = self.sb.set_group(group_id, [n.strip() for n in names.split(",") if n.strip()])
+        members = set_group(self.sb, group_id, [n.strip() for n in names.split(",") if n.strip()])
         self.say(f"  {group_id} now holds {', '.join(members)} .")
 
     def history(self, _rest: str) -> None:

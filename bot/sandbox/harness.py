@@ -33,6 +33,7 @@ from bot.fakes.slack_api import FakeSlack, Message
 from bot.fakes.slack_driver import SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
+from bot.sandbox.people import meet_the_policy, who_approves
 from bot.sandbox.transcript import (
     BotAnswered,
     Clicked,
@@ -207,7 +208,7 @@ class Sandbox:
                 "SLACK_API_URL": self.slack.api_url,
                 "SFOX_API_KEY": sfox_key,
                 "SFOX_API_URL": sfox_url,
-                **self._who_approves(),
+                **who_approves(self.policy_file, [self.people[name] for name in APPROVERS]),
                 "DATABASE_URL": f"sqlite:///{self.database_path}",
                 "SFOX_TIMEOUT_SECONDS": "20",
                 "SFOX_MAX_ATTEMPTS": "3",
@@ -216,7 +217,7 @@ class Sandbox:
                 "SFOX_REMIND_AFTER_FRACTION": "0",
             }
         )
-        self._meet_the_policy(settings)
+        meet_the_policy(self, settings)
         store = Store.from_url(settings.database_url)
         self._stack.append(store.close)
         try:
@@ -236,34 +237,6 @@ class Sandbox:
         self.driver = SlackDriver(url_of(self._server), signing_secret, self.slack, channel_id=CHANNEL_ID)
         self._stack.append(self.driver.close)
         return self
-
-    def _who_approves(self) -> dict[str, str]:
-        if self.policy_file:
-            return {"SFOX_POLICY_FILE": self.policy_file}
-        return {"SFOX_APPROVERS": ",".join(self.people[name] for name in APPROVERS)}
-
-    def _meet_the_policy(self, settings: Settings) -> None:
-        """Everyone a policy file names becomes a person here (named by their id, lowercased), so
-        one can act as them; a user group starts empty (`group` in the console fills it)."""
-        if settings.policy is None:
-            return
-        spec = settings.policy
-        ids = [m for s in spec.stages for m in s.members] + list(spec.requesters or ())
-        for user_id in ids:
-            if user_id.startswith("S"):
-                self.slack.usergroups.setdefault(user_id, [])
-            elif user_id not in self.names:
-                self.people[user_id.lower()] = user_id
-                self.names[user_id] = user_id.lower()
-
-    def set_group(self, group_id: str, names: list[str]) -> list[str]:
-        """Make the fake Slack's user group `group_id` hold these people (names or ids)."""
-        members = [self.people.get(n) or n.upper() for n in names]
-        self.slack.usergroups[group_id] = members
-        directory = self.runtime.workflow.policy.directory if self.runtime is not None else None
-        if directory is not None:
-            directory.forget(group_id)
-        return members
 
     def close(self) -> None:
         while self._stack:
@@ -296,7 +269,7 @@ class Sandbox:
             raise SandboxError(f"nobody called {name!r} here; people: {', '.join(self.people)}") from None
 
     def is_approver(self, name: str) -> bool:
-        if self.runtime is not None and self.settings is not None and self.settings.policy is not None:
+        if self.runtime is not None and self.policy_file:
             return self.user_id(name) in self.runtime.workflow.policy.approvers
         return name in APPROVERS
 

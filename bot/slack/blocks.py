@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.config import SLACK_USER_ID
 from bot.policy import rules
 from bot.sfox import balances
+from bot.slack.ids import SLACK_USER_ID
 from bot.store.records import RequestRecord
 
 APPROVE = "sfox_approve"

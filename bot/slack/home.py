@@ -19,7 +19,6 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.config import SLACK_USER_ID
 from bot.policy import rules
 from bot.slack.blocks import (
     STATUS_LINES,
@@ -31,6 +30,7 @@ from bot.slack.blocks import (
     mentions,
     slack_date,
 )
+from bot.slack.ids import SLACK_USER_ID
 from bot.store.db import Store
 from bot.store.records import RequestRecord
 from bot.store.schema import OPEN_STATUSES
