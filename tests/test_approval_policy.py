@@ -183,3 +183,28 @@ def test_the_old_settings_still_work_as_one_stage(make_bot, fake_slack, fake_sfo
     bot.driver.click(CAROL, "sfox_approve", str(record.id), card.ts)
     wait_status(bot, record.id, "succeeded")
     assert json.loads(bot.store.get(record.id).stages) == [{"count": 2, "from": [], "name": None}]
+
+
+def test_the_app_home_shows_each_stage_to_those_who_may_fill_one(make_bot, fake_slack, fake_sfox, tmp_path):
+    from bot.slack.home import HOME_APPROVE
+    from tests.test_home import home_buttons, home_text, opened_home
+
+    bot = policy_bot(make_bot, fake_slack, tmp_path)
+    record, _card = open_request(bot, HELP1, "client_1")
+    view = opened_home(bot, DAVE)  # in Compliance, through the group
+    assert (HOME_APPROVE, str(record.id)) in home_buttons(view)
+    assert "Compliance 0 of 1 · Support leads 0 of 1" in home_text(view)
+    # The requester is in no stage: no approver's view, and the groups are named as approvers.
+    other = home_text(opened_home(bot, HELP1))
+    assert "Waiting for you" not in other and "<!subteam^S0COMPLIANCE>" in other
+
+
+def test_the_reminder_names_who_can_still_meet_the_stages_left(make_bot, fake_slack, fake_sfox, tmp_path):
+    bot = policy_bot(make_bot, fake_slack, tmp_path, SFOX_REMIND_AFTER_FRACTION="0")
+    record, card = open_request(bot, HELP1, "client_1")
+    bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)  # Bob fills Compliance
+    wait_until(lambda: bot.store.get(record.id).approved_by == (BOB,))
+    assert bot.runtime.sweep()["reminded"] == 1
+    reminder = wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "Reminder" in m.text])[0]
+    assert "still needs 1 approval(s)" in reminder.text
+    assert f"<@{CAROL}>: please approve" in reminder.text and "S0COMPLIANCE" not in reminder.text

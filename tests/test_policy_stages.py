@@ -53,3 +53,8 @@ def test_labels():
     assert Stage(count=1, members=("S0X", "UBOB")).label() == "<!subteam^S0X>, <@UBOB>"
     assert Stage(count=1, members=("S0X", "UBOB")).plain_label() == "S0X, UBOB"
     assert LEADS.users == {"UBOB", "UCAROL"} and COMPLIANCE.groups == ("S0COMPLIANCE",)
+
+
+def test_a_stage_name_is_escaped_for_slack():
+    hostile = Stage(count=1, members=("UBOB",), name="<!channel> & co")
+    assert hostile.label() == "&lt;!channel&gt; &amp; co" and hostile.plain_label() == "<!channel> & co"

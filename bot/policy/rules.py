@@ -36,6 +36,7 @@ from bot.policy import stages as staging
 from bot.policy.approvers import GroupDirectory, People
 from bot.policy.quorum import Approvable, is_staged, item_stages, stage_progress
 from bot.policy.stages import Stage
+from bot.slack.ids import SLACK_USER_ID
 
 MAX_REASON = 500
 
@@ -274,7 +275,7 @@ def waiting_for(item: Approvable) -> list[str]:
 
 
 def _mention(user: str) -> str:
-    return f"<@{user}>"
+    return f"<@{user}>" if SLACK_USER_ID.match(user) else "someone"
 
 
 # -- never the requester ---------------------------------------------------------------------

@@ -45,9 +45,10 @@ class Stage:
         return tuple(m for m in self.members if m.startswith("S"))
 
     def label(self) -> str:
-        """How the stage is said: its name, else its members as Slack mentions."""
+        """How the stage is said in Slack: its name (escaped: it is the policy writer's text), else
+        its members as Slack mentions."""
         if self.name:
-            return self.name
+            return self.name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return self.mentions() if self.members else "Approvers"
 
     def mentions(self) -> str:

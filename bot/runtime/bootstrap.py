@@ -330,7 +330,9 @@ def _visibility(
         reminders=Reminders(
             store, approvers, settings.remind_after_fraction, workflow.now, settings.approver_group
         ),
-        home=AppHome(slack, store, approvers, settings.approver_group, clock=workflow.now),
+        home=AppHome(
+            slack, store, approvers, settings.approver_group, clock=workflow.now, policy=workflow.policy
+        ),
         subcommands=subcommands.Context(store, approvers, settings.require_reason),
         modal_client=modal_client,
     )

@@ -52,8 +52,11 @@ class AppHome:
         approvers: Container[str],
         group_id: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy: rules.Policy | None = None,
     ) -> None:
         self.client = client
+        # With the policy, "Waiting for you" lists only the requests whose stages they may fill.
+        self.policy = policy
         self.store = store
         self.approvers = approvers
         self.group_id = group_id
@@ -82,7 +85,12 @@ class AppHome:
         now = self.now()
         recent = list(self.store.history(limit=SCAN_LIMIT))
         waiting = [
-            r for r in recent if r.status == "pending" and r.expires_at > now and rules.awaits(r, user_id)
+            r
+            for r in recent
+            if r.status == "pending"
+            and r.expires_at > now
+            and rules.awaits(r, user_id)
+            and self._may_fill(r, user_id)
         ][:MAX_WAITING]
         mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
         outcomes = [r for r in recent if r.status not in OPEN_STATUSES][:LATEST_OUTCOMES]
@@ -108,6 +116,9 @@ class AppHome:
         blocks.append(_section(f"*Latest {LATEST_OUTCOMES} outcomes*"))
         blocks.append(_section("\n".join(_line(r) for r in outcomes) if outcomes else "None yet."))
         return blocks
+
+    def _may_fill(self, record: RequestRecord, user_id: str) -> bool:
+        return self.policy is None or bool(rules.stages_open_to(self.policy, record, user_id)[0])
 
     def _other_blocks(self) -> list[dict[str, Any]]:
         text = (
