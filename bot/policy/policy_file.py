@@ -185,7 +185,8 @@ class _Checker:
             if len(users) == len(members) and count > len(users):
                 raise self.fail(
                     fields["count"],
-                    f"{what} needs {count} approvals but lists only {len(users)} people: it could never be met",
+                    f"{what} needs {count} approvals but lists only {len(users)} "
+                    f"{'person' if len(users) == 1 else 'people'}: it could never be met",
                 )
             name = self.text(fields["name"], f"`name` of {what}") if "name" in fields else None
             if name is not None and len(name) > MAX_NAME:
