@@ -205,7 +205,7 @@ class Console:
             self.say("  Usage: `group S0GROUP alice,bob` (a Slack user group id and who is in it).")
             return
         members = set_group(self.sb, group_id, [n.strip() for n in names.split(",") if n.strip()])
-        self.say(f"  {group_id} now holds {', '.join(members)} .")
+        self.say(f"  {group_id} now holds {', '.join(members)}.")
 
     def history(self, _rest: str) -> None:
         write_table(self.sb.store.history(limit=50), self.out)
