@@ -208,3 +208,14 @@ def test_the_reminder_names_who_can_still_meet_the_stages_left(make_bot, fake_sl
     reminder = wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "Reminder" in m.text])[0]
     assert "still needs 1 approval(s)" in reminder.text
     assert f"<@{CAROL}>: please approve" in reminder.text and "S0COMPLIANCE" not in reminder.text
+
+
+def test_status_and_list_show_each_stage(make_bot, fake_slack, fake_sfox, tmp_path):
+    bot = policy_bot(make_bot, fake_slack, tmp_path)
+    record, card = open_request(bot, HELP1, "client_1")
+    bot.driver.click(CAROL, "sfox_approve", str(record.id), card.ts)
+    wait_until(lambda: bot.store.get(record.id).approved_by == (CAROL,))
+    status = bot.driver.command(DAVE, f"status {record.id}").json()["text"]
+    assert f"Compliance 0 of 1 · Support leads 1 of 1: <@{CAROL}>" in status
+    listing = bot.driver.command(BOB, "list").json()["text"]
+    assert "Compliance 0/1 · Support leads 1/1" in listing

@@ -203,3 +203,23 @@ def test_sfox_bot_policy_without_a_file_prints_the_equivalent_policy(fake_slack)
     assert "(from SFOX_APPROVERS, SFOX_APPROVER_GROUP, SFOX_REQUIRED_APPROVALS)" in text
     assert "Who may ask: every person in any stage" in text
     assert f"1. 2 of {ALICE}, {BOB}" in text and "step_up): none" in text
+
+
+def test_check_online_reads_every_group_the_policy_names(run_cli, fake_slack, fake_sfox, tmp_path):  # noqa: F811
+    from tests.conftest import bot_env
+    from tests.test_ops_cli import rows
+
+    fake_slack.usergroups["S0COMPLIANCE"] = [CAROL]
+    path = write(tmp_path, GOOD)  # also names S0HELPDESK, unknown to Slack
+    env = bot_env(fake_slack, fake_sfox, f"sqlite:///{tmp_path / 'bot.db'}", SFOX_POLICY_FILE=path)
+    env.pop("SFOX_APPROVERS")
+    run_cli("migrate", env=env)
+    code, out, _ = run_cli("check", "--online", env=env)
+    table = rows(out)
+    assert table["SFOX_POLICY_FILE"][0] == "ok"
+    assert table["Slack user group S0COMPLIANCE (usergroups.users.list)"] == (
+        "ok",
+        "S0COMPLIANCE: 1 member(s)",
+    )
+    assert table["Slack user group S0HELPDESK (usergroups.users.list)"][0] == "FAIL"
+    assert code == 1
