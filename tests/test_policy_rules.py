@@ -86,3 +86,33 @@ def test_a_reason_is_required_only_where_the_policy_says_so():
     refusal = rules.missing_reason_refusal(required, "")
     assert refusal is not None and refusal.kind is Refused.REASON_MISSING
     assert "A reason is required here (SFOX_REQUIRE_REASON)" in refusal.text
+
+
+def test_stages_a_request_was_asked_under_decide_which_an_approval_may_fill():
+    from bot.policy.stages import Stage, dump_stages
+
+    stages = dump_stages(
+        [Stage(count=1, members=("S0GONE",), name="Compliance"), Stage(count=1, members=(BOB,))]
+    )
+    item = Item(stages=stages, required_approvals=2)
+    # No directory (the bot now runs without the file): the group adds nobody, and nothing breaks.
+    policy = Policy(approvers={BOB, CAROL})
+    assert rules.stages_open_to(policy, item, BOB) == ((1,), None)
+    eligible, refusal = rules.stages_open_to(policy, item, CAROL)
+    assert eligible == () and refusal.kind is Refused.NOT_IN_STAGE and "Compliance" in refusal.text
+    # A stage of every approver (asked before stages) is every approver of the policy now.
+    assert rules.stages_open_to(policy, Item(), CAROL) == ((0,), None)
+
+
+def test_maker_checker_refusals_are_typed():
+    from bot.policy.stages import Stage
+
+    policy = Policy(approvers={BOB}, requesters={ALICE}, stages=(Stage(count=1, members=(BOB,)),))
+    assert rules.ask_refusal(policy, ALICE, "C0") is None
+    assert rules.ask_refusal(policy, BOB, "C0").kind is Refused.APPROVER_ONLY
+    assert rules.ask_refusal(policy, MALLORY, "C0").kind is Refused.NOT_REQUESTER
+    assert rules.decide_refusal(policy, ALICE, Step.APPROVE).kind is Refused.REQUESTER_ONLY
+    assert rules.decide_refusal(policy, ALICE, Step.DENY, Item(requested_by=ALICE)) is None  # a cancel
+    assert rules.decide_refusal(policy, MALLORY, Step.DENY).kind is Refused.NOT_APPROVER
+    assert rules.decide_refusal(policy, BOB, Step.APPROVE) is None
+    assert policy.total_approvals == 1

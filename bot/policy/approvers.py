@@ -92,13 +92,11 @@ class GroupDirectory:
 class People:
     """A container of people: `fixed` user ids plus the current members of some user groups (a
     stage, the requesters, every approver of a policy). A group Slack cannot read adds nobody
-    (fail closed); `unreadable` then says so."""
+    (fail closed); `unreadable` then says so. Without a directory, groups add nobody."""
 
     def __init__(
         self, fixed: Collection[str] = (), groups: Sequence[str] = (), directory: GroupDirectory | None = None
     ) -> None:
-        if groups and directory is None:
-            raise ValueError("user groups need a directory to read them")
         self.fixed = frozenset(fixed)
         self.groups = tuple(dict.fromkeys(groups))
         self.directory = directory

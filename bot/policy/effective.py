@@ -31,10 +31,13 @@ def build_policy(
     if spec is None:
         people = approvers if approvers is not None else approvers_for(settings)
         found = people.directory if isinstance(people, People) else None
+        # A request asked under an earlier policy file may name groups: they are read with the token.
+        if found is None and settings.slack_bot_token:
+            found = directory_for(settings)
         return Policy(
             approvers=people, required_approvals=settings.required_approvals, directory=found, **common
         )
-    if spec.groups and directory is None:
+    if directory is None and (spec.groups or settings.slack_bot_token):
         directory = directory_for(settings)
     return Policy(
         approvers=everyone_in_a_stage(spec, directory),
