@@ -58,3 +58,8 @@ def test_labels():
 def test_a_stage_name_is_escaped_for_slack():
     hostile = Stage(count=1, members=("UBOB",), name="<!channel> & co")
     assert hostile.label() == "&lt;!channel&gt; &amp; co" and hostile.plain_label() == "<!channel> & co"
+
+
+def test_a_long_stage_is_said_briefly():
+    many = Stage(count=1, members=tuple(f"U{i:04d}" for i in range(25)))
+    assert many.label().endswith("<@U0009> and 15 more") and many.label().count("<@") == 10

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 
 # Every approval may fill the one stage of a request asked before stages existed.
 LEGACY_STAGES: tuple[int, ...] = (0,)
+# A stage without a name is said as its members: at most this many, then "and N more".
+MENTIONS_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,12 @@ class Stage:
             return self.name.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
         return self.mentions() if self.members else "Approvers"
 
-    def mentions(self) -> str:
-        """Its members as Slack mentions (a user group as its handle)."""
-        return ", ".join(f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in self.members)
+    def mentions(self, limit: int = MENTIONS_SHOWN) -> str:
+        """Its members as Slack mentions (a user group as its handle), at most `limit` of them so a
+        card stays within Slack's limits."""
+        shown = [f"<!subteam^{m}>" if m.startswith("S") else f"<@{m}>" for m in self.members[:limit]]
+        more = len(self.members) - len(shown)
+        return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
 
     def plain_label(self) -> str:
         """The same, for a terminal: its name, else its ids."""
