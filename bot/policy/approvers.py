@@ -107,22 +107,12 @@ class People:
         return any(user_id in self.directory.members(g) for g in self.groups) if self.directory else False
 
     @property
-    def client(self) -> WebClient | None:
-        return self.directory.client if self.directory else None
-
-    @property
     def unreadable(self) -> str | None:
         """Slack's error while one of the groups cannot be read (None when all can, or there are
         none). Read it after a membership test: that test is what reads the groups."""
         if self.directory is None:
             return None
         return next((e for g in self.groups if (e := self.directory.unreadable(g))), None)
-
-    def unreadable_groups(self) -> tuple[str, ...]:
-        """The groups Slack could not tell us about at their last read."""
-        if self.directory is None:
-            return ()
-        return tuple(g for g in self.groups if self.directory.unreadable(g))
 
     def group_members(self) -> frozenset[str]:
         """Every group's members (read or cached now); the fixed ids are not included."""
