@@ -1,6 +1,7 @@
 """The Policy in force, built from the settings: SFOX_POLICY_FILE's stages and requesters, or the
 approver settings read as the equivalent policy. The one place that turns settings into rules, so
-the bot, `sfox-bot policy` and the console cannot read the same settings differently."""
+every process (`run`, the WSGI app, the sandbox) reads the same settings the same way; `sfox-bot
+policy` prints the same spec (`Settings.policy_spec`)."""
 
 from __future__ import annotations
 
