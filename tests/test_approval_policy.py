@@ -219,3 +219,16 @@ def test_status_and_list_show_each_stage(make_bot, fake_slack, fake_sfox, tmp_pa
     assert f"Compliance 0 of 1 · Support leads 1 of 1: <@{CAROL}>" in status
     listing = bot.driver.command(BOB, "list").json()["text"]
     assert "Compliance 0/1 · Support leads 1/1" in listing
+
+
+def test_a_requester_in_no_stage_sees_their_own_requests_on_the_home(
+    make_bot, fake_slack, fake_sfox, tmp_path
+):
+    from tests.test_home import home_buttons, home_text, opened_home
+
+    bot = policy_bot(make_bot, fake_slack, tmp_path)
+    record, _card = open_request(bot, HELP1, "client_1")
+    view = opened_home(bot, HELP1)
+    text = home_text(view)
+    assert "Your open requests" in text and f"#{record.id}" in text and "Waiting for you" not in text
+    assert home_buttons(view) == []

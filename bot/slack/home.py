@@ -77,9 +77,26 @@ class AppHome:
             blocks.append(_context(banner[:1500]))  # built by the bot (workflow answers), already escaped
         if user_id in self.approvers:
             blocks += self._approver_blocks(user_id)
+        elif (
+            self.policy is not None
+            and self.policy.requesters is not None
+            and user_id in self.policy.requesters
+        ):
+            blocks += self._requester_blocks(user_id)
         else:
             blocks += self._other_blocks()
         return {"type": "home", "blocks": blocks[:100]}
+
+    def _requester_blocks(self, user_id: str) -> list[dict[str, Any]]:
+        """A requester in no stage (maker-checker): their open requests and who approves them."""
+        recent = list(self.store.history(limit=SCAN_LIMIT))
+        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
+        return [
+            _section("*Your open requests*"),
+            _section("\n".join(_line(r) for r in mine) if mine else "None."),
+            {"type": "divider"},
+            _section(f"*Approvers:* {self.approver_names()}"),
+        ]
 
     def _approver_blocks(self, user_id: str) -> list[dict[str, Any]]:
         now = self.now()
