@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
-SLACK_USER_ID = re.compile(r"^[UW][A-Z0-9]{2,20}$")
-SLACK_CHANNEL_ID = re.compile(r"^[CGD][A-Z0-9]{2,20}$")
-SLACK_GROUP_ID = re.compile(r"^S[A-Z0-9]{2,20}$")
+from bot.policy.policy_file import PolicyFileError, PolicySpec, legacy_spec, load_policy_file
+from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
+
 AUDIT_KEY_MIN_LENGTH = 16
 MFA_KEY_MIN_LENGTH = 32
 STEP_UPS = ("none", "totp")
@@ -41,6 +41,10 @@ class Settings:
     approver_group: str | None = None
     allowed_channels: frozenset[str] = frozenset()
     required_approvals: int = 1
+    # SFOX_POLICY_FILE (issue 18), read and checked at load: who asks, the stages, the step-up.
+    # None: SFOX_APPROVERS, SFOX_APPROVER_GROUP and SFOX_REQUIRED_APPROVALS are the policy.
+    policy_file: str | None = None
+    policy: PolicySpec | None = None
     request_ttl_seconds: int = 3600
     sfox_max_attempts: int = 4
     sfox_timeout_seconds: float = 30.0
@@ -102,11 +106,28 @@ class Settings:
         if not self.socket_mode:
             names.append("SLACK_SIGNING_SECRET")
         missing = [ConfigError(n, "is required but not set") for n in names if not getattr(self, _ATTR_OF[n])]
-        if not self.approvers and not self.approver_group:
+        if self.policy is None and not self.approvers and not self.approver_group:
             missing.append(ConfigError("SFOX_APPROVERS", "is required (or set SFOX_APPROVER_GROUP)"))
-        if self.step_up == "totp" and not self.mfa_key:
-            missing.append(ConfigError("SFOX_MFA_KEY", "is required when SFOX_STEP_UP=totp"))
+        if self.effective_step_up == "totp" and not self.mfa_key:
+            where = "the policy file's step_up is totp" if self.policy else "SFOX_STEP_UP=totp"
+            missing.append(ConfigError("SFOX_MFA_KEY", f"is required when {where}"))
         return missing
+
+    @property
+    def effective_step_up(self) -> str:
+        """The second factor in force: the policy file's `step_up`, or SFOX_STEP_UP without a file."""
+        return self.policy.step_up if self.policy is not None else self.step_up
+
+    def policy_spec(self) -> PolicySpec:
+        """The approval policy in force: the file's, or the one the approver settings describe."""
+        if self.policy is not None:
+            return self.policy
+        return legacy_spec(self.approvers, self.approver_group, self.required_approvals)
+
+
+# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves, and whether
+# Approve needs a second factor (its `step_up`).
+POLICY_REPLACES = ("SFOX_APPROVERS", "SFOX_APPROVER_GROUP", "SFOX_REQUIRED_APPROVALS", "SFOX_STEP_UP")
 
 
 _ATTR_OF = {
@@ -137,6 +158,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
             "SFOX_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "Slack channel ids like C012ABC"
         ),
         required_approvals=get.integer("SFOX_REQUIRED_APPROVALS", 1, low=1, high=10),
+        policy_file=(policy_file := get.raw("SFOX_POLICY_FILE")),
+        policy=_policy(get, policy_file),
         request_ttl_seconds=get.integer("SFOX_REQUEST_TTL_SECONDS", 3600, low=1, high=30 * 86400),
         sfox_max_attempts=get.integer("SFOX_MAX_ATTEMPTS", 4, low=1, high=20),
         sfox_timeout_seconds=get.number("SFOX_TIMEOUT_SECONDS", 30.0, low=0.1, high=600),
@@ -159,6 +182,24 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         log_format=get.choice("LOG_FORMAT", "text", ("text", "json")),
         log_level=get.choice("LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR"), upper=True),
     )
+
+
+def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
+    """The policy file's policy, checked; None without a file. Read after the approver settings,
+    which must then be unset."""
+    if path is None:
+        return None
+    clashing = [name for name in POLICY_REPLACES if get.raw(name) is not None]
+    if clashing:
+        raise ConfigError(
+            "SFOX_POLICY_FILE",
+            f"is set, so {', '.join(clashing)} must be unset "
+            "(the policy file says who asks and approves, and its step_up whether Approve needs a code)",
+        )
+    try:
+        return load_policy_file(path)
+    except PolicyFileError as exc:
+        raise ConfigError("SFOX_POLICY_FILE", exc.problem) from None
 
 
 def read_env(dotenv: bool = True) -> Mapping[str, str]:

@@ -4,7 +4,7 @@ authenticator. The code is checked before the ack (bot/mfa/stepup.py: a wrong, r
 out code is that box's error and changes nothing); a good one is journalled with the click, marked
 `step_up`, and the approval then runs the very path of a plain click (bot/runtime/clicks.py →
 bot/requests/deciding.py or bot/batches/deciding.py), where the policy refuses any approval that
-did not come with a code (`step_up_refusal`, bot/policy/rules.py).
+did not come with a code (`step_up_refusal`, bot/policy/step_up.py).
 
 The modal is the only way in: when it cannot be opened (Slack slow or down, a spent trigger) the
 click is refused visibly and nothing is counted. A click the normal path would refuse anyway (not
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.mfa.stepup import FACTOR, Verdict
 from bot.policy import rules
+from bot.policy.step_up import enrol_hint
 from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.batch_card import BATCH_APPROVE
@@ -92,7 +93,7 @@ def _approve_listener(
                 "so your Approve was *not* counted. Click *Approve* again."
             )
         elif not_ready.verdict is Verdict.NOT_ENROLLED:
-            text = rules.enrol_hint()
+            text = enrol_hint()
         else:
             text = f":lock: {not_ready.text}"
         ack()

@@ -8,9 +8,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from bot.batches.asking import ids_from_csv, split_ids
-from bot.config import SLACK_CHANNEL_ID
-from bot.policy import rules
+from bot.policy import reasons
 from bot.slack.batch_form import CALLBACK_ID, form, read_file
+from bot.slack.ids import SLACK_CHANNEL_ID
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, Respond
@@ -100,7 +100,7 @@ def _register_form(app: App, runtime: Runtime) -> None:
                 return
             tokens += ids_from_csv(content)
         if not reason.strip():
-            ack(response_action="errors", errors={"reason": rules.reason_required_field_error()})
+            ack(response_action="errors", errors={"reason": reasons.reason_required_field_error()})
             return
         checked = runtime.batches.check(user, channel, tokens, reason)
         if isinstance(checked, str):

@@ -14,7 +14,7 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any
 
-from bot.policy import rules
+from bot.policy import reasons, rules
 from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.blocks import DENY, code
@@ -67,9 +67,9 @@ def register(app: App, runtime: Runtime) -> None:
             )
             return
         values = ((view.get("state") or {}).get("values") or {}).get(REASON_BLOCK) or {}
-        reason = rules.clean_reason(str((values.get(REASON_INPUT) or {}).get("value") or ""))
-        if rules.reason_refusal(reason) is not None:
-            ack(response_action="errors", errors={REASON_BLOCK: rules.reason_field_error()})
+        reason = reasons.clean_reason(str((values.get(REASON_INPUT) or {}).get("value") or ""))
+        if reasons.reason_refusal(reason) is not None:
+            ack(response_action="errors", errors={REASON_BLOCK: reasons.reason_field_error()})
             return
         card = CardRef(str(meta["c"]), str(meta["t"]), ours=bool(meta.get("o"))) if meta.get("t") else None
         response_url = meta.get("u") if isinstance(meta.get("u"), str) else None
@@ -128,7 +128,7 @@ def _open_modal(
     record = runtime.store.get(request_id)
     if record is None or record.status != "pending" or record.expires_at <= runtime.workflow.now():
         return False
-    if rules.approver_refusal(runtime.workflow.policy.approvers, actor, rules.Step.DENY) is not None:
+    if rules.decide_refusal(runtime.workflow.policy, actor, rules.Step.DENY, record) is not None:
         return False
     card = card_of(body, context)
     meta = {
@@ -165,7 +165,7 @@ def _open_modal(
                     "type": "plain_text_input",
                     "action_id": REASON_INPUT,
                     "multiline": True,
-                    "max_length": rules.MAX_REASON,
+                    "max_length": reasons.MAX_REASON,
                 },
             },
         ],

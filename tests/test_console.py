@@ -203,3 +203,60 @@ def test_console_shows_a_reminder_a_deny_reason_and_the_requesters_dm(tmp_path):
     assert "bob › submits the Deny dialog (reason “wrong account”)" in out
     assert "🚫 Denied by @bob: wrong account" in out
     assert "(DM to alice)  the bot says: 🚫 Your request #1 to deactivate `client_1`" in out
+
+
+POLICY = """\
+requesters: [UHELP1]
+approvals:
+  - from: [S0COMPLIANCE]
+    count: 1
+    name: Compliance
+  - from: [UBOB, UCAROL]
+    count: 1
+    name: Support leads
+"""
+
+POLICY_SESSION = """\
+users
+group S0COMPLIANCE ucarol,udave
+/sfox-deactivate client_1 leaving
+as uhelp1
+/sfox-deactivate client_1 leaving
+as ucarol
+approve 1
+as ucarol
+approve 1
+as bob
+approve 1
+quit
+"""
+
+
+def test_console_under_a_policy_file(tmp_path):
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    done = sfox_bot(
+        tmp_path, "console", "--fresh", "--policy", str(tmp_path / "policy.yaml"), stdin=POLICY_SESSION
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    in_order(
+        out,
+        "uhelp1   UHELP1    not an approver",
+        "S0COMPLIANCE now holds UCAROL, UDAVE.",
+        "You are not on the sFOX requester list",
+        "Compliance 0 of 1 · Support leads 0 of 1",
+        "Still waiting for: Support leads",
+        "Compliance 1 of 1: @UCAROL · Support leads 0 of 1",
+        "You have already approved this request.",
+        "Deactivated",
+    )
+
+
+def test_console_refuses_a_bad_policy_file_in_one_line(tmp_path):
+    (tmp_path / "policy.yaml").write_text("approvals: []\n")
+    done = sfox_bot(tmp_path, "console", "--fresh", "--policy", str(tmp_path / "policy.yaml"))
+    assert done.returncode != 0
+    assert (
+        done.stderr.count("\n") == 1
+        and "policy.yaml, line 1: `approvals` must be a non-empty list" in done.stderr
+    )

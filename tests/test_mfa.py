@@ -48,7 +48,7 @@ def test_enrol_then_approve_with_a_code_sends_one_delete(bot):
     wait_status(bot, record.id, "succeeded")
     assert len(bot.sfox.requests("DELETE")) == 1
     (approved,) = approved_events(bot, record.id)
-    assert approved.actor == BOB and json.loads(approved.detail) == {"step_up": "totp"}
+    assert approved.actor == BOB and json.loads(approved.detail)["step_up"] == "totp"
     assert audit_verify.verify(bot.store.engine).ok  # events without a request chain too
 
 
@@ -172,7 +172,7 @@ def test_a_stepped_up_approve_replayed_after_a_crash_counts(bot):
     assert bot.runtime.clicks.replay() == 1
     wait_status(bot, record.id, "succeeded")
     (approved,) = approved_events(bot, record.id)
-    assert json.loads(approved.detail) == {"step_up": "totp"} and len(bot.sfox.requests("DELETE")) == 1
+    assert json.loads(approved.detail)["step_up"] == "totp" and len(bot.sfox.requests("DELETE")) == 1
 
 
 def test_the_requester_and_non_approvers_are_answered_by_the_normal_rules(bot):
@@ -199,7 +199,7 @@ def test_app_home_approve_asks_for_a_code(bot):
     bot.driver.submit_view(BOB, modal, {"code": code(secret, bot, 1)})
     wait_status(bot, record.id, "succeeded")
     (approved,) = approved_events(bot, record.id)
-    assert json.loads(approved.detail) == {"step_up": "totp"}
+    assert json.loads(approved.detail)["step_up"] == "totp"
 
 
 def test_a_batch_is_approved_with_a_code_too(make_bot, fake_sfox):
@@ -230,7 +230,7 @@ def test_a_batch_is_approved_with_a_code_too(make_bot, fake_sfox):
     assert dict(fake_sfox.deletes) == {uid: 1 for uid in ids}
     for row in rows:
         (approved,) = approved_events(bot, row.id)
-        assert json.loads(approved.detail) == {"batch": bid, "step_up": "totp"}
+        assert {"batch": bid, "step_up": "totp"}.items() <= json.loads(approved.detail).items()
 
 
 def test_a_code_modal_submitted_after_step_up_was_switched_off(make_bot):
@@ -287,5 +287,5 @@ def test_enrol_approve_and_replay_on_postgresql(make_bot, postgres_url):
     modal, _ = approve_modal(bot, BOB, other.id, other_card.ts)
     assert "used already" in error_of(bot.driver.submit_view(BOB, modal, {"code": used}))
     (approved,) = approved_events(bot, record.id)
-    assert json.loads(approved.detail) == {"step_up": "totp"}
+    assert json.loads(approved.detail)["step_up"] == "totp"
     assert audit_verify.verify(bot.store.engine).ok

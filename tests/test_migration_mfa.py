@@ -21,6 +21,7 @@ from bot.store import migrate
 from bot.store.db import Store
 from bot.store.mfa_enrolling import MfaEnrolling
 from bot.store.mfa_verifying import MfaVerifying
+from bot.store.records import Event
 from bot.store.schema import metadata
 
 KEY = "audit-key-0123456789"
@@ -56,7 +57,7 @@ def test_upgrade_keeps_the_chain_and_takes_events_about_people(url):
             {"now": now.replace(tzinfo=None), "later": (now + timedelta(hours=1)).replace(tzinfo=None)},
         )
     request_id = 1
-    assert store.add_approval(request_id, "UBOB0002", now)  # an event chained before 0009
+    store.record_event(request_id, now, Event("approved", "UBOB0002"))  # an event chained before 0009
     before = audit_verify.verify(store.engine, KEY)
     assert before.ok and before.count == 1
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.policy import rules
+from bot.policy import reasons, rules
 from bot.policy.rules import Policy, Refused, Step, Subject
 from tests.conftest import ALICE, APPROVERS, BOB, CAROL, MALLORY
 
@@ -14,6 +14,8 @@ class Item:
     requested_by: str = ALICE
     approved_by: tuple[str, ...] = ()
     required_approvals: int = 2
+    stages: str | None = None
+    approval_stages: tuple[tuple[int, ...] | None, ...] = ()
 
 
 class Unreadable:
@@ -68,19 +70,49 @@ def test_the_quorum_never_counts_the_requester():
 
 
 def test_the_reason_rules():
-    assert rules.clean_reason("  left\n the\tcompany ") == "left the company"
-    assert rules.clean_reason(None) == ""
-    assert rules.reason_refusal("x" * rules.MAX_REASON) is None
-    refusal = rules.reason_refusal("x" * (rules.MAX_REASON + 1))
+    assert reasons.clean_reason("  left\n the\tcompany ") == "left the company"
+    assert reasons.clean_reason(None) == ""
+    assert reasons.reason_refusal("x" * reasons.MAX_REASON) is None
+    refusal = reasons.reason_refusal("x" * (reasons.MAX_REASON + 1))
     assert refusal.kind is Refused.REASON_TOO_LONG
     assert refusal.text == ":warning: The reason is too long (501 characters; at most 500)."
-    assert rules.reason_field_error() == "At most 500 characters, please."
+    assert reasons.reason_field_error() == "At most 500 characters, please."
 
 
 def test_a_reason_is_required_only_where_the_policy_says_so():
     optional, required = Policy(approvers=APPROVERS), Policy(approvers=APPROVERS, require_reason=True)
-    assert rules.missing_reason_refusal(optional, "") is None
-    assert rules.missing_reason_refusal(required, "left the company") is None
-    refusal = rules.missing_reason_refusal(required, "")
+    assert reasons.missing_reason_refusal(optional, "") is None
+    assert reasons.missing_reason_refusal(required, "left the company") is None
+    refusal = reasons.missing_reason_refusal(required, "")
     assert refusal is not None and refusal.kind is Refused.REASON_MISSING
     assert "A reason is required here (SFOX_REQUIRE_REASON)" in refusal.text
+
+
+def test_stages_a_request_was_asked_under_decide_which_an_approval_may_fill():
+    from bot.policy.stages import Stage, dump_stages
+
+    stages = dump_stages(
+        [Stage(count=1, members=("S0GONE",), name="Compliance"), Stage(count=1, members=(BOB,))]
+    )
+    item = Item(stages=stages, required_approvals=2)
+    # No directory (the bot now runs without the file): the group adds nobody, and nothing breaks.
+    policy = Policy(approvers={BOB, CAROL})
+    assert rules.stages_open_to(policy, item, BOB) == ((1,), None)
+    eligible, refusal = rules.stages_open_to(policy, item, CAROL)
+    assert eligible == () and refusal.kind is Refused.NOT_IN_STAGE and "Compliance" in refusal.text
+    # A stage of every approver (asked before stages) is every approver of the policy now.
+    assert rules.stages_open_to(policy, Item(), CAROL) == ((0,), None)
+
+
+def test_maker_checker_refusals_are_typed():
+    from bot.policy.stages import Stage
+
+    policy = Policy(approvers={BOB}, requesters={ALICE}, stages=(Stage(count=1, members=(BOB,)),))
+    assert rules.ask_refusal(policy, ALICE, "C0") is None
+    assert rules.ask_refusal(policy, BOB, "C0").kind is Refused.APPROVER_ONLY
+    assert rules.ask_refusal(policy, MALLORY, "C0").kind is Refused.NOT_REQUESTER
+    assert rules.decide_refusal(policy, ALICE, Step.APPROVE).kind is Refused.REQUESTER_ONLY
+    assert rules.decide_refusal(policy, ALICE, Step.DENY, Item(requested_by=ALICE)) is None  # a cancel
+    assert rules.decide_refusal(policy, MALLORY, Step.DENY).kind is Refused.NOT_APPROVER
+    assert rules.decide_refusal(policy, BOB, Step.APPROVE) is None
+    assert policy.total_approvals == 1

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from bot.batches.base import BatchesBase, log
-from bot.policy import rules
+from bot.policy import reasons, rules
+from bot.policy.stages import dump_stages
 from bot.sfox.errors import SfoxError, SfoxUser
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack.blocks import code, escape, funds_text
@@ -90,8 +91,8 @@ class BatchAsking(BatchesBase):
         refusal = self.refusal(requester, channel_id)
         if refusal:
             return refusal
-        reason = rules.clean_reason(reason)
-        too_long = rules.reason_refusal(reason)
+        reason = reasons.clean_reason(reason)
+        too_long = reasons.reason_refusal(reason)
         if too_long is not None:
             return too_long.text
         ids: list[str] = []
@@ -157,7 +158,8 @@ class BatchAsking(BatchesBase):
                     requested_by=ask.requester,
                     channel_id=ask.channel_id,
                     reason=ask.reason,
-                    required_approvals=self.policy.required_approvals,
+                    required_approvals=self.policy.total_approvals,
+                    stages=dump_stages(self.policy.effective_stages()),
                     now=self.now(),
                     ttl=self.policy.ttl,
                     users=users,

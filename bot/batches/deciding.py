@@ -1,7 +1,7 @@
 """Deciding a batch: the card's buttons (approve, deny; pause, resume and cancel while it runs),
 each a button step that returns what to tell the clicker. The rules are a single request's
-(bot/policy/rules.py): approvers only, never the requester, `SFOX_REQUIRED_APPROVALS` distinct
-approvers, expiry; an outage of the approver group is said as such."""
+(bot/policy/rules.py): people in a stage only, never the requester, every stage met by distinct
+people, expiry; an outage of a group is said as such."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from bot.batches.base import BatchesBase, log
 from bot.policy import rules
+from bot.policy.step_up import step_up_refusal
 from bot.requests.base import ClickResult
 from bot.slack.blocks import mention
 from bot.store.batch_base import BatchRecord
@@ -31,10 +32,13 @@ class BatchDeciding(BatchesBase):
             return ClickResult(own.text)
         if actor in batch.approved_by:
             return ClickResult("You have already approved this batch.")
-        stepless = rules.step_up_refusal(self.policy, step_up)
+        eligible, outside = rules.stages_open_to(self.policy, batch, actor)
+        if outside is not None:
+            return ClickResult(outside.text)
+        stepless = step_up_refusal(self.policy, step_up)
         if stepless is not None:
             return ClickResult(stepless.text)
-        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN, step_up=step_up)
+        outcome = self.records.approve(batch_id, actor, self.now(), RUN_WITHIN, eligible, step_up=step_up)
         if outcome == "duplicate":
             return ClickResult("You have already approved this batch.")
         if outcome == "closed":
@@ -42,7 +46,7 @@ class BatchDeciding(BatchesBase):
         self.runner.refresh_card(batch_id)
         if outcome == "recorded":
             current = self.records.get(batch_id)
-            return ClickResult(rules.still_needed(rules.approvals_missing(current) if current else 0))
+            return ClickResult(rules.still_needed_for(current))
         log.info("batch approved", extra={"batch_id": batch_id, "actor": actor})
         self.submit(self.runner.run, batch_id)
         return ClickResult(None)
@@ -61,7 +65,7 @@ class BatchDeciding(BatchesBase):
         return ClickResult(None)
 
     def pause(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.CHANGE_BATCH)
         if refusal is not None:
             return ClickResult(refusal.text)
         if not self.records.set_status(batch_id, "running", "paused", actor):
@@ -73,7 +77,7 @@ class BatchDeciding(BatchesBase):
         return ClickResult(None)
 
     def resume(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.CHANGE_BATCH)
         if refusal is not None:
             return ClickResult(refusal.text)
         if not self.records.set_status(batch_id, "paused", "running", actor):
@@ -84,7 +88,7 @@ class BatchDeciding(BatchesBase):
         return ClickResult(None)
 
     def cancel(self, batch_id: int, actor: str) -> ClickResult:
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.CHANGE_BATCH)
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.CHANGE_BATCH)
         if refusal is not None:
             return ClickResult(refusal.text)
         cancelled = self.records.cancel(batch_id, actor, self.now())
@@ -106,7 +110,7 @@ class BatchDeciding(BatchesBase):
         batch = self.records.get(batch_id)
         if batch is None:
             return None, "That batch does not exist (any more)."
-        refusal = rules.approver_refusal(self.policy.approvers, actor, step)
+        refusal = rules.decide_refusal(self.policy, actor, step, batch)
         if refusal is not None:
             return batch, refusal.text
         if batch.status == "pending" and batch.expires_at <= self.now():

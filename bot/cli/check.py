@@ -86,8 +86,8 @@ def check_online(settings: Settings, probe_user: str | None = None) -> list[Chec
     rows = [_slack_auth(settings)]
     if settings.slack_app_token:
         rows.append(_slack_app_token(settings))
-    if settings.approver_group:
-        rows.append(_slack_group(settings))
+    # Every user group the policy names (SFOX_APPROVER_GROUP, or the policy file's).
+    rows += [_slack_group(settings, group) for group in settings.policy_spec().groups]
     rows.append(_sfox(settings))
     rows.append(_sfox_user_tokens(settings, probe_user))
     return rows
@@ -153,17 +153,19 @@ def _slack_app_token(settings: Settings) -> Check:
     return Check(name, True, "Socket Mode connections can be opened")
 
 
-def _slack_group(settings: Settings) -> Check:
+def _slack_group(settings: Settings, group: str) -> Check:
     name = "Slack approver group (usergroups.users.list)"
+    if settings.policy is not None:
+        name = f"Slack user group {group} (usergroups.users.list)"
     client = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
     try:
-        data = client.usergroups_users_list(usergroup=settings.approver_group or "").data
+        data = client.usergroups_users_list(usergroup=group).data
     except Exception as exc:
         code = _slack_error(exc)
         hint = " (add the usergroups:read scope and reinstall the app)" if code == "missing_scope" else ""
         return Check(name, False, f"Slack said {code}{hint}")
     assert isinstance(data, dict)
-    return Check(name, True, f"{settings.approver_group}: {len(data.get('users') or [])} member(s)")
+    return Check(name, True, f"{group}: {len(data.get('users') or [])} member(s)")
 
 
 def _sfox(settings: Settings) -> Check:

@@ -165,13 +165,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="talk to the real sFOX API at SFOX_API_URL with SFOX_API_KEY: deactivations are PERMANENT",
     )
+    console.add_argument(
+        "--policy",
+        metavar="FILE",
+        help="run the bot under this approval policy file (SFOX_POLICY_FILE); everyone it names "
+        "is a person in the console",
+    )
     console.set_defaults(handler=cmd_console)
 
     from bot.cli import audit as audit_cli
     from bot.cli import mfa as mfa_cli
+    from bot.cli import policy as policy_cli
 
     audit_cli.register(sub)
     mfa_cli.register(sub)
+    policy_cli.register(sub)
     return parser
 
 
@@ -255,4 +263,4 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_console(args: argparse.Namespace) -> int:
     from bot.sandbox import console
 
-    return console.run(fresh=args.fresh, real_sfox=args.real_sfox)
+    return console.run(fresh=args.fresh, real_sfox=args.real_sfox, policy_file=args.policy)

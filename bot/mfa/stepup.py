@@ -8,7 +8,7 @@ slip: it is refused but not counted as a wrong code.
 
 This module knows nothing of Slack; each answer is a typed `Verdict` with the words to show next
 to the code box (`text`). Whether an approval needs a code at all is the policy's rule
-(`step_up_refusal` in bot/policy/rules.py); this module only says whether a code is good.
+(`step_up_refusal` in bot/policy/step_up.py); this module only says whether a code is good.
 """
 
 from __future__ import annotations

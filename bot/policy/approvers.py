@@ -1,7 +1,8 @@
-"""Who may request, approve and deny: fixed Slack user ids (SFOX_APPROVERS) and, optionally, the
-members of a Slack user group (SFOX_APPROVER_GROUP), so admins are managed in Slack itself.
+"""Who is in a set of people (a policy's stage, its requesters, every approver): fixed Slack user
+ids and the members of Slack user groups, so admins are managed in Slack itself (SFOX_APPROVERS and
+SFOX_APPROVER_GROUP, or the stages of SFOX_POLICY_FILE; bot/policy/policy_file.py).
 
-The group is read with `usergroups.users.list` (scope `usergroups:read`) and cached briefly: the
+Each group is read with `usergroups.users.list` (scope `usergroups:read`) and cached briefly: the
 membership check sits on the path that must answer Slack within 3 s. When Slack cannot tell us
 who is in the group, its members are treated as NOT approvers (fail closed) until it can, and the
 failure is logged; the fixed ids keep working meanwhile. What people are told then (that we
@@ -13,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Collection, Container
+from collections.abc import Callable, Collection, Container, Sequence
 
 from slack_sdk import WebClient
 
@@ -30,8 +31,98 @@ FAILURE_TTL_SECONDS = 5.0
 LOOKUP_TIMEOUT_SECONDS = 2
 
 
-class GroupApprovers:
-    """A container of approver ids: `fixed` ids plus the current members of one user group."""
+class GroupDirectory:
+    """The members of any number of user groups, each read with `usergroups.users.list` and cached
+    on its own: one directory serves every stage, the requesters and the approvers of a policy."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        ttl: float = GROUP_TTL_SECONDS,
+        failure_ttl: float = FAILURE_TTL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self.ttl = ttl
+        self.failure_ttl = failure_ttl
+        self.clock = clock
+        self._members: dict[str, frozenset[str]] = {}
+        self._valid_until: dict[str, float] = {}
+        self._errors: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def members(self, group_id: str) -> frozenset[str]:
+        """The group's members, from the cache while it is fresh; empty while Slack fails."""
+        with self._lock:  # one Slack call at a time; the others then find a fresh cache
+            now = self.clock()
+            if now < self._valid_until.get(group_id, float("-inf")):
+                return self._members[group_id]
+            try:
+                self._members[group_id] = self._fetch(group_id)
+                self._valid_until[group_id] = now + self.ttl
+                self._errors.pop(group_id, None)
+            except Exception as exc:
+                self._members[group_id] = frozenset()
+                self._valid_until[group_id] = now + self.failure_ttl
+                self._errors[group_id] = _slack_error(exc)
+                log.warning(
+                    "approver group unreadable: its members are not approvers until Slack answers",
+                    extra={"usergroup": group_id, "slack_error": self._errors[group_id]},
+                )
+            return self._members[group_id]
+
+    def forget(self, group_id: str) -> None:
+        """Drop the cached members of `group_id`: the next check reads Slack again."""
+        with self._lock:
+            self._valid_until.pop(group_id, None)
+
+    def unreadable(self, group_id: str) -> str | None:
+        """Slack's error from the last read of `group_id`, while it cannot be read; else None."""
+        return self._errors.get(group_id)
+
+    def _fetch(self, group_id: str) -> frozenset[str]:
+        response = self.client.usergroups_users_list(usergroup=group_id)
+        users = response.get("users")
+        if not isinstance(users, list):
+            raise ValueError("usergroups.users.list answered without a user list")
+        return frozenset(str(u) for u in users)
+
+
+class People:
+    """A container of people: `fixed` user ids plus the current members of some user groups (a
+    stage, the requesters, every approver of a policy). A group Slack cannot read adds nobody
+    (fail closed); `unreadable` then says so. Without a directory, groups add nobody."""
+
+    def __init__(
+        self, fixed: Collection[str] = (), groups: Sequence[str] = (), directory: GroupDirectory | None = None
+    ) -> None:
+        self.fixed = frozenset(fixed)
+        self.groups = tuple(dict.fromkeys(groups))
+        self.directory = directory
+
+    def __contains__(self, user_id: object) -> bool:
+        if user_id in self.fixed:
+            return True
+        return any(user_id in self.directory.members(g) for g in self.groups) if self.directory else False
+
+    @property
+    def unreadable(self) -> str | None:
+        """Slack's error while one of the groups cannot be read (None when all can, or there are
+        none). Read it after a membership test: that test is what reads the groups."""
+        if self.directory is None:
+            return None
+        return next((e for g in self.groups if (e := self.directory.unreadable(g))), None)
+
+    def group_members(self) -> frozenset[str]:
+        """Every group's members (read or cached now); the fixed ids are not included."""
+        if self.directory is None:
+            return frozenset()
+        return frozenset().union(*(self.directory.members(g) for g in self.groups))
+
+
+class GroupApprovers(People):
+    """Fixed ids plus the members of one user group (SFOX_APPROVER_GROUP), on a directory of its own."""
 
     def __init__(
         self,
@@ -43,57 +134,30 @@ class GroupApprovers:
         failure_ttl: float = FAILURE_TTL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.client = client
+        super().__init__(
+            fixed, (group_id,), GroupDirectory(client, ttl=ttl, failure_ttl=failure_ttl, clock=clock)
+        )
         self.group_id = group_id
-        self.fixed = frozenset(fixed)
-        self.ttl = ttl
-        self.failure_ttl = failure_ttl
-        self.clock = clock
-        self._members: frozenset[str] = frozenset()
-        self._valid_until = float("-inf")
-        self._lock = threading.Lock()
-        # Slack's error from the last read, while the group cannot be read; None when it was read.
-        self.unreadable: str | None = None
-
-    def __contains__(self, user_id: object) -> bool:
-        return user_id in self.fixed or user_id in self.members()
 
     def members(self) -> frozenset[str]:
         """The group's members, from the cache while it is fresh; empty while Slack fails."""
-        with self._lock:  # one Slack call at a time; the others then find a fresh cache
-            now = self.clock()
-            if now < self._valid_until:
-                return self._members
-            try:
-                self._members = self._fetch()
-                self._valid_until = now + self.ttl
-                self.unreadable = None
-            except Exception as exc:
-                self._members = frozenset()
-                self._valid_until = now + self.failure_ttl
-                self.unreadable = _slack_error(exc)
-                log.warning(
-                    "approver group unreadable: its members are not approvers until Slack answers",
-                    extra={"usergroup": self.group_id, "slack_error": _slack_error(exc)},
-                )
-            return self._members
+        return self.group_members()
 
-    def _fetch(self) -> frozenset[str]:
-        response = self.client.usergroups_users_list(usergroup=self.group_id)
-        users = response.get("users")
-        if not isinstance(users, list):
-            raise ValueError("usergroups.users.list answered without a user list")
-        return frozenset(str(u) for u in users)
+
+def directory_for(settings: Settings) -> GroupDirectory:
+    """The directory that reads user groups with the bot's token: a quick call, never retried,
+    because the membership check sits on the path that must answer Slack within 3 s."""
+    client = make_web_client(
+        settings.slack_bot_token or "", settings.slack_api_url, LOOKUP_TIMEOUT_SECONDS, retries=False
+    )
+    return GroupDirectory(client)
 
 
 def approvers_for(settings: Settings) -> Container[str]:
     """The approver container `settings` describe: the fixed ids, plus the group when one is set."""
     if not settings.approver_group:
         return settings.approvers
-    client = make_web_client(
-        settings.slack_bot_token or "", settings.slack_api_url, LOOKUP_TIMEOUT_SECONDS, retries=False
-    )
-    return GroupApprovers(client, settings.approver_group, settings.approvers)
+    return People(settings.approvers, (settings.approver_group,), directory_for(settings))
 
 
 def _slack_error(exc: Exception) -> str:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.crashpoints import crash_point
-from bot.policy import rules
+from bot.policy import reasons, rules
+from bot.policy.stages import dump_stages
 from bot.requests.base import USAGE, Command, WorkflowBase, card_failure_advice, log, log_fields
 from bot.sfox.errors import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
@@ -30,8 +31,8 @@ class Asking(WorkflowBase):
             user_id = parse_user_id(token)
         except InvalidUserId as exc:
             return f":warning: {code(token, 80)} is not a valid sFOX user id: {escape(str(exc))}.\n{USAGE}"
-        reason = rules.clean_reason(reason)
-        refusal = rules.reason_refusal(reason) or rules.missing_reason_refusal(self.policy, reason)
+        reason = reasons.clean_reason(reason)
+        refusal = reasons.reason_refusal(reason) or reasons.missing_reason_refusal(self.policy, reason)
         if refusal is not None:
             return refusal.text
         return Command(requester, channel_id, user_id, reason)
@@ -54,7 +55,8 @@ class Asking(WorkflowBase):
             "reason": cmd.reason,
             "requested_by": cmd.requester,
             "channel_id": cmd.channel_id,
-            "required_approvals": self.policy.required_approvals,
+            "required_approvals": self.policy.total_approvals,
+            "stages": dump_stages(self.policy.effective_stages()),
             "target_name": target.name or None,
             "target_email": target.email,
             "target_status": target.status,

@@ -4,6 +4,7 @@ click on a card the bot lost track of does."""
 from __future__ import annotations
 
 from bot.policy import rules
+from bot.policy.step_up import step_up_refusal
 from bot.requests.base import CardRef, ClickResult, WorkflowBase, log, log_fields
 from bot.slack import blocks
 from bot.slack.blocks import mention
@@ -22,15 +23,17 @@ class Deciding(WorkflowBase):
         own = rules.own_approval_refusal(record, actor, rules.Subject.REQUEST)
         if own is not None:
             return ClickResult(own.text)
+        eligible, outside = rules.stages_open_to(self.policy, record, actor)
+        if outside is not None:
+            return ClickResult(outside.text)
         now = self.now()
         # An approval already recorded is not added twice, but the claim is tried again: the
         # click that recorded it may have stopped before claiming (the bot died in between).
         if actor not in record.approved_by:
-            stepless = rules.step_up_refusal(self.policy, step_up)
+            stepless = step_up_refusal(self.policy, step_up)
             if stepless is not None:
                 return ClickResult(stepless.text)
-            detail = {"step_up": step_up} if step_up else None
-            if not self.store.add_approval(request_id, actor, now, detail):
+            if not self.store.add_approval(request_id, actor, now, eligible, step_up=step_up):
                 return ClickResult(self._not_pending(self.store.get(request_id), actor))
         if self.store.claim(request_id, now, actor=actor):
             log.info("request claimed", extra=log_fields(record, actor=actor))
@@ -40,7 +43,7 @@ class Deciding(WorkflowBase):
             return ClickResult(self._not_pending(current, actor))
         if current is not None and current.status == "pending":
             self.store.queue_card(request_id, now)
-            return ClickResult(rules.still_needed(rules.approvals_missing(current)))
+            return ClickResult(rules.still_needed_for(current))
         # Another approver's click completed the claim a moment earlier.
         return ClickResult(f"Your approval was recorded; request #{request_id} is already being deactivated.")
 
@@ -60,7 +63,7 @@ class Deciding(WorkflowBase):
         record = self.store.get(request_id)
         if record is None:
             return ClickResult(f"There is no deactivation request #{request_id}.")
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.RETRY) or (
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.RETRY) or (
             rules.own_retry_refusal(record, actor)
         )
         if refusal is not None:
@@ -93,7 +96,7 @@ class Deciding(WorkflowBase):
     def _click_refusal(self, record: RequestRecord | None, actor: str) -> str | None:
         if record is None:
             return "That deactivation request does not exist (any more)."
-        refusal = rules.approver_refusal(self.policy.approvers, actor, rules.Step.DECIDE)
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.DECIDE, record)
         if refusal is not None:
             return refusal.text
         if record.status == "pending" and self._expire_if_due(record):

@@ -17,9 +17,9 @@ from datetime import datetime
 
 from sqlalchemy import insert, select, update
 
-from bot.config import SLACK_USER_ID
-from bot.policy import rules
+from bot.policy import quorum, rules
 from bot.slack.blocks import code, mention, slack_date
+from bot.slack.ids import SLACK_USER_ID
 from bot.store.db import Store
 from bot.store.records import Event, RequestRecord
 from bot.store.schema import outbox, requests
@@ -95,7 +95,10 @@ class Reminders:
         )
 
     def _waiting(self, record: RequestRecord) -> str:
-        """Who can still act: the group's handle, plus each fixed approver who has not acted."""
+        """Who can still act: the group's handle, plus each fixed approver who has not acted; under
+        a policy's stages, the groups and listed people of each stage not yet met."""
+        if quorum.is_staged(record):
+            return ", ".join(rules.waiting_for(record)) or "Approvers"
         fixed = getattr(self.approvers, "fixed", self.approvers)
         people = sorted(
             u

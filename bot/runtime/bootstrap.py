@@ -21,7 +21,7 @@ from bot.batches.workflow import BALANCE_SLOT_WAIT_SECONDS, Batches
 from bot.config import ConfigError, Settings
 from bot.mfa.sealing import Sealer
 from bot.mfa.stepup import StepUp
-from bot.policy.approvers import GroupApprovers, approvers_for
+from bot.policy.effective import CLAIM_GRACE_SECONDS, build_policy
 from bot.policy.rules import Policy
 from bot.requests.base import ClickResult
 from bot.requests.reminders import Reminders
@@ -58,7 +58,6 @@ log = logging.getLogger("sfox_bot.runtime")
 # on sFOX and Slack.
 STEP_THREADS = 16
 JOB_THREADS = 32
-CLAIM_GRACE_SECONDS = 5.0
 # views.open must use a click's trigger_id within 3 s: one quick try, no retries.
 MODAL_TIMEOUT_SECONDS = 2
 # The Slack calls a listener makes itself (Bolt's `client`: the batch form's views.open and
@@ -206,15 +205,7 @@ def build_runtime(
     outbox_slack = make_web_client(
         settings.slack_bot_token or "", settings.slack_api_url, rate_limit_patience=0
     )
-    policy = Policy(
-        approvers=approvers if approvers is not None else approvers_for(settings),
-        required_approvals=settings.required_approvals,
-        ttl=timedelta(seconds=settings.request_ttl_seconds),
-        allowed_channels=settings.allowed_channels,
-        require_reason=settings.require_reason,
-        claim_lease=timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
-        step_up=settings.step_up,
-    )
+    policy = build_policy(settings, approvers=approvers)
     reader = (
         BalanceReader(
             sfox, settings.balance_check, limiter=LocalRateLimiter(ROUTE_LIMIT, ROUTE_WINDOW_SECONDS)
@@ -358,15 +349,17 @@ def _visibility(
     dms = DirectMessages(outbox_slack, store)  # an outbox sender: its 429s are retried by the outbox
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
-    if isinstance(approvers, GroupApprovers):
-        metrics.instrument_slack(approvers.client)  # usergroups.users.list
+    if workflow.policy.directory is not None:
+        metrics.instrument_slack(workflow.policy.directory.client)  # usergroups.users.list
     return Visibility(
         metrics=metrics,
         dms=dms,
         reminders=Reminders(
             store, approvers, settings.remind_after_fraction, workflow.now, settings.approver_group
         ),
-        home=AppHome(slack, store, approvers, settings.approver_group, clock=workflow.now),
+        home=AppHome(
+            slack, store, approvers, settings.approver_group, clock=workflow.now, policy=workflow.policy
+        ),
         subcommands=subcommands.Context(store, approvers, settings.require_reason),
         modal_client=modal_client,
         secret_modal_client=secret_modal_client,

@@ -20,6 +20,7 @@ from bot.cli.history import write_table
 from bot.config import load_settings
 from bot.logs import configure
 from bot.sandbox.harness import BUTTONS, CHANNEL_NAME, RealSfox, Sandbox, SandboxError, database
+from bot.sandbox.people import set_group
 from bot.sandbox.transcript import Typed, card_lines, plain
 from bot.sfox.balances import describe_funds, parse_balances
 from bot.slack.blocks import card
@@ -38,17 +39,25 @@ HELP = f"""\
   users                           who is who, who may approve, and the fake sFOX accounts
   history                         the recorded requests, newest first (as `sfox-bot history`)
   show N                          card #N as it stands now, and its audit trail
+  group S… NAME,NAME              (with --policy) who is in that Slack user group from now on
   help                            this list
   quit                            leave (end of input does the same)"""
 
 
-def run(*, fresh: bool, real_sfox: bool, stdin: TextIO | None = None, out: TextIO | None = None) -> int:
+def run(
+    *,
+    fresh: bool,
+    real_sfox: bool,
+    stdin: TextIO | None = None,
+    out: TextIO | None = None,
+    policy_file: str | None = None,
+) -> int:
     stdin = stdin or sys.stdin
     out = out or sys.stdout
     target = _confirm_real_sfox(stdin) if real_sfox else None
     with database(fresh) as path:
         try:
-            with Sandbox(path, real_sfox=target) as sandbox:
+            with Sandbox(path, real_sfox=target, policy_file=policy_file) as sandbox:
                 assert sandbox.settings is not None
                 configure("WARNING", "text", sandbox.settings.secrets())
                 Console(sandbox, stdin, out).loop()
@@ -72,6 +81,7 @@ class Console:
             "history": self.history,
             "show": self.show,
             "sweep": self.sweep,
+            "group": self.group,
             "quit": self.quit,
             "exit": self.quit,
         }
@@ -188,6 +198,14 @@ class Console:
         self.me = name
         role = "an approver" if self.sb.is_approver(name) else "not an approver"
         self.say(f"  You are now {name} ({self.sb.people[name]}, {role}).")
+
+    def group(self, rest: str) -> None:
+        group_id, _, names = rest.partition(" ")
+        if not group_id.startswith("S") or not names.strip():
+            self.say("  Usage: `group S0GROUP alice,bob` (a Slack user group id and who is in it).")
+            return
+        members = set_group(self.sb, group_id, [n.strip() for n in names.split(",") if n.strip()])
+        self.say(f"  {group_id} now holds {', '.join(members)}.")
 
     def history(self, _rest: str) -> None:
         write_table(self.sb.store.history(limit=50), self.out)

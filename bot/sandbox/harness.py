@@ -33,6 +33,7 @@ from bot.fakes.slack_api import FakeSlack, Message
 from bot.fakes.slack_driver import SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
+from bot.sandbox.people import meet_the_policy, who_approves
 from bot.sandbox.transcript import (
     BotAnswered,
     Clicked,
@@ -161,8 +162,13 @@ class Sandbox:
     """Use it as a context manager (`with Sandbox(path) as sandbox:`): closing stops every server
     and thread it started, in the reverse order."""
 
-    def __init__(self, database_path: Path, real_sfox: RealSfox | None = None) -> None:
+    def __init__(
+        self, database_path: Path, real_sfox: RealSfox | None = None, policy_file: str | None = None
+    ) -> None:
         self.database_path = database_path
+        # SFOX_POLICY_FILE for the sandboxed bot (`sfox-bot console --policy FILE`); its user groups
+        # are the fake Slack's (`group` in the console sets one's members).
+        self.policy_file = policy_file
         self.journal = _Journal()
         self.people = dict(PEOPLE)
         self.names = {uid: name for name, uid in self.people.items()}
@@ -202,7 +208,7 @@ class Sandbox:
                 "SLACK_API_URL": self.slack.api_url,
                 "SFOX_API_KEY": sfox_key,
                 "SFOX_API_URL": sfox_url,
-                "SFOX_APPROVERS": ",".join(self.people[name] for name in APPROVERS),
+                **who_approves(self.policy_file, [self.people[name] for name in APPROVERS]),
                 "DATABASE_URL": f"sqlite:///{self.database_path}",
                 "SFOX_TIMEOUT_SECONDS": "20",
                 "SFOX_MAX_ATTEMPTS": "3",
@@ -211,6 +217,7 @@ class Sandbox:
                 "SFOX_REMIND_AFTER_FRACTION": "0",
             }
         )
+        meet_the_policy(self, settings)
         store = Store.from_url(settings.database_url)
         self._stack.append(store.close)
         try:
@@ -262,6 +269,8 @@ class Sandbox:
             raise SandboxError(f"nobody called {name!r} here; people: {', '.join(self.people)}") from None
 
     def is_approver(self, name: str) -> bool:
+        if self.runtime is not None and self.policy_file:
+            return self.user_id(name) in self.runtime.workflow.policy.approvers
         return name in APPROVERS
 
     def command(self, name: str, text: str) -> list[Entry]:

@@ -121,7 +121,7 @@ def card(
                     {
                         "type": "mrkdwn",
                         "text": "Deactivation is *permanent*. One approval covers exactly the users "
-                        f"listed. A second admin (not {mention(batch.requested_by)}) must approve.",
+                        "listed. " + rules.who_may_approve(batch),
                     }
                 ],
             }

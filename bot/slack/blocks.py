@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.config import SLACK_USER_ID
 from bot.policy import rules
 from bot.sfox import balances
+from bot.slack.ids import SLACK_USER_ID
 from bot.store.records import RequestRecord
 
 APPROVE = "sfox_approve"
@@ -106,7 +106,7 @@ def card(record: RequestRecord) -> list[dict[str, Any]]:
                     {
                         "type": "mrkdwn",
                         "text": "Deactivation is *permanent*: sFOX has no way to reactivate an account. "
-                        f"A second admin (not {mention(record.requested_by)}) must approve.",
+                        + rules.who_may_approve(record),
                     }
                 ],
             }

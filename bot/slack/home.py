@@ -19,7 +19,6 @@ from typing import Any
 
 from slack_sdk import WebClient
 
-from bot.config import SLACK_USER_ID
 from bot.policy import rules
 from bot.slack.blocks import (
     STATUS_LINES,
@@ -31,6 +30,7 @@ from bot.slack.blocks import (
     mentions,
     slack_date,
 )
+from bot.slack.ids import SLACK_USER_ID
 from bot.store.db import Store
 from bot.store.records import RequestRecord
 from bot.store.schema import OPEN_STATUSES
@@ -52,8 +52,11 @@ class AppHome:
         approvers: Container[str],
         group_id: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        policy: rules.Policy | None = None,
     ) -> None:
         self.client = client
+        # With the policy, "Waiting for you" lists only the requests whose stages they may fill.
+        self.policy = policy
         self.store = store
         self.approvers = approvers
         self.group_id = group_id
@@ -74,15 +77,37 @@ class AppHome:
             blocks.append(_context(banner[:1500]))  # built by the bot (workflow answers), already escaped
         if user_id in self.approvers:
             blocks += self._approver_blocks(user_id)
+        elif (
+            self.policy is not None
+            and self.policy.requesters is not None
+            and user_id in self.policy.requesters
+        ):
+            blocks += self._requester_blocks(user_id)
         else:
             blocks += self._other_blocks()
         return {"type": "home", "blocks": blocks[:100]}
+
+    def _requester_blocks(self, user_id: str) -> list[dict[str, Any]]:
+        """A requester in no stage (maker-checker): their open requests and who approves them."""
+        recent = list(self.store.history(limit=SCAN_LIMIT))
+        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
+        return [
+            _section("*Your open requests*"),
+            _section("\n".join(_line(r) for r in mine) if mine else "None."),
+            {"type": "divider"},
+            _section(f"*Approvers:* {self.approver_names()}"),
+        ]
 
     def _approver_blocks(self, user_id: str) -> list[dict[str, Any]]:
         now = self.now()
         recent = list(self.store.history(limit=SCAN_LIMIT))
         waiting = [
-            r for r in recent if r.status == "pending" and r.expires_at > now and rules.awaits(r, user_id)
+            r
+            for r in recent
+            if r.status == "pending"
+            and r.expires_at > now
+            and rules.awaits(r, user_id)
+            and self._may_fill(r, user_id)
         ][:MAX_WAITING]
         mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
         outcomes = [r for r in recent if r.status not in OPEN_STATUSES][:LATEST_OUTCOMES]
@@ -109,6 +134,9 @@ class AppHome:
         blocks.append(_section("\n".join(_line(r) for r in outcomes) if outcomes else "None yet."))
         return blocks
 
+    def _may_fill(self, record: RequestRecord, user_id: str) -> bool:
+        return self.policy is None or bool(rules.stages_open_to(self.policy, record, user_id)[0])
+
     def _other_blocks(self) -> list[dict[str, Any]]:
         text = (
             "This bot deactivates sFOX end-user accounts under a two-person rule: an approver asks with "
@@ -120,8 +148,8 @@ class AppHome:
     def approver_names(self) -> str:
         """Who the approvers are, for people who are not: the fixed ids and the group's handle."""
         names: list[str] = []
-        if self.group_id:
-            names.append(f"<!subteam^{self.group_id}>")
+        groups = list(getattr(self.approvers, "groups", ())) or ([self.group_id] if self.group_id else [])
+        names += [f"<!subteam^{g}>" for g in groups]
         fixed = getattr(self.approvers, "fixed", self.approvers)
         if isinstance(fixed, (set, frozenset, list, tuple)):
             names += [mention(u) for u in sorted(fixed) if SLACK_USER_ID.match(u)]

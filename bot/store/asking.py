@@ -51,6 +51,7 @@ class AskingStore(StoreBase):
         ttl: timedelta,
         balances: str | None = None,
         command_id: int | None = None,
+        stages: str | None = None,
     ) -> RequestRecord:
         """Record a new pending request; raises AlreadyOpen if this sFOX user already has one (a
         partial unique index makes that hold even for two requests typed at the same moment), or
@@ -71,6 +72,7 @@ class AskingStore(StoreBase):
             "retryable": False,
             "balances": balances,
             "command_id": command_id,
+            "stages": stages,
         }
         try:
             request_id = self._insert_request(values, Event("requested", requested_by, {"reason": reason}))

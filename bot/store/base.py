@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Self
@@ -26,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import OperationalError
 
 from bot.audit.chain import Chain
+from bot.policy.stages import load_eligible
 from bot.store.engine import make_engine
 from bot.store.errors import Busy, is_busy
 from bot.store.records import Event, EventRecord, RequestRecord, dm_owed
@@ -36,7 +37,7 @@ from bot.store.schema import approvals, events, outbox, requests
 # running it, and a statement object reused keeps its cache key.
 _GET = select(requests).where(requests.c.id == bindparam("request_id"))
 _APPROVERS = (
-    select(approvals.c.request_id, approvals.c.approver)
+    select(approvals.c.request_id, approvals.c.approver, approvals.c.stages)
     .where(approvals.c.request_id.in_(bindparam("ids", expanding=True)))
     .order_by(approvals.c.id)
 )
@@ -257,8 +258,13 @@ class StoreBase:
         values: dict[str, Any],
         event: Event,
         notices: list[tuple[str, str | None]],
+        guard: Callable[[Connection], bool] | None = None,
     ) -> bool:
+        """One conditional change of a request's row, with its notices and audit event. `guard`,
+        read in the same transaction before the change, may refuse it (a check SQL cannot say)."""
         with self._write() as conn:
+            if guard is not None and not guard(conn):
+                return False
             changed = conn.execute(
                 update(requests)
                 .where(requests.c.id == request_id, *where)
@@ -296,8 +302,17 @@ class StoreBase:
     @staticmethod
     def _with_approvals(conn: Connection, rows: Sequence[Any]) -> list[RequestRecord]:
         ids = [row["id"] for row in rows]
-        by_request: dict[int, list[str]] = {i: [] for i in ids}
+        by_request: dict[int, list[tuple[str, str | None]]] = {i: [] for i in ids}
         if ids:
-            for request_id, approver in conn.execute(_APPROVERS, {"ids": ids}):
-                by_request[request_id].append(approver)
-        return [RequestRecord(**row, approved_by=tuple(by_request[row["id"]])) for row in rows]
+            for request_id, approver, stages in conn.execute(_APPROVERS, {"ids": ids}):
+                by_request[request_id].append((approver, stages))
+        return [
+            RequestRecord(
+                **row,
+                approved_by=tuple(a for a, _ in by_request[row["id"]]),
+                approval_stages=tuple(
+                    None if e is None else load_eligible(e) for _, e in by_request[row["id"]]
+                ),
+            )
+            for row in rows
+        ]

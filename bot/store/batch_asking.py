@@ -31,6 +31,7 @@ class BatchAskingStore(BatchStoreBase):
         excluded: dict[str, Any],
         balances_skipped: bool,
         command_id: int | None = None,
+        stages: str | None = None,
     ) -> int:
         """Record a pending batch and one pending request per user, in one transaction. Raises
         BatchUsersOpen when one of the users got an open request meanwhile (the partial unique
@@ -52,6 +53,7 @@ class BatchAskingStore(BatchStoreBase):
                         excluded=json.dumps(excluded, sort_keys=True),
                         balances_skipped=balances_skipped,
                         command_id=command_id,
+                        stages=stages,
                     )
                     .returning(batches.c.id)
                 ).scalar_one()
@@ -74,6 +76,7 @@ class BatchAskingStore(BatchStoreBase):
                             retryable=False,
                             balances=user.get("balances"),
                             batch_id=batch_id,
+                            stages=stages,
                         )
                         .returning(requests.c.id)
                     ).scalar_one()

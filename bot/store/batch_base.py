@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, or_, select, update
 
+from bot.policy.stages import load_eligible
 from bot.store import schema
 from bot.store.db import Store
 from bot.store.records import Event, RequestRecord, record_as_dict
@@ -43,7 +44,10 @@ class BatchRecord:
     runner_until: datetime | None
     summary_at: datetime | None
     command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
+    stages: str | None = None  # the stages it was asked under, JSON (bot/policy/stages.py)
     approved_by: tuple[str, ...] = ()
+    # For each of `approved_by`, the stages that approval may fill (None: recorded before stages).
+    approval_stages: tuple[tuple[int, ...] | None, ...] = ()
 
     @property
     def left_out(self) -> dict[str, list[dict[str, Any]]]:
@@ -71,12 +75,16 @@ class BatchStoreBase:
             row = conn.execute(select(batches).where(batches.c.id == batch_id)).mappings().first()
             if row is None:
                 return None
-            approvers = conn.execute(
-                select(batch_approvals.c.approver)
+            approvals = conn.execute(
+                select(batch_approvals.c.approver, batch_approvals.c.stages)
                 .where(batch_approvals.c.batch_id == batch_id)
                 .order_by(batch_approvals.c.id)
-            ).scalars()
-            return BatchRecord(**row, approved_by=tuple(approvers))
+            ).all()
+            return BatchRecord(
+                **row,
+                approved_by=tuple(a for a, _ in approvals),
+                approval_stages=tuple(None if e is None else load_eligible(e) for _, e in approvals),
+            )
 
     def batch_for_command(self, command_id: int) -> BatchRecord | None:
         """The batch a journalled command created (bot/runtime/commands.py), if any."""

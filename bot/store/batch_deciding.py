@@ -3,34 +3,47 @@ that starts the batch once enough approvers other than the requester approved, d
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
+from bot.policy import stages as staging
 from bot.store import schema
 from bot.store.batch_base import BatchStoreBase
-from bot.store.deciding import approvals_by_others
+from bot.store.deciding import approvals_by_others, approved_detail, stages_met
 from bot.store.records import Event
 from bot.store.schema import approvals, batch_approvals, batches, requests
 
 
 class BatchDecidingStore(BatchStoreBase):
     def approve(
-        self, batch_id: int, actor: str, now: datetime, run_within: timedelta, *, step_up: str | None = None
+        self,
+        batch_id: int,
+        actor: str,
+        now: datetime,
+        run_within: timedelta,
+        stages: Sequence[int] | None = None,
+        *,
+        step_up: str | None = None,
     ) -> str:
         """Record `actor`'s approval of a pending, unexpired batch, and the same approval on each
         of its pending users (one approval covers the listed users and nobody else). Returns
         "started" when it was the last one needed (the requester's own approval never counts: the
         batch is now `running` and its users may be claimed until `now + run_within`), "recorded",
-        "duplicate" or "closed"."""
-        source = select(batches.c.id, literal(actor), literal(now, schema.UTCDateTime)).where(
-            batches.c.id == batch_id, batches.c.status == "pending", batches.c.expires_at > now
-        )
+        "duplicate" or "closed". `stages`: the batch's stages the approver may fill (None: the
+        first); the batch starts only when every stage is met, a person counting once."""
+        eligible = staging.dump_eligible(staging.LEGACY_STAGES if stages is None else stages)
+        source = select(
+            batches.c.id, literal(actor), literal(now, schema.UTCDateTime), literal(eligible)
+        ).where(batches.c.id == batch_id, batches.c.status == "pending", batches.c.expires_at > now)
         try:
             with self.store.transaction() as conn:
                 added = conn.execute(
-                    insert(batch_approvals).from_select(["batch_id", "approver", "created_at"], source)
+                    insert(batch_approvals).from_select(
+                        ["batch_id", "approver", "created_at", "stages"], source
+                    )
                 ).rowcount
                 if not added:
                     return "closed"
@@ -44,20 +57,29 @@ class BatchDecidingStore(BatchStoreBase):
                 if ids:
                     conn.execute(
                         insert(approvals),
-                        [{"request_id": i, "approver": actor, "created_at": now} for i in ids],
+                        [
+                            {"request_id": i, "approver": actor, "created_at": now, "stages": eligible}
+                            for i in ids
+                        ],
                     )
-                detail: dict[str, object] = {"batch": batch_id}
+                detail = approved_detail(
+                    conn, batch_approvals, batch_approvals.c.batch_id, batches, batch_id, actor
+                )
                 if step_up:
-                    detail["step_up"] = step_up  # the second factor it came with (bot/mfa)
+                    detail = {**detail, "step_up": step_up}  # the second factor it came with (bot/mfa)
                 for request_id in ids:
-                    self.store.append_event(conn, request_id, now, Event("approved", actor, detail))
+                    self.store.append_event(
+                        conn, request_id, now, Event("approved", actor, {"batch": batch_id, **detail})
+                    )
                 have, required = conn.execute(
                     select(
                         approvals_by_others(batch_approvals, batch_approvals.c.batch_id, batches),
                         batches.c.required_approvals,
                     ).where(batches.c.id == batch_id)
                 ).one()
-                if have < required:
+                if have < required or not stages_met(
+                    conn, batch_approvals, batch_approvals.c.batch_id, batches, batch_id
+                ):
                     return "recorded"
                 conn.execute(
                     update(batches)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Column, ScalarSelect, Table, func, insert, literal, select
+from sqlalchemy import Column, Connection, ScalarSelect, Table, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
+from bot.policy import stages as staging
 from bot.store import schema
 from bot.store.base import StoreBase
 from bot.store.records import Event
@@ -27,6 +30,44 @@ def approvals_by_others(table: Table, key: Column[int], owner: Table) -> ScalarS
     )
 
 
+def stage_accounting(
+    conn: Connection, table: Table, key: Column[int], owner: Table, owner_id: int
+) -> tuple[tuple[staging.Stage, ...], list[tuple[str, tuple[int, ...]]], str] | None:
+    """The stages `owner_id` (a request, or a batch) was asked under, its approvals in order with
+    the stages each may fill, and its requester, read on `conn` (the claim's own transaction)."""
+    row = conn.execute(
+        select(owner.c.stages, owner.c.required_approvals, owner.c.requested_by).where(owner.c.id == owner_id)
+    ).first()
+    if row is None:
+        return None
+    rows = conn.execute(select(table.c.approver, table.c.stages).where(key == owner_id).order_by(table.c.id))
+    pairs = [(approver, staging.load_eligible(eligible)) for approver, eligible in rows]
+    return staging.load_stages(row.stages, row.required_approvals), pairs, row.requested_by
+
+
+def stages_met(conn: Connection, table: Table, key: Column[int], owner: Table, owner_id: int) -> bool:
+    """Whether every stage of `owner_id` is met by its approvals (a person counting once, the
+    requester never): the claim's second condition, next to its SQL count. Approvals are only
+    ever added, so once true it stays true; the claim's conditional UPDATE keeps it exactly-once."""
+    found = stage_accounting(conn, table, key, owner, owner_id)
+    return found is not None and staging.all_met(*found)
+
+
+def approved_detail(
+    conn: Connection, table: Table, key: Column[int], owner: Table, owner_id: int, approver: str
+) -> dict[str, Any]:
+    """The audit detail of `approver`'s approval: the stage it fills now (None: it fills none,
+    every stage it could fill being full, or it is the requester's)."""
+    found = stage_accounting(conn, table, key, owner, owner_id)
+    if found is None:
+        return {"stage": None}
+    stages, pairs, requester = found
+    index = staging.stage_filled(stages, pairs, requester, approver)
+    if index is None:
+        return {"stage": None}
+    return {"stage": stages[index].plain_label(), "stage_index": index}
+
+
 class DecidingStore(StoreBase):
     def due_for_expiry(self, now: datetime) -> list[int]:
         with self._read() as conn:
@@ -45,28 +86,42 @@ class DecidingStore(StoreBase):
             return list(conn.execute(query).scalars())
 
     def add_approval(
-        self, request_id: int, approver: str, now: datetime, detail: dict[str, str] | None = None
+        self,
+        request_id: int,
+        approver: str,
+        now: datetime,
+        stages: Sequence[int] | None = None,
+        *,
+        step_up: str | None = None,
     ) -> bool:
         """Record an approval while the request is pending and unexpired; False if it was not
-        (already approved by this person, or no longer pending). `detail` goes into its audit
-        event (e.g. `{"step_up": "totp"}`)."""
-        source = select(requests.c.id, literal(approver), literal(now, schema.UTCDateTime)).where(
-            requests.c.id == request_id, requests.c.status == "pending", requests.c.expires_at > now
-        )
+        (already approved by this person, or no longer pending). `stages`: the indexes of the
+        request's stages the approver may fill (None: the first); its audit event says which
+        stage it fills, and the second factor it came with (`step_up`, e.g. "totp"; bot/mfa)."""
+        eligible = staging.dump_eligible(staging.LEGACY_STAGES if stages is None else stages)
+        source = select(
+            requests.c.id, literal(approver), literal(now, schema.UTCDateTime), literal(eligible)
+        ).where(requests.c.id == request_id, requests.c.status == "pending", requests.c.expires_at > now)
         try:
             with self._write() as conn:
                 rows = conn.execute(
-                    insert(approvals).from_select(["request_id", "approver", "created_at"], source)
+                    insert(approvals).from_select(["request_id", "approver", "created_at", "stages"], source)
                 ).rowcount
                 if rows:
+                    detail = approved_detail(
+                        conn, approvals, approvals.c.request_id, requests, request_id, approver
+                    )
+                    if step_up:
+                        detail = {**detail, "step_up": step_up}
                     self._event(conn, request_id, now, Event("approved", approver, detail))
                 return bool(rows)
         except IntegrityError:
             return False
 
     def claim(self, request_id: int, now: datetime, *, actor: str | None = None) -> bool:
-        """pending → executing, once: only if unexpired and approved by enough people other than
-        the requester. The caller that gets True (and only that one) calls sFOX."""
+        """pending → executing, once: only if unexpired, approved by enough people other than the
+        requester (SQL), and every stage met (the matching, over the approvals read in the same
+        transaction). The caller that gets True (and only that one) calls sFOX."""
         approved = approvals_by_others(approvals, approvals.c.request_id, requests)
         return self._transition(
             request_id,
@@ -84,6 +139,7 @@ class DecidingStore(StoreBase):
             },
             event=Event("claimed", actor),
             notices=[("card", None)],
+            guard=lambda conn: stages_met(conn, approvals, approvals.c.request_id, requests, request_id),
         )
 
     def claim_retry(self, request_id: int, actor: str, now: datetime) -> bool:

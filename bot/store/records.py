@@ -64,7 +64,10 @@ class RequestRecord:
     batch_id: int | None = None  # the batch it belongs to (bot.batches), None for a single request
     outcome: Outcome | None = None  # what is known of its DELETE (bot/store/outcomes.py)
     command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
+    stages: str | None = None  # the stages it was asked under, JSON (bot/policy/stages.py)
     approved_by: tuple[str, ...] = ()
+    # For each of `approved_by`, the stages that approval may fill (None: recorded before stages).
+    approval_stages: tuple[tuple[int, ...] | None, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return record_as_dict(self)

@@ -118,6 +118,9 @@ requests = Table(
     # the transaction that creates it: a command resumed after a crash finds it instead of asking
     # again. None for requests asked before the journal, and for a batch's users.
     Column("command_id", Integer, nullable=True),
+    # The stages it was asked under, as JSON (bot/policy/stages.py, migration 0009); NULL: one
+    # stage of `required_approvals` (which is always the sum of the stages' counts).
+    Column("stages", Text, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
@@ -142,6 +145,9 @@ approvals = Table(
     Column("request_id", Integer, ForeignKey("requests.id"), nullable=False),
     Column("approver", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    # The stages the approver could fill when they approved, as a JSON list of indexes
+    # (migration 0009); NULL: the first (and only) stage.
+    Column("stages", Text, nullable=True),
     UniqueConstraint("request_id", "approver", name="uq_approvals_request_approver"),
 )
 
@@ -281,6 +287,8 @@ batches = Table(
     Column("summary_at", UTCDateTime, nullable=True),
     # The journalled command that created it (migration 0008; see requests.command_id).
     Column("command_id", Integer, nullable=True),
+    # The stages it was asked under (migration 0009; see requests.stages).
+    Column("stages", Text, nullable=True),
     Index("ix_batches_status", "status"),
     Index("uq_batches_command", "command_id", unique=True),
 )
@@ -292,6 +300,7 @@ batch_approvals = Table(
     Column("batch_id", Integer, ForeignKey("batches.id"), nullable=False),
     Column("approver", String(32), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("stages", Text, nullable=True),  # as approvals.stages (migration 0009)
     UniqueConstraint("batch_id", "approver", name="uq_batch_approvals_batch_approver"),
 )
 

@@ -1,0 +1,128 @@
+"""Exactly-once under stages: many threads approve and claim the same requests at once, each
+approval able to fill only some stages. Whatever the interleaving, a request is claimed once, and
+only when every stage is met by distinct people (never on the count of approvals alone)."""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from bot.policy import quorum, rules
+from bot.policy.stages import Stage, dump_stages
+from bot.store import migrate
+from bot.store.db import Store
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'race.db'}"
+    request.applymarker(pytest.mark.postgres)
+    return request.getfixturevalue("postgres_url")
+
+
+REQUESTS = 15
+# Two stages of 2: compliance (C1..C3) and leads (L1..L3); BOTH may fill either.
+STAGES = (Stage(count=2, members=("S0COMPLIANCE",), name="Compliance"), Stage(count=2, members=("S0LEADS",)))
+ELIGIBLE = {
+    "UC1": (0,),
+    "UC2": (0,),
+    "UC3": (0,),
+    "UL1": (1,),
+    "UL2": (1,),
+    "UBOTH": (0, 1),
+}
+
+
+def test_many_threads_claim_once_and_only_with_every_stage_met(url):
+    store = Store.from_url(url)
+    migrate.upgrade(store.engine)
+    now = datetime.now(UTC)
+    ids = [
+        store.create_request(
+            sfox_user_id=f"client_{i}",
+            reason="race",
+            requested_by="UREQUESTER",
+            channel_id="C0123TEST",
+            required_approvals=4,
+            target_name=None,
+            target_email=None,
+            target_status=None,
+            now=now,
+            ttl=timedelta(hours=1),
+            stages=dump_stages(STAGES),
+        ).id
+        for i in range(REQUESTS)
+    ]
+    wins: list[tuple[int, str]] = []
+    lock = threading.Lock()
+    people = list(ELIGIBLE)
+    gate = threading.Barrier(len(people))
+
+    def approver(name: str) -> None:
+        order = ids[:]
+        random.shuffle(order)
+        gate.wait()
+        for rid in order:
+            at = datetime.now(UTC)
+            store.add_approval(rid, name, at, ELIGIBLE[name])
+            # The count of approvals reaches 4 before the stages are met (three of compliance
+            # and one of leads): the claim must wait for the stage check.
+            if store.claim(rid, at, actor=name):
+                with lock:
+                    wins.append((rid, name))
+
+    threads = [threading.Thread(target=approver, args=(p,)) for p in people]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    per_request = Counter(rid for rid, _ in wins)
+    assert set(per_request) == set(ids) and set(per_request.values()) == {1}
+    for rid in ids:
+        record = store.get(rid)
+        assert record.status == "executing" and record.attempts == 1
+        kinds = Counter(e.kind for e in store.events_for(rid))
+        assert kinds["claimed"] == 1
+        # Replayed as the claim saw it: the approvals up to the claim met every stage.
+        claimed_at = next(e.seq for e in store.events_for(rid) if e.kind == "claimed")
+        before = [e.actor for e in store.events_for(rid) if e.kind == "approved" and e.seq < claimed_at]
+        seen = type(record)(
+            **{
+                **record.__dict__,
+                "approved_by": tuple(before),
+                "approval_stages": tuple(ELIGIBLE[p] for p in before),
+            }
+        )
+        assert quorum.quorum_met(seen), before
+    store.close()
+
+
+def test_four_approvals_in_one_stage_never_claim(database_url):
+    store = Store.from_url(database_url)
+    migrate.upgrade(store.engine)
+    now = datetime.now(UTC)
+    record = store.create_request(
+        sfox_user_id="client_1",
+        reason="r",
+        requested_by="UREQUESTER",
+        channel_id="C0123TEST",
+        required_approvals=4,
+        target_name=None,
+        target_email=None,
+        target_status=None,
+        now=now,
+        ttl=timedelta(hours=1),
+        stages=dump_stages(STAGES),
+    )
+    for name in ("UC1", "UC2", "UC3", "UL1"):
+        assert store.add_approval(record.id, name, now, ELIGIBLE[name])
+        assert not store.claim(record.id, now, actor=name)
+    assert store.add_approval(record.id, "UBOTH", now, ELIGIBLE["UBOTH"])
+    assert store.claim(record.id, now, actor="UBOTH")
+    assert rules.tally(store.get(record.id)).startswith("Compliance 2 of 2")
+    store.close()
