@@ -25,6 +25,7 @@ from bot.slack.calls import make_web_client
 
 def make_app(settings: Settings) -> Callable[..., Iterable[bytes]]:
     app = App(
+        name="bare",  # as the bot's: not named from inspect.stack()
         signing_secret=settings.slack_signing_secret or "",
         # The same Web API client as the bot's (Bolt's authorization middleware calls auth.test
         # once, on the fake Slack), so both apps do the same per-request work.

@@ -22,6 +22,7 @@ from urllib.parse import urlencode
 import httpx
 
 from bot.fakes.slack_api import APP_ID, BOT_ID, BOT_USER, FakeSlack
+from bot.sfox.client import tls_context
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -47,7 +48,7 @@ class SlackDriver:
         self.slack = slack
         self.team_id = team_id
         self.channel_id = channel_id
-        self.http = httpx.Client(timeout=timeout)
+        self.http = httpx.Client(timeout=timeout, verify=tls_context())  # one CA load per process
         # Numbered by the fake, not per driver: several drivers (bots) on one fake Slack never
         # send the same trigger_id or response_url, as Slack never issues one twice.
         self._n = slack.interactions
