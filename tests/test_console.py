@@ -260,3 +260,13 @@ def test_console_refuses_a_bad_policy_file_in_one_line(tmp_path):
         done.stderr.count("\n") == 1
         and "policy.yaml, line 1: `approvals` must be a non-empty list" in done.stderr
     )
+
+
+def test_console_says_it_cannot_give_a_second_factor(tmp_path):
+    """A policy with `step_up: totp` would ask each Approve for an authenticator's code: the
+    console says so in one line rather than asking for SFOX_MFA_KEY."""
+    (tmp_path / "policy.yaml").write_text(POLICY + "step_up: totp\n")
+    done = sfox_bot(tmp_path, "console", "--fresh", "--policy", str(tmp_path / "policy.yaml"))
+    assert done.returncode != 0 and done.stderr.count("\n") == 1, done.stderr
+    assert "asks for a second factor (step_up: totp), which the console cannot give" in done.stderr
+    assert "SFOX_MFA_KEY" not in done.stderr

@@ -217,6 +217,12 @@ class Sandbox:
                 "SFOX_REMIND_AFTER_FRACTION": "0",
             }
         )
+        if settings.effective_step_up != "none":
+            # Its Approve asks for a code from an authenticator app, which nobody here can type.
+            raise SandboxError(
+                f"the policy file asks for a second factor (step_up: {settings.effective_step_up}), which "
+                "the console cannot give: try the policy here with step_up: none"
+            )
         meet_the_policy(self, settings)
         store = Store.from_url(settings.database_url)
         self._stack.append(store.close)
