@@ -33,7 +33,7 @@ from bot.fakes.slack_api import FakeSlack, Message
 from bot.fakes.slack_driver import SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
-from bot.sandbox.people import meet_the_policy, who_approves
+from bot.sandbox.people import cannot_play, meet_the_policy, who_approves
 from bot.sandbox.transcript import (
     BotAnswered,
     Clicked,
@@ -217,12 +217,8 @@ class Sandbox:
                 "SFOX_REMIND_AFTER_FRACTION": "0",
             }
         )
-        if settings.effective_step_up != "none":
-            # Its Approve asks for a code from an authenticator app, which nobody here can type.
-            raise SandboxError(
-                f"the policy file asks for a second factor (step_up: {settings.effective_step_up}), which "
-                "the console cannot give: try the policy here with step_up: none"
-            )
+        if unplayable := cannot_play(settings):
+            raise SandboxError(unplayable)
         meet_the_policy(self, settings)
         store = Store.from_url(settings.database_url)
         self._stack.append(store.close)

@@ -16,6 +16,17 @@ def who_approves(policy_file: str | None, approvers: list[str]) -> dict[str, str
     return {"SFOX_APPROVERS": ",".join(approvers)}
 
 
+def cannot_play(settings: Settings) -> str | None:
+    """Why the sandbox cannot play this policy, or None: a second factor asks each Approve for a
+    code from an authenticator app, which nobody in the sandbox can type."""
+    if settings.effective_step_up == "none":
+        return None
+    return (
+        f"the policy file asks for a second factor (step_up: {settings.effective_step_up}), which "
+        "the console cannot give: try the policy here with step_up: none"
+    )
+
+
 def meet_the_policy(sandbox: Any, settings: Settings) -> None:
     """Everyone the policy file names becomes a person of `sandbox` (named by their id, lowercased);
     each user group it names starts empty in the fake Slack."""
