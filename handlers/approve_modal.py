@@ -26,6 +26,7 @@ from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.slack.blocks import APPROVE, code
+from bot.slack.calls import slack_failure
 from bot.slack.home import HOME_APPROVE
 from bot.store.errors import Busy
 from handlers.actions import card_of, click_listener, request_id_of
@@ -115,9 +116,10 @@ def _counts_with_a_code(runtime: Runtime, action_id: str, item_id: int, actor: s
     else:
         item = runtime.store.get(item_id)
     now = runtime.workflow.now()
-    return (
-        item is not None and item.status == "pending" and item.expires_at > now and rules.awaits(item, actor)
-    )
+    if item is None or item.status != "pending" or item.expires_at <= now or not rules.awaits(item, actor):
+        return False
+    # In no stage this request was asked under: no code would make the approval count.
+    return rules.stages_open_to(policy, item, actor)[1] is None
 
 
 def _open_modal(
@@ -186,10 +188,9 @@ def _open_modal(
 
 
 def _slack_error(exc: Exception) -> str:
-    """Slack's error code for a failed call (a SlackApiError's `error`), else the exception's type."""
-    response = getattr(exc, "response", None)
-    error = response.get("error") if response is not None and hasattr(response, "get") else None
-    return str(error or type(exc).__name__)[:40]
+    """Slack's error code for a failed call (`http_NNN` when it gave none), else the exception's type."""
+    failure = slack_failure(exc)
+    return (failure.label if failure else type(exc).__name__)[:40]
 
 
 def _on_submit(runtime: Runtime, ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
