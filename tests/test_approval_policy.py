@@ -258,3 +258,24 @@ def test_the_files_step_up_asks_every_stage_for_a_code(make_bot, fake_slack, fak
     details = {e.actor: json.loads(e.detail) for e in bot.store.events_for(record.id) if e.kind == "approved"}
     assert details[DAVE] == {"stage": "Compliance", "stage_index": 0, "step_up": "totp"}
     assert details[CAROL] == {"stage": "Support leads", "stage_index": 1, "step_up": "totp"}
+
+
+def test_no_code_is_asked_of_someone_outside_the_stages_a_request_was_asked_under(
+    make_bot, fake_slack, fake_sfox, tmp_path, database_url
+):
+    """The file was edited (and the bot restarted) after a request was asked: Dave now approves
+    under the new file, but is in none of the request's stages. No code could make his approval
+    count, so Approve opens no modal and he is told why."""
+    before = POLICY + "step_up: totp\n"
+    first = policy_bot(make_bot, fake_slack, tmp_path, before, SFOX_MFA_KEY=MFA_KEY)
+    fake_slack.usergroups[COMPLIANCE] = [BOB]  # Dave is in no stage of the request
+    record, card = open_request(first, HELP1, "client_1 asked before the edit")
+    first.stop()
+    after = before.replace(f"from: [{BOB}, {CAROL}]", f"from: [{BOB}, {CAROL}, {DAVE}]")
+    (tmp_path / "policy.yaml").write_text(after)
+    bot = make_bot(SFOX_APPROVERS="", SFOX_POLICY_FILE=str(tmp_path / "policy.yaml"), SFOX_MFA_KEY=MFA_KEY)
+    enrol(bot, DAVE)
+    click = bot.driver.click(DAVE, "sfox_approve", str(record.id), card.ts, confirm=False)
+    assert bot.driver.modal_for(click.extensions["response_name"]) is None
+    assert "none of the approval stages this was asked under" in answer_to(bot, click)
+    assert bot.store.get(record.id).approved_by == ()
