@@ -91,12 +91,18 @@ def dump_database(store: Store) -> str:
     return "\n".join(out)
 
 
+# Bound and never listening, kept for the test process's life: the port cannot be handed to a
+# server another test starts meanwhile (a closed port freed at once was, now and then, and the
+# "unreachable" sFOX answered as some other test's fake).
+_HELD_CLOSED: list[socket.socket] = []
+
+
 def closed_port_url() -> str:
     """An http URL on 127.0.0.1 where nothing listens (connections are refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    _HELD_CLOSED.append(s)
+    return f"http://127.0.0.1:{s.getsockname()[1]}"
 
 
 def free_port() -> int:
