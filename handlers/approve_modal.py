@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 from bot.mfa.stepup import FACTOR, Verdict
 from bot.policy import rules
 from bot.policy.step_up import enrol_hint
-from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.slack.blocks import APPROVE, code
@@ -31,7 +30,7 @@ from bot.slack.home import HOME_APPROVE
 from bot.store.errors import Busy
 from handlers.actions import card_of, click_listener, request_id_of
 from handlers.commands import say_privately
-from handlers.deny_modal import answer_by_url, handle_submitted
+from handlers.deny_modal import journal_submitted, submitted_from
 from handlers.home import home_after, home_answer
 
 if TYPE_CHECKING:
@@ -225,30 +224,15 @@ def _on_submit(runtime: Runtime, ack: Ack, body: dict[str, Any], view: dict[str,
             log.warning("approvals locked after wrong codes", extra={"actor": actor})
         ack(response_action="errors", errors={CODE_BLOCK: checked.text})
         return
-    card = CardRef(str(meta["c"]), str(meta["t"]), ours=bool(meta.get("o"))) if meta.get("t") else None
-    response_url = meta.get("u") if isinstance(meta.get("u"), str) else None
+    card, response_url = submitted_from(meta)
     click = Click(action_id, item_id, actor, card, response_url, step_up=FACTOR)
-    try:
-        click = runtime.clicks.receive(click)  # recorded before the ack, like any click
-    except Exception as exc:
-        if runtime.visibility is not None:
-            runtime.visibility.metrics.click(action_id, "not_recorded")
-        ack(
-            response_action="errors",
-            errors={
-                CODE_BLOCK: "The bot's database is busy: your approval was not recorded. "
-                "Wait for the next code and try again."
-            },
-        )
-        if not isinstance(exc, Busy):
-            raise
-        return
-    ack()
-    from_home = bool(meta.get("h"))
-    answer_body = {"user": {"id": actor}}
-    answer = (
-        home_answer(runtime)(answer_body, None)  # type: ignore[arg-type]
-        if from_home
-        else answer_by_url(runtime, response_url)
+    journal_submitted(
+        runtime,
+        ack,
+        click,
+        meta,
+        {
+            CODE_BLOCK: "The bot's database is busy: your approval was not recorded. "
+            "Wait for the next code and try again."
+        },
     )
-    runtime.step(handle_submitted, runtime, click, answer, answer_body if from_home else None)

@@ -71,29 +71,47 @@ def register(app: App, runtime: Runtime) -> None:
         if reasons.reason_refusal(reason) is not None:
             ack(response_action="errors", errors={REASON_BLOCK: reasons.reason_field_error()})
             return
-        card = CardRef(str(meta["c"]), str(meta["t"]), ours=bool(meta.get("o"))) if meta.get("t") else None
-        response_url = meta.get("u") if isinstance(meta.get("u"), str) else None
+        card, response_url = submitted_from(meta)
         click = Click(DENY, request_id, actor, card, response_url, reason=reason or None)
-        try:
-            click = runtime.clicks.receive(click)  # recorded before the ack, like any click
-        except Exception as exc:
-            if runtime.visibility is not None:
-                runtime.visibility.metrics.click(DENY, "not_recorded")
-            ack(
-                response_action="errors",
-                errors={REASON_BLOCK: "The bot's database is busy: your Deny was not recorded. Try again."},
-            )
-            if not isinstance(exc, Busy):
-                raise
-            return
-        ack()
-        from_home = bool(meta.get("h"))
-        answer_body = {"user": {"id": actor}}
-        if from_home:
-            answer = home_answer(runtime)(answer_body, None)  # type: ignore[arg-type]
-        else:
-            answer = answer_by_url(runtime, response_url)
-        runtime.step(handle_submitted, runtime, click, answer, answer_body if from_home else None)
+        journal_submitted(
+            runtime,
+            ack,
+            click,
+            meta,
+            {REASON_BLOCK: "The bot's database is busy: your Deny was not recorded. Try again."},
+        )
+
+
+def submitted_from(meta: dict[str, Any]) -> tuple[CardRef | None, str | None]:
+    """The card and response URL of the click that opened a modal, as its private_metadata
+    carries them (the Deny dialog's and the code modal's alike)."""
+    card = CardRef(str(meta["c"]), str(meta["t"]), ours=bool(meta.get("o"))) if meta.get("t") else None
+    response_url = meta.get("u") if isinstance(meta.get("u"), str) else None
+    return card, response_url
+
+
+def journal_submitted(
+    runtime: Runtime, ack: Ack, click: Click, meta: dict[str, Any], not_recorded: dict[str, str]
+) -> None:
+    """A modal's click recorded before the ack, like any click (`not_recorded`: the form's error
+    when the journal cannot take it), then handed to the step pool, answered where it came from."""
+    try:
+        click = runtime.clicks.receive(click)
+    except Exception as exc:
+        if runtime.visibility is not None:
+            runtime.visibility.metrics.click(click.action, "not_recorded")
+        ack(response_action="errors", errors=not_recorded)
+        if not isinstance(exc, Busy):
+            raise
+        return
+    ack()
+    from_home = bool(meta.get("h"))
+    answer_body = {"user": {"id": click.actor}}
+    if from_home:
+        answer = home_answer(runtime)(answer_body, None)  # type: ignore[arg-type]
+    else:
+        answer = answer_by_url(runtime, click.response_url)
+    runtime.step(handle_submitted, runtime, click, answer, answer_body if from_home else None)
 
 
 def handle_submitted(runtime: Runtime, click: Click, answer: Any, home_body: dict[str, Any] | None) -> None:
