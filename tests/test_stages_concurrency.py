@@ -38,26 +38,28 @@ ELIGIBLE = {
 }
 
 
+def _staged_request(store: Store, sfox_user_id: str, now: datetime):
+    """A pending request asked under STAGES (four approvals in all, by UREQUESTER)."""
+    return store.create_request(
+        sfox_user_id=sfox_user_id,
+        reason="race",
+        requested_by="UREQUESTER",
+        channel_id="C0123TEST",
+        required_approvals=4,
+        target_name=None,
+        target_email=None,
+        target_status=None,
+        now=now,
+        ttl=timedelta(hours=1),
+        stages=dump_stages(STAGES),
+    )
+
+
 def test_many_threads_claim_once_and_only_with_every_stage_met(url):
     store = Store.from_url(url)
     migrate.upgrade(store.engine)
     now = datetime.now(UTC)
-    ids = [
-        store.create_request(
-            sfox_user_id=f"client_{i}",
-            reason="race",
-            requested_by="UREQUESTER",
-            channel_id="C0123TEST",
-            required_approvals=4,
-            target_name=None,
-            target_email=None,
-            target_status=None,
-            now=now,
-            ttl=timedelta(hours=1),
-            stages=dump_stages(STAGES),
-        ).id
-        for i in range(REQUESTS)
-    ]
+    ids = [_staged_request(store, f"client_{i}", now).id for i in range(REQUESTS)]
     wins: list[tuple[int, str]] = []
     lock = threading.Lock()
     people = list(ELIGIBLE)
@@ -106,19 +108,7 @@ def test_four_approvals_in_one_stage_never_claim(database_url):
     store = Store.from_url(database_url)
     migrate.upgrade(store.engine)
     now = datetime.now(UTC)
-    record = store.create_request(
-        sfox_user_id="client_1",
-        reason="r",
-        requested_by="UREQUESTER",
-        channel_id="C0123TEST",
-        required_approvals=4,
-        target_name=None,
-        target_email=None,
-        target_status=None,
-        now=now,
-        ttl=timedelta(hours=1),
-        stages=dump_stages(STAGES),
-    )
+    record = _staged_request(store, "client_1", now)
     for name in ("UC1", "UC2", "UC3", "UL1"):
         assert store.add_approval(record.id, name, now, ELIGIBLE[name])
         assert not store.claim(record.id, now, actor=name)
