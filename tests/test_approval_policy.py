@@ -85,7 +85,9 @@ def test_one_stage_met_twice_is_not_enough(make_bot, fake_slack, fake_sfox, tmp_
     bot = policy_bot(make_bot, fake_slack, tmp_path)
     fake_slack.usergroups[COMPLIANCE] = [DAVE, "UERIN005"]
     record, card = open_request(bot, HELP1, "client_1")
-    bot.driver.click(DAVE, "sfox_approve", str(record.id), card.ts)
+    first = bot.driver.click(DAVE, "sfox_approve", str(record.id), card.ts)
+    # Clicks run after their acks, in any order: Dave's is counted before Erin clicks.
+    assert "1 more approval(s) needed" in answer_to(bot, first)
     second = bot.driver.click("UERIN005", "sfox_approve", str(record.id), card.ts)
     text = answer_to(bot, second)
     assert "1 more approval(s) needed" in text and "Still waiting for: Support leads (1)" in text
