@@ -53,6 +53,11 @@ class Settings:
     batch_max: int = 500
     batch_balance_max: int = 20
     sweep_interval_seconds: float = 60.0
+    # Issue 19: `--when-empty` re-reads the balances this often, for at most this long; `--at`
+    # schedules at most this far ahead.
+    watch_interval_seconds: float = 900.0
+    watch_days: int = 14
+    schedule_max_days: int = 90
     audit_key: str | None = field(default=None, repr=False)
     audit_channel: str | None = None
     audit_anchor_minutes: int = 60
@@ -168,6 +173,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         batch_max=get.integer("SFOX_BATCH_MAX", 500, low=1, high=5000),
         batch_balance_max=get.integer("SFOX_BATCH_BALANCE_MAX", 20, low=0, high=5000),
         sweep_interval_seconds=get.number("SFOX_SWEEP_INTERVAL_SECONDS", 60.0, low=0.05, high=86400),
+        watch_interval_seconds=get.number("SFOX_WATCH_INTERVAL_SECONDS", 900.0, low=0.05, high=7 * 86400),
+        watch_days=get.integer("SFOX_WATCH_DAYS", 14, low=1, high=90),
+        schedule_max_days=get.integer("SFOX_SCHEDULE_MAX_DAYS", 90, low=1, high=366),
         audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
         audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),
         audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),

@@ -49,7 +49,7 @@ def test_missing_user_id_gets_usage(bot, text):
     answer = ack_text(bot.driver.command(ALICE, text))
     assert "Which sFOX user?" in answer
     assert (
-        "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`" in answer
+        "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason] [--when-empty | --at &lt;when&gt;]`" in answer
     )  # escaped: Slack would eat <...>
     assert_nothing_happened(bot)
 

@@ -26,6 +26,7 @@ def build_policy(
         "ttl": timedelta(seconds=settings.request_ttl_seconds),
         "allowed_channels": settings.allowed_channels,
         "require_reason": settings.require_reason,
+        "schedule_horizon": timedelta(days=settings.schedule_max_days),
         "claim_lease": timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     }
     spec = settings.policy

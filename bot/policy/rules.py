@@ -65,6 +65,8 @@ class Policy:
     # valid code from the approver's authenticator; bot/policy/step_up.py). Set from SFOX_STEP_UP or
     # the policy file's `step_up:`.
     step_up: str = "none"
+    # How far ahead `--at` may schedule a deactivation (SFOX_SCHEDULE_MAX_DAYS; bot/policy/when.py).
+    schedule_horizon: timedelta = timedelta(days=90)
     # Reads the user groups the stages name (bot/policy/approvers.py); None: no groups.
     directory: GroupDirectory | None = None
 
@@ -98,6 +100,8 @@ class Refused(Enum):
     REASON_TOO_LONG = "reason_too_long"
     REASON_MISSING = "reason_missing"
     STEP_UP_NEEDED = "step_up_needed"
+    # A command's `--at`/`--when-empty` (bot/policy/when.py).
+    BAD_OPTION = "bad_option"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from bot.crashpoints import crash_point
-from bot.policy import reasons, rules
+from bot.policy import reasons, rules, when
+from bot.policy.rules import Refusal
 from bot.policy.stages import dump_stages
 from bot.requests.base import USAGE, Command, WorkflowBase, card_failure_advice, log, log_fields
 from bot.sfox.errors import SfoxError
@@ -31,11 +32,16 @@ class Asking(WorkflowBase):
             user_id = parse_user_id(token)
         except InvalidUserId as exc:
             return f":warning: {code(token, 80)} is not a valid sFOX user id: {escape(str(exc))}.\n{USAGE}"
-        reason = reasons.clean_reason(reason)
+        options = when.split_options(reason, self.now(), self.policy.schedule_horizon)
+        if isinstance(options, Refusal):
+            return options.text
+        reason = reasons.clean_reason(options.reason)
         refusal = reasons.reason_refusal(reason) or reasons.missing_reason_refusal(self.policy, reason)
         if refusal is not None:
             return refusal.text
-        return Command(requester, channel_id, user_id, reason)
+        return Command(
+            requester, channel_id, user_id, reason, when_empty=options.when_empty, run_at=options.run_at
+        )
 
     def open_request(self, cmd: Command) -> str | RequestRecord:
         """Look the user up on sFOX, record the request and post its card. Returns the record, or

@@ -31,7 +31,7 @@ CARDLESS_GRACE = timedelta(minutes=5)
 # process that died holding it must not hold back the messages after it for long). A card update
 # is idempotent, so its lease can be short; a thread reply must never be posted twice.
 NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0, "dm": 30.0}
-USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason]`"
+USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason] [--when-empty | --at &lt;when&gt;]`"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
@@ -73,6 +73,10 @@ class Command:
     # Its row in the command journal (bot/runtime/commands.py), recorded with the request it
     # creates so that a command carried out again after a crash never creates a second.
     command_id: int | None = None
+    # Its options (bot/policy/when.py): watch the balances until they read zero before the card;
+    # or deactivate at this instant (UTC), never before.
+    when_empty: bool = False
+    run_at: datetime | None = None
 
 
 @dataclass(frozen=True)

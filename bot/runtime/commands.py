@@ -311,7 +311,12 @@ def _encode(ask: Command | BatchAsk) -> str:
                 "duplicates": list(ask.duplicates),
             }
         )
-    return json.dumps({"sfox_user_id": ask.sfox_user_id, "reason": ask.reason})
+    command: dict[str, object] = {"sfox_user_id": ask.sfox_user_id, "reason": ask.reason}
+    if ask.when_empty:
+        command["when_empty"] = True
+    if ask.run_at is not None:
+        command["run_at"] = ask.run_at.isoformat()
+    return json.dumps(command)
 
 
 def _decode(row: RowMapping) -> Accepted:
@@ -328,5 +333,14 @@ def _decode(row: RowMapping) -> Accepted:
             command_id=row["id"],
         )
     else:
-        ask = Command(row["requester"], row["channel_id"], data["sfox_user_id"], data["reason"], row["id"])
+        run_at = data.get("run_at")
+        ask = Command(
+            row["requester"],
+            row["channel_id"],
+            data["sfox_user_id"],
+            data["reason"],
+            row["id"],
+            when_empty=bool(data.get("when_empty", False)),
+            run_at=datetime.fromisoformat(run_at) if run_at else None,
+        )
     return Accepted(ask, row["response_url"], row["id"], row["received_at"])
