@@ -50,6 +50,9 @@ class Settings:
     sfox_timeout_seconds: float = 30.0
     sfox_rate_limit_per_10s: int = 200
     balance_check: str = "required"
+    # The balance route's pace, per process (bot/sfox/balances.py): sFOX allows about 5 reads per
+    # 10 s, and 4 leaves headroom. Only a fake sFOX (the sandbox's) may be read faster.
+    balance_reads_per_10s: int = 4
     batch_max: int = 500
     batch_balance_max: int = 20
     sweep_interval_seconds: float = 60.0
@@ -170,6 +173,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         sfox_timeout_seconds=get.number("SFOX_TIMEOUT_SECONDS", 30.0, low=0.1, high=600),
         sfox_rate_limit_per_10s=get.integer("SFOX_RATE_LIMIT_PER_10S", 200, low=1, high=250),
         balance_check=get.choice("SFOX_BALANCE_CHECK", "required", ("required", "advisory", "off")),
+        balance_reads_per_10s=get.integer("SFOX_BALANCE_READS_PER_10S", 4, low=1, high=1000),
         batch_max=get.integer("SFOX_BATCH_MAX", 500, low=1, high=5000),
         batch_balance_max=get.integer("SFOX_BATCH_BALANCE_MAX", 20, low=0, high=5000),
         sweep_interval_seconds=get.number("SFOX_SWEEP_INTERVAL_SECONDS", 60.0, low=0.05, high=86400),

@@ -32,7 +32,7 @@ from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
-from bot.sfox.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS, BalanceReader
+from bot.sfox.balances import ROUTE_WINDOW_SECONDS, BalanceReader
 from bot.sfox.client import SfoxClient
 from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
 from bot.slack import subcommands
@@ -208,7 +208,9 @@ def build_runtime(
     policy = build_policy(settings, approvers=approvers)
     reader = (
         BalanceReader(
-            sfox, settings.balance_check, limiter=LocalRateLimiter(ROUTE_LIMIT, ROUTE_WINDOW_SECONDS)
+            sfox,
+            settings.balance_check,
+            limiter=LocalRateLimiter(settings.balance_reads_per_10s, ROUTE_WINDOW_SECONDS),
         )
         if settings.balance_check != "off"
         else None

@@ -31,7 +31,7 @@ TARGETS = ("client_1", "client_2", "client_late", "client_3")  # each may be lef
 def run(*, fresh: bool, out: TextIO = sys.stdout) -> int:
     with database(fresh) as path:
         try:
-            with Sandbox(path) as sandbox:
+            with Sandbox(path, slack_pace=False) as sandbox:
                 assert sandbox.settings is not None
                 configure("WARNING", "text", sandbox.settings.secrets())
                 return Scene(sandbox, out, fresh).play()

@@ -163,7 +163,12 @@ class Sandbox:
     and thread it started, in the reverse order."""
 
     def __init__(
-        self, database_path: Path, real_sfox: RealSfox | None = None, policy_file: str | None = None
+        self,
+        database_path: Path,
+        real_sfox: RealSfox | None = None,
+        policy_file: str | None = None,
+        *,
+        slack_pace: bool = True,
     ) -> None:
         self.database_path = database_path
         # SFOX_POLICY_FILE for the sandboxed bot (`sfox-bot console --policy FILE`); its user groups
@@ -176,6 +181,10 @@ class Sandbox:
         self.real_sfox = real_sfox
         self._stack: list[Any] = []
         self.slack = _RecordingSlack(self.journal, token="xoxb-sandbox-" + secrets.token_hex(12))
+        # Slack's per-channel pace (about one message a second): the console keeps it; the demo,
+        # a scripted show whose every scene posts in one channel, would spend most of its time
+        # waiting on it, so it may switch it off (its messages and their order are the same).
+        self.slack.rate.enabled = slack_pace
         self.fake_sfox: FakeSfox | None = None
         if real_sfox is None:
             self.fake_sfox = _RecordingSfox(self.journal, api_key="sandbox-" + secrets.token_hex(16))
@@ -215,6 +224,9 @@ class Sandbox:
                 # Remind at the first sweep, so the demo and the console can show a reminder
                 # (the bot's default is halfway through a request's hour).
                 "SFOX_REMIND_AFTER_FRACTION": "0",
+                # The sandbox's own fake sFOX has no balance route limit: its scenes need not wait
+                # for one (the real sFOX keeps the bot's default pace).
+                **({"SFOX_BALANCE_READS_PER_10S": "1000"} if self.fake_sfox is not None else {}),
             }
         )
         if unplayable := cannot_play(settings):
