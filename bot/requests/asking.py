@@ -70,8 +70,11 @@ class Asking(WorkflowBase):
             "ttl": self.policy.ttl,
             "balances": check.to_json() if check else None,
             "command_id": cmd.command_id,
+            "run_at": cmd.run_at,
         }
-        if check is not None and check.blocks:
+        # A request for a later time is not blocked by today's funds: they may be withdrawn by then,
+        # and the balances are read again at the time (bot/requests/scheduling.py).
+        if check is not None and check.blocks and cmd.run_at is None:
             funds = blocks.funds_text(check)
             record = self.store.block(
                 error=blocks.blocked_error(funds), event=Event("blocked", detail={"funds": funds}), **request
