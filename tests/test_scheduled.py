@@ -6,6 +6,7 @@ reminder and expiry tests age their rows), except in the one test of the loop's 
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import threading
@@ -14,11 +15,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
+from bot.cli.history import history_row, write_table
 from bot.fakes.sfox_users import currency
 from bot.store.outcomes import Outcome
 from bot.store.schema import requests
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
-from tests.helpers import buttons, card_text, open_request, wait_status
+from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 from tests.support import ack_text, drain
 
 DATE = re.compile(r"<!date\^(\d+)\^\{date_short_pretty\} at \{time\}\|(\d{4}-\d\d-\d\d \d\d:\d\d UTC)>")
@@ -214,3 +216,23 @@ def test_a_request_whose_time_passed_while_no_bot_ran_runs_late_and_says_so(bot)
     assert "7 min after its time" in told and "late rather than never" in told
     claimed = next(e for e in bot.store.events_for(record.id) if e.kind == "claimed")
     assert 423 <= json.loads(claimed.detail)["late_seconds"] < 430
+
+
+def test_status_list_home_and_history_show_a_scheduled_request_and_its_time(bot):
+    record, _ = schedule_approved(bot)
+    status = ack_text(bot.driver.command(BOB, f"status {record.id}"))
+    assert "Approved, scheduled" in status and "Runs " in status and DATE.search(status)
+    listed = ack_text(bot.driver.command(BOB, "list"))
+    assert f"#{record.id} `client_1`: scheduled" in listed and DATE.search(listed)
+    assert bot.driver.home_opened(ALICE).status_code == 200
+    home = wait_until(lambda: bot.slack.home(ALICE))
+    mine = json.dumps(home)
+    assert f"#{record.id}" in mine and "Approved, scheduled" in mine and "runs <!date^" in mine
+    row = history_row(bot.store.get(record.id))
+    assert row["status"] == "scheduled" and row["run_at"] == record.run_at.isoformat()
+    table = io.StringIO()
+    write_table(iter([bot.store.get(record.id)]), table)
+    assert (
+        "scheduled" in table.getvalue()
+        and record.run_at.strftime("runs %Y-%m-%d %H:%M UTC") in table.getvalue()
+    )
