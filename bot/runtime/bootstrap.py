@@ -275,10 +275,11 @@ def build_runtime(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
     runtime.batches = _batches(runtime, reader)
-    runtime.schedule = ScheduleLoop(
-        [(store.next_run_at, workflow.claim_due, workflow.run_scheduled)], submit, lambda: workflow.now()
-    )
-    workflow.schedule_noted = runtime.schedule.wake
+    batches = runtime.batches
+    single = (store.next_run_at, workflow.claim_due, workflow.run_scheduled)
+    many = (batches.records.next_run_at, batches.start_due, batches.run)
+    runtime.schedule = ScheduleLoop([single, many], submit, lambda: workflow.now())
+    workflow.schedule_noted = batches.schedule_noted = runtime.schedule.wake
     runtime.commands = Commands(
         store,
         workflow,
