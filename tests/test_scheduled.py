@@ -17,6 +17,7 @@ from sqlalchemy import update
 
 from bot.cli.history import history_row, write_table
 from bot.fakes.sfox_users import currency
+from bot.requests.base import Command
 from bot.store.outcomes import Outcome
 from bot.store.schema import requests
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
@@ -236,3 +237,11 @@ def test_status_list_home_and_history_show_a_scheduled_request_and_its_time(bot)
         "scheduled" in table.getvalue()
         and record.run_at.strftime("runs %Y-%m-%d %H:%M UTC") in table.getvalue()
     )
+
+
+def test_a_command_carried_out_after_its_time_posts_nothing(bot):
+    """A journalled command resumed after a restart whose time went by meanwhile."""
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    answer = bot.runtime.workflow.open_request(Command(ALICE, "C0LATE001", "client_1", "", run_at=past))
+    assert isinstance(answer, str) and "passed before I could post the card" in answer
+    assert bot.slack.cards() == [] and list(bot.store.history()) == []
