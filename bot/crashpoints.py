@@ -31,6 +31,7 @@ POINTS: dict[str, str] = {
     "click_acked": "a click is acknowledged to Slack; its step has not run",
     "command_acked": "a slash command (a request or a batch) is acknowledged to Slack; its job has not run",
     "claimed": "the claim is recorded; the DELETE is not yet sent",
+    "scheduled_due": "a scheduled request is claimed at its time; its balances are not read again, the DELETE not sent",
     "delete_answered": "sFOX has answered the DELETE; the outcome is not yet recorded",
     "outcome_recorded": "the outcome is recorded; the card update and the thread reply are not yet sent",
     "reply_sent": "a thread reply went out; it is not yet marked sent",

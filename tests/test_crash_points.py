@@ -31,6 +31,7 @@ TESTED = {
     "command_acked": "test_command_acked_then_killed_is_carried_out_after_restart_and_answered, "
     "test_batch_command_acked_then_killed_is_carried_out_after_restart_and_answered (test_batch_crash.py)",
     "claimed": "test_claimed_then_killed_is_reconciled_never_sent_and_retryable",
+    "scheduled_due": "test_scheduled_due_then_killed_runs_once_late_after_restart (test_scheduled_crash.py)",
     "delete_answered": "test_delete_answered_then_killed_is_reconciled_as_done",
     "outcome_recorded": "test_outcome_recorded_then_killed_is_delivered_after_restart",
     "reply_sent": "test_reply_sent_then_killed_is_not_posted_twice",

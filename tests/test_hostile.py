@@ -276,7 +276,7 @@ def test_path_segment_is_always_exactly_one_segment(text):
 slack_ids = st.from_regex(r"\A[UW][A-Z0-9]{2,20}\Z")
 user_ref = st.one_of(slack_ids, any_text)
 long_text = st.one_of(any_text, st.text(alphabet="&<>x", min_size=2000, max_size=6000), st.none())
-DATE = re.compile(r"<!date\^\d+\^\{date_short_pretty\} \{time\}\|[^<>|]*>")
+DATE = re.compile(r"<!date\^\d+\^\{date_short_pretty\}(?: at)? \{time\}\|[^<>|]*>")
 
 
 @st.composite
@@ -305,6 +305,8 @@ def records(draw):
         error=draw(long_text),
         attempts=draw(st.integers(0, 5)),
         retryable=draw(st.booleans()),
+        # issue 19: a request asked for later (`--at`) shows its time on the card
+        run_at=draw(st.one_of(st.none(), st.just(created + timedelta(days=2)))),
         approved_by=tuple(draw(st.lists(user_ref, max_size=10))),
     )
 
@@ -381,7 +383,8 @@ def test_card_stays_within_slack_limits_and_mentions_nobody_unexpected(record):
     fallback = blocks.card_text(record)
     assert 0 < len(fallback) <= 40000
     _inert(fallback, record)
-    if record.status not in ("pending",) and not (record.status == "failed" and record.retryable):
+    # Buttons while they can do something: Approve/Deny, a scheduled request's Cancel, Retry.
+    if record.status not in ("pending", "scheduled") and not (record.status == "failed" and record.retryable):
         assert not [b for b in card if b["type"] == "actions"]
 
 

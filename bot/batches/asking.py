@@ -13,11 +13,13 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from bot.batches.base import BatchesBase, log
-from bot.policy import reasons, rules
+from bot.policy import reasons, rules, when
+from bot.policy.rules import Refusal
 from bot.policy.stages import dump_stages
 from bot.sfox.errors import SfoxError, SfoxUser
 from bot.sfox.userid import InvalidUserId, parse_user_id
@@ -27,7 +29,10 @@ from bot.store.batch_base import BatchRecord
 from bot.store.errors import BatchUsersOpen
 
 LOOKUP_THREADS = 8
-USAGE = "Usage: `/sfox-deactivate batch id1,id2,id3 [reason]`, or `/sfox-deactivate batch` for a form"
+USAGE = (
+    "Usage: `/sfox-deactivate batch id1,id2,id3 [reason] [--at &lt;when&gt;]`, "
+    "or `/sfox-deactivate batch` for a form"
+)
 _SPLIT = re.compile(r"[\s,;]+")
 NOBODY = ":information_source: Nobody in that list can be deactivated; no card was posted.\n"
 
@@ -44,6 +49,8 @@ class BatchAsk:
     duplicates: tuple[str, ...] = ()
     # Its row in the command journal (bot/runtime/commands.py), recorded with the batch it creates.
     command_id: int | None = None
+    # `--at <when>` (bot/policy/when.py): its runner starts at this instant (UTC), never before.
+    run_at: datetime | None = None
 
 
 def posted_answer(batch_id: int, users: int) -> str:
@@ -84,7 +91,18 @@ class BatchAsking(BatchesBase):
         token, reason = [*(text or "").split(None, 1), "", ""][:2]
         if not token:
             return f"Which sFOX users? {USAGE}"
-        return self.check(requester, channel_id, split_ids(token), reason)
+        options = when.split_options(reason, self.now(), self.policy.schedule_horizon)
+        if isinstance(options, Refusal):
+            return options.text
+        if options.when_empty:
+            return (
+                f":warning: {code(when.WHEN_EMPTY)} is for a single request: a batch leaves out the users "
+                f"holding funds and deactivates the rest. Ask for each funded user on its own with "
+                f"{code(when.WHEN_EMPTY)}, or give the batch a time with {code(when.AT + ' <when>')}. "
+                "Nothing was posted."
+            )
+        ask = self.check(requester, channel_id, split_ids(token), options.reason)
+        return replace(ask, run_at=options.run_at) if isinstance(ask, BatchAsk) else ask
 
     def check(self, requester: str, channel_id: str, tokens: list[str], reason: str) -> BatchAsk | str:
         """Validate a batch's ids (from the command, the form or its file): a BatchAsk, or why not."""
@@ -166,6 +184,7 @@ class BatchAsking(BatchesBase):
                     excluded=excluded,
                     balances_skipped=skip_balances,
                     command_id=ask.command_id,
+                    run_at=ask.run_at,
                 )
                 break
             except BatchUsersOpen:

@@ -53,3 +53,5 @@ class BatchesBase:
         self.now = clock
         # Running an approved batch, its card's progress and its summary (bot/batches/running.py).
         self.runner = BatchRunner(store, sfox, notifier, policy, limiter=limiter, submit=submit, clock=clock)
+        # Told when a batch was scheduled, so the schedule loop (bot/runtime/schedule.py) wakes for it.
+        self.schedule_noted: Callable[[], None] = lambda: None

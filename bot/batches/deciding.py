@@ -11,7 +11,7 @@ from bot.batches.base import BatchesBase, log
 from bot.policy import rules
 from bot.policy.step_up import step_up_refusal
 from bot.requests.base import ClickResult
-from bot.slack.blocks import mention
+from bot.slack.blocks import mention, run_date
 from bot.store.batch_base import BatchRecord
 
 # An approved batch's users stay claimable this long (a paused batch may wait).
@@ -47,6 +47,18 @@ class BatchDeciding(BatchesBase):
         if outcome == "recorded":
             current = self.records.get(batch_id)
             return ClickResult(rules.still_needed_for(current))
+        if outcome == "scheduled":
+            current = self.records.get(batch_id)
+            assert current is not None
+            log.info("batch scheduled", extra={"batch_id": batch_id, "actor": actor})
+            self.runner.reply(
+                batch_id,
+                f":calendar: Batch #{batch_id} is approved and scheduled: its users will be deactivated "
+                f"{run_date(current.run_at)}, not before; nothing is sent to sFOX until then. An approver can "
+                "still cancel it on the card.",
+            )
+            self.schedule_noted()
+            return ClickResult(f"Approved: batch #{batch_id} runs {run_date(current.run_at)}, not before.")
         log.info("batch approved", extra={"batch_id": batch_id, "actor": actor})
         self.submit(self.runner.run, batch_id)
         return ClickResult(None)
@@ -91,6 +103,9 @@ class BatchDeciding(BatchesBase):
         refusal = rules.decide_refusal(self.policy, actor, rules.Step.CHANGE_BATCH)
         if refusal is not None:
             return ClickResult(refusal.text)
+        batch = self.records.get(batch_id)
+        if batch is not None and batch.status == "scheduled":
+            return self._cancel_scheduled(batch, actor)
         cancelled = self.records.cancel(batch_id, actor, self.now())
         if cancelled is None:
             return ClickResult(self._state(self.records.get(batch_id)))
@@ -101,6 +116,20 @@ class BatchDeciding(BatchesBase):
             "will not be deactivated; the ones already started finish.",
         )
         self.submit(self.runner.run, batch_id)  # finishes the batch once the users in flight are settled
+        return ClickResult(None)
+
+    def _cancel_scheduled(self, batch: BatchRecord, actor: str) -> ClickResult:
+        """Cancel before its time: every user `cancelled`, nothing sent; the runner posts the summary."""
+        cancelled = self.records.cancel_scheduled(batch.id, actor, self.now())
+        if cancelled is None:
+            return ClickResult(self._state(self.records.get(batch.id)))
+        self.runner.refresh_card(batch.id)
+        self.runner.reply(
+            batch.id,
+            f":heavy_multiplication_x: Cancelled by {mention(actor)} before its time "
+            f"({run_date(batch.run_at)}): none of its {cancelled} users was deactivated.",
+        )
+        self.submit(self.runner.run, batch.id)  # closes it (done) and posts the summary
         return ClickResult(None)
 
     def _clickable(
@@ -132,6 +161,7 @@ class BatchDeciding(BatchesBase):
             "denied": f"was denied by {mention(batch.denied_by)}",
             "expired": "has expired",
             "running": "is approved and running",
+            "scheduled": f"is approved and scheduled for {run_date(batch.run_at)}",
             "paused": "is paused",
             "cancelled": "was cancelled",
             "done": "is finished",

@@ -21,6 +21,7 @@ DELETE may have gone out are reconciled by a read, never resent.
 from __future__ import annotations
 
 from bot.batches.asking import BatchAsking
+from bot.batches.base import log
 from bot.batches.deciding import BatchDeciding
 
 # How long the balance reads of a batch's pre-flight may wait for the route's slot each.
@@ -32,6 +33,16 @@ class Batches(BatchAsking, BatchDeciding):
 
     def run(self, batch_id: int) -> None:
         self.runner.run(batch_id)
+
+    def start_due(self) -> list[int]:
+        """Start each scheduled batch whose time has come (`scheduled → running`, once across
+        replicas); the ids this process started, to be run with `run`."""
+        now = self.now()
+        started = [b for b in self.records.due_scheduled(now) if self.records.start_due(b, now)]
+        for batch_id in started:
+            log.info("scheduled batch started", extra={"batch_id": batch_id})
+            self.runner.refresh_card(batch_id)
+        return started
 
     def sweep(self) -> dict[str, int]:
         """Expire overdue batches; resume approved ones nobody runs (their process died)."""

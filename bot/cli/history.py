@@ -31,6 +31,7 @@ HISTORY_FIELDS = (
     "error",
     "balances",
     "batch_id",
+    "run_at",  # when a request asked with `--at` runs (issue 19), None for one that runs at once
 )
 
 
@@ -152,7 +153,7 @@ def write_table(records: Iterator[RequestRecord], out: TextIO) -> None:
         ("requested_by", 12),
         ("approved_by", 24),
         ("http", 4),
-        ("error", 40),
+        ("error", 40),  # or, for a request asked for later, when it runs
     )
     out.write("  ".join(f"{name:<{width}}" for name, width in columns).rstrip() + "\n")
     count = 0
@@ -166,12 +167,19 @@ def write_table(records: Iterator[RequestRecord], out: TextIO) -> None:
             record.requested_by,
             ",".join(record.approved_by) or "-",
             str(record.http_status or "-"),
-            (record.error or "").replace("\n", " "),
+            _note(record),
         ]
         cells = [_fit(v, w) for v, (_, w) in zip(values, columns, strict=True)]
         out.write("  ".join(f"{c:<{w}}" for c, (_, w) in zip(cells, columns, strict=True)).rstrip() + "\n")
     if not count:
         out.write("(no requests recorded)\n")
+
+
+def _note(record: RequestRecord) -> str:
+    """The table's last column: the error, or when a request asked for later runs."""
+    if record.run_at is not None and record.status in ("pending", "scheduled"):
+        return "runs " + record.run_at.strftime("%Y-%m-%d %H:%M UTC")
+    return (record.error or "").replace("\n", " ")
 
 
 def _fit(text: str, width: int) -> str:

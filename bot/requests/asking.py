@@ -12,7 +12,7 @@ from bot.requests.base import USAGE, Command, WorkflowBase, card_failure_advice,
 from bot.sfox.errors import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack import blocks
-from bot.slack.blocks import code, escape, mention
+from bot.slack.blocks import code, escape, mention, run_date
 from bot.slack.errors import NotifyError
 from bot.store.errors import AlreadyOpen
 from bot.store.records import Event, RequestRecord
@@ -46,6 +46,12 @@ class Asking(WorkflowBase):
     def open_request(self, cmd: Command) -> str | RequestRecord:
         """Look the user up on sFOX, record the request and post its card. Returns the record, or
         an ephemeral answer saying why no card was posted."""
+        if cmd.run_at is not None and cmd.run_at <= self.now():
+            # A journalled command carried out after a restart, its time gone meanwhile.
+            return (
+                f":warning: The time you gave ({run_date(cmd.run_at)}) passed before I could post the card "
+                f"(the bot restarted meanwhile). Nothing was posted: ask again with a new time."
+            )
         existing = self.store.open_request_for(cmd.sfox_user_id)
         if existing is not None and not self._expire_if_due(existing):
             return self._already_open(existing)
@@ -70,8 +76,11 @@ class Asking(WorkflowBase):
             "ttl": self.policy.ttl,
             "balances": check.to_json() if check else None,
             "command_id": cmd.command_id,
+            "run_at": cmd.run_at,
         }
-        if check is not None and check.blocks:
+        # A request for a later time is not blocked by today's funds: they may be withdrawn by then,
+        # and the balances are read again at the time (bot/requests/scheduling.py).
+        if check is not None and check.blocks and cmd.run_at is None:
             funds = blocks.funds_text(check)
             record = self.store.block(
                 error=blocks.blocked_error(funds), event=Event("blocked", detail={"funds": funds}), **request

@@ -112,6 +112,9 @@ class WorkflowBase:
         # Told when an owed message was given a time to be tried again (a Retry-After, a backoff),
         # so the delivery loop (bot/runtime/delivery.py) can wake for it instead of its next poll.
         self.retry_noted: Callable[[], None] = lambda: None
+        # Told when a request was scheduled (or put back to scheduled), so the schedule loop
+        # (bot/runtime/schedule.py) can wake for its time instead of its next poll.
+        self.schedule_noted: Callable[[], None] = lambda: None
 
 
 def card_failure_advice(slack_code: str) -> str:

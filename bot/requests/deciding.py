@@ -3,11 +3,14 @@ click on a card the bot lost track of does."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from bot.policy import rules
 from bot.policy.step_up import step_up_refusal
 from bot.requests.base import CardRef, ClickResult, WorkflowBase, log, log_fields
 from bot.slack import blocks
-from bot.slack.blocks import mention
+from bot.slack.blocks import code, mention, run_date
+from bot.slack.scheduled import reply_cancelled, reply_scheduled
 from bot.store.records import RequestRecord
 
 
@@ -35,7 +38,11 @@ class Deciding(WorkflowBase):
                 return ClickResult(stepless.text)
             if not self.store.add_approval(request_id, actor, now, eligible, step_up=step_up):
                 return ClickResult(self._not_pending(self.store.get(request_id), actor))
-        if self.store.claim(request_id, now, actor=actor):
+        if record.run_at is not None:
+            scheduled = self._schedule(request_id, actor, now)
+            if scheduled is not None:
+                return scheduled
+        elif self.store.claim(request_id, now, actor=actor):
             log.info("request claimed", extra=log_fields(record, actor=actor))
             return ClickResult(execute=True)
         current = self.store.get(request_id)
@@ -45,10 +52,32 @@ class Deciding(WorkflowBase):
             self.store.queue_card(request_id, now)
             return ClickResult(rules.still_needed_for(current))
         # Another approver's click completed the claim a moment earlier.
+        if current is not None and current.status == "scheduled":
+            return ClickResult(
+                f"Your approval was recorded; request #{request_id} is already scheduled for {run_date(current.run_at)}."
+            )
         return ClickResult(f"Your approval was recorded; request #{request_id} is already being deactivated.")
+
+    def _schedule(self, request_id: int, actor: str, now: datetime) -> ClickResult | None:
+        """pending → scheduled once the quorum is met, for a request to run later: the same
+        conditions as the claim, and nothing sent to sFOX. None when it was not this click's."""
+        current = self.store.get(request_id)
+        if current is None:
+            return None
+        counted = tuple(a for a in current.approved_by if not rules.is_requester(current, a))
+        if not self.store.schedule(request_id, now, reply_scheduled(current, counted), actor=actor):
+            return None
+        log.info("request scheduled", extra=log_fields(current, actor=actor, run_at=str(current.run_at)))
+        self.schedule_noted()
+        return ClickResult(
+            f"Approved: {code(current.sfox_user_id)} will be deactivated {run_date(current.run_at)}, "
+            "not before. Until then it can be cancelled on the card."
+        )
 
     def deny(self, request_id: int, actor: str, reason: str | None = None) -> ClickResult:
         record = self.store.get(request_id)
+        if record is not None and record.status == "scheduled":
+            return self._cancel_scheduled(record, actor, reason)
         refusal = self._click_refusal(record, actor)
         if refusal:
             return ClickResult(refusal)
@@ -57,6 +86,18 @@ class Deciding(WorkflowBase):
         if not self.store.deny(request_id, actor, self.now(), reply, reason):
             return ClickResult(self._not_pending(self.store.get(request_id), actor))
         log.info("request denied", extra=log_fields(record, actor=actor))
+        return ClickResult(None)
+
+    def _cancel_scheduled(self, record: RequestRecord, actor: str, reason: str | None) -> ClickResult:
+        """The card's Cancel (its Deny) on an approved request before its time: `cancelled`, by
+        the requester or anyone who may deny it; at its time the claim has it instead."""
+        refusal = rules.decide_refusal(self.policy, actor, rules.Step.DENY, record)
+        if refusal is not None:
+            return ClickResult(refusal.text)
+        reply = reply_cancelled(record, actor, reason)
+        if not self.store.cancel_scheduled(record.id, actor, self.now(), reply, reason):
+            return ClickResult(self._not_pending(self.store.get(record.id), actor))
+        log.info("scheduled request cancelled", extra=log_fields(record, actor=actor))
         return ClickResult(None)
 
     def retry(self, request_id: int, actor: str) -> ClickResult:
@@ -131,6 +172,7 @@ class Deciding(WorkflowBase):
             "failed": "has failed; see its thread",
             "blocked": "was closed before any card: the account holds funds",
             "pending": "is still pending",
-            "cancelled": "was cancelled with its batch before it started",
+            "scheduled": f"is approved and scheduled for {run_date(record.run_at)}",
+            "cancelled": "was cancelled before it ran",
         }
         return f"Request #{record.id} {states.get(record.status, record.status)}; your click changed nothing."

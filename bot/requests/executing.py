@@ -144,6 +144,8 @@ class Executing(WorkflowBase):
         else:
             crash_point("reconcile_read")
             never_sent = record.status == "executing" and not self._delete_started(record.id)
+            if never_sent and record.run_at is not None and record.batch_id is None:
+                return self._run_late(record)
             self._finish(
                 record,
                 "failed",
@@ -162,6 +164,15 @@ class Executing(WorkflowBase):
                 blocks.reply_never_sent(record) if never_sent else blocks.reply_still_present(record),
                 from_statuses=("executing", "unknown"),
             )
+        return self.store.get(record.id)
+
+    def _run_late(self, record: RequestRecord) -> RequestRecord | None:
+        """A scheduled request claimed at its time whose process stopped before the DELETE: back
+        to `scheduled` (its time has passed, so it is claimed again at once), late rather than
+        never; the claim again says how late in its thread (bot/requests/scheduling.py)."""
+        if self.store.requeue_scheduled(record.id, self.now()):
+            log.warning("scheduled request stopped before its DELETE: run again", extra=log_fields(record))
+            self.schedule_noted()
         return self.store.get(record.id)
 
     def _delete_started(self, request_id: int) -> bool:
@@ -233,6 +244,7 @@ class Executing(WorkflowBase):
         event: Event,
         reply: str,
         from_statuses: tuple[str, ...] = ("executing",),
+        balances: str | None = None,
     ) -> None:
         error = clip(error) if error else None
         done = self.store.finish(
@@ -246,6 +258,7 @@ class Executing(WorkflowBase):
             event=event,
             reply=reply,
             from_statuses=from_statuses,
+            balances=balances,
         )
         crash_point("outcome_recorded")
         if not done:

@@ -10,7 +10,8 @@ The rules that make deactivation safe live here:
 - an outcome that cannot be known is reconciled with a read, never with a second DELETE.
 
 The steps live in one module per use case: asking (`bot.requests.asking`), deciding
-(`bot.requests.deciding`), executing and reconciling (`bot.requests.executing`), delivering
+(`bot.requests.deciding`), executing and reconciling (`bot.requests.executing`), running a
+scheduled request at its time (`bot.requests.scheduling`, built on executing), delivering
 (`bot.requests.delivering`); the types they share in `bot.requests.base`, the rules in `bot.policy`.
 """
 
@@ -19,8 +20,8 @@ from __future__ import annotations
 from bot.requests.asking import Asking
 from bot.requests.deciding import Deciding
 from bot.requests.delivering import Delivering
-from bot.requests.executing import Executing
+from bot.requests.scheduling import Scheduling
 
 
-class Workflow(Asking, Deciding, Executing, Delivering):
+class Workflow(Asking, Deciding, Scheduling, Delivering):
     """Every step of a deactivation request, from the slash command to the last thread reply."""

@@ -32,6 +32,7 @@ from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
+from bot.runtime.schedule import ScheduleLoop
 from bot.sfox.balances import ROUTE_WINDOW_SECONDS, BalanceReader
 from bot.sfox.client import SfoxClient
 from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
@@ -99,6 +100,8 @@ class Runtime:
     visibility: Visibility | None = None
     batches: Batches | None = None
     delivery: DeliveryLoop | None = None
+    # Claims scheduled requests and batches at their time (issue 19).
+    schedule: ScheduleLoop | None = None
     # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
     mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
@@ -134,6 +137,8 @@ class Runtime:
         summary["commands"] = self.commands.resume()
         if self.batches is not None:
             summary.update(self.batches.sweep())
+        if self.schedule is not None:  # due work the schedule loop has not claimed yet (it polls)
+            summary["scheduled_started"] = self.schedule.tick()
         if self.visibility is not None:
             summary["reminded"] = self.visibility.reminders.tick()
             if summary["reminded"]:
@@ -149,10 +154,14 @@ class Runtime:
             self._sweeper.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.schedule is not None:
+            self.schedule.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
+        if self.schedule is not None:  # no new claim handed to a job pool about to close
+            self.schedule.stop(timeout=CLAIM_GRACE_SECONDS)
         # A click acked a moment ago may still be in its database step; one that wins a claim
         # hands its DELETE to `jobs`, so the steps finish before the job pool closes.
         self.steps.shutdown(wait=wait)
@@ -268,6 +277,11 @@ def build_runtime(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
     runtime.batches = _batches(runtime, reader)
+    batches = runtime.batches
+    single = (store.next_run_at, workflow.claim_due, workflow.run_scheduled)
+    many = (batches.records.next_run_at, batches.start_due, batches.run)
+    runtime.schedule = ScheduleLoop([single, many], submit, lambda: workflow.now())
+    workflow.schedule_noted = batches.schedule_noted = runtime.schedule.wake
     runtime.commands = Commands(
         store,
         workflow,

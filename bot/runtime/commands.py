@@ -309,6 +309,7 @@ def _encode(ask: Command | BatchAsk) -> str:
                 "reason": ask.reason,
                 "malformed": [list(m) for m in ask.malformed],
                 "duplicates": list(ask.duplicates),
+                **({"run_at": ask.run_at.isoformat()} if ask.run_at is not None else {}),
             }
         )
     command: dict[str, object] = {"sfox_user_id": ask.sfox_user_id, "reason": ask.reason}
@@ -321,6 +322,7 @@ def _encode(ask: Command | BatchAsk) -> str:
 
 def _decode(row: RowMapping) -> Accepted:
     data = json.loads(row["command"])
+    run_at = datetime.fromisoformat(data["run_at"]) if data.get("run_at") else None
     ask: Command | BatchAsk
     if row["kind"] == BATCH:
         ask = BatchAsk(
@@ -331,9 +333,9 @@ def _decode(row: RowMapping) -> Accepted:
             tuple((str(t), str(why)) for t, why in data["malformed"]),
             tuple(data["duplicates"]),
             command_id=row["id"],
+            run_at=run_at,
         )
     else:
-        run_at = data.get("run_at")
         ask = Command(
             row["requester"],
             row["channel_id"],
@@ -341,6 +343,6 @@ def _decode(row: RowMapping) -> Accepted:
             data["reason"],
             row["id"],
             when_empty=bool(data.get("when_empty", False)),
-            run_at=datetime.fromisoformat(run_at) if run_at else None,
+            run_at=run_at,
         )
     return Accepted(ask, row["response_url"], row["id"], row["received_at"])

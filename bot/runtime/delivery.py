@@ -27,18 +27,24 @@ POLL_SECONDS = 2.0
 MIN_WAIT_SECONDS = 0.05
 
 
-class DeliveryLoop:
-    """One thread per process that sends owed messages as they fall due."""
+class DueLoop:
+    """One thread per process that acts when the earliest time `next_due` reads falls due: it
+    sleeps until then (or `poll_seconds`, for times another replica wrote), and is woken at once
+    when this process notes a new time. The owed messages' loop and the schedule's
+    (bot/runtime/schedule.py) are two of them."""
+
+    name = "sfox-due"
+    what = "due work done"
 
     def __init__(
         self,
-        store: Store,
-        deliver: Callable[[], int],
+        next_due: Callable[[], datetime | None],
+        act: Callable[[], int],
         now: Callable[[], datetime],
         poll_seconds: float = POLL_SECONDS,
     ) -> None:
-        self.store = store
-        self.deliver = deliver
+        self.next_due = next_due
+        self.act = act
         self.now = now
         self.poll_seconds = poll_seconds
         self._stop = threading.Event()
@@ -47,15 +53,15 @@ class DeliveryLoop:
 
     def start(self) -> None:
         if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="sfox-delivery", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
     def wake(self) -> None:
-        """Look at the database again now: a retry time was just noted."""
+        """Look at the database again now: a new time was just noted."""
         self._wake.set()
 
     def stop(self, timeout: float) -> None:
-        """Stop, letting a send under way finish (for up to `timeout` s)."""
+        """Stop, letting the work under way finish (for up to `timeout` s)."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
@@ -66,14 +72,32 @@ class DeliveryLoop:
             self._wake.clear()
             wait = self.poll_seconds
             try:
-                due = self.store.next_notice_due()
+                due = self.next_due()
                 if due is not None and due <= self.now():
-                    sent = self.deliver()
-                    if sent:
-                        log.info("owed messages delivered", extra={"delivered": sent})
-                    due = self.store.next_notice_due()
+                    done = self.act()
+                    if done:
+                        log.info(self.what, extra={"done": done, "loop": self.name})
+                    due = self.next_due()
                 if due is not None:
                     wait = min(wait, max(MIN_WAIT_SECONDS, (due - self.now()).total_seconds()))
             except Exception:
-                log.exception("delivering owed messages failed; will try again")
+                log.exception("%s failed; will try again", self.name)
             self._wake.wait(wait)
+
+
+class DeliveryLoop(DueLoop):
+    """Sends owed messages as they fall due."""
+
+    name = "sfox-delivery"
+    what = "owed messages delivered"
+
+    def __init__(
+        self,
+        store: Store,
+        deliver: Callable[[], int],
+        now: Callable[[], datetime],
+        poll_seconds: float = POLL_SECONDS,
+    ) -> None:
+        super().__init__(store.next_notice_due, deliver, now, poll_seconds)
+        self.store = store
+        self.deliver = deliver

@@ -11,7 +11,16 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.policy import rules
-from bot.slack.blocks import HEADER_LIMIT, SECTION_LIMIT, code, escape, mention, mentions, slack_date
+from bot.slack.blocks import (
+    HEADER_LIMIT,
+    SECTION_LIMIT,
+    code,
+    escape,
+    mention,
+    mentions,
+    run_date,
+    slack_date,
+)
 from bot.slack.calls import call_slack, post_card, post_in_thread, update_card
 from bot.store.batch_base import BatchRecord
 
@@ -30,6 +39,7 @@ STATUS_LINES = {
     "pending": ":hourglass_flowing_sand: Waiting for approval",
     "denied": ":no_entry_sign: Denied",
     "expired": ":alarm_clock: Expired without approval",
+    "scheduled": ":calendar: Approved, scheduled",
     "running": ":arrows_counterclockwise: Approved, deactivating on sFOX…",
     "paused": ":double_vertical_bar: Paused",
     "cancelled": ":heavy_multiplication_x: Cancelled; finishing the users already started",
@@ -71,7 +81,12 @@ def card(
         facts.append(f"*{len(left['lookup_failed'])}* could not be looked up (left out)")
     lines = [
         " · ".join(facts),
-        f"Requested by {mention(batch.requested_by)} · expires {slack_date(batch.expires_at)}",
+        f"Requested by {mention(batch.requested_by)} · "
+        + (
+            f"runs {run_date(batch.run_at)}, not before"
+            if batch.run_at is not None
+            else f"expires {slack_date(batch.expires_at)}"
+        ),
         f"Reason: {escape(batch.reason, 500) or '_none given_'}",
     ]
     if batch.balances_skipped:
@@ -86,6 +101,8 @@ def card(
     if total > len(names):
         names.append(f"… and {total - len(names)} more (the full list is in the thread)")
     status = f"*{STATUS_LINES.get(batch.status, batch.status)}*"
+    if batch.status == "scheduled":
+        status = f"*{STATUS_LINES['scheduled']} for {run_date(batch.run_at)}*"
     if batch.status == "pending":
         status += f" ({rules.tally(batch)})"
     elif batch.status == "denied":
@@ -130,6 +147,8 @@ def card(
             _button("Approve", BATCH_APPROVE, batch, "primary"),
             _button("Deny", BATCH_DENY, batch, "danger"),
         ]
+    elif batch.status == "scheduled":
+        buttons = [_button("Cancel", BATCH_CANCEL, batch, "danger")]
     elif batch.status == "running":
         buttons = [_button("Pause", BATCH_PAUSE, batch), _button("Cancel", BATCH_CANCEL, batch, "danger")]
     elif batch.status == "paused":

@@ -7,7 +7,7 @@ under Slack's limits. Mentions are only ever built from validated Slack user ids
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from bot.policy import rules
@@ -34,7 +34,8 @@ STATUS_LINES = {
     "succeeded": ":white_check_mark: Deactivated on sFOX",
     "failed": ":x: Not deactivated",
     "blocked": ":moneybag: Not asked: the account holds funds",
-    "cancelled": ":heavy_multiplication_x: Cancelled with its batch before it started",
+    "cancelled": ":heavy_multiplication_x: Cancelled before it ran",
+    "scheduled": ":calendar: Approved, scheduled",
 }
 
 
@@ -74,11 +75,17 @@ def mentions(user_ids: tuple[str, ...] | list[str]) -> str:
     return ", ".join(mention(u) for u in user_ids) or "nobody"
 
 
-def slack_date(when: datetime | None) -> str:
+def slack_date(when: datetime | None, joiner: str = " ") -> str:
+    """`when` as Slack shows a date: in each reader's own time zone, UTC as the fallback text."""
     if when is None:
         return "—"
-    fallback = when.strftime("%Y-%m-%d %H:%M UTC")
-    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+    fallback = when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(when.timestamp())}^{{date_short_pretty}}{joiner}{{time}}|{fallback}>"
+
+
+def run_date(when: datetime | None) -> str:
+    """When a scheduled deactivation runs (`… at 17:00`), in each reader's local time."""
+    return slack_date(when, " at ")
 
 
 def card(record: RequestRecord) -> list[dict[str, Any]]:
@@ -112,6 +119,20 @@ def card(record: RequestRecord) -> list[dict[str, Any]]:
             }
         )
         blocks.append(_actions(record, [approve_button(record), deny_button(record)]))
+    elif record.status == "scheduled":
+        blocks.append(
+            {
+                "type": "context",
+                "elements": [
+                    {
+                        "type": "mrkdwn",
+                        "text": "Nothing is sent to sFOX before then; its balances are read again at the "
+                        "time, and funds then stop it. Until then the requester or an approver can cancel.",
+                    }
+                ],
+            }
+        )
+        blocks.append(_actions(record, [cancel_button(record)]))
     elif record.status == "failed" and record.retryable:
         blocks.append(_actions(record, [_retry_button(record)]))
     return blocks
@@ -125,7 +146,13 @@ def card_text(record: RequestRecord) -> str:
 def status_line(record: RequestRecord) -> str:
     line = f"*{STATUS_LINES[record.status]}*"
     if record.status == "pending":
-        return f"{line} ({rules.tally(record)})"
+        when = f"\nTo run {run_date(record.run_at)}; it can be approved until then." if record.run_at else ""
+        return f"{line} ({rules.tally(record)}){when}"
+    if record.status == "scheduled":
+        return f"*{STATUS_LINES['scheduled']} for {run_date(record.run_at)}* · approved by {mentions(record.approved_by)}"
+    if record.status == "cancelled" and record.denied_by:
+        why = f": {escape(record.deny_reason, 600)}" if record.deny_reason else ""
+        return f"{line} by {mention(record.denied_by)}{why}"
     if record.status == "denied":
         why = f": {escape(record.deny_reason, 600)}" if record.deny_reason else ""
         return f"{line} by {mention(record.denied_by)}{why}"
@@ -235,6 +262,8 @@ def _fields(record: RequestRecord) -> list[dict[str, str]]:
         ),
         ("Reason", escape(record.reason, 1000) or "_none given_"),
     ]
+    if record.run_at is not None:
+        pairs.insert(5, ("Runs", run_date(record.run_at)))
     return [{"type": "mrkdwn", "text": f"*{label}*\n{value}"[:FIELD_LIMIT]} for label, value in pairs]
 
 
@@ -276,6 +305,23 @@ def deny_button(record: RequestRecord, action_id: str = DENY) -> dict[str, Any]:
         "style": "danger",
         "text": {"type": "plain_text", "text": "Deny"},
         "value": str(record.id),
+    }
+
+
+def cancel_button(record: RequestRecord) -> dict[str, Any]:
+    """A scheduled request's Cancel: the card's Deny action (the requester's or an approver's)."""
+    return {
+        "type": "button",
+        "action_id": DENY,
+        "style": "danger",
+        "text": {"type": "plain_text", "text": "Cancel"},
+        "value": str(record.id),
+        "confirm": {
+            "title": {"type": "plain_text", "text": "Cancel the deactivation?"},
+            "text": {"type": "mrkdwn", "text": f"{code(record.sfox_user_id, 120)} will not be deactivated."},
+            "confirm": {"type": "plain_text", "text": "Cancel it"},
+            "deny": {"type": "plain_text", "text": "Keep it"},
+        },
     }
 
 

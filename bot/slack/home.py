@@ -28,6 +28,7 @@ from bot.slack.blocks import (
     escape,
     mention,
     mentions,
+    run_date,
     slack_date,
 )
 from bot.slack.ids import SLACK_USER_ID
@@ -165,7 +166,7 @@ def _summary(record: RequestRecord) -> str:
     return (
         f"*#{record.id}* {code(record.sfox_user_id)}{name}, requested by {mention(record.requested_by)}; "
         f"{rules.tally(record)}; "
-        f"expires {slack_date(record.expires_at)}{reason}"
+        f"{_window(record)}{reason}"
     )
 
 
@@ -175,9 +176,18 @@ def _line(record: RequestRecord) -> str:
         extra = f" by {mention(record.denied_by)}"
         if record.deny_reason:
             extra += f": {escape(record.deny_reason, 120)}"
-    elif record.status in ("executing", "unknown", "succeeded") and record.approved_by:
+    elif record.status in ("executing", "unknown", "succeeded", "scheduled") and record.approved_by:
         extra = f" · approved by {mentions(record.approved_by)}"
+    if record.run_at is not None and record.status in ("pending", "scheduled"):
+        extra += f" · runs {run_date(record.run_at)}"
     return f"#{record.id} {code(record.sfox_user_id)}: {STATUS_LINES[record.status]}{extra}"
+
+
+def _window(record: RequestRecord) -> str:
+    """Until when it can be approved: its expiry, or the time a request asked for later runs."""
+    if record.run_at is not None:
+        return f"to run {run_date(record.run_at)} (approvable until then)"
+    return f"expires {slack_date(record.expires_at)}"
 
 
 def _header(text: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from bot.policy import rules
 from bot.sfox.userid import InvalidUserId, parse_user_id
-from bot.slack.blocks import STATUS_LINES, code, escape, mention, mentions, slack_date
+from bot.slack.blocks import STATUS_LINES, code, escape, mention, mentions, run_date, slack_date
 from bot.store.db import Store
 from bot.store.records import RequestRecord
 from bot.store.schema import OPEN_STATUSES
@@ -100,18 +100,26 @@ def describe(record: RequestRecord) -> str:
         lines.append(f"{rules.tally(record)}; expires {slack_date(record.expires_at)}")
     elif record.approved_by:
         lines.append(f"Approved by {mentions(record.approved_by)}")
-    if record.status == "denied":
+    if record.run_at is not None and record.status in ("pending", "scheduled"):
+        lines.append(f"Runs {run_date(record.run_at)}, not before")
+    if record.status in ("denied", "cancelled") and record.denied_by:
         why = f": {escape(record.deny_reason, 300)}" if record.deny_reason else ""
-        lines.append(f"Denied by {mention(record.denied_by)}{why}")
+        verb = "Denied" if record.status == "denied" else "Cancelled"
+        lines.append(f"{verb} by {mention(record.denied_by)}{why}")
     if record.error and record.status in ("failed", "unknown", "blocked"):
         lines.append(escape(record.error, 400))
     return "\n".join(lines)
 
 
 def _line(record: RequestRecord) -> str:
+    runs = (
+        f", runs {run_date(record.run_at)}"
+        if record.run_at and record.status in ("pending", "scheduled")
+        else ""
+    )
     return (
         f"#{record.id} {code(record.sfox_user_id)}: {record.status}, requested by "
-        f"{mention(record.requested_by)}, {rules.tally(record, short=True)}"
+        f"{mention(record.requested_by)}, {rules.tally(record, short=True)}{runs}"
     )
 
 

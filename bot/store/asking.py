@@ -52,10 +52,12 @@ class AskingStore(StoreBase):
         balances: str | None = None,
         command_id: int | None = None,
         stages: str | None = None,
+        run_at: datetime | None = None,
     ) -> RequestRecord:
         """Record a new pending request; raises AlreadyOpen if this sFOX user already has one (a
         partial unique index makes that hold even for two requests typed at the same moment), or
-        if its command (`command_id`, unique) created one already."""
+        if its command (`command_id`, unique) created one already. A request to run at `run_at`
+        may be approved until then rather than for `ttl` (bot/requests/scheduling.py)."""
         values = {
             "sfox_user_id": sfox_user_id,
             "reason": reason,
@@ -67,12 +69,13 @@ class AskingStore(StoreBase):
             "target_email": target_email,
             "target_status": target_status,
             "created_at": now,
-            "expires_at": now + ttl,
+            "expires_at": run_at or now + ttl,
             "attempts": 0,
             "retryable": False,
             "balances": balances,
             "command_id": command_id,
             "stages": stages,
+            "run_at": run_at,
         }
         try:
             request_id = self._insert_request(values, Event("requested", requested_by, {"reason": reason}))
@@ -89,6 +92,7 @@ class AskingStore(StoreBase):
         arguments of `create_request`."""
         now: datetime = request.pop("now")
         request.pop("ttl", None)
+        request.pop("run_at", None)
         values = {
             **request,
             "status": "blocked",

@@ -32,12 +32,13 @@ class BatchAskingStore(BatchStoreBase):
         balances_skipped: bool,
         command_id: int | None = None,
         stages: str | None = None,
+        run_at: datetime | None = None,
     ) -> int:
         """Record a pending batch and one pending request per user, in one transaction. Raises
         BatchUsersOpen when one of the users got an open request meanwhile (the partial unique
         index on open requests refuses it; nothing is written), or when its command
         (`command_id`, unique) created a batch already."""
-        expires = now + ttl
+        expires = run_at or now + ttl  # a batch for later may be approved until its time
         try:
             with self.store.transaction() as conn:
                 batch_id: int = conn.execute(
@@ -54,6 +55,7 @@ class BatchAskingStore(BatchStoreBase):
                         balances_skipped=balances_skipped,
                         command_id=command_id,
                         stages=stages,
+                        run_at=run_at,
                     )
                     .returning(batches.c.id)
                 ).scalar_one()

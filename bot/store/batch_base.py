@@ -45,6 +45,7 @@ class BatchRecord:
     summary_at: datetime | None
     command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
     stages: str | None = None  # the stages it was asked under, JSON (bot/policy/stages.py)
+    run_at: datetime | None = None  # its runner starts at this instant, never before (`--at`)
     approved_by: tuple[str, ...] = ()
     # For each of `approved_by`, the stages that approval may fill (None: recorded before stages).
     approval_stages: tuple[tuple[int, ...] | None, ...] = ()

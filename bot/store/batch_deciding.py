@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, literal, select, update
+from sqlalchemy import case, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.policy import stages as staging
@@ -31,8 +31,9 @@ class BatchDecidingStore(BatchStoreBase):
         """Record `actor`'s approval of a pending, unexpired batch, and the same approval on each
         of its pending users (one approval covers the listed users and nobody else). Returns
         "started" when it was the last one needed (the requester's own approval never counts: the
-        batch is now `running` and its users may be claimed until `now + run_within`), "recorded",
-        "duplicate" or "closed". `stages`: the batch's stages the approver may fill (None: the
+        batch is now `running` and its users may be claimed until `now + run_within`), "scheduled"
+        when it was and the batch is for later (`run_at`: it starts then, its users claimable
+        until `run_at + run_within`), "recorded", "duplicate" or "closed". `stages`: the batch's stages the approver may fill (None: the
         first); the batch starts only when every stage is met, a person counting once."""
         eligible = staging.dump_eligible(staging.LEGACY_STAGES if stages is None else stages)
         source = select(
@@ -81,19 +82,23 @@ class BatchDecidingStore(BatchStoreBase):
                     conn, batch_approvals, batch_approvals.c.batch_id, batches, batch_id
                 ):
                     return "recorded"
-                conn.execute(
+                run_at = conn.execute(
                     update(batches)
                     .where(batches.c.id == batch_id, batches.c.status == "pending")
-                    .values(status="running", decided_at=now)
-                )
+                    .values(
+                        status=case((batches.c.run_at > now, "scheduled"), else_="running"), decided_at=now
+                    )
+                    .returning(batches.c.run_at)
+                ).scalar_one_or_none()
+                later = run_at is not None and run_at > now
                 # Approved users are claimed one by one as the pace allows: they must not expire
-                # while they wait their turn.
+                # while they wait their turn (or their batch's time).
                 conn.execute(
                     update(requests)
                     .where(requests.c.batch_id == batch_id, requests.c.status == "pending")
-                    .values(expires_at=now + run_within)
+                    .values(expires_at=(run_at if later else now) + run_within)
                 )
-                return "started"
+                return "scheduled" if later else "started"
         except IntegrityError:
             return "duplicate"
 

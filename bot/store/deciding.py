@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.policy import stages as staging
 from bot.store import schema
 from bot.store.base import StoreBase
-from bot.store.records import Event
+from bot.store.records import Event, RequestRecord
 from bot.store.schema import approvals, requests
 
 
@@ -121,26 +121,97 @@ class DecidingStore(StoreBase):
     def claim(self, request_id: int, now: datetime, *, actor: str | None = None) -> bool:
         """pending → executing, once: only if unexpired, approved by enough people other than the
         requester (SQL), and every stage met (the matching, over the approvals read in the same
-        transaction). The caller that gets True (and only that one) calls sFOX."""
-        approved = approvals_by_others(approvals, approvals.c.request_id, requests)
-        return self._transition(
+        transaction). The caller that gets True (and only that one) calls sFOX. A request to run
+        later (`run_at`) is never claimed here: `schedule` takes it, `claim_due` at its time."""
+        return self._approved_transition(
+            request_id,
+            now,
+            where=[requests.c.status == "pending", requests.c.expires_at > now, requests.c.run_at.is_(None)],
+            values=self._claimed(now),
+            event=Event("claimed", actor),
+            notices=[("card", None)],
+        )
+
+    def schedule(self, request_id: int, now: datetime, reply: str, *, actor: str | None = None) -> bool:
+        """pending → scheduled, once, under the very conditions of `claim` (unexpired, the SQL
+        count, every stage met), for a request to run at `run_at`: nothing is sent to sFOX now."""
+        return self._approved_transition(
             request_id,
             now,
             where=[
                 requests.c.status == "pending",
                 requests.c.expires_at > now,
-                approved >= requests.c.required_approvals,
+                requests.c.run_at.is_not(None),
+                requests.c.run_at > now,
             ],
-            values={
-                "status": "executing",
-                "decided_at": now,
-                "claimed_at": now,
-                "attempts": requests.c.attempts + 1,
-            },
-            event=Event("claimed", actor),
-            notices=[("card", None)],
+            values={"status": "scheduled", "decided_at": now},
+            event=Event("scheduled", actor),
+            notices=[("card", None), ("reply", reply)],
+        )
+
+    def claim_due(self, request_id: int, now: datetime, reply: str | None, detail: dict[str, Any]) -> bool:
+        """scheduled → executing at its time and never before (`run_at <= now`), once across
+        replicas, with the approvals counted again as `claim` counts them. `reply`: what the
+        thread is told on the way (how late, after a restart); `detail`: the claim's audit detail."""
+        return self._approved_transition(
+            request_id,
+            now,
+            where=[requests.c.status == "scheduled", requests.c.run_at <= now],
+            values=self._claimed(now, decided=False),  # decided when it was scheduled
+            event=Event("claimed", detail=detail),
+            notices=[("card", None), *([("reply", reply)] if reply else [])],
+        )
+
+    def due_scheduled(self, now: datetime) -> list[RequestRecord]:
+        """Single requests whose time has come (a batch's users run with their batch)."""
+        with self._read() as conn:
+            query = select(requests).where(
+                requests.c.status == "scheduled", requests.c.run_at <= now, requests.c.batch_id.is_(None)
+            )
+            return self._with_approvals(
+                conn, conn.execute(query.order_by(requests.c.run_at)).mappings().all()
+            )
+
+    def next_run_at(self) -> datetime | None:
+        """The earliest time a scheduled single request falls due, or None."""
+        with self._read() as conn:
+            query = select(func.min(requests.c.run_at)).where(
+                requests.c.status == "scheduled", requests.c.batch_id.is_(None)
+            )
+            return conn.execute(query).scalar_one_or_none()
+
+    def _approved_transition(
+        self,
+        request_id: int,
+        now: datetime,
+        *,
+        where: list[Any],
+        values: dict[str, Any],
+        event: Event,
+        notices: list[tuple[str, str | None]],
+    ) -> bool:
+        """The one conditional change that stands for "enough people approved": approved by
+        enough people other than the requester (SQL) and every stage met (the matching), on top of
+        `where`. Claiming now, scheduling for later and claiming at the time all go through it."""
+        approved = approvals_by_others(approvals, approvals.c.request_id, requests)
+        return self._transition(
+            request_id,
+            now,
+            where=[*where, approved >= requests.c.required_approvals],
+            values=values,
+            event=event,
+            notices=notices,
             guard=lambda conn: stages_met(conn, approvals, approvals.c.request_id, requests, request_id),
         )
+
+    @staticmethod
+    def _claimed(now: datetime, *, decided: bool = True) -> dict[str, Any]:
+        values: dict[str, Any] = {
+            "status": "executing",
+            "claimed_at": now,
+            "attempts": requests.c.attempts + 1,
+        }
+        return {**values, "decided_at": now} if decided else values
 
     def claim_retry(self, request_id: int, actor: str, now: datetime) -> bool:
         """failed (and marked retryable) → executing, once, for an explicit retry by an approver."""
@@ -172,6 +243,25 @@ class DecidingStore(StoreBase):
                 "deny_reason": reason or None,
             },
             event=Event("denied", actor, {"reason": reason} if reason else None),
+            notices=[("card", None), ("reply", reply)],
+        )
+
+    def cancel_scheduled(
+        self, request_id: int, actor: str, now: datetime, reply: str, reason: str | None = None
+    ) -> bool:
+        """scheduled → cancelled, before its time only: at or past `run_at` it belongs to the
+        claim (a Cancel racing the time either wins here or finds it executing)."""
+        return self._transition(
+            request_id,
+            now,
+            where=[requests.c.status == "scheduled", requests.c.run_at > now],
+            values={
+                "status": "cancelled",
+                "denied_by": actor,
+                "completed_at": now,
+                "deny_reason": reason or None,
+            },
+            event=Event("cancelled", actor, {"reason": reason} if reason else None),
             notices=[("card", None), ("reply", reply)],
         )
 

@@ -44,6 +44,7 @@ class ExecutingStore(StoreBase):
         event: Event,
         reply: str,
         from_statuses: Sequence[str] = ("executing",),
+        balances: str | None = None,
     ) -> bool:
         """Record the outcome of the sFOX call (or of a reconcile), its typed kind, and the
         messages it owes."""
@@ -59,9 +60,22 @@ class ExecutingStore(StoreBase):
                 "retryable": retryable,
                 "outcome": outcome,
                 "completed_at": None if status == "unknown" else now,
+                **({"balances": balances} if balances is not None else {}),  # read again at its time
             },
             event=event,
             notices=[("card", None), ("reply", reply)],
+        )
+
+    def requeue_scheduled(self, request_id: int, now: datetime) -> bool:
+        """executing → scheduled, for a scheduled request whose claim stopped before its DELETE
+        (the caller read the trail: no `sfox_call_started`, and took the claim over first)."""
+        return self._transition(
+            request_id,
+            now,
+            where=[requests.c.status == "executing", requests.c.run_at.is_not(None)],
+            values={"status": "scheduled"},
+            event=Event("rescheduled", detail="the bot stopped before it sent the DELETE; nothing was sent"),
+            notices=[("card", None)],
         )
 
     def take_over(self, record: RequestRecord, now: datetime, *, kind: str) -> bool:

@@ -19,6 +19,8 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # sFOX answered with an error: it did nothing
     RATE_LIMITED = "rate_limited"  # sFOX answered 429: it did nothing
     NOT_SENT = "not_sent"  # nothing reached sFOX (no connection, or no slot of our own limit)
+    # Nothing was sent: at a scheduled request's time its balances read non-zero (sFOX would refuse).
+    HELD_FUNDS = "held_funds"
     # Claimed, but the process stopped before the DELETE: no `sfox_call_started` in the trail.
     STOPPED_BEFORE_SENDING = "stopped_before_sending"
     STILL_PRESENT = "still_present"  # the DELETE may have gone out; a read still found the account

@@ -65,6 +65,7 @@ class RequestRecord:
     outcome: Outcome | None = None  # what is known of its DELETE (bot/store/outcomes.py)
     command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
     stages: str | None = None  # the stages it was asked under, JSON (bot/policy/stages.py)
+    run_at: datetime | None = None  # deactivate at this instant, never before (`--at`); None: at once
     approved_by: tuple[str, ...] = ()
     # For each of `approved_by`, the stages that approval may fill (None: recorded before stages).
     approval_stages: tuple[tuple[int, ...] | None, ...] = ()

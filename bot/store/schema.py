@@ -34,7 +34,9 @@ from sqlalchemy.types import TypeDecorator
 from bot.store.outcomes import Outcome, parse_outcome
 
 # `blocked`: closed before any card because the target still holds funds (see bot.sfox.balances).
-# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches).
+# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches),
+# or a scheduled request cancelled before its time.
+# `scheduled`: approved, to be deactivated at `run_at` and never before (bot/requests/scheduling.py).
 STATUSES = (
     "pending",
     "denied",
@@ -45,8 +47,12 @@ STATUSES = (
     "failed",
     "blocked",
     "cancelled",
+    "scheduled",
 )
-OPEN_STATUSES = ("pending", "executing", "unknown")
+OPEN_STATUSES = ("pending", "scheduled", "executing", "unknown")
+# The partial unique index's condition (one open request per sFOX user), written from OPEN_STATUSES
+# so the index and the code that looks for an open request cannot disagree (migration 0011).
+OPEN_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -121,6 +127,8 @@ requests = Table(
     # The stages it was asked under, as JSON (bot/policy/stages.py, migration 0009); NULL: one
     # stage of `required_approvals` (which is always the sum of the stages' counts).
     Column("stages", Text, nullable=True),
+    # When to deactivate, never before (`--at`, bot/policy/when.py; migration 0011); None: at once.
+    Column("run_at", UTCDateTime, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
@@ -131,8 +139,8 @@ requests = Table(
         "uq_requests_open_user",
         "sfox_user_id",
         unique=True,
-        sqlite_where=text("status IN ('pending', 'executing', 'unknown')"),
-        postgresql_where=text("status IN ('pending', 'executing', 'unknown')"),
+        sqlite_where=text(OPEN_WHERE),
+        postgresql_where=text(OPEN_WHERE),
     ),
     # A command creates one request at most, however many processes carry it out.
     Index("uq_requests_command", "command_id", unique=True),
@@ -260,7 +268,17 @@ commands = Table(
 
 # One row per batch: its card, approval state and runner lease. Each user of a batch is its own
 # `requests` row with `batch_id` set; the batch keeps the users left out (unknown, holding funds).
-BATCH_STATUSES = ("pending", "denied", "expired", "running", "paused", "cancelled", "done", "failed")
+BATCH_STATUSES = (
+    "pending",
+    "scheduled",
+    "denied",
+    "expired",
+    "running",
+    "paused",
+    "cancelled",
+    "done",
+    "failed",
+)
 
 batches = Table(
     "batches",
@@ -289,6 +307,8 @@ batches = Table(
     Column("command_id", Integer, nullable=True),
     # The stages it was asked under (migration 0009; see requests.stages).
     Column("stages", Text, nullable=True),
+    # When its runner may start (`batch … --at`; migration 0011); None: as soon as it is approved.
+    Column("run_at", UTCDateTime, nullable=True),
     Index("ix_batches_status", "status"),
     Index("uq_batches_command", "command_id", unique=True),
 )

@@ -1,0 +1,91 @@
+"""Migration 0011_schedule on a database with rows in it (SQLite and PostgreSQL): requests from
+before it have no time and are claimed at once as before, `scheduled` joins the one-open-request
+index, and it can be undone (refused while a request is scheduled)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, text, update
+
+from bot.store import migrate
+from bot.store.db import Store
+from bot.store.errors import AlreadyOpen
+from bot.store.schema import metadata, requests
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    request.applymarker(pytest.mark.postgres)
+    return request.getfixturevalue("postgres_url")
+
+
+def _ask(store: Store, user: str, now: datetime, run_at: datetime | None = None):
+    return store.create_request(
+        sfox_user_id=user,
+        reason="",
+        requested_by="UALICE01",
+        channel_id="C0123",
+        required_approvals=1,
+        target_name=None,
+        target_email=None,
+        target_status=None,
+        now=now,
+        ttl=timedelta(hours=1),
+        run_at=run_at,
+    )
+
+
+def test_older_rows_run_at_once_scheduled_is_open_and_it_can_be_undone(url):
+    store = Store.from_url(url)
+    config = migrate.alembic_config(store.engine.url.render_as_string(hide_password=False))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0010_policy")
+    now = datetime.now(UTC)
+    naive = now.replace(tzinfo=None)
+    with store.engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO requests (sfox_user_id, reason, requested_by, channel_id, status, "
+                "required_approvals, created_at, expires_at, attempts, retryable) VALUES "
+                "('client_old', 'before 0011', 'UALICE01', 'C0123', 'pending', 1, :now, :later, 0, false)"
+            ),
+            {"now": naive, "later": naive + timedelta(hours=1)},
+        )
+    migrate.upgrade(store.engine)
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert [d for d in diff if "run_at" in repr(d) or "uq_requests_open_user" in repr(d)] == []
+    old = store.get(1)
+    assert old.run_at is None
+    assert store.add_approval(1, "UBOB0002", now) and store.claim(1, now, actor="UBOB0002")
+
+    later = _ask(store, "client_later", now, run_at=now + timedelta(days=2))
+    assert later.expires_at == later.run_at
+    assert not store.claim(later.id, now)  # a request for later is never claimed at once
+    assert store.add_approval(later.id, "UBOB0002", now)
+    assert store.schedule(later.id, now, "scheduled", actor="UBOB0002")
+    with pytest.raises(AlreadyOpen):  # scheduled is open: one request per user still
+        _ask(store, "client_later", now)
+
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        with pytest.raises(RuntimeError, match="scheduled"):
+            command.downgrade(config, "0010_policy")
+    with store.engine.begin() as conn:
+        conn.execute(update(requests).where(requests.c.id == later.id).values(status="cancelled"))
+    with store.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0010_policy")
+    for table in ("requests", "batches"):
+        assert "run_at" not in {c["name"] for c in inspect(store.engine).get_columns(table)}
+    with store.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM requests")).scalar_one() == 2
+    store.close()
