@@ -12,11 +12,9 @@ SFOX_API_URL when the caller passes a `real_sfox` target on purpose.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import secrets
 import tempfile
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,23 +27,20 @@ from bot.config import Settings, load_settings
 from bot.fakes.local import serve_wsgi, stop, url_of
 from bot.fakes.polling import poll
 from bot.fakes.sfox_api import FakeSfox
-from bot.fakes.slack_api import FakeSlack, Message
+from bot.fakes.slack_api import Message
 from bot.fakes.slack_driver import SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
 from bot.sandbox.people import cannot_play, meet_the_policy, who_approves
+from bot.sandbox.recording import Journal, RecordingSfox, RecordingSlack
 from bot.sandbox.transcript import (
     BotAnswered,
     Clicked,
     DialogSubmitted,
     Entry,
     Ephemeral,
-    Posted,
-    SfoxCall,
-    SlackRefused,
     Transcript,
     Typed,
-    Updated,
     buttons,
 )
 from bot.slack.blocks import APPROVE, DENY, RETRY, card, card_text
@@ -88,76 +83,6 @@ def database(fresh: bool) -> Iterator[Path]:
         yield Path(DEFAULT_DATABASE).resolve()
 
 
-class _RecordingSlack(FakeSlack):
-    """The fake Slack, also writing what the bot did into the sandbox's journal, in order."""
-
-    def __init__(self, journal: _Journal, token: str) -> None:
-        super().__init__(token=token, clock_ts=True)
-        self.journal = journal
-
-    def handle_api(
-        self, method: str, args: dict[str, Any], auth: str | None
-    ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        status, body, headers = super().handle_api(method, args, auth)
-        blocks = args.get("blocks") or []
-        if isinstance(blocks, str):
-            blocks = json.loads(blocks)
-        channel = str(args.get("channel", ""))
-        if status == 429:
-            pass  # Slack's pace (bot/fakes/slack_rate.py): nothing posted; the bot sends it again later
-        elif not body.get("ok"):
-            self.journal.add(SlackRefused(method, str(body.get("error") or f"HTTP {status}")))
-        elif method == "chat.postMessage":
-            thread = args.get("thread_ts")
-            self.journal.add(Posted(channel, str(body["ts"]), str(args.get("text", "")), blocks, thread))
-        elif method == "chat.update":
-            self.journal.add(Updated(channel, str(args.get("ts")), str(args.get("text", "")), blocks))
-        return status, body, headers
-
-    def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
-        super().handle_response_url(name, payload)
-        self.journal.add(Ephemeral(self.journal.owner_of(name), str(payload.get("text", ""))))
-
-
-class _RecordingSfox(FakeSfox):
-    def __init__(self, journal: _Journal, api_key: str) -> None:
-        super().__init__(api_key=api_key)
-        self.journal = journal
-
-    def answer(self, method: str, path: str, auth: str | None) -> tuple[int, bytes]:
-        status, body = super().answer(method, path, auth)
-        self.journal.add(SfoxCall(method, path, status))
-        return status, body
-
-
-class _Journal:
-    """Everything observed, in the order it happened; readers take what is new since last time."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._entries: list[Entry] = []
-        self._read = 0
-        self._owners: dict[str, str] = {}
-
-    def add(self, entry: Entry) -> None:
-        with self._lock:
-            self._entries.append(entry)
-
-    def own(self, response_name: str, user_id: str) -> None:
-        with self._lock:
-            self._owners[response_name] = user_id
-
-    def owner_of(self, response_name: str) -> str:
-        with self._lock:
-            return self._owners.get(response_name, "someone")
-
-    def take(self) -> list[Entry]:
-        with self._lock:
-            new = self._entries[self._read :]
-            self._read = len(self._entries)
-            return new
-
-
 class Sandbox:
     """Use it as a context manager (`with Sandbox(path) as sandbox:`): closing stops every server
     and thread it started, in the reverse order."""
@@ -174,20 +99,20 @@ class Sandbox:
         # SFOX_POLICY_FILE for the sandboxed bot (`sfox-bot console --policy FILE`); its user groups
         # are the fake Slack's (`group` in the console sets one's members).
         self.policy_file = policy_file
-        self.journal = _Journal()
+        self.journal = Journal()
         self.people = dict(PEOPLE)
         self.names = {uid: name for name, uid in self.people.items()}
         self.transcript = Transcript(self.names, {CHANNEL_ID: CHANNEL_NAME})
         self.real_sfox = real_sfox
         self._stack: list[Any] = []
-        self.slack = _RecordingSlack(self.journal, token="xoxb-sandbox-" + secrets.token_hex(12))
+        self.slack = RecordingSlack(self.journal, token="xoxb-sandbox-" + secrets.token_hex(12))
         # Slack's per-channel pace (about one message a second): the console keeps it; the demo,
         # a scripted show whose every scene posts in one channel, would spend most of its time
         # waiting on it, so it may switch it off (its messages and their order are the same).
         self.slack.rate.enabled = slack_pace
         self.fake_sfox: FakeSfox | None = None
         if real_sfox is None:
-            self.fake_sfox = _RecordingSfox(self.journal, api_key="sandbox-" + secrets.token_hex(16))
+            self.fake_sfox = RecordingSfox(self.journal, api_key="sandbox-" + secrets.token_hex(16))
         self.settings: Settings | None = None
         self.runtime: Runtime | None = None
         self.driver: SlackDriver | None = None
