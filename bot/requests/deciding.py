@@ -131,6 +131,9 @@ class Deciding(WorkflowBase):
             "failed": "has failed; see its thread",
             "blocked": "was closed before any card: the account holds funds",
             "pending": "is still pending",
-            "cancelled": "was cancelled with its batch before it started",
+            "cancelled": "was cancelled with its batch before it started"
+            if record.batch_id is not None
+            else "was cancelled while its balances were watched",
+            "watching": "has no card yet: the bot is watching its balances until they read zero",
         }
         return f"Request #{record.id} {states.get(record.status, record.status)}; your click changed nothing."

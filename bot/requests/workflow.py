@@ -11,7 +11,8 @@ The rules that make deactivation safe live here:
 
 The steps live in one module per use case: asking (`bot.requests.asking`), deciding
 (`bot.requests.deciding`), executing and reconciling (`bot.requests.executing`), delivering
-(`bot.requests.delivering`); the types they share in `bot.requests.base`, the rules in `bot.policy`.
+(`bot.requests.delivering`), watching a funded account until it is empty
+(`bot.requests.watching`); the types they share in `bot.requests.base`, the rules in `bot.policy`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from bot.requests.asking import Asking
 from bot.requests.deciding import Deciding
 from bot.requests.delivering import Delivering
 from bot.requests.executing import Executing
+from bot.requests.watching import Watching
 
 
-class Workflow(Asking, Deciding, Executing, Delivering):
+class Workflow(Asking, Watching, Deciding, Executing, Delivering):
     """Every step of a deactivation request, from the slash command to the last thread reply."""

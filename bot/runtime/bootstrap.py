@@ -32,9 +32,11 @@ from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
-from bot.sfox.balances import ROUTE_LIMIT, ROUTE_WINDOW_SECONDS, BalanceReader
+from bot.runtime.watch import WatchLoop
+from bot.sfox import balances
+from bot.sfox.balances import BalanceReader
 from bot.sfox.client import SfoxClient
-from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
+from bot.sfox.pacing import BALANCE_ROUTE, LocalRateLimiter, SharedRateLimiter
 from bot.slack import subcommands
 from bot.slack.batch_card import (
     BATCH_APPROVE,
@@ -48,6 +50,7 @@ from bot.slack.calls import make_web_client, quiet_logger
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
 from bot.slack.notifier import SlackNotifier, answer_privately, tell_privately
+from bot.slack.watch_blocks import STOP_WATCHING, WATCH
 from bot.store.db import Store
 
 log = logging.getLogger("sfox_bot.runtime")
@@ -99,6 +102,7 @@ class Runtime:
     visibility: Visibility | None = None
     batches: Batches | None = None
     delivery: DeliveryLoop | None = None
+    watch: WatchLoop | None = None  # the watches' balance reads (bot/requests/watching.py)
     # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
     mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
@@ -149,6 +153,8 @@ class Runtime:
             self._sweeper.start()
         if self.delivery is not None:
             self.delivery.start()
+        if self.watch is not None:
+            self.watch.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
@@ -164,6 +170,8 @@ class Runtime:
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         if self.delivery is not None:
             self.delivery.stop(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
+        if self.watch is not None:
+            self.watch.stop(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         self.sfox.close()
 
     def _sweep_loop(self) -> None:
@@ -206,10 +214,12 @@ def build_runtime(
         settings.slack_bot_token or "", settings.slack_api_url, rate_limit_patience=0
     )
     policy = build_policy(settings, approvers=approvers)
+
+    def route(limit: int) -> SharedRateLimiter:  # the balance route's window, every replica's
+        return SharedRateLimiter(store, limit, window=balances.ROUTE_WINDOW_SECONDS, route=BALANCE_ROUTE)
+
     reader = (
-        BalanceReader(
-            sfox, settings.balance_check, limiter=LocalRateLimiter(ROUTE_LIMIT, ROUTE_WINDOW_SECONDS)
-        )
+        BalanceReader(sfox, settings.balance_check, limiter=route(balances.ROUTE_LIMIT))
         if settings.balance_check != "off"
         else None
     )
@@ -262,6 +272,12 @@ def build_runtime(
     runtime.mfa = _step_up(settings, policy, store, workflow)
     runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now())
     workflow.retry_noted = runtime.delivery.wake
+    if reader is not None:  # watches: a share of the route's slots, long waited for
+        workflow.watch_reader = balances.watch_reader(sfox, route(balances.WATCH_LIMIT)).check
+    workflow.watch_interval = timedelta(seconds=settings.watch_interval_seconds)
+    workflow.watch_span = timedelta(days=settings.watch_days)
+    runtime.watch = WatchLoop(store, workflow.watch_due, lambda: workflow.now())
+    runtime.clicks.add_steps({WATCH: workflow.start_watching, STOP_WATCHING: workflow.stop_watching})
     runtime.clicks.observers.append(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
@@ -349,7 +365,9 @@ def _visibility(
         logger=quiet_logger(QUIET_VIEWS_LOGGER),
     )
     metrics.instrument_slack(secret_modal_client)
-    dms = DirectMessages(outbox_slack, store)  # an outbox sender: its 429s are retried by the outbox
+    dms = DirectMessages(
+        outbox_slack, store, watch_offered=settings.balance_check != "off"
+    )  # an outbox sender: its 429s are retried by the outbox
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
     if workflow.policy.directory is not None:

@@ -37,7 +37,7 @@ from bot.store.batch_base import BatchRecord
 from bot.store.db import Store
 from bot.store.errors import Busy
 from bot.store.records import RequestRecord
-from bot.store.schema import OPEN_STATUSES, commands
+from bot.store.schema import OPEN_STATUSES, WATCHING, commands
 
 log = logging.getLogger("sfox_bot.commands")
 
@@ -286,6 +286,11 @@ class Commands:
 
 def _came_of(record: RequestRecord) -> str:
     """What came of a request, for a requester told after a restart."""
+    if record.status == WATCHING:
+        return (
+            f"request #{record.id} for {code(record.sfox_user_id)} is being watched: the card is posted "
+            "once its balances read zero (your DM has a *Stop watching* button)."
+        )
     if record.message_ts is not None:
         return (
             f"its approval card is posted in this channel: request #{record.id} for "

@@ -38,6 +38,10 @@ ROUTE_LIMIT = 4
 ROUTE_WINDOW_SECONDS = 10.0
 # How long a read may wait for a slot of the route's limiter before it counts as not checked.
 SLOT_WAIT_SECONDS = 3.0
+# The watches' reads (bot/requests/watching.py) take at most this many of the route's slots in a
+# window, so a person's request is never starved by them; they may wait long for one.
+WATCH_LIMIT = ROUTE_LIMIT - 1
+WATCH_SLOT_WAIT_SECONDS = 60.0
 MAX_CURRENCIES = 1000
 _CURRENCY = re.compile(r"^[A-Za-z0-9._-]{1,20}$")
 
@@ -205,6 +209,12 @@ class BalanceReader:
             return parse_balances(data)
         except ValueError as exc:
             raise _NotChecked(f"sFOX answered with a balance list the bot cannot read ({exc})") from None
+
+
+def watch_reader(sfox: SfoxClient, limiter: RateLimit) -> BalanceReader:
+    """The watches' reader (bot/requests/watching.py): funds always count, and a read may wait
+    long for its slot (nobody waits on it)."""
+    return BalanceReader(sfox, "required", limiter=limiter, slot_wait_seconds=WATCH_SLOT_WAIT_SECONDS)
 
 
 class _NotChecked(Exception):

@@ -35,6 +35,7 @@ STATUS_LINES = {
     "failed": ":x: Not deactivated",
     "blocked": ":moneybag: Not asked: the account holds funds",
     "cancelled": ":heavy_multiplication_x: Cancelled with its batch before it started",
+    "watching": ":eyes: Watching the balances: the card comes when they read zero",
 }
 
 

@@ -65,6 +65,9 @@ class RequestRecord:
     outcome: Outcome | None = None  # what is known of its DELETE (bot/store/outcomes.py)
     command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
     stages: str | None = None  # the stages it was asked under, JSON (bot/policy/stages.py)
+    # A watch (bot/requests/watching.py): when its next balance read is due, when it was last read.
+    watch_next_at: datetime | None = None
+    watch_read_at: datetime | None = None
     approved_by: tuple[str, ...] = ()
     # For each of `approved_by`, the stages that approval may fill (None: recorded before stages).
     approval_stages: tuple[tuple[int, ...] | None, ...] = ()

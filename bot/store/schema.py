@@ -34,7 +34,10 @@ from sqlalchemy.types import TypeDecorator
 from bot.store.outcomes import Outcome, parse_outcome
 
 # `blocked`: closed before any card because the target still holds funds (see bot.sfox.balances).
-# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches).
+# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches),
+# or a watch stopped by its requester or an approver.
+# `watching`: no card yet; the bot re-reads the balances until they read zero, then posts the card
+# and the request becomes `pending` (bot/requests/watching.py, migration 0011_watch).
 STATUSES = (
     "pending",
     "denied",
@@ -45,8 +48,14 @@ STATUSES = (
     "failed",
     "blocked",
     "cancelled",
+    "watching",
 )
+# Open with a card (or one owed): what the expiry sweep, reminders, reconcile and claims look at.
 OPEN_STATUSES = ("pending", "executing", "unknown")
+# One of these per sFOX user at most (the partial unique index below): a watch holds its user too.
+WATCHING = "watching"
+HELD_STATUSES = (*OPEN_STATUSES, WATCHING)
+_HELD_SQL = "status IN ('pending', 'executing', 'unknown', 'watching')"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -121,18 +130,22 @@ requests = Table(
     # The stages it was asked under, as JSON (bot/policy/stages.py, migration 0009); NULL: one
     # stage of `required_approvals` (which is always the sum of the stages' counts).
     Column("stages", Text, nullable=True),
+    # A watch (migration 0011_watch): when its next balance read is due (claimed by one replica
+    # with a compare-and-set that moves it on), and when its balances were last read.
+    Column("watch_next_at", UTCDateTime, nullable=True),
+    Column("watch_read_at", UTCDateTime, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
     Index("ix_requests_requested_by", "requested_by"),
     Index("ix_requests_created_at", "created_at"),
-    # At most one open request per sFOX user, even when two admins type the command at once.
+    # At most one open request or watch per sFOX user, even when two admins type the command at once.
     Index(
         "uq_requests_open_user",
         "sfox_user_id",
         unique=True,
-        sqlite_where=text("status IN ('pending', 'executing', 'unknown')"),
-        postgresql_where=text("status IN ('pending', 'executing', 'unknown')"),
+        sqlite_where=text(_HELD_SQL),
+        postgresql_where=text(_HELD_SQL),
     ),
     # A command creates one request at most, however many processes carry it out.
     Index("uq_requests_command", "command_id", unique=True),
@@ -304,15 +317,18 @@ batch_approvals = Table(
     UniqueConstraint("batch_id", "approver", name="uq_batch_approvals_batch_approver"),
 )
 
-# The sFOX rate limiter shared by every replica (bot/sfox/pacing.py): one row per call in the sliding
-# window (epoch seconds), and one gate row (id 1) that serialises takers and holds everyone back
-# after a 429 (`blocked_until`).
+# The sFOX rate limiters shared by every replica (bot/sfox/pacing.py): one row per call in the sliding
+# window (epoch seconds) of its route, and one gate row per route (id 1: every call, the batches';
+# id 2: the balance route, the watches'; migration 0011_watch) that serialises takers and holds
+# everyone back after a 429 (`blocked_until`).
 rate_slots = Table(
     "rate_slots",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", Float, nullable=False),
+    Column("route", Integer, nullable=False, server_default="1"),
     Index("ix_rate_slots_at", "at"),
+    Index("ix_rate_slots_route_at", "route", "at"),
 )
 
 rate_gate = Table(
