@@ -42,6 +42,7 @@ FIELDS = [
     "error",
     "balances",
     "batch_id",  # issue 12: null for a single request
+    "watch_read_at",
 ]
 # The issue-2 statuses, plus `unknown` (issue 3: the DELETE went out and no answer came), plus
 # `blocked` (issue 11: the target held funds, so no card was posted).

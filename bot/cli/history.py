@@ -31,6 +31,7 @@ HISTORY_FIELDS = (
     "error",
     "balances",
     "batch_id",
+    "watch_read_at",  # a watch's last balance read (issue 19)
 )
 
 
@@ -166,12 +167,20 @@ def write_table(records: Iterator[RequestRecord], out: TextIO) -> None:
             record.requested_by,
             ",".join(record.approved_by) or "-",
             str(record.http_status or "-"),
-            (record.error or "").replace("\n", " "),
+            _note(record),
         ]
         cells = [_fit(v, w) for v, (_, w) in zip(values, columns, strict=True)]
         out.write("  ".join(f"{c:<{w}}" for c, (_, w) in zip(cells, columns, strict=True)).rstrip() + "\n")
     if not count:
         out.write("(no requests recorded)\n")
+
+
+def _note(record: RequestRecord) -> str:
+    """The table's last column: the error, or where a watch stands."""
+    if record.status == "watching":
+        read = record.watch_read_at.strftime("%Y-%m-%d %H:%M") if record.watch_read_at else "never"
+        return f"watching; last read {read}, until {record.expires_at:%Y-%m-%d %H:%M}"
+    return (record.error or "").replace("\n", " ")
 
 
 def _fit(text: str, width: int) -> str:

@@ -14,6 +14,7 @@ the expiry and a stop are.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 
 from bot.policy import rules
 from bot.requests.base import ClickResult, WorkflowBase, log, log_fields
@@ -28,7 +29,8 @@ from bot.store.schema import WATCHING
 class Watching(WorkflowBase):
     def open_watch(self, request: dict[str, object], funds: str) -> str:
         """Record the request as a watch instead of blocked; the requester's answer."""
-        now = self.now()
+        now = request["now"]
+        assert isinstance(now, datetime)
         until = now + self.watch_span
         try:
             record = self.store.start_watch(
@@ -58,7 +60,7 @@ class Watching(WorkflowBase):
         until = now + self.watch_span
         try:
             started = self.store.watch_blocked(
-                request_id, actor, now, until, min(now + self.watch_interval, until)
+                request_id, actor, now, until, min(now + self.watch_interval, until), _read_at(record)
             )
         except AlreadyOpen as exc:
             return ClickResult(
@@ -156,3 +158,9 @@ class Watching(WorkflowBase):
                 "(Deny on the card cancels it)."
             )
         return f"Request #{record.id} is {record.status}, not watched; nothing was changed."
+
+
+def _read_at(record: RequestRecord) -> datetime | None:
+    """When a blocked request's balances were read (the watch's first read)."""
+    check = BalanceCheck.from_json(record.balances)
+    return check.checked_at if check else None

@@ -60,7 +60,13 @@ class WatchingStore(AskingStore):
         return record
 
     def watch_blocked(
-        self, request_id: int, actor: str, now: datetime, until: datetime, first_read_at: datetime
+        self,
+        request_id: int,
+        actor: str,
+        now: datetime,
+        until: datetime,
+        first_read_at: datetime,
+        read_at: datetime | None,
     ) -> bool:
         """blocked → watching, once (the Watch button). Raises AlreadyOpen when the user has
         another open request or watch meanwhile."""
@@ -75,6 +81,7 @@ class WatchingStore(AskingStore):
                     "completed_at": None,
                     "error": None,
                     "watch_next_at": first_read_at,
+                    "watch_read_at": read_at,
                 },
                 event=Event("watch_started", actor, {"until": until.isoformat(), "from": "blocked"}),
                 notices=[watch_notice("watching")],
