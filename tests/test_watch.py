@@ -122,3 +122,17 @@ def test_the_watch_button_on_a_blocked_dm(make_bot):
     bot.driver.home_opened(BOB)
     home = bot.slack.wait_for(lambda: bot.slack.home(BOB))
     assert "Watched until empty" in str(home) and "last read" in str(home)
+
+
+def test_a_watch_that_clears_days_later_waits_its_full_ttl(bot, fake_sfox):
+    """The TTL, the reminder and the lost-card grace count from the read that cleared it, not
+    from when the watch began."""
+    request_id, _ = watch(bot, "client_2")
+    fake_sfox.users["client_2"]["balances"] = []  # withdrawn meanwhile
+    later = datetime.now(UTC) + timedelta(days=5)
+    bot.runtime.workflow.now = lambda: later
+    assert bot.runtime.workflow.watch_due() == 1
+    record = wait_until(lambda: (r := bot.store.get(request_id)).message_ts and r)
+    assert record.status == "pending" and record.expires_at == later + timedelta(hours=1)
+    assert record.pending_since == later
+    assert bot.runtime.visibility.reminders.due(later) == []

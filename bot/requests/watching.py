@@ -115,7 +115,7 @@ class Watching(WorkflowBase):
             return False
         now = self.now()
         if record.expires_at <= now:
-            error = watch_blocks.expired_error(record.created_at, record.expires_at)
+            error = watch_blocks.expired_error(self.watch_span)
             if self.store.expire_watch(request_id, now, error):
                 log.info("watch expired", extra=log_fields(record))
                 self.deliver(request_id)

@@ -196,7 +196,7 @@ class Commands:
                 if existing.message_ts is None and existing.status in OPEN_STATUSES:
                     # Its card may be in Slack: the sweep's lost-card search will find it or
                     # close the request; the requester is told then.
-                    return _Result(None, look_again_at=existing.created_at + CARDLESS_GRACE)
+                    return _Result(None, look_again_at=existing.pending_since + CARDLESS_GRACE)
                 return _Result(preface + _came_of(existing))
         outcome = self.workflow.open_request(cmd)
         if isinstance(outcome, str):

@@ -58,9 +58,11 @@ class DirectMessages:
         except ValueError:
             snapshot = {}
         status = snapshot.get("status")
-        if status == "watch_cleared" and record.status == "pending" and record.message_ts is None:
-            # Its link is the point: wait for the card (retried with backoff; see watch_cleared).
-            raise NotifyError("card_not_posted_yet")
+        if status == "watch_cleared" and record.message_ts is None:
+            if record.status == "pending":
+                # Its link is the point: wait for the card (retried with backoff; see watch_cleared).
+                raise NotifyError("card_not_posted_yet")
+            return  # the card could not be posted: the request's own final DM says so
         thread_lost = self._thread_lost(record) and status not in WATCH_DMS
         text = render(record, snapshot, self._permalink(record), thread_lost)
         extra: dict[str, Any] = {}
@@ -124,7 +126,7 @@ def render(record: RequestRecord, snapshot: dict[str, Any], link: str | None, th
     if record.target_name:
         who += f" ({escape(record.target_name, 100)})"
     subject = f"Your request #{record.id} to deactivate {who}"
-    watch_text = watch_blocks.dm_text(record, status, subject, error)
+    watch_text = watch_blocks.dm_text(record, status, subject)
     if watch_text is not None:
         body = watch_text
     elif status == "succeeded":

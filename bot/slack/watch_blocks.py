@@ -7,7 +7,7 @@ The buttons carry the request's id, like the card's, but sit in a block of their
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from bot.slack.blocks import code, escape, mention, slack_date
@@ -92,7 +92,7 @@ def dm_blocks(text: str, button: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def dm_text(record: RequestRecord, status: str, subject: str, error: str | None) -> str | None:
+def dm_text(record: RequestRecord, status: str, subject: str) -> str | None:
     """A watch's DM (by the `status` it was owed with), or None for any other DM."""
     if status == "watching":
         return (
@@ -106,8 +106,8 @@ def dm_text(record: RequestRecord, status: str, subject: str, error: str | None)
     return None
 
 
-def expired_error(started: datetime, until: datetime) -> str:
-    days = max(1, round((until - started).total_seconds() / 86400))
+def expired_error(span: timedelta) -> str:
+    days = max(1, round(span.total_seconds() / 86400))
     return (
         f"the balances did not reach zero within {days} day(s) of watching; no card was posted and "
         "nothing was sent to sFOX. Ask again once the funds are withdrawn"

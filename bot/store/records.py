@@ -75,6 +75,12 @@ class RequestRecord:
     def as_dict(self) -> dict[str, Any]:
         return record_as_dict(self)
 
+    @property
+    def pending_since(self) -> datetime:
+        """When it began to wait for approval: its creation, or the read that ended its watch
+        (bot/requests/watching.py); its TTL, its reminder and its card's grace count from here."""
+        return self.watch_read_at or self.created_at
+
 
 @dataclass(frozen=True)
 class EventRecord:
