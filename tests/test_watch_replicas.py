@@ -49,7 +49,7 @@ def test_fifty_watches_on_two_replicas_keep_the_route_limit(make_bot, fake_sfox)
     reads: Counter[int] = Counter()
     for n, bot in enumerate(replicas):
         limiter = SharedRateLimiter(bot.store, WATCH_LIMIT, window=WINDOW, margin=0.05, route=BALANCE_ROUTE)
-        check = watch_reader(bot.runtime.sfox, limiter).check
+        check = watch_reader(bot.runtime.sfox, bot.store, limiter).check
 
         def counted(uid, check=check, n=n):
             reads[n] += 1

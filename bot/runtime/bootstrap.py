@@ -36,7 +36,7 @@ from bot.runtime.watch import WatchLoop
 from bot.sfox import balances
 from bot.sfox.balances import BalanceReader
 from bot.sfox.client import SfoxClient
-from bot.sfox.pacing import BALANCE_ROUTE, LocalRateLimiter, SharedRateLimiter
+from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
 from bot.slack import subcommands
 from bot.slack.batch_card import (
     BATCH_APPROVE,
@@ -215,11 +215,9 @@ def build_runtime(
     )
     policy = build_policy(settings, approvers=approvers)
 
-    def route(limit: int) -> SharedRateLimiter:  # the balance route's window, every replica's
-        return SharedRateLimiter(store, limit, window=balances.ROUTE_WINDOW_SECONDS, route=BALANCE_ROUTE)
-
+    route = LocalRateLimiter(balances.ROUTE_LIMIT, balances.ROUTE_WINDOW_SECONDS)  # a person waits on it
     reader = (
-        BalanceReader(sfox, settings.balance_check, limiter=route(balances.ROUTE_LIMIT))
+        BalanceReader(sfox, settings.balance_check, limiter=route)
         if settings.balance_check != "off"
         else None
     )
@@ -272,8 +270,8 @@ def build_runtime(
     runtime.mfa = _step_up(settings, policy, store, workflow)
     runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now())
     workflow.retry_noted = runtime.delivery.wake
-    if reader is not None:  # watches: a share of the route's slots, long waited for
-        workflow.watch_reader = balances.watch_reader(sfox, route(balances.WATCH_LIMIT)).check
+    if reader is not None:  # watches: every replica's reads in one window of the database
+        workflow.watch_reader = balances.watch_reader(sfox, store).check
     workflow.watch_interval = timedelta(seconds=settings.watch_interval_seconds)
     workflow.watch_span = timedelta(days=settings.watch_days)
     runtime.watch = WatchLoop(store, workflow.watch_due, lambda: workflow.now())

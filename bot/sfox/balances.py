@@ -24,11 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.sfox.client import SfoxClient
 from bot.sfox.errors import SfoxError, clip
-from bot.sfox.pacing import LocalRateLimiter, RateLimit
+from bot.sfox.pacing import BALANCE_ROUTE, LocalRateLimiter, RateLimit, SharedRateLimiter
+
+if TYPE_CHECKING:
+    from bot.store.db import Store
 
 log = logging.getLogger("sfox_bot.balances")
 
@@ -211,10 +214,14 @@ class BalanceReader:
             raise _NotChecked(f"sFOX answered with a balance list the bot cannot read ({exc})") from None
 
 
-def watch_reader(sfox: SfoxClient, limiter: RateLimit) -> BalanceReader:
+def watch_reader(sfox: SfoxClient, store: Store, limiter: RateLimit | None = None) -> BalanceReader:
     """The watches' reader (bot/requests/watching.py): funds always count, and a read may wait
-    long for its slot (nobody waits on it)."""
-    return BalanceReader(sfox, "required", limiter=limiter, slot_wait_seconds=WATCH_SLOT_WAIT_SECONDS)
+    long for its slot (nobody waits on it), in the balance route's window every replica shares
+    (at most WATCH_LIMIT of its slots), or in `limiter`."""
+    shared = limiter or SharedRateLimiter(
+        store, WATCH_LIMIT, window=ROUTE_WINDOW_SECONDS, route=BALANCE_ROUTE
+    )
+    return BalanceReader(sfox, "required", limiter=shared, slot_wait_seconds=WATCH_SLOT_WAIT_SECONDS)
 
 
 class _NotChecked(Exception):
