@@ -6,11 +6,15 @@ is posted and approved as usual (one DELETE); at its deadline it expires; *Stop 
 
 from __future__ import annotations
 
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlalchemy import insert, select
 
+from bot.cli.history import history_row, write_table
 from bot.slack.watch_blocks import STOP_WATCHING, WATCH
+from bot.store.schema import clicks
 from tests.conftest import ALICE, BOB, MALLORY
 from tests.helpers import buttons, card_text, wait_status, wait_until
 from tests.support import event_kinds, later_ephemerals
@@ -136,3 +140,33 @@ def test_a_watch_that_clears_days_later_waits_its_full_ttl(bot, fake_sfox):
     assert record.status == "pending" and record.expires_at == later + timedelta(hours=1)
     assert record.pending_since == later
     assert bot.runtime.visibility.reminders.due(later) == []
+
+
+def test_watch_clicks_are_journalled_and_replayed_after_a_crash(bot):
+    """Watch and Stop watching are recorded before their ack like every click; one acked by a
+    process that died before handling it is handled by the next sweep, once."""
+    request_id, _ = watch(bot, "client_2")
+    dm = dm_to(bot, ALICE, "is being watched")[0]
+    click(bot, MALLORY, STOP_WATCHING, request_id, dm)
+    with bot.store.reader() as conn:
+        rows = conn.execute(select(clicks.c.action, clicks.c.done_at)).all()
+    assert [(a, done is not None) for a, done in rows] == [(STOP_WATCHING, True)]
+    past = datetime.now(UTC) - timedelta(minutes=1)
+    with bot.store.transaction() as conn:  # acked, then the process died: never handled
+        conn.execute(
+            insert(clicks).values(
+                request_id=request_id, action=STOP_WATCHING, actor=BOB, received_at=past, lease_until=past
+            )
+        )
+    assert bot.runtime.clicks.replay() == 1
+    assert wait_status(bot, request_id, "cancelled").denied_by == BOB
+    assert bot.runtime.clicks.replay() == 0
+
+
+def test_history_shows_a_watch_and_its_last_read(bot):
+    request_id, _ = watch(bot, "client_2")
+    out = io.StringIO()
+    write_table(bot.store.history(), out)
+    assert "watching; last read" in out.getvalue()
+    row = history_row(bot.store.get(request_id))
+    assert row["status"] == "watching" and row["watch_read_at"] is not None

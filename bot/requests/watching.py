@@ -18,7 +18,7 @@ from datetime import datetime
 
 from bot.policy import rules
 from bot.requests.base import ClickResult, WorkflowBase, log, log_fields
-from bot.sfox.balances import BalanceCheck
+from bot.sfox.balances import BalanceCheck, describe_funds
 from bot.slack import watch_blocks
 from bot.slack.blocks import code, mention
 from bot.store.errors import AlreadyOpen
@@ -72,7 +72,9 @@ class Watching(WorkflowBase):
         log.info("watch started from a blocked request", extra=log_fields(record, actor=actor))
         self.retry_noted()
         current = self.store.get(request_id) or record
-        return ClickResult(watch_blocks.watching_answer(current, "see the DM", self.watch_interval))
+        check = BalanceCheck.from_json(current.balances)
+        funds = describe_funds(check.funds) if check else "see the DM"
+        return ClickResult(watch_blocks.watching_answer(current, funds, self.watch_interval))
 
     def stop_watching(self, request_id: int, actor: str) -> ClickResult:
         """*Stop watching*: watching → cancelled, once; the requester or any approver."""
