@@ -39,6 +39,8 @@ def help_text(ctx: Context, user: str, args: str) -> str:
             "*`/sfox-deactivate`* asks a second approver to deactivate an sFOX account (permanent).",
             f"• `/sfox-deactivate <sfox_user_id> [reason]`: request it, with {reason}; a card is posted "
             "here and another approver approves or denies it.",
+            "• `/sfox-deactivate <sfox_user_id> [reason] --when-empty`: if the account still holds funds, "
+            "watch its balances and post the card once they all read zero.",
             "• `/sfox-deactivate status <request id or sFOX user id>`: where a request stands.",
             "• `/sfox-deactivate list`: the open requests.",
             "• `/sfox-deactivate mfa`: set up the authenticator code *Approve* asks for where a second "
