@@ -39,12 +39,20 @@ def _watch_everyone(store) -> None:
         )
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def shared_url(request, database_url):
+    if request.param == "sqlite":
+        return database_url
+    request.applymarker(pytest.mark.postgres)
+    return request.getfixturevalue("postgres_url")
+
+
 @pytest.mark.slow
-def test_fifty_watches_on_two_replicas_keep_the_route_limit(make_bot, fake_sfox):
+def test_fifty_watches_on_two_replicas_keep_the_route_limit(make_bot, fake_sfox, shared_url):
     for uid in USERS:
         fake_sfox.add_user(uid, balance=10)  # never withdrawn: every read finds funds
     fake_sfox.balance_limit = (ROUTE_LIMIT, WINDOW)
-    replicas = [make_bot(SFOX_WATCH_INTERVAL_SECONDS="3600") for _ in range(2)]
+    replicas = [make_bot(DATABASE_URL=shared_url, SFOX_WATCH_INTERVAL_SECONDS="3600") for _ in range(2)]
     _watch_everyone(replicas[0].store)
     reads: Counter[int] = Counter()
     for n, bot in enumerate(replicas):
