@@ -148,9 +148,15 @@ def test_watch_clicks_are_journalled_and_replayed_after_a_crash(bot):
     request_id, _ = watch(bot, "client_2")
     dm = dm_to(bot, ALICE, "is being watched")[0]
     click(bot, MALLORY, STOP_WATCHING, request_id, dm)
-    with bot.store.reader() as conn:
-        rows = conn.execute(select(clicks.c.action, clicks.c.done_at)).all()
-    assert [(a, done is not None) for a, done in rows] == [(STOP_WATCHING, True)]
+
+    def journal():
+        with bot.store.reader() as conn:
+            return [
+                (a, done is not None) for a, done in conn.execute(select(clicks.c.action, clicks.c.done_at))
+            ]
+
+    # Answered a moment before it is marked done: wait for that.
+    wait_until(lambda: journal() == [(STOP_WATCHING, True)])
     past = datetime.now(UTC) - timedelta(minutes=1)
     with bot.store.transaction() as conn:  # acked, then the process died: never handled
         conn.execute(
