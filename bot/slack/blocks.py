@@ -34,7 +34,7 @@ STATUS_LINES = {
     "succeeded": ":white_check_mark: Deactivated on sFOX",
     "failed": ":x: Not deactivated",
     "blocked": ":moneybag: Not asked: the account holds funds",
-    "cancelled": ":heavy_multiplication_x: Cancelled with its batch before it started",
+    "cancelled": ":heavy_multiplication_x: Cancelled before it started (with its batch, or its watch stopped)",
     "watching": ":eyes: Watching the balances: the card comes when they read zero",
 }
 
