@@ -1,4 +1,5 @@
-"""The card's buttons: Approve, Deny, and Retry (offered after a failure that changed nothing)."""
+"""The card's buttons: Approve, Deny, and Retry (offered after a failure that changed nothing);
+and the DMs' Watch and Stop watching (bot/slack/watch_blocks.py), journalled the same way."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from bot.runtime.journal import not_recorded
 from bot.slack.batch_card import BATCH_ACTIONS, BATCH_APPROVE
 from bot.slack.blocks import RETRY, card_block_id
 from bot.slack.identity import is_own_message
+from bot.slack.watch_blocks import WATCH_ACTIONS
 from bot.store.errors import Busy
 from handlers.commands import say_privately
 
@@ -31,7 +33,7 @@ def register(app: App, runtime: Runtime) -> None:
     # this same listener when the modal cannot be opened. Approve (the card's and the batch
     # card's) by handlers/approve_modal.py: this same listener, or the code modal with step-up.
     # The batch card's buttons (bot/slack/batch_card.py) are journalled the same way.
-    for action_id in (RETRY, *(a for a in BATCH_ACTIONS if a != BATCH_APPROVE)):
+    for action_id in (RETRY, *(a for a in BATCH_ACTIONS if a != BATCH_APPROVE), *WATCH_ACTIONS):
         app.action(action_id)(on_click)
 
 

@@ -32,6 +32,7 @@ HISTORY_FIELDS = (
     "balances",
     "batch_id",
     "run_at",  # when a request asked with `--at` runs (issue 19), None for one that runs at once
+    "watch_read_at",  # a watch's last balance read (issue 19)
 )
 
 
@@ -176,9 +177,13 @@ def write_table(records: Iterator[RequestRecord], out: TextIO) -> None:
 
 
 def _note(record: RequestRecord) -> str:
-    """The table's last column: the error, or when a request asked for later runs."""
+    """The table's last column: the error, when a request asked for later runs, or where a watch
+    stands."""
     if record.run_at is not None and record.status in ("pending", "scheduled"):
         return "runs " + record.run_at.strftime("%Y-%m-%d %H:%M UTC")
+    if record.status == "watching":
+        read = record.watch_read_at.strftime("%Y-%m-%d %H:%M") if record.watch_read_at else "never"
+        return f"watching; last read {read}, until {record.expires_at:%Y-%m-%d %H:%M}"
     return (record.error or "").replace("\n", " ")
 
 

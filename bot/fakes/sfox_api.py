@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from bot.fakes.server import FakeHTTPServer
-from bot.fakes.sfox_users import SAMPLE_USERS, currency, public, user_balances
+from bot.fakes.sfox_users import SAMPLE_USERS, currency, drain_if_due, public, user_balances
 
 NONZERO = "Can not disable account with non-zero balances. Please remove all balances and try again."
 NOT_FOUND = "The account does not exist to be disabled."
@@ -92,6 +92,11 @@ class FakeSfox:
         self.retry_after = 1
         self.rate_limited = 0
         self._window: list[float] = []
+        # The balance route's own limit (about 5 per 10 s on sFOX), then 429; and each balance
+        # read answered: (user id, monotonic time).
+        self.balance_limit: tuple[int, float] | None = None
+        self.balance_reads: list[tuple[str, float]] = []
+        self._balance_window: list[float] = []
         self._server = FakeHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -159,6 +164,20 @@ class FakeSfox:
             self._window.append(now)
             return False
 
+    def over_balance_limit(self, method: str, path: str) -> bool:
+        """Count a balance read against `balance_limit`; True (refused with 429) past it."""
+        if self.balance_limit is None or method != "GET" or path.rstrip("/") != "/v1/user/balance":
+            return False
+        limit, window = self.balance_limit
+        with self.lock:
+            now = time.monotonic()
+            self._balance_window = [t for t in self._balance_window if now - t < window]
+            if len(self._balance_window) >= limit:
+                self.rate_limited += 1
+                return True
+            self._balance_window.append(now)
+            return False
+
     def take_fault(self, method: str, path: str = "") -> Fault | None:
         with self.lock:
             for i, fault in enumerate(self.faults):
@@ -218,6 +237,9 @@ class FakeSfox:
                 return 401, _json({"error": "invalid token"})
             if user.get("balance_fails"):
                 return int(user["balance_fails"]), _json({"error": "try again later"})
+            if "drains_after_reads" in user or "drains_after_seconds" in user:
+                drain_if_due(user, time.monotonic())
+            self.balance_reads.append((uid, time.monotonic()))
             answer = user_balances(user)
             if user.get("funds_after_read"):
                 user["balances"] = user.pop("funds_after_read")
@@ -256,7 +278,7 @@ def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
             if fake.on_request:
                 fake.on_request(seen)
             path = urlsplit(self.path).path
-            if fake.over_limit():
+            if fake.over_limit() or fake.over_balance_limit(method, path):
                 self._send(
                     429, _json({"error": "rate limit exceeded"}), {"Retry-After": str(fake.retry_after)}
                 )

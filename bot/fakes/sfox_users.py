@@ -26,8 +26,20 @@ def currency(code: str, balance: float, held: float = 0) -> dict[str, Any]:
 #                    non-zero); `balance` is a shorthand for a single USD balance;
 #   funds_after_read balances that arrive right after the first balance read (the card is
 #                    then posted with zero balances, and the DELETE later gets 422);
-#   balance_fails    the status the balance read answers with instead (e.g. 500).
-PRIVATE_FIELDS = ("balance", "balances", "funds_after_read", "balance_fails")
+#   balance_fails    the status the balance read answers with instead (e.g. 500);
+#   drains_after_reads  the user withdraws everything: the balance reads after this many answer
+#                    zero in every currency (a watch that ends in a card, issue 19);
+#   drains_after_seconds  the same, this long after the first balance read.
+PRIVATE_FIELDS = (
+    "balance",
+    "balances",
+    "funds_after_read",
+    "balance_fails",
+    "drains_after_reads",
+    "drains_after_seconds",
+    "reads",
+    "first_read",
+)
 
 SAMPLE_USERS: list[dict[str, Any]] = [
     {
@@ -72,6 +84,15 @@ SAMPLE_USERS: list[dict[str, Any]] = [
         "funds_after_read": [currency("usd", 75)],
     },
     {
+        "user_id": "client_draining",
+        "first_name": "Mary",
+        "last_name": "Jackson",
+        "email": "mary@example.com",
+        "status": "VERIFIED",
+        "balances": [currency("usd", 500, held=20), currency("btc", 0.1)],
+        "drains_after_reads": 2,
+    },
+    {
         "user_id": "client_unreadable",
         "first_name": "Claude",
         "last_name": "Shannon",
@@ -81,6 +102,18 @@ SAMPLE_USERS: list[dict[str, Any]] = [
         "balance_fails": 500,
     },
 ]
+
+
+def drain_if_due(user: dict[str, Any], now: float) -> None:
+    """Count a balance read of a draining user, and empty its balances once it is due to."""
+    user["reads"] = user.get("reads", 0) + 1
+    user.setdefault("first_read", now)
+    after_reads, after_seconds = user.get("drains_after_reads"), user.get("drains_after_seconds")
+    if (after_reads is not None and user["reads"] > after_reads) or (
+        after_seconds is not None and now - user["first_read"] >= after_seconds
+    ):
+        user["balances"] = [currency(b["currency"], 0) for b in user_balances(user)]
+        user.pop("balance", None)
 
 
 def user_balances(user: dict[str, Any]) -> list[dict[str, Any]]:

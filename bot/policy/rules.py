@@ -19,6 +19,7 @@ these functions, so a rule (or its wording) cannot drift between entry points:
   `approvals_wanted`, `tally`, `who_may_approve`);
 - the second factor: with step-up on, an approval counts only when it came with a valid code
   (`step_up_refusal` in bot/policy/step_up.py; the code itself is checked in bot/mfa/stepup.py);
+- who may start or stop a watch (issue 19): its requester or any approver (`watch_refusal`);
 - the reason's rules: bot/policy/reasons.py.
 
 Pure: no I/O beyond asking the approver container (which may read the group from Slack, cached).
@@ -122,6 +123,7 @@ class Step(Enum):
     CHANGE_BATCH = "change a batch"
     RETRY = "retry a deactivation"
     READ = "see deactivation requests"
+    WATCH = "start or stop watching an account's balances"
 
 
 class Subject(Enum):
@@ -178,6 +180,14 @@ def decide_refusal(policy: Policy, actor: str, step: Step, item: Approvable | No
             f"{step.value}: the approval policy keeps the people who ask apart from the people who approve.",
         )
     return refusal
+
+
+def watch_refusal(policy: Policy, item: Approvable, actor: str) -> Refusal | None:
+    """Who may start a watch from a blocked request (Watch) or end one (Stop watching): its
+    requester, or any approver. Neither approves anything: the card still needs the quorum."""
+    if is_requester(item, actor):
+        return None
+    return approver_refusal(policy.approvers, actor, Step.WATCH)
 
 
 def approver_refusal(approvers: Container[str], actor: str, step: Step) -> Refusal | None:

@@ -11,7 +11,7 @@ from bot.policy.stages import dump_stages
 from bot.requests.base import USAGE, Command, WorkflowBase, card_failure_advice, log, log_fields
 from bot.sfox.errors import SfoxError
 from bot.sfox.userid import InvalidUserId, parse_user_id
-from bot.slack import blocks
+from bot.slack import blocks, watch_blocks
 from bot.slack.blocks import code, escape, mention, run_date
 from bot.slack.errors import NotifyError
 from bot.store.errors import AlreadyOpen
@@ -78,6 +78,8 @@ class Asking(WorkflowBase):
             "command_id": cmd.command_id,
             "run_at": cmd.run_at,
         }
+        if check is not None and check.blocks and cmd.when_empty:
+            return self.open_watch(request, blocks.funds_text(check))
         # A request for a later time is not blocked by today's funds: they may be withdrawn by then,
         # and the balances are read again at the time (bot/requests/scheduling.py).
         if check is not None and check.blocks and cmd.run_at is None:
@@ -86,7 +88,8 @@ class Asking(WorkflowBase):
                 error=blocks.blocked_error(funds), event=Event("blocked", detail={"funds": funds}), **request
             )
             log.info("request blocked: the account holds funds", extra=log_fields(record))
-            return blocks.blocked_answer(record, funds)
+            answer = blocks.blocked_answer(record, funds)
+            return answer + watch_blocks.blocked_watch_hint() if self.watch_reader else answer
         try:
             record = self.store.create_request(**request)
         except AlreadyOpen as exc:
@@ -97,6 +100,11 @@ class Asking(WorkflowBase):
                 else ":warning: A request for this user is already open."
             )
         log.info("request opened", extra=log_fields(record, actor=cmd.requester))
+        return self.post_new_card(record)
+
+    def post_new_card(self, record: RequestRecord) -> str | RequestRecord:
+        """Post a pending request's card and note where it is; a card Slack refuses closes the
+        request (nobody could approve it). Returns the record, or the answer saying why not."""
         try:
             ts = self.notifier.post_card(record)
             crash_point("card_posted")

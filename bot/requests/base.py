@@ -109,6 +109,11 @@ class WorkflowBase:
         self.balances = balances
         # Senders for other kinds of owed message ("dm": bot/slack/dms.py), tried before card and reply.
         self.senders: dict[str, Callable[[Notice, RequestRecord | None], None]] = {}
+        # Watches (bot/requests/watching.py): their balance reads, paced by the limiter every replica
+        # shares (None: balances are not read, so nothing is watched), their pace and their span.
+        self.watch_reader: Callable[[str], BalanceCheck] | None = None
+        self.watch_interval = timedelta(seconds=900)
+        self.watch_span = timedelta(days=14)
         # Told when an owed message was given a time to be tried again (a Retry-After, a backoff),
         # so the delivery loop (bot/runtime/delivery.py) can wake for it instead of its next poll.
         self.retry_noted: Callable[[], None] = lambda: None

@@ -173,6 +173,11 @@ class Deciding(WorkflowBase):
             "blocked": "was closed before any card: the account holds funds",
             "pending": "is still pending",
             "scheduled": f"is approved and scheduled for {run_date(record.run_at)}",
-            "cancelled": "was cancelled before it ran",
+            "cancelled": "was cancelled with its batch before it started"
+            if record.batch_id is not None
+            else "was cancelled before it ran"
+            if record.run_at is not None
+            else "was cancelled while its balances were watched",
+            "watching": "has no card yet: the bot is watching its balances until they read zero",
         }
         return f"Request #{record.id} {states.get(record.status, record.status)}; your click changed nothing."

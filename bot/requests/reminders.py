@@ -61,7 +61,8 @@ class Reminders:
             record = self.store.get(request_id)
             if record is None:
                 continue
-            if record.created_at + (record.expires_at - record.created_at) * self.fraction <= now:
+            start = record.pending_since  # a watch's TTL starts when its balances cleared
+            if start + (record.expires_at - start) * self.fraction <= now:
                 due.append(record)
         return due
 

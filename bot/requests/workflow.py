@@ -12,7 +12,8 @@ The rules that make deactivation safe live here:
 The steps live in one module per use case: asking (`bot.requests.asking`), deciding
 (`bot.requests.deciding`), executing and reconciling (`bot.requests.executing`), running a
 scheduled request at its time (`bot.requests.scheduling`, built on executing), delivering
-(`bot.requests.delivering`); the types they share in `bot.requests.base`, the rules in `bot.policy`.
+(`bot.requests.delivering`), watching a funded account until it is empty
+(`bot.requests.watching`); the types they share in `bot.requests.base`, the rules in `bot.policy`.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from bot.requests.asking import Asking
 from bot.requests.deciding import Deciding
 from bot.requests.delivering import Delivering
 from bot.requests.scheduling import Scheduling
+from bot.requests.watching import Watching
 
 
-class Workflow(Asking, Deciding, Scheduling, Delivering):
+class Workflow(Asking, Watching, Deciding, Scheduling, Delivering):
     """Every step of a deactivation request, from the slash command to the last thread reply."""

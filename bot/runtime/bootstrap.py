@@ -29,11 +29,14 @@ from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
 from bot.runtime.commands import Commands
 from bot.runtime.delivery import DeliveryLoop
+from bot.runtime.due import wire_due_work
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
 from bot.runtime.schedule import ScheduleLoop
-from bot.sfox.balances import ROUTE_WINDOW_SECONDS, BalanceReader
+from bot.runtime.watch import WatchLoop
+from bot.sfox import balances
+from bot.sfox.balances import BalanceReader
 from bot.sfox.client import SfoxClient
 from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
 from bot.slack import subcommands
@@ -49,6 +52,7 @@ from bot.slack.calls import make_web_client, quiet_logger
 from bot.slack.dms import DirectMessages
 from bot.slack.home import AppHome
 from bot.slack.notifier import SlackNotifier, answer_privately, tell_privately
+from bot.slack.watch_blocks import STOP_WATCHING, WATCH
 from bot.store.db import Store
 
 log = logging.getLogger("sfox_bot.runtime")
@@ -100,8 +104,8 @@ class Runtime:
     visibility: Visibility | None = None
     batches: Batches | None = None
     delivery: DeliveryLoop | None = None
-    # Claims scheduled requests and batches at their time (issue 19).
-    schedule: ScheduleLoop | None = None
+    schedule: ScheduleLoop | None = None  # scheduled requests and batches claimed at their time
+    watch: WatchLoop | None = None  # the watches' balance reads (bot/requests/watching.py)
     # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
     mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
@@ -147,15 +151,14 @@ class Runtime:
         return summary
 
     def start_sweeper(self) -> None:
-        """Sweep at once (finishing what a previous process left) and then periodically; and send
-        owed Slack messages as they fall due, between sweeps (the delivery loop)."""
+        """Sweep at once (finishing what a previous process left) and then periodically; and do
+        what falls due between sweeps (owed messages, watched balances, scheduled work)."""
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
             self._sweeper.start()
-        if self.delivery is not None:
-            self.delivery.start()
-        if self.schedule is not None:
-            self.schedule.start()
+        for loop in (self.delivery, self.schedule, self.watch):  # work that falls due (bot/runtime/due.py)
+            if loop is not None:
+                loop.start()
 
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
@@ -173,6 +176,8 @@ class Runtime:
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         if self.delivery is not None:
             self.delivery.stop(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
+        if self.watch is not None:
+            self.watch.stop(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         self.sfox.close()
 
     def _sweep_loop(self) -> None:
@@ -215,12 +220,10 @@ def build_runtime(
         settings.slack_bot_token or "", settings.slack_api_url, rate_limit_patience=0
     )
     policy = build_policy(settings, approvers=approvers)
+    # Every replica's balance reads, a person's and the watches', in one window of the database.
+    route = balances.route_limiter(store, settings.balance_reads_per_10s)
     reader = (
-        BalanceReader(
-            sfox,
-            settings.balance_check,
-            limiter=LocalRateLimiter(settings.balance_reads_per_10s, ROUTE_WINDOW_SECONDS),
-        )
+        BalanceReader(sfox, settings.balance_check, limiter=route)
         if settings.balance_check != "off"
         else None
     )
@@ -271,17 +274,12 @@ def build_runtime(
         visibility=visibility,
     )
     runtime.mfa = _step_up(settings, policy, store, workflow)
-    runtime.delivery = DeliveryLoop(store, workflow.deliver, lambda: workflow.now())
-    workflow.retry_noted = runtime.delivery.wake
+    runtime.clicks.add_steps({WATCH: workflow.start_watching, STOP_WATCHING: workflow.stop_watching})
     runtime.clicks.observers.append(
         lambda click, result: visibility.metrics.click(click.action, _result(result))
     )
     runtime.batches = _batches(runtime, reader)
-    batches = runtime.batches
-    single = (store.next_run_at, workflow.claim_due, workflow.run_scheduled)
-    many = (batches.records.next_run_at, batches.start_due, batches.run)
-    runtime.schedule = ScheduleLoop([single, many], submit, lambda: workflow.now())
-    workflow.schedule_noted = batches.schedule_noted = runtime.schedule.wake
+    wire_due_work(runtime, submit, read_balances=reader is not None)
     runtime.commands = Commands(
         store,
         workflow,
@@ -365,7 +363,9 @@ def _visibility(
         logger=quiet_logger(QUIET_VIEWS_LOGGER),
     )
     metrics.instrument_slack(secret_modal_client)
-    dms = DirectMessages(outbox_slack, store)  # an outbox sender: its 429s are retried by the outbox
+    dms = DirectMessages(
+        outbox_slack, store, watch_offered=settings.balance_check != "off"
+    )  # an outbox sender: its 429s are retried by the outbox
     workflow.senders["dm"] = dms.send
     approvers = workflow.policy.approvers
     if workflow.policy.directory is not None:

@@ -37,7 +37,7 @@ from bot.store.batch_base import BatchRecord
 from bot.store.db import Store
 from bot.store.errors import Busy
 from bot.store.records import RequestRecord
-from bot.store.schema import OPEN_STATUSES, commands
+from bot.store.schema import OPEN_STATUSES, WATCHING, commands
 
 log = logging.getLogger("sfox_bot.commands")
 
@@ -196,7 +196,7 @@ class Commands:
                 if existing.message_ts is None and existing.status in OPEN_STATUSES:
                     # Its card may be in Slack: the sweep's lost-card search will find it or
                     # close the request; the requester is told then.
-                    return _Result(None, look_again_at=existing.created_at + CARDLESS_GRACE)
+                    return _Result(None, look_again_at=existing.pending_since + CARDLESS_GRACE)
                 return _Result(preface + _came_of(existing))
         outcome = self.workflow.open_request(cmd)
         if isinstance(outcome, str):
@@ -286,6 +286,11 @@ class Commands:
 
 def _came_of(record: RequestRecord) -> str:
     """What came of a request, for a requester told after a restart."""
+    if record.status == WATCHING:
+        return (
+            f"request #{record.id} for {code(record.sfox_user_id)} is being watched: the card is posted "
+            "once its balances read zero (your DM has a *Stop watching* button)."
+        )
     if record.message_ts is not None:
         return (
             f"its approval card is posted in this channel: request #{record.id} for "

@@ -186,6 +186,8 @@ class Console:
             if user.get("funds_after_read"):
                 later = describe_funds(parse_balances(user["funds_after_read"]))
                 balances += f"; then {later} arrives right after the first read"
+            if user.get("drains_after_reads") is not None:
+                balances += f"; withdrawn after {user['drains_after_reads']} balance reads"
             self.say(
                 f"    {plain(uid):<18} {name:<18} {plain(str(user.get('status'))):<9} balances: {balances}"
             )

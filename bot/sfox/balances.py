@@ -24,11 +24,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.sfox.client import SfoxClient
 from bot.sfox.errors import SfoxError, clip
-from bot.sfox.pacing import LocalRateLimiter, RateLimit
+from bot.sfox.pacing import BALANCE_ROUTE, LocalRateLimiter, RateLimit, SharedRateLimiter
+
+if TYPE_CHECKING:
+    from bot.store.db import Store
 
 log = logging.getLogger("sfox_bot.balances")
 
@@ -38,6 +41,10 @@ ROUTE_LIMIT = 4
 ROUTE_WINDOW_SECONDS = 10.0
 # How long a read may wait for a slot of the route's limiter before it counts as not checked.
 SLOT_WAIT_SECONDS = 3.0
+# The watches' reads (bot/requests/watching.py) take at most the route's limit less one of its
+# slots in a window, so a person's request is never starved by them; they may wait long for one.
+WATCH_LIMIT = ROUTE_LIMIT - 1
+WATCH_SLOT_WAIT_SECONDS = 60.0
 MAX_CURRENCIES = 1000
 _CURRENCY = re.compile(r"^[A-Za-z0-9._-]{1,20}$")
 
@@ -205,6 +212,25 @@ class BalanceReader:
             return parse_balances(data)
         except ValueError as exc:
             raise _NotChecked(f"sFOX answered with a balance list the bot cannot read ({exc})") from None
+
+
+def route_limiter(store: Store, limit: int = ROUTE_LIMIT) -> RateLimit:
+    """The balance route's window, kept in the database and shared by every replica, for the reads
+    a person waits on (the card's, a batch's pre-flight): at most `limit` per 10 s, the watches'
+    reads included."""
+    return SharedRateLimiter(store, limit, window=ROUTE_WINDOW_SECONDS, route=BALANCE_ROUTE)
+
+
+def watch_reader(
+    sfox: SfoxClient, store: Store, limiter: RateLimit | None = None, route_limit: int = ROUTE_LIMIT
+) -> BalanceReader:
+    """The watches' reader (bot/requests/watching.py): funds always count, and a read may wait
+    long for its slot (nobody waits on it), in the same shared window as a person's reads but
+    taking at most `route_limit - 1` of its slots; or in `limiter`."""
+    shared = limiter or SharedRateLimiter(
+        store, max(1, route_limit - 1), window=ROUTE_WINDOW_SECONDS, route=BALANCE_ROUTE
+    )
+    return BalanceReader(sfox, "required", limiter=shared, slot_wait_seconds=WATCH_SLOT_WAIT_SECONDS)
 
 
 class _NotChecked(Exception):

@@ -9,8 +9,10 @@ say how long until one may be free), so the two kinds only differ in where they 
 - `LocalRateLimiter`, in this process's memory: the client's general limit
   (`SFOX_RATE_LIMIT_PER_10S`, bot/sfox/client.py) and the balance route's 4 reads per 10 s
   (bot/sfox/balances.py);
-- `SharedRateLimiter`, in the database: the batches' lookups and DELETEs, so that limit holds for
-  every replica together, and a 429's hold stops them all.
+- `SharedRateLimiter`, in the database: the batches' lookups and DELETEs (route `ALL_CALLS`), and
+  the watches' balance reads (route `BALANCE_ROUTE`, bot/requests/watching.py), so each limit holds
+  for every replica together, and a 429's hold stops them all. Each route has its own window and
+  gate row: a watch's reads never take a DELETE's slot.
 
 The shared one: sFOX allows 250 requests per 10 s per IP, and every replica of the bot sits behind
 the same address, so a limiter in each process's memory would let two replicas send twice the
@@ -50,6 +52,9 @@ MAX_NAP_SECONDS = 0.5
 DEFAULT_HOLD_SECONDS = 10.0
 MIN_HOLD_SECONDS = 0.5
 MAX_HOLD_SECONDS = 120.0
+# The shared limiters' routes: each its own window (`rate_slots.route`) and gate (`rate_gate.id`).
+ALL_CALLS = 1
+BALANCE_ROUTE = 2
 
 
 class RateLimit(Protocol):
@@ -143,9 +148,11 @@ class SharedRateLimiter(_Waiting):
         margin: float = MARGIN_SECONDS,
         clock: Callable[[], float] | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        route: int = ALL_CALLS,
     ) -> None:
         self.store = store
         self.limit = limit
+        self.route = route
         self.span = window + margin
         self.clock = clock
         self.sleep = sleep
@@ -154,21 +161,22 @@ class SharedRateLimiter(_Waiting):
         """Take a slot now (0.0), or say how many seconds until one may be free."""
         with self.store.transaction() as conn:
             gate = conn.execute(
-                select(rate_gate.c.blocked_until).where(rate_gate.c.id == 1).with_for_update()
+                select(rate_gate.c.blocked_until).where(rate_gate.c.id == self.route).with_for_update()
             ).scalar_one_or_none()
             now = self._now(conn)
             if gate is None:  # a database migrated by hand without the gate row
-                conn.execute(insert(rate_gate).values(id=1, blocked_until=0.0))
+                conn.execute(insert(rate_gate).values(id=self.route, blocked_until=0.0))
                 gate = 0.0
             if gate > now:
                 return gate - now
             start = now - self.span
-            conn.execute(delete(rate_slots).where(rate_slots.c.at <= start))
+            mine = rate_slots.c.route == self.route
+            conn.execute(delete(rate_slots).where(mine, rate_slots.c.at <= start))
             taken, oldest = conn.execute(
-                select(func.count(), func.min(rate_slots.c.at)).where(rate_slots.c.at > start)
+                select(func.count(), func.min(rate_slots.c.at)).where(mine, rate_slots.c.at > start)
             ).one()
             if taken < self.limit:
-                conn.execute(insert(rate_slots).values(at=now))
+                conn.execute(insert(rate_slots).values(at=now, route=self.route))
                 return 0.0
             return max(0.01, oldest + self.span - now)
 
@@ -185,7 +193,7 @@ class SharedRateLimiter(_Waiting):
             until = self._now(conn) + seconds
             conn.execute(
                 update(rate_gate)
-                .where(rate_gate.c.id == 1, rate_gate.c.blocked_until < until)
+                .where(rate_gate.c.id == self.route, rate_gate.c.blocked_until < until)
                 .values(blocked_until=until)
             )
 

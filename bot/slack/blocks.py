@@ -34,8 +34,10 @@ STATUS_LINES = {
     "succeeded": ":white_check_mark: Deactivated on sFOX",
     "failed": ":x: Not deactivated",
     "blocked": ":moneybag: Not asked: the account holds funds",
+    # Before it ran: a scheduled request, a batch's user not yet started, or a watch stopped.
     "cancelled": ":heavy_multiplication_x: Cancelled before it ran",
     "scheduled": ":calendar: Approved, scheduled",
+    "watching": ":eyes: Watching the balances: the card comes when they read zero",
 }
 
 

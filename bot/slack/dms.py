@@ -25,6 +25,7 @@ from slack_sdk import WebClient
 from sqlalchemy import select
 
 from bot.policy import rules
+from bot.slack import watch_blocks
 from bot.slack.blocks import code, escape, mention
 from bot.slack.calls import call_slack
 from bot.slack.errors import NotifyError
@@ -34,13 +35,18 @@ from bot.store.schema import outbox
 
 log = logging.getLogger("sfox_bot.dms")
 
+# A watch's DMs before its card (bot/slack/watch_blocks.py): no thread to have lost.
+WATCH_DMS = frozenset({"watching", "watch_cleared", "watch_cancelled"})
+
 
 class DirectMessages:
     """Renders and sends the requester's outcome DM; registered as the outbox's `dm` sender."""
 
-    def __init__(self, client: WebClient, store: Store) -> None:
+    def __init__(self, client: WebClient, store: Store, *, watch_offered: bool = False) -> None:
+        """`watch_offered`: a blocked request's DM carries a *Watch* button (balances are read)."""
         self.client = client
         self.store = store
+        self.watch_offered = watch_offered
 
     def send(self, notice: Notice, record: RequestRecord | None) -> None:
         """Send one owed DM. Raises NotifyError (the outbox retries, or gives up on a permanent
@@ -51,12 +57,26 @@ class DirectMessages:
             snapshot = json.loads(notice.text or "{}")
         except ValueError:
             snapshot = {}
-        thread_lost = self._thread_lost(record)
+        status = snapshot.get("status")
+        if status == "watch_cleared" and record.message_ts is None:
+            if record.status == "pending":
+                # Its link is the point: wait for the card (retried with backoff; see watch_cleared).
+                raise NotifyError("card_not_posted_yet")
+            return  # the card could not be posted: the request's own final DM says so
+        thread_lost = self._thread_lost(record) and status not in WATCH_DMS
         text = render(record, snapshot, self._permalink(record), thread_lost)
+        extra: dict[str, Any] = {}
+        if status == "watching":
+            extra["blocks"] = watch_blocks.dm_blocks(text, watch_blocks.stop_button(record.id))
+        elif status == "blocked" and self.watch_offered:
+            text += watch_blocks.blocked_watch_hint()
+            extra["blocks"] = watch_blocks.dm_blocks(text, watch_blocks.watch_button(record.id))
         try:
             opened = call_slack(self.client, "conversations_open", users=record.requested_by)
             channel = str((opened.get("channel") or {}).get("id") or record.requested_by)
-            call_slack(self.client, "chat_postMessage", channel=channel, text=text, unfurl_links=False)
+            call_slack(
+                self.client, "chat_postMessage", channel=channel, text=text, unfurl_links=False, **extra
+            )
         except NotifyError as exc:
             if exc.permanent:
                 log.error(
@@ -106,7 +126,10 @@ def render(record: RequestRecord, snapshot: dict[str, Any], link: str | None, th
     if record.target_name:
         who += f" ({escape(record.target_name, 100)})"
     subject = f"Your request #{record.id} to deactivate {who}"
-    if status == "succeeded":
+    watch_text = watch_blocks.dm_text(record, status, subject)
+    if watch_text is not None:
+        body = watch_text
+    elif status == "succeeded":
         body = f":white_check_mark: {subject} is done: sFOX deactivated the account."
     elif status == "failed":
         body = f":x: {subject} was not carried out: {escape(str(error or 'see the card'), 600)}"
@@ -119,6 +142,8 @@ def render(record: RequestRecord, snapshot: dict[str, Any], link: str | None, th
             body = f":no_entry_sign: {subject} was denied by {mention(record.denied_by)}."
         if record.deny_reason:
             body += f" Reason: {escape(record.deny_reason, 600)}"
+    elif status == "expired" and error:  # a watch that reached its deadline
+        body = f":alarm_clock: {subject} expired: {escape(str(error), 600)}."
     elif status == "expired":
         body = (
             f":alarm_clock: {subject} expired without the approvals it needed; nothing was sent to "

@@ -32,9 +32,10 @@ from bot.slack.blocks import (
     slack_date,
 )
 from bot.slack.ids import SLACK_USER_ID
+from bot.slack.watch_blocks import watching_line
 from bot.store.db import Store
 from bot.store.records import RequestRecord
-from bot.store.schema import OPEN_STATUSES
+from bot.store.schema import HELD_STATUSES, WATCHING
 
 log = logging.getLogger("sfox_bot.home")
 
@@ -91,7 +92,7 @@ class AppHome:
     def _requester_blocks(self, user_id: str) -> list[dict[str, Any]]:
         """A requester in no stage (maker-checker): their open requests and who approves them."""
         recent = list(self.store.history(limit=SCAN_LIMIT))
-        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
+        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in HELD_STATUSES]
         return [
             _section("*Your open requests*"),
             _section("\n".join(_line(r) for r in mine) if mine else "None."),
@@ -110,8 +111,9 @@ class AppHome:
             and rules.awaits(r, user_id)
             and self._may_fill(r, user_id)
         ][:MAX_WAITING]
-        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in OPEN_STATUSES]
-        outcomes = [r for r in recent if r.status not in OPEN_STATUSES][:LATEST_OUTCOMES]
+        mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in HELD_STATUSES]
+        outcomes = [r for r in recent if r.status not in HELD_STATUSES][:LATEST_OUTCOMES]
+        watched = [r for r in recent if r.status == WATCHING and not rules.is_requester(r, user_id)]
         blocks: list[dict[str, Any]] = [_section("*Waiting for you*")]
         if not waiting:
             blocks.append(_context("Nothing is waiting for your approval."))
@@ -130,6 +132,10 @@ class AppHome:
         blocks.append({"type": "divider"})
         blocks.append(_section("*Your open requests*"))
         blocks.append(_section("\n".join(_line(r) for r in mine) if mine else "None."))
+        if watched:  # others' watches: no card yet, but an approver may stop them
+            blocks.append(
+                _section("*Watched until empty*\n" + "\n".join(_line(r) for r in watched[:MAX_WAITING]))
+            )
         blocks.append({"type": "divider"})
         blocks.append(_section(f"*Latest {LATEST_OUTCOMES} outcomes*"))
         blocks.append(_section("\n".join(_line(r) for r in outcomes) if outcomes else "None yet."))
@@ -176,6 +182,8 @@ def _line(record: RequestRecord) -> str:
         extra = f" by {mention(record.denied_by)}"
         if record.deny_reason:
             extra += f": {escape(record.deny_reason, 120)}"
+    elif record.status == WATCHING:
+        extra = f" · {watching_line(record)}"
     elif record.status in ("executing", "unknown", "succeeded", "scheduled") and record.approved_by:
         extra = f" · approved by {mentions(record.approved_by)}"
     if record.run_at is not None and record.status in ("pending", "scheduled"):

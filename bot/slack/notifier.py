@@ -60,8 +60,8 @@ class SlackNotifier:
             "conversations_history",
             "messages",
             channel=record.channel_id,
-            oldest=f"{(record.created_at - CARD_SEARCH_BEFORE).timestamp():.6f}",
-            latest=f"{(record.created_at + CARD_SEARCH_AFTER).timestamp():.6f}",
+            oldest=f"{(record.pending_since - CARD_SEARCH_BEFORE).timestamp():.6f}",
+            latest=f"{(record.pending_since + CARD_SEARCH_AFTER).timestamp():.6f}",
             inclusive=True,
             limit=200,
         ):

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from bot.policy import rules
 from bot.sfox.userid import InvalidUserId, parse_user_id
 from bot.slack.blocks import STATUS_LINES, code, escape, mention, mentions, run_date, slack_date
+from bot.slack.watch_blocks import watching_line
 from bot.store.db import Store
 from bot.store.records import RequestRecord
-from bot.store.schema import OPEN_STATUSES
+from bot.store.schema import HELD_STATUSES, WATCHING
 
 LIST_LIMIT = 25
 
@@ -38,6 +39,8 @@ def help_text(ctx: Context, user: str, args: str) -> str:
             "*`/sfox-deactivate`* asks a second approver to deactivate an sFOX account (permanent).",
             f"• `/sfox-deactivate <sfox_user_id> [reason]`: request it, with {reason}; a card is posted "
             "here and another approver approves or denies it.",
+            "• `/sfox-deactivate <sfox_user_id> [reason] --when-empty`: if the account still holds funds, "
+            "watch its balances and post the card once they all read zero.",
             "• `/sfox-deactivate status <request id or sFOX user id>`: where a request stands.",
             "• `/sfox-deactivate list`: the open requests.",
             "• `/sfox-deactivate mfa`: set up the authenticator code *Approve* asks for where a second "
@@ -79,7 +82,7 @@ def list_open(ctx: Context, user: str, args: str) -> str:
     if refusal is not None:
         return refusal.text
     open_requests: list[RequestRecord] = []
-    for status_name in OPEN_STATUSES:
+    for status_name in HELD_STATUSES:  # watches too (bot/requests/watching.py)
         open_requests += list(ctx.store.history(limit=LIST_LIMIT, status=status_name))
     open_requests.sort(key=lambda r: r.id)
     if not open_requests:
@@ -98,6 +101,8 @@ def describe(record: RequestRecord) -> str:
     ]
     if record.status == "pending":
         lines.append(f"{rules.tally(record)}; expires {slack_date(record.expires_at)}")
+    elif record.status == WATCHING:
+        lines.append(f"Watching its balances: {watching_line(record)}")
     elif record.approved_by:
         lines.append(f"Approved by {mentions(record.approved_by)}")
     if record.run_at is not None and record.status in ("pending", "scheduled"):
@@ -112,6 +117,11 @@ def describe(record: RequestRecord) -> str:
 
 
 def _line(record: RequestRecord) -> str:
+    if record.status == WATCHING:
+        return (
+            f"#{record.id} {code(record.sfox_user_id)}: watching, requested by "
+            f"{mention(record.requested_by)}, {watching_line(record)}"
+        )
     runs = (
         f", runs {run_date(record.run_at)}"
         if record.run_at and record.status in ("pending", "scheduled")

@@ -22,7 +22,7 @@ class AskingStore(StoreBase):
                 conn.execute(
                     select(requests).where(
                         requests.c.sfox_user_id == sfox_user_id,
-                        requests.c.status.in_(schema.OPEN_STATUSES),
+                        requests.c.status.in_(schema.HELD_STATUSES),
                     )
                 )
                 .mappings()
@@ -110,12 +110,15 @@ class AskingStore(StoreBase):
         assert record is not None
         return record
 
-    def _insert_request(self, values: dict[str, Any], *trail: Event) -> int:
+    def _insert_request(
+        self, values: dict[str, Any], *trail: Event, notices: list[tuple[str, str | None]] | None = None
+    ) -> int:
         with self._write() as conn:
             request_id: int = conn.execute(
                 insert(requests).values(**values).returning(requests.c.id)
             ).scalar_one()
-            for kind, text in dm_owed(values):  # a blocked request's DM to its requester
+            # A blocked request's DM to its requester; a watch's (bot/store/watching.py).
+            for kind, text in [*dm_owed(values), *(notices or [])]:
                 conn.execute(
                     _NOTICE,
                     {

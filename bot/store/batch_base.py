@@ -101,7 +101,7 @@ class BatchStoreBase:
                 chunk = list(user_ids[start : start + 500])
                 rows = conn.execute(
                     select(requests.c.sfox_user_id, requests.c.id).where(
-                        requests.c.sfox_user_id.in_(chunk), requests.c.status.in_(schema.OPEN_STATUSES)
+                        requests.c.sfox_user_id.in_(chunk), requests.c.status.in_(schema.HELD_STATUSES)
                     )
                 )
                 found.update({uid: rid for uid, rid in rows})

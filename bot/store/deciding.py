@@ -75,12 +75,13 @@ class DecidingStore(StoreBase):
             return list(conn.execute(query).scalars())
 
     def cardless_pending(self, created_before: datetime) -> list[int]:
-        """Pending requests whose card was never posted (the process stopped in between)."""
+        """Pending requests whose card was never posted (the process stopped in between). A watch
+        that became pending (bot/requests/watching.py) owes its card since its last read."""
         with self._read() as conn:
             query = select(requests.c.id).where(
                 requests.c.status == "pending",
                 requests.c.message_ts.is_(None),
-                requests.c.created_at < created_before,
+                func.coalesce(requests.c.watch_read_at, requests.c.created_at) < created_before,
                 requests.c.batch_id.is_(None),  # a batch's users share the batch's card
             )
             return list(conn.execute(query).scalars())

@@ -66,12 +66,21 @@ class RequestRecord:
     command_id: int | None = None  # the journalled command that created it (bot/runtime/commands.py)
     stages: str | None = None  # the stages it was asked under, JSON (bot/policy/stages.py)
     run_at: datetime | None = None  # deactivate at this instant, never before (`--at`); None: at once
+    # A watch (bot/requests/watching.py): when its next balance read is due, when it was last read.
+    watch_next_at: datetime | None = None
+    watch_read_at: datetime | None = None
     approved_by: tuple[str, ...] = ()
     # For each of `approved_by`, the stages that approval may fill (None: recorded before stages).
     approval_stages: tuple[tuple[int, ...] | None, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         return record_as_dict(self)
+
+    @property
+    def pending_since(self) -> datetime:
+        """When it began to wait for approval: its creation, or the read that ended its watch
+        (bot/requests/watching.py); its TTL, its reminder and its card's grace count from here."""
+        return self.watch_read_at or self.created_at
 
 
 @dataclass(frozen=True)

@@ -35,8 +35,11 @@ from bot.store.outcomes import Outcome, parse_outcome
 
 # `blocked`: closed before any card because the target still holds funds (see bot.sfox.balances).
 # `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches),
-# or a scheduled request cancelled before its time.
+# or a scheduled request cancelled before its time, or a watch stopped by its requester or an
+# approver.
 # `scheduled`: approved, to be deactivated at `run_at` and never before (bot/requests/scheduling.py).
+# `watching`: no card yet; the bot re-reads the balances until they read zero, then posts the card
+# and the request becomes `pending` (bot/requests/watching.py, migration 0012_watch).
 STATUSES = (
     "pending",
     "denied",
@@ -48,11 +51,16 @@ STATUSES = (
     "blocked",
     "cancelled",
     "scheduled",
+    "watching",
 )
+# Open with a card (or one owed): what the expiry sweep, reminders, reconcile and claims look at.
 OPEN_STATUSES = ("pending", "scheduled", "executing", "unknown")
-# The partial unique index's condition (one open request per sFOX user), written from OPEN_STATUSES
-# so the index and the code that looks for an open request cannot disagree (migration 0011).
-OPEN_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
+# One of these per sFOX user at most (the partial unique index below): a watch holds its user too.
+WATCHING = "watching"
+HELD_STATUSES = (*OPEN_STATUSES, WATCHING)
+# The partial unique index's condition, written from HELD_STATUSES so the index and the code that
+# looks for a held user cannot disagree (migrations 0011_schedule, 0012_watch).
+HELD_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in HELD_STATUSES) + ")"
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -129,18 +137,22 @@ requests = Table(
     Column("stages", Text, nullable=True),
     # When to deactivate, never before (`--at`, bot/policy/when.py; migration 0011); None: at once.
     Column("run_at", UTCDateTime, nullable=True),
+    # A watch (migration 0012_watch): when its next balance read is due (claimed by one replica
+    # with a compare-and-set that moves it on), and when its balances were last read.
+    Column("watch_next_at", UTCDateTime, nullable=True),
+    Column("watch_read_at", UTCDateTime, nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
     Index("ix_requests_requested_by", "requested_by"),
     Index("ix_requests_created_at", "created_at"),
-    # At most one open request per sFOX user, even when two admins type the command at once.
+    # At most one open request or watch per sFOX user, even when two admins type the command at once.
     Index(
         "uq_requests_open_user",
         "sfox_user_id",
         unique=True,
-        sqlite_where=text(OPEN_WHERE),
-        postgresql_where=text(OPEN_WHERE),
+        sqlite_where=text(HELD_WHERE),
+        postgresql_where=text(HELD_WHERE),
     ),
     # A command creates one request at most, however many processes carry it out.
     Index("uq_requests_command", "command_id", unique=True),
@@ -324,15 +336,18 @@ batch_approvals = Table(
     UniqueConstraint("batch_id", "approver", name="uq_batch_approvals_batch_approver"),
 )
 
-# The sFOX rate limiter shared by every replica (bot/sfox/pacing.py): one row per call in the sliding
-# window (epoch seconds), and one gate row (id 1) that serialises takers and holds everyone back
-# after a 429 (`blocked_until`).
+# The sFOX rate limiters shared by every replica (bot/sfox/pacing.py): one row per call in the sliding
+# window (epoch seconds) of its route, and one gate row per route (id 1: every call, the batches';
+# id 2: the balance route, the watches'; migration 0012_watch) that serialises takers and holds
+# everyone back after a 429 (`blocked_until`).
 rate_slots = Table(
     "rate_slots",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", Float, nullable=False),
+    Column("route", Integer, nullable=False, server_default="1"),
     Index("ix_rate_slots_at", "at"),
+    Index("ix_rate_slots_route_at", "route", "at"),
 )
 
 rate_gate = Table(
