@@ -74,7 +74,10 @@ def test_fifty_watches_on_two_replicas_keep_the_route_limit(make_bot, fake_sfox,
     per_user = Counter(uid for uid, _ in fake_sfox.balance_reads)
     assert per_user == Counter({uid: 1 for uid in USERS})  # one read per due slot, never two
     assert fake_sfox.rate_limited == 0
+    # As sFOX counts them, on arrival: never more than its limit in any window. (The limiter allows
+    # the watches WATCH_LIMIT slots per window; arrivals lag their slots by a variable delay on a
+    # loaded machine, so the test holds the reads to the route's own limit, not to that share.)
     times = sorted(t for _, t in fake_sfox.balance_reads)
-    for i in range(len(times) - WATCH_LIMIT):
-        assert times[i + WATCH_LIMIT] - times[i] >= WINDOW * 0.9, f"over the limit at read {i}"
+    for i in range(len(times) - ROUTE_LIMIT):
+        assert times[i + ROUTE_LIMIT] - times[i] >= WINDOW, f"over the route's limit at read {i}"
     assert sum(reads.values()) == 50 and all(reads[n] > 0 for n in (0, 1))  # both replicas read
