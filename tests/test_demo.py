@@ -67,6 +67,24 @@ def assert_scene(out: str, first: int, blocked: int, second: int) -> None:
         "bob › clicks [ Approve ] on card #",
         "sFOX API  DELETE /v1/enterprise/account/cohort_1 → 200",
         "finished: 3 deactivated, 0 failed (of 3).",
+        # issue 19: a watch that ends in a card, and a deactivation on a date
+        "bob › /sfox-deactivate client_leaving closing at the customer's request --when-empty",
+        "(only visible to bob) :eyes: `client_leaving` still holds funds on sFOX (USD 300), so no card was posted",
+        f"the bot posts card #{second + 5}:",
+        "│ Balances: all zero (checked ",
+        f"(DM to bob)  the bot says: ✅ Your request #{second + 5} to deactivate `client_leaving` (Grace Hopper): every balance",
+        f"alice › clicks [ Approve ] on card #{second + 5}",
+        "sFOX API  DELETE /v1/enterprise/account/client_leaving → 200",
+        "alice › /sfox-deactivate client_contract contract ends --at +2h",
+        f"the bot posts card #{second + 6}:",
+        "│ Runs          ",
+        f"bob › clicks [ Approve ] on card #{second + 6}",
+        "(only visible to bob) Approved: `client_contract` will be deactivated",
+        ":calendar: Approved, scheduled for",
+        "two hours later",
+        "sFOX API  GET /v1/user/balance → 200",
+        "sFOX API  DELETE /v1/enterprise/account/client_contract → 200",
+        f"↳ in the thread of card #{second + 6}: ✅ @alice sFOX account `client_contract` is deactivated.",
         "sfox-bot history (the requests this demo made)",
     ]
     at = 0
@@ -120,7 +138,13 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
         ("cohort_2", "succeeded"),
         ("cohort_1", "succeeded"),
     ]
-    recorded = [r for r in everything if r["batch_id"] is None][1:]  # [0]: client_3, denied
+    later = [r for r in everything if r["batch_id"] is None][:2]  # the watch, then the --at request
+    assert [(r["id"], r["sfox_user_id"], r["status"], r["http_status"]) for r in later] == [
+        (9, "client_contract", "succeeded", 200),
+        (8, "client_leaving", "succeeded", 200),
+    ]
+    assert later[0]["run_at"] is not None and later[1]["watch_read_at"] is not None
+    recorded = [r for r in everything if r["batch_id"] is None][3:]  # [2]: client_3, denied
     assert [(r["id"], r["sfox_user_id"], r["status"], r["http_status"]) for r in recorded] == [
         (3, "client_late", "failed", 422),
         (2, "client_2", "blocked", None),
@@ -136,13 +160,17 @@ def test_demo_on_a_fresh_directory_with_nothing_configured_and_again(tmp_path):
     # run left nothing open, so the same scene plays with the next request numbers.
     again = sfox_bot(tmp_path, "demo")
     assert again.returncode == 0, again.stdout + again.stderr
-    assert_scene(again.stdout, 8, 9, 10)  # 5 to 7: the first run's batch
+    assert_scene(again.stdout, 10, 11, 12)  # 5 to 7: the first run's batch; 8, 9: its later ones
     assert_trail_verifies(tmp_path, at_least=20)  # the second run extended the same chain
     assert "\n1      " not in again.stdout.split("sfox-bot history")[1]  # only what this run did
     assert [(r["id"], r["status"]) for r in history(tmp_path) if r["batch_id"] is None] == [
-        (11, "denied"),
-        (10, "failed"),
-        (9, "blocked"),
+        (18, "succeeded"),
+        (17, "succeeded"),
+        (13, "denied"),
+        (12, "failed"),
+        (11, "blocked"),
+        (10, "succeeded"),
+        (9, "succeeded"),
         (8, "succeeded"),
         (4, "denied"),
         (3, "failed"),

@@ -73,10 +73,9 @@ def split_options(text: str, now: datetime, horizon: timedelta) -> Options | Ref
 
 def parse_when(value: str, now: datetime, horizon: timedelta) -> datetime | Refusal:
     """The instant `value` names, in UTC; or why it cannot be a deactivation's time."""
-    relative = RELATIVE.fullmatch(value)
-    if relative is not None:
-        amount, unit = int(relative.group(1)), relative.group(2)
-        at = now + timedelta(**{UNITS[unit]: amount})
+    delta = relative_delta(value)
+    if delta is not None:
+        at = now + delta
     else:
         try:
             parsed = datetime.fromisoformat(value)
@@ -96,6 +95,14 @@ def parse_when(value: str, now: datetime, horizon: timedelta) -> datetime | Refu
             f"{code(value, 60)} is more than {days} days ahead (SFOX_SCHEDULE_MAX_DAYS): give an earlier time."
         )
     return at
+
+
+def relative_delta(value: str) -> timedelta | None:
+    """`+90m`, `+2h`, `+3d` as a span of time; None for anything else."""
+    relative = RELATIVE.fullmatch(value.strip())
+    if relative is None:
+        return None
+    return timedelta(**{UNITS[relative.group(2)]: int(relative.group(1))})
 
 
 def _refused(text: str) -> Refusal:

@@ -133,8 +133,8 @@ class Runtime:
         return wait_all_idle(pools, timeout)
 
     def sweep(self) -> dict[str, int]:
-        """One sweep: the workflow's (expiry, reconcile, lost cards, owed messages), then the
-        clicks and the commands acknowledged by a process that died before handling them."""
+        """One sweep: the workflow's (expiry, reconcile, lost cards, owed messages), the clicks and
+        commands a dead process acknowledged, then the scheduled work and watch reads now due."""
         started = time.monotonic()
         summary = self.workflow.sweep()
         summary["clicks"] = self.clicks.replay()
@@ -143,6 +143,8 @@ class Runtime:
             summary.update(self.batches.sweep())
         if self.schedule is not None:  # due work the schedule loop has not claimed yet (it polls)
             summary["scheduled_started"] = self.schedule.tick()
+        if self.watch is not None:  # due watch reads (and deadlines): `sfox-bot sweep` does them too
+            summary["watch_reads"] = self.workflow.watch_due(self._stop.is_set)
         if self.visibility is not None:
             summary["reminded"] = self.visibility.reminders.tick()
             if summary["reminded"]:

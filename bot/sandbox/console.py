@@ -19,6 +19,7 @@ from bot.cli.common import CliError
 from bot.cli.history import write_table
 from bot.config import load_settings
 from bot.logs import configure
+from bot.policy.when import relative_delta
 from bot.sandbox.harness import BUTTONS, CHANNEL_NAME, RealSfox, Sandbox, SandboxError, database
 from bot.sandbox.people import set_group
 from bot.sandbox.transcript import Typed, card_lines, plain
@@ -29,12 +30,14 @@ COMMAND = "/sfox-deactivate"
 CONFIRMATION = "yes"
 
 HELP = f"""\
-  {COMMAND} <sfox_user_id> [reason]
+  {COMMAND} <sfox_user_id> [reason] [--when-empty | --at <when>]
                                   the slash command, typed as the current user
   approve N | deny N [reason] | retry N
                                   click that button on card #N as the current user (Deny
                                   opens a dialog: the reason, if any, is typed there)
   sweep                           what the bot does every minute: expiry, reminders, owed messages
+  later +90m | +2h | +3d          move the bot's clock on, then sweep: a watch's next read, a
+                                  deactivation scheduled with --at, an expiry
   as NAME                         become someone else (see `users`)
   users                           who is who, who may approve, and the fake sFOX accounts
   history                         the recorded requests, newest first (as `sfox-bot history`)
@@ -81,6 +84,7 @@ class Console:
             "history": self.history,
             "show": self.show,
             "sweep": self.sweep,
+            "later": self.later,
             "group": self.group,
             "quit": self.quit,
             "exit": self.quit,
@@ -232,6 +236,15 @@ class Console:
 
     def sweep(self, _rest: str) -> None:
         self.say(*self.sb.render(self.sb.sweep()) or ["  (nothing to do)"])
+
+    def later(self, rest: str) -> None:
+        delta = relative_delta(rest)
+        if delta is None:
+            self.say(
+                "  Usage: `later +90m`, `later +2h` or `later +3d` (how far to move the bot's clock on)."
+            )
+            return
+        self.say(*self.sb.render(self.sb.later(delta)) or ["  (nothing fell due)"])
 
     def quit(self, _rest: str) -> bool:
         return False

@@ -5,7 +5,10 @@ scripted scene is played through signed Slack requests: alice asks to deactivate
 approval is refused, mallory (no approver) is refused, bob approves and the outcome lands in the
 card's thread; an unknown id gets no card; client_2 still holds funds, so the bot reads its
 balances and posts no card (blocked); client_late's funds arrive after the card, so sFOX refuses
-the approved DELETE with 422.
+the approved DELETE with 422; client_leaving holds funds, so bob asks the bot to watch it
+(--when-empty) and its card comes once the customer has withdrawn; client_contract is approved now
+to be deactivated two hours later (--at +2h), and nothing is sent before then. The demo moves the
+bot's clock on for the last two (`Sandbox.later`) rather than wait.
 The transcript shows what each person would have seen in Slack, and ends with the history table.
 
 Reruns on the same database work: the fake sFOX starts afresh each run (client_1 exists again),
@@ -17,15 +20,19 @@ through the bot like any other click.
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from typing import TextIO
 
 from bot.cli.common import CliError
 from bot.cli.history import write_table
+from bot.fakes.sfox_users import currency
 from bot.logs import configure
 from bot.sandbox.harness import APPROVERS, CHANNEL_NAME, PEOPLE, Sandbox, SandboxError, database
 from bot.sandbox.transcript import Entry
 
-TARGETS = ("client_1", "client_2", "client_late", "client_3")  # each may be left open by an earlier session
+# Each may be left open by an earlier session.
+TARGETS = ("client_1", "client_2", "client_late", "client_3", "client_leaving", "client_contract")
+WATCHED, SCHEDULED = "client_leaving", "client_contract"
 
 
 def run(*, fresh: bool, out: TextIO = sys.stdout) -> int:
@@ -82,7 +89,44 @@ class Scene:
             return 1
 
         batch = self.batch()
-        return self.outro(first, blocked, second, batch)
+        watched, scheduled = self.watch(), self.schedule()
+        return self.outro(first, blocked, second, batch, (watched, scheduled))
+
+    def watch(self) -> int:
+        """A funded account watched until it is empty: the card comes when the balances read zero."""
+        assert self.sb.fake_sfox is not None and self.sb.settings is not None
+        self.sb.fake_sfox.add_user(
+            WATCHED,
+            first_name="Grace",
+            last_name="Hopper",
+            balances=[currency("usd", 300)],
+            drains_after_reads=1,  # withdrawn before the bot's next read
+        )
+        self.step(f"{WATCHED} still holds funds: bob asks the bot to watch it (--when-empty)")
+        watched = self.open("bob", WATCHED, "closing at the customer's request --when-empty")
+        every = timedelta(seconds=self.sb.settings.watch_interval_seconds)
+        self.step(
+            f"the customer withdraws; {every.seconds // 60} minutes later the balances read zero: "
+            "the card comes, bob gets its link"
+        )
+        self.say("    (the demo moves the bot's clock on instead of waiting)")
+        self.show(self.sb.later(every))
+        self.step("alice approves the card: the one DELETE")
+        self.show(self.sb.click("alice", "approve", watched))
+        return watched
+
+    def schedule(self) -> int:
+        """Approved now, deactivated at its time and never before."""
+        assert self.sb.fake_sfox is not None
+        self.sb.fake_sfox.add_user(SCHEDULED, first_name="Annie", last_name="Easley")
+        self.step(f"alice asks to deactivate {SCHEDULED} when the contract ends, in two hours (--at +2h)")
+        scheduled = self.open("alice", SCHEDULED, "contract ends --at +2h")
+        self.step("bob approves now: the request is scheduled, and nothing is sent to sFOX yet")
+        self.show(self.sb.click("bob", "approve", scheduled))
+        self.step("two hours later: the bot reads the balances again and sends the one DELETE")
+        self.say("    (the demo moves the bot's clock on instead of waiting)")
+        self.show(self.sb.later(timedelta(hours=2)))
+        return scheduled
 
     def batch(self) -> int:
         """Five users in one batch: three deactivated, one unknown on sFOX, one holding funds."""
@@ -118,7 +162,8 @@ class Scene:
             f"mallory ({PEOPLE['mallory']}) is not",
             f"  channel:    #{CHANNEL_NAME}",
             f"  fake sFOX:  {sfox.url}  client_1 (balances 0), client_2 (holds funds),",
-            "              client_late (funds arrive after the card), others unknown",
+            "              client_late (funds arrive after the card), client_leaving (withdraws",
+            "              after the first read), client_contract, others unknown",
             f"  database:   {where}",
         )
 
@@ -128,7 +173,7 @@ class Scene:
             record = self.sb.store.open_request_for(sfox_user_id)
             if record is None:
                 continue
-            if record.status != "pending":
+            if record.status not in ("pending", "scheduled", "watching"):
                 self.sb.sweep()  # settles an unknown or abandoned outcome with a read, if it can
                 record = self.sb.store.open_request_for(sfox_user_id)
                 if record is None:
@@ -139,7 +184,8 @@ class Scene:
                 )
             requester = self.sb.names.get(record.requested_by, "bob")
             self.step(f"first, {requester} cancels request #{record.id}, left open by an earlier session")
-            self.show(self.sb.click(requester, "deny", record.id))
+            button = "stop" if record.status == "watching" else "deny"  # Deny cancels a scheduled one
+            self.show(self.sb.click(requester, button, record.id))
             if self.sb.store.open_request_for(sfox_user_id) is not None:
                 raise SandboxError(f"request #{record.id} for {sfox_user_id} could not be closed")
 
@@ -161,7 +207,7 @@ class Scene:
         self.opened.append(record.id)
         return record.id
 
-    def outro(self, first: int, blocked: int, second: int, batch: int) -> int:
+    def outro(self, first: int, blocked: int, second: int, batch: int, later: tuple[int, int]) -> int:
         self.heading("sfox-bot history (the requests this demo made)")
         write_table(self.sb.records(self.opened), self.out)
         done, refused = self.sb.store.get(first), self.sb.store.get(second)
@@ -176,6 +222,7 @@ class Scene:
             and refused.http_status == 422
             and sorted(r.status for r in self.sb.store.history(limit=None, batch_id=batch))
             == ["succeeded"] * 3
+            and all(getattr(self.sb.store.get(n), "status", None) == "succeeded" for n in later)
         )
         self.say("")
         if not ok:

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,7 @@ from bot.sandbox.transcript import (
     buttons,
 )
 from bot.slack.blocks import APPROVE, DENY, RETRY, card, card_text
+from bot.slack.watch_blocks import STOP_WATCHING
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.records import RequestRecord
@@ -54,7 +56,12 @@ CHANNEL_NAME = "sfox-ops"
 # name → Slack user id; alice and bob are approvers, mallory is not.
 PEOPLE = {"alice": "UALICE", "bob": "UBOB", "mallory": "UMALLORY"}
 APPROVERS = ("alice", "bob")
-BUTTONS = {"approve": (APPROVE, "Approve"), "deny": (DENY, "Deny"), "retry": (RETRY, "Retry deactivation")}
+BUTTONS = {
+    "approve": (APPROVE, "Approve"),
+    "deny": (DENY, "Deny"),
+    "retry": (RETRY, "Retry deactivation"),
+    "stop": (STOP_WATCHING, "Stop watching"),  # in the requester's DM about a watch
+}
 SETTLE_SECONDS = 60.0
 DEFAULT_DATABASE = "sfox-bot.db"
 _PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
@@ -117,6 +124,7 @@ class Sandbox:
         self.runtime: Runtime | None = None
         self.driver: SlackDriver | None = None
         self._server: Any = None
+        self._clock_offset = timedelta(0)
 
     # -- life cycle ------------------------------------------------------------------------------
 
@@ -272,6 +280,16 @@ class Sandbox:
         self.journal.take()
         self.runtime.sweep()
         return self._settle()
+
+    def later(self, delta: timedelta) -> list[Entry]:
+        """Move the bot's clock `delta` on, then sweep: what falls due meanwhile (a watch's next
+        balance read, a scheduled deactivation, an expiry) is done as if that time had passed.
+        The demo and the console show in a moment what takes minutes or days."""
+        assert self.runtime is not None
+        self._clock_offset += delta
+        offset = self._clock_offset
+        self.runtime.workflow.now = lambda: datetime.now(UTC) + offset
+        return self.sweep()
 
     def render(self, entries: list[Entry]) -> list[str]:
         return self.transcript.render(entries)
