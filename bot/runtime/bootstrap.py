@@ -143,7 +143,7 @@ class Runtime:
             summary.update(self.batches.sweep())
         if self.schedule is not None:  # due work the schedule loop has not claimed yet (it polls)
             summary["scheduled_started"] = self.schedule.tick()
-        if self.watch is not None:  # due watch reads (and deadlines): `sfox-bot sweep` does them too
+        if self.watch is not None and not self.watch.running:  # `sfox-bot sweep`: no loop reads them
             summary["watch_reads"] = self.workflow.watch_due(self._stop.is_set)
         if self.visibility is not None:
             summary["reminded"] = self.visibility.reminders.tick()

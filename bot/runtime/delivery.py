@@ -56,6 +56,10 @@ class DueLoop:
             self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
             self._thread.start()
 
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
     def wake(self) -> None:
         """Look at the database again now: a new time was just noted."""
         self._wake.set()
