@@ -228,6 +228,15 @@ def postgres_url(postgres_database: str) -> Iterator[str]:
     engine.dispose()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def migration_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty database for a migration test (tests/migration_support.py), on both engines."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'm.db'}"
+    request.applymarker(pytest.mark.postgres)
+    return str(request.getfixturevalue("postgres_url"))
+
+
 @pytest.fixture(params=["sqlite"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'bot.db'}"

@@ -7,23 +7,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text, update
 
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.errors import AlreadyOpen
-from bot.store.schema import metadata, requests
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    request.applymarker(pytest.mark.postgres)
-    return request.getfixturevalue("postgres_url")
+from bot.store.schema import requests
+from tests.migration_support import (
+    downgrade_to,
+    insert_old_request,
+    schema_left_behind,
+    upgrade_to,
+)
 
 
 def _ask(store: Store, user: str, now: datetime, run_at: datetime | None = None):
@@ -42,27 +37,13 @@ def _ask(store: Store, user: str, now: datetime, run_at: datetime | None = None)
     )
 
 
-def test_older_rows_run_at_once_scheduled_is_open_and_it_can_be_undone(url):
-    store = Store.from_url(url)
-    config = migrate.alembic_config(store.engine.url.render_as_string(hide_password=False))
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0010_policy")
+def test_older_rows_run_at_once_scheduled_is_open_and_it_can_be_undone(migration_url):
+    store = Store.from_url(migration_url)
+    upgrade_to(store, "0010_policy")
     now = datetime.now(UTC)
-    naive = now.replace(tzinfo=None)
-    with store.engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO requests (sfox_user_id, reason, requested_by, channel_id, status, "
-                "required_approvals, created_at, expires_at, attempts, retryable) VALUES "
-                "('client_old', 'before 0011', 'UALICE01', 'C0123', 'pending', 1, :now, :later, 0, false)"
-            ),
-            {"now": naive, "later": naive + timedelta(hours=1)},
-        )
+    insert_old_request(store, "client_old", now, reason="before 0011")
     migrate.upgrade(store.engine)
-    with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
-    assert [d for d in diff if "run_at" in repr(d) or "uq_requests_open_user" in repr(d)] == []
+    assert schema_left_behind(store, "run_at", "uq_requests_open_user") == []
     old = store.get(1)
     assert old.run_at is None
     assert store.add_approval(1, "UBOB0002", now) and store.claim(1, now, actor="UBOB0002")
@@ -75,15 +56,11 @@ def test_older_rows_run_at_once_scheduled_is_open_and_it_can_be_undone(url):
     with pytest.raises(AlreadyOpen):  # scheduled is open: one request per user still
         _ask(store, "client_later", now)
 
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        with pytest.raises(RuntimeError, match="scheduled"):
-            command.downgrade(config, "0010_policy")
+    with pytest.raises(RuntimeError, match="scheduled"):
+        downgrade_to(store, "0010_policy")
     with store.engine.begin() as conn:
         conn.execute(update(requests).where(requests.c.id == later.id).values(status="cancelled"))
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0010_policy")
+    downgrade_to(store, "0010_policy")
     for table in ("requests", "batches"):
         assert "run_at" not in {c["name"] for c in inspect(store.engine).get_columns(table)}
     with store.engine.connect() as conn:

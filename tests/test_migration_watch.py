@@ -8,30 +8,18 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.errors import AlreadyOpen
-from bot.store.schema import metadata
-
-REQUEST = (
-    "INSERT INTO requests (sfox_user_id, reason, requested_by, channel_id, status, "
-    "required_approvals, created_at, expires_at, attempts, retryable) VALUES "
-    "(:user, 'before 0012', 'UALICE01', 'C0123', :status, 1, :now, :later, 0, false)"
+from tests.migration_support import (
+    downgrade_to,
+    insert_old_request,
+    schema_left_behind,
+    upgrade_to,
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'm.db'}"
-    request.applymarker(pytest.mark.postgres)
-    return request.getfixturevalue("postgres_url")
 
 
 def _watch(store: Store, user: str, now: datetime):
@@ -50,25 +38,18 @@ def _watch(store: Store, user: str, now: datetime):
     )
 
 
-def test_watching_joins_the_open_index_and_can_be_undone(url):
-    store = Store.from_url(url)
-    config = migrate.alembic_config(store.engine.url.render_as_string(hide_password=False))
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.upgrade(config, "0011_schedule")
+def test_watching_joins_the_open_index_and_can_be_undone(migration_url):
+    store = Store.from_url(migration_url)
+    upgrade_to(store, "0011_schedule")
     now = datetime.now(UTC)
-    naive = now.replace(tzinfo=None)
+    insert_old_request(store, "client_open", now, reason="before 0012")
     with store.engine.begin() as conn:
-        conn.execute(
-            text(REQUEST), {"user": "client_open", "status": "pending", "now": naive, "later": naive}
-        )
         conn.execute(text("INSERT INTO rate_slots (at) VALUES (1.0)"))
     migrate.upgrade(store.engine)
     with store.engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), metadata)
         assert conn.execute(text("SELECT route FROM rate_slots")).scalar_one() == 1
         assert conn.execute(text("SELECT count(*) FROM rate_gate WHERE id = 2")).scalar_one() == 1
-    assert [d for d in diff if "watch" in repr(d) or "route" in repr(d)] == []
+    assert schema_left_behind(store, "watch", "route") == []
     with pytest.raises(AlreadyOpen):  # the pending request from before holds its user
         _watch(store, "client_open", now)
     watched = _watch(store, "client_funded", now)
@@ -76,9 +57,7 @@ def test_watching_joins_the_open_index_and_can_be_undone(url):
     with pytest.raises(AlreadyOpen):  # and a watch holds its own
         _watch(store, "client_funded", now)
 
-    with store.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0011_schedule")
+    downgrade_to(store, "0011_schedule")
     columns = {c["name"] for c in inspect(store.engine).get_columns("requests")}
     assert not {"watch_next_at", "watch_read_at"} & columns
     assert "route" not in {c["name"] for c in inspect(store.engine).get_columns("rate_slots")}
@@ -86,8 +65,6 @@ def test_watching_joins_the_open_index_and_can_be_undone(url):
         status = conn.execute(text("SELECT status FROM requests WHERE id = :id"), {"id": watched.id})
         assert status.scalar_one() == "cancelled"
     # The index is the narrower one again: a second pending request for the user is refused.
-    with pytest.raises(IntegrityError), store.engine.begin() as conn:
-        conn.execute(
-            text(REQUEST), {"user": "client_open", "status": "pending", "now": naive, "later": naive}
-        )
+    with pytest.raises(IntegrityError):
+        insert_old_request(store, "client_open", now)
     store.close()

@@ -44,14 +44,20 @@ class Watching(WorkflowBase):
         self.retry_noted()  # its DM (Stop watching) is owed now
         return watch_blocks.watching_answer(record, funds, self.watch_interval)
 
-    def start_watching(self, request_id: int, actor: str) -> ClickResult:
-        """The *Watch* button on a blocked request's DM: blocked → watching, once."""
+    def _watch_clicked(self, request_id: int, actor: str) -> RequestRecord | ClickResult:
+        """The request a Watch or Stop watching button names, or the answer when there is none or
+        the person may not press it (the requester or any approver may)."""
         record = self.store.get(request_id)
         if record is None:
             return ClickResult("That request does not exist (any more).")
         refusal = rules.watch_refusal(self.policy, record, actor)
-        if refusal is not None:
-            return ClickResult(refusal.text)
+        return ClickResult(refusal.text) if refusal is not None else record
+
+    def start_watching(self, request_id: int, actor: str) -> ClickResult:
+        """The *Watch* button on a blocked request's DM: blocked → watching, once."""
+        record = self._watch_clicked(request_id, actor)
+        if isinstance(record, ClickResult):
+            return record
         if self.watch_reader is None:
             return ClickResult(
                 ":warning: Balances are not read (SFOX_BALANCE_CHECK is off): nothing to watch."
@@ -78,12 +84,9 @@ class Watching(WorkflowBase):
 
     def stop_watching(self, request_id: int, actor: str) -> ClickResult:
         """*Stop watching*: watching → cancelled, once; the requester or any approver."""
-        record = self.store.get(request_id)
-        if record is None:
-            return ClickResult("That request does not exist (any more).")
-        refusal = rules.watch_refusal(self.policy, record, actor)
-        if refusal is not None:
-            return ClickResult(refusal.text)
+        record = self._watch_clicked(request_id, actor)
+        if isinstance(record, ClickResult):
+            return record
         if not self.store.cancel_watch(request_id, actor, self.now()):
             return ClickResult(self._watch_state(self.store.get(request_id)))
         log.info("watch stopped", extra=log_fields(record, actor=actor))

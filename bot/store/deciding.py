@@ -220,13 +220,7 @@ class DecidingStore(StoreBase):
             request_id,
             now,
             where=[requests.c.status == "failed", requests.c.retryable.is_(True)],
-            values={
-                "status": "executing",
-                "claimed_at": now,
-                "attempts": requests.c.attempts + 1,
-                "retryable": False,
-                "completed_at": None,
-            },
+            values={**self._claimed(now, decided=False), "retryable": False, "completed_at": None},
             event=Event("retry_claimed", actor),
             notices=[("card", None)],
         )
