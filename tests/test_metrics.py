@@ -13,6 +13,7 @@ from bot.fakes.local import serve_wsgi, url_of
 from bot.runtime.web import make_ops_app
 from bot.sandbox.demo import Scene
 from bot.sandbox.harness import Sandbox
+from bot.store.schema import STATUSES
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status
 
@@ -50,7 +51,7 @@ def test_a_scrape_after_the_demo_matches_the_history(tmp_path):
         events = [e for r in history for e in sandbox.store.events_for(r.id)]
 
     by_status = Counter(r.status for r in history)
-    for status in ("pending", "denied", "expired", "executing", "unknown", "succeeded", "failed", "blocked"):
+    for status in STATUSES:  # the issue-19 ones (watching, scheduled, cancelled) included
         assert value(samples, "sfox_bot_requests", status=status) == by_status.get(status, 0), status
     assert value(samples, "sfox_bot_pending_requests") == by_status.get("pending", 0) == 0
     assert value(samples, "sfox_bot_outbox_backlog") == 0
@@ -58,24 +59,29 @@ def test_a_scrape_after_the_demo_matches_the_history(tmp_path):
     # every DELETE the trail records, with its status, and nothing else
     deletes = Counter(str(e.http_status) for e in events if e.kind == "sfox_delete")
     route = "DELETE /v1/enterprise/account/{id}"
-    assert deletes == {"200": 4, "422": 1}  # client_1, the batch's three, and client_late
+    # client_1, the batch's three, client_late, the watched client_leaving, the scheduled client_contract
+    assert deletes == {"200": 6, "422": 1}
     for status, count in deletes.items():
         assert value(samples, "sfox_bot_sfox_calls_total", route=route, status=status) == count
     assert total(samples, "sfox_bot_sfox_calls_total", route=route) == sum(deletes.values())
     assert value(samples, "sfox_bot_sfox_call_seconds_count", route=route) == sum(deletes.values())
     # clicks: each claim in the trail is one click that won it; the refused ones were answered
-    singles = {r.id for r in history if r.batch_id is None}  # a batch's users: one batch click
+    # (a batch's users: one batch click; a request for later is claimed at its time, by no click)
+    singles = {r.id for r in history if r.batch_id is None and r.run_at is None}
     claims = sum(1 for e in events if e.kind == "claimed" and e.request_id in singles)
-    assert value(samples, "sfox_bot_clicks_total", action="sfox_approve", result="claimed") == claims == 2
-    assert value(samples, "sfox_bot_clicks_total", action="sfox_approve", result="answered") == 2
+    assert value(samples, "sfox_bot_clicks_total", action="sfox_approve", result="claimed") == claims == 3
+    # alice's own, mallory's, and bob's that scheduled client_contract
+    assert value(samples, "sfox_bot_clicks_total", action="sfox_approve", result="answered") == 3
     assert value(samples, "sfox_bot_clicks_total", action="sfox_deny", result="done") == 1
-    # one DM per final outcome, one reminder
+    # one DM per final outcome (and a watch's two), one reminder
     finals = sum(
         1
         for r in history
         if r.batch_id is None and r.status in ("succeeded", "failed", "denied", "expired", "blocked")
     )  # a batch's users get no DM each: the batch card and its summary tell
-    assert value(samples, "sfox_bot_slack_calls_total", method="conversations.open", error="ok") == finals
+    watch_dms = 2  # the watch's own: started (with Stop watching), cleared (with the card's link)
+    opened = value(samples, "sfox_bot_slack_calls_total", method="conversations.open", error="ok")
+    assert opened == finals + watch_dms
     assert sum(1 for e in events if e.kind == "reminded") == 1
     assert value(samples, "sfox_bot_slack_calls_total", method="views.open", error="ok") == 1
     assert value(samples, "sfox_bot_sweep_last_success_timestamp_seconds") > 0
