@@ -64,8 +64,8 @@ class Deciding(WorkflowBase):
         current = self.store.get(request_id)
         if current is None:
             return None
-        counted = tuple(a for a in current.approved_by if not rules.is_requester(current, a))
-        if not self.store.schedule(request_id, now, reply_scheduled(current, counted), actor=actor):
+        reply = reply_scheduled(current, rules.counted_approvals(current))
+        if not self.store.schedule(request_id, now, reply, actor=actor):
             return None
         log.info("request scheduled", extra=log_fields(current, actor=actor, run_at=str(current.run_at)))
         self.schedule_noted()
