@@ -40,6 +40,9 @@ class Settings:
     approvers: frozenset[str] = frozenset()
     approver_group: str | None = None
     allowed_channels: frozenset[str] = frozenset()
+    # Where a request that was not typed in a channel gets its card (issue 20: the Workflow Builder
+    # step without a channel input, the intake API).
+    default_channel: str | None = None
     required_approvals: int = 1
     # SFOX_POLICY_FILE (issue 18), read and checked at load: who asks, the stages, the step-up.
     # None: SFOX_APPROVERS, SFOX_APPROVER_GROUP and SFOX_REQUIRED_APPROVALS are the policy.
@@ -164,6 +167,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         ),
         allowed_channels=get.id_list(
             "SFOX_ALLOWED_CHANNELS", SLACK_CHANNEL_ID, "Slack channel ids like C012ABC"
+        ),
+        default_channel=get.matching(
+            "SFOX_DEFAULT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"
         ),
         required_approvals=get.integer("SFOX_REQUIRED_APPROVALS", 1, low=1, high=10),
         policy_file=(policy_file := get.raw("SFOX_POLICY_FILE")),
