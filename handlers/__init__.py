@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    from handlers import actions, approve_modal, batch, commands, deny_modal, home, mfa_enrol
+    from handlers import actions, approve_modal, batch, commands, deny_modal, home, mfa_enrol, step
 
     commands.register(app, runtime)
     actions.register(app, runtime)
@@ -20,3 +20,4 @@ def register(app: App, runtime: Runtime) -> None:
     mfa_enrol.register(app, runtime)
     home.register(app, runtime)
     batch.register(app, runtime)
+    step.register(app, runtime)

@@ -24,22 +24,21 @@ from bot.mfa.stepup import StepUp
 from bot.policy.effective import CLAIM_GRACE_SECONDS, build_policy
 from bot.policy.rules import Policy
 from bot.requests.base import ClickResult
-from bot.requests.reminders import Reminders
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
 from bot.runtime.commands import Commands
 from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.due import wire_due_work
 from bot.runtime.events import RepeatedEvents
-from bot.runtime.metrics import Metrics
 from bot.runtime.pools import TrackedPool, wait_all_idle
 from bot.runtime.schedule import ScheduleLoop
+from bot.runtime.steps import Steps, wire_steps
+from bot.runtime.visibility import Visibility, visibility_parts
 from bot.runtime.watch import WatchLoop
 from bot.sfox import balances
 from bot.sfox.balances import BalanceReader
 from bot.sfox.client import SfoxClient
 from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
-from bot.slack import subcommands
 from bot.slack.batch_card import (
     BATCH_APPROVE,
     BATCH_CANCEL,
@@ -48,9 +47,7 @@ from bot.slack.batch_card import (
     BATCH_RESUME,
     BatchSlack,
 )
-from bot.slack.calls import make_web_client, quiet_logger
-from bot.slack.dms import DirectMessages
-from bot.slack.home import AppHome
+from bot.slack.calls import make_web_client
 from bot.slack.notifier import SlackNotifier, answer_privately, tell_privately
 from bot.slack.watch_blocks import STOP_WATCHING, WATCH
 from bot.store.db import Store
@@ -63,28 +60,10 @@ log = logging.getLogger("sfox_bot.runtime")
 # on sFOX and Slack.
 STEP_THREADS = 16
 JOB_THREADS = 32
-# views.open must use a click's trigger_id within 3 s: one quick try, no retries.
-MODAL_TIMEOUT_SECONDS = 2
 # The Slack calls a listener makes itself (Bolt's `client`: the batch form's views.open and
 # files.info, its "Checking N users" ephemeral) run before the ack goes out, within Slack's 3 s:
 # a 429 is waited out once at most, and only when Slack asks for a second.
 LISTENER_RATE_LIMIT_PATIENCE_SECONDS = 1.0
-QUIET_VIEWS_LOGGER = "sfox_bot.slack.quiet_views"
-
-
-@dataclass
-class Visibility:
-    """Issue 13's parts: the requester's DMs, reminders, the App Home, subcommands, metrics."""
-
-    metrics: Metrics
-    dms: DirectMessages
-    reminders: Reminders
-    home: AppHome
-    subcommands: subcommands.Context
-    modal_client: WebClient
-    # The modal client for views that show a secret (the MFA enrolment): its logger never writes
-    # a request or response body.
-    secret_modal_client: WebClient
 
 
 @dataclass
@@ -110,6 +89,7 @@ class Runtime:
     mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
     commands: Commands = field(init=False)
+    steps: Steps | None = None  # the Workflow Builder step (bot/runtime/steps.py)
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -139,6 +119,8 @@ class Runtime:
         summary = self.workflow.sweep()
         summary["clicks"] = self.clicks.replay()
         summary["commands"] = self.commands.resume()
+        if self.steps is not None:  # a refused step's completeError Slack has not taken yet
+            summary["steps_refused"] = self.steps.complete_refused()
         if self.batches is not None:
             summary.update(self.batches.sweep())
         if self.schedule is not None:  # due work the schedule loop has not claimed yet (it polls)
@@ -250,7 +232,7 @@ def build_runtime(
     )
     app.use(RepeatedEvents().middleware())  # Slack re-sends an event it saw acked late
     jobs = TrackedPool(JOB_THREADS, thread_name_prefix="sfox-job")
-    visibility = _visibility(settings, store, sfox, slack, outbox_slack, workflow, app)
+    visibility = visibility_parts(settings, store, sfox, slack, outbox_slack, workflow, app)
 
     def submit(fn: Callable[..., Any], *args: Any) -> Future[Any]:
         return runtime.submit(fn, *args)
@@ -290,6 +272,7 @@ def build_runtime(
         answer_privately,
         lambda channel_id, user_id, text: tell_privately(slack, channel_id, user_id, text),
     )
+    runtime.steps = wire_steps(runtime, outbox_slack)
     register(app, runtime)
     return runtime
 
@@ -335,56 +318,6 @@ def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
         }
     )
     return batches
-
-
-def _visibility(
-    settings: Settings,
-    store: Store,
-    sfox: SfoxClient,
-    slack: WebClient,
-    outbox_slack: WebClient,
-    workflow: Workflow,
-    app: App,
-) -> Visibility:
-    """Wire issue 13's parts: metrics on every Slack and sFOX call and every ack, the outbox's
-    `dm` sender, the reminders the sweep runs, the App Home and the subcommands."""
-    metrics = Metrics(store, clock=workflow.now)
-    metrics.instrument_slack(slack)
-    metrics.instrument_slack(outbox_slack)
-    metrics.instrument_sfox(sfox)
-    app.use(metrics.ack_timer())
-    modal_client = make_web_client(
-        settings.slack_bot_token or "", slack.base_url, MODAL_TIMEOUT_SECONDS, retries=False
-    )
-    metrics.instrument_slack(modal_client)
-    secret_modal_client = make_web_client(
-        settings.slack_bot_token or "",
-        slack.base_url,
-        MODAL_TIMEOUT_SECONDS,
-        retries=False,
-        logger=quiet_logger(QUIET_VIEWS_LOGGER),
-    )
-    metrics.instrument_slack(secret_modal_client)
-    dms = DirectMessages(
-        outbox_slack, store, watch_offered=settings.balance_check != "off"
-    )  # an outbox sender: its 429s are retried by the outbox
-    workflow.senders["dm"] = dms.send
-    approvers = workflow.policy.approvers
-    if workflow.policy.directory is not None:
-        metrics.instrument_slack(workflow.policy.directory.client)  # usergroups.users.list
-    return Visibility(
-        metrics=metrics,
-        dms=dms,
-        reminders=Reminders(
-            store, approvers, settings.remind_after_fraction, workflow.now, settings.approver_group
-        ),
-        home=AppHome(
-            slack, store, approvers, settings.approver_group, clock=workflow.now, policy=workflow.policy
-        ),
-        subcommands=subcommands.Context(store, approvers, settings.require_reason),
-        modal_client=modal_client,
-        secret_modal_client=secret_modal_client,
-    )
 
 
 def _result(result: ClickResult) -> str:

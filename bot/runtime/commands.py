@@ -42,6 +42,9 @@ from bot.store.schema import OPEN_STATUSES, WATCHING, commands
 log = logging.getLogger("sfox_bot.commands")
 
 REQUEST, BATCH = "request", "batch"
+# A request asked by a Workflow Builder step (bot/runtime/steps.py): carried out like a typed one;
+# its answer, when no request comes of it, is the step's error (`step_answered`), not a post.
+STEP = "step"
 # How long a command is the process's that holds it without a word from it. The holder renews
 # every KEEP_EVERY_SECONDS while it works, so only a dead process's commands run out.
 COMMAND_LEASE = timedelta(seconds=15)
@@ -68,10 +71,11 @@ class Accepted:
     response_url: str | None
     id: int
     received_at: datetime
+    step: bool = False
 
     @property
     def kind(self) -> str:
-        return _kind(self.ask)
+        return STEP if self.step else _kind(self.ask)
 
 
 @dataclass(frozen=True)
@@ -104,19 +108,24 @@ class Commands:
         self.submit = submit
         self.answer_later = answer_later
         self.tell = tell
+        # A step's command answered with no request opened: (command id, text) (bot/runtime/steps.py).
+        self.step_answered: Callable[[int, str], None] = lambda command_id, text: None
         self.journal = Journal(store, commands, COMMAND_LEASE, lambda: self.workflow.now())
         self._mine: set[int] = set()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._keeper: threading.Thread | None = None
 
-    def accept(self, ask: Command | BatchAsk, response_url: str | None) -> Accepted | str:
+    def accept(
+        self, ask: Command | BatchAsk, response_url: str | None, *, step: bool = False
+    ) -> Accepted | str:
         """Record a validated command; call before acknowledging it. Returns it accepted, or the
-        ack's text when the database could not take it within 2 s (then it changes nothing)."""
+        ack's text when the database could not take it within 2 s (then it changes nothing).
+        `step`: asked by a Workflow Builder step rather than typed."""
         try:
             row_id, received_at = self.journal.record(
                 {
-                    "kind": _kind(ask),
+                    "kind": STEP if step else _kind(ask),
                     "requester": ask.requester,
                     "channel_id": ask.channel_id,
                     "command": _encode(ask),
@@ -129,7 +138,7 @@ class Commands:
                 log.exception("command not recorded")
             return not_recorded("command", "ask again", exc)
         self._hold(row_id)
-        return Accepted(replace(ask, command_id=row_id), response_url, row_id, received_at)
+        return Accepted(replace(ask, command_id=row_id), response_url, row_id, received_at, step)
 
     def run(self, accepted: Accepted) -> None:
         """The command's job, on the job pool right after the ack."""
@@ -162,7 +171,8 @@ class Commands:
 
     def _carry_out(self, accepted: Accepted, resumed: bool) -> None:
         try:
-            if resumed and not self.journal.answerable(accepted.received_at):
+            # A step's workflow waits for its completion, not on a response URL's half hour.
+            if resumed and not accepted.step and not self.journal.answerable(accepted.received_at):
                 # Half an hour on, nobody waits for this card any more, and its requester can no
                 # longer be told through the response URL.
                 log.warning("command dropped: too old to carry out", extra={"command_id": accepted.id})
@@ -240,7 +250,11 @@ class Commands:
     def _say(self, accepted: Accepted, text: str, *, final: bool) -> None:
         """Tell the requester privately: a progress line (replacing the ack) or the answer. A
         response URL takes 5 posts: each is counted in the journal, across the command's lives,
-        and one is always kept for the answer."""
+        and one is always kept for the answer. A step's answer is its completion's error."""
+        if accepted.step:
+            if final:
+                self.step_answered(accepted.id, text)
+            return
         if not self._count_post(accepted.id, RESPONSE_URL_POSTS if final else PROGRESS_POSTS):
             return
         if accepted.response_url is None:
@@ -350,4 +364,4 @@ def _decode(row: RowMapping) -> Accepted:
             when_empty=bool(data.get("when_empty", False)),
             run_at=run_at,
         )
-    return Accepted(ask, row["response_url"], row["id"], row["received_at"])
+    return Accepted(ask, row["response_url"], row["id"], row["received_at"], row["kind"] == STEP)

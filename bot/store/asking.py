@@ -13,6 +13,7 @@ from bot.store.base import _NOTICE, StoreBase
 from bot.store.errors import AlreadyOpen
 from bot.store.records import Event, RequestRecord, dm_owed
 from bot.store.schema import requests
+from bot.store.step_owed import step_owed
 
 
 class AskingStore(StoreBase):
@@ -118,7 +119,8 @@ class AskingStore(StoreBase):
                 insert(requests).values(**values).returning(requests.c.id)
             ).scalar_one()
             # A blocked request's DM to its requester; a watch's (bot/store/watching.py).
-            for kind, text in [*dm_owed(values), *(notices or [])]:
+            owed = [*dm_owed(values), *step_owed(conn, request_id, values["status"]), *(notices or [])]
+            for kind, text in owed:
                 conn.execute(
                     _NOTICE,
                     {

@@ -31,6 +31,7 @@ from bot.store.engine import make_engine
 from bot.store.errors import Busy, is_busy
 from bot.store.records import Event, EventRecord, RequestRecord, dm_owed
 from bot.store.schema import approvals, events, outbox, requests
+from bot.store.step_owed import step_owed
 
 # The statements of the hot paths (every click and every Slack message runs them several times),
 # built once with bound parameters: building a statement and its cache key costs more than
@@ -273,7 +274,8 @@ class StoreBase:
             ).first()
             if changed is None:
                 return False
-            owed = [*notices, *dm_owed(values)]  # and the requester's DM, if final
+            # and the requester's DM, and a Workflow Builder step's completion, if final
+            owed = [*notices, *dm_owed(values), *step_owed(conn, request_id, values.get("status"))]
             if changed.batch_id is not None:
                 owed = []  # a batch's user has no card or DM of its own: the batch card tells (bot.batches)
             for kind, text in owed:

@@ -19,8 +19,9 @@ from bot.store.asking import AskingStore
 from bot.store.deciding import DecidingStore
 from bot.store.delivering import DeliveringStore
 from bot.store.executing import ExecutingStore
+from bot.store.stepping import SteppingStore
 from bot.store.watching import WatchingStore
 
 
-class Store(WatchingStore, AskingStore, DecidingStore, ExecutingStore, DeliveringStore):
+class Store(WatchingStore, AskingStore, DecidingStore, ExecutingStore, DeliveringStore, SteppingStore):
     """The bot's database: requests, approvals, the audit trail and the outbox."""

@@ -6,7 +6,8 @@
 `audit_head` and `audit_anchor` hold the head of the events' hash chain and its last anchor;
 `clicks` every button click as it arrives, before it is acknowledged, so a click Slack was told we
 received is handled even if the process dies before handling it; `commands` every accepted slash
-command (a request or a batch) the same way (bot/runtime/journal.py).
+command (a request or a batch) the same way (bot/runtime/journal.py); `steps` each Workflow
+Builder step Slack ran (migration 0013_step).
 """
 
 from __future__ import annotations
@@ -40,19 +41,10 @@ from bot.store.outcomes import Outcome, parse_outcome
 # `scheduled`: approved, to be deactivated at `run_at` and never before (bot/requests/scheduling.py).
 # `watching`: no card yet; the bot re-reads the balances until they read zero, then posts the card
 # and the request becomes `pending` (bot/requests/watching.py, migration 0012_watch).
-STATUSES = (
-    "pending",
-    "denied",
-    "expired",
-    "executing",
-    "unknown",
-    "succeeded",
-    "failed",
-    "blocked",
-    "cancelled",
-    "scheduled",
-    "watching",
-)
+# fmt: off
+STATUSES = ("pending", "denied", "expired", "executing", "unknown", "succeeded", "failed", "blocked",
+            "cancelled", "scheduled", "watching")
+# fmt: on
 # Open with a card (or one owed): what the expiry sweep, reminders, reconcile and claims look at.
 OPEN_STATUSES = ("pending", "scheduled", "executing", "unknown")
 # One of these per sFOX user at most (the partial unique index below): a watch holds its user too.
@@ -387,4 +379,20 @@ mfa_failures = Table(
     Column("slack_user_id", String(32), nullable=False),
     Column("at", UTCDateTime, nullable=False),
     Index("ix_mfa_failures_user_at", "slack_user_id", "at"),
+)
+
+# Each `function_executed` (the Workflow Builder step, bot/runtime/steps.py; migration 0013_step),
+# keyed by Slack's execution id: its command, or why none (`error`), and when Slack was told.
+steps = Table(
+    "steps",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("execution_id", String(64), nullable=False),
+    Column("command_id", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("completed_at", UTCDateTime, nullable=True),
+    Index("uq_steps_execution", "execution_id", unique=True),
+    Index("uq_steps_command", "command_id", unique=True),
 )

@@ -1,0 +1,87 @@
+"""Completing a Workflow Builder step: `functions.completeSuccess` with the request's outcome, or
+`functions.completeError` with why no request was opened, in plain words.
+
+Which token: the app's bot token (SLACK_BOT_TOKEN), never the workflow token that comes with the
+`function_executed` event. Slack's reference for both methods lists bot tokens (no scope needed),
+and the workflow token expires about 15 minutes after the event while an approval may take hours
+or days: a completion owed after an approval would be refused with it. So the workflow token is
+neither used, stored nor logged (Bolt's `complete`/`fail` would use it: its
+`attaching_function_token` middleware puts it on the listener's client, which is why the step's
+listener does not complete through them).
+
+`execution_not_in_running_state` means the execution is completed (by an earlier try that died
+before it was recorded) or no longer running (cancelled, timed out in Slack): either way nothing
+is owed any more, so it counts as delivered.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from slack_sdk import WebClient
+
+from bot.slack.calls import call_slack
+from bot.slack.errors import NotifyError
+from bot.store.records import RequestRecord
+
+log = logging.getLogger("sfox_bot.steps")
+
+CALLBACK_ID = "deactivate_sfox_account"
+ALREADY_DONE = "execution_not_in_running_state"
+# Slack's limit is not documented for `error`; a sentence is what Workflow Builder shows.
+ERROR_LIMIT = 1000
+
+
+def complete_success(client: WebClient, execution_id: str, outputs: dict[str, Any]) -> None:
+    """Raises NotifyError (the outbox retries) unless Slack took it or it was done already."""
+    _complete(client, "functions_completeSuccess", execution_id, outputs=outputs)
+
+
+def complete_error(client: WebClient, execution_id: str, error: str) -> None:
+    _complete(client, "functions_completeError", execution_id, error=plain(error)[:ERROR_LIMIT])
+
+
+def _complete(client: WebClient, method: str, execution_id: str, **kwargs: Any) -> None:
+    try:
+        call_slack(client, method, function_execution_id=execution_id, **kwargs)
+    except NotifyError as exc:
+        if exc.code != ALREADY_DONE:
+            raise
+        log.info("step already completed", extra={"execution_id": execution_id})
+
+
+def outputs(record: RequestRecord, status: str, card_url: str | None) -> dict[str, Any]:
+    """The step's outputs (app.yaml `output_parameters`): `card_url` only when there is a card."""
+    out: dict[str, Any] = {"status": status, "request_id": record.id}
+    if card_url:
+        out["card_url"] = card_url
+    return out
+
+
+def final_status(notice_text: str | None, record: RequestRecord) -> str:
+    """The outcome the completion was owed for (as it was then), else the request's own."""
+    try:
+        return str(json.loads(notice_text or "{}").get("status") or record.status)
+    except ValueError:
+        return record.status
+
+
+_LINK = re.compile(r"<([^<>|]+)\|([^<>]+)>")
+_MENTION = re.compile(r"<[@#!]([^<>|]+)>")
+_URL = re.compile(r"<(https?://[^<>]+)>")
+_EMOJI = re.compile(r":[a-z0-9_+-]+:\s*")
+
+
+def plain(text: str) -> str:
+    """Slack's markup out of a refusal, for Workflow Builder's plain text: emoji codes, `*bold*`,
+    `_italic_`, code marks and `<…>` links and mentions (the label, or the id), entities decoded."""
+    text = _LINK.sub(r"\2", text)
+    text = _MENTION.sub(r"\1", text)
+    text = _URL.sub(r"\1", text)
+    text = _EMOJI.sub("", text)
+    text = re.sub(r"[`*]|(?<![\w])_|_(?![\w])", "", text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return " ".join(text.split())
