@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 def register(app: App, runtime: Runtime) -> None:
-    steps = runtime.steps
+    steps = runtime.custom_steps
     if steps is None:
         return
 

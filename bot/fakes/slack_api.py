@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot.fakes import blockkit, slack_files, slack_pages, slack_views
+from bot.fakes import blockkit, slack_files, slack_functions, slack_pages, slack_views
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.slack_http import handler_for
@@ -109,6 +109,8 @@ class FakeSlack:
         self.user_files: dict[str, tuple[str, bytes]] = {}
         self.uploads: dict[str, dict[str, Any]] = {}
         self.lock = threading.Lock()
+        # Custom functions (Workflow Builder steps) and their executions (bot.fakes.slack_functions).
+        self.functions = slack_functions.Functions(lambda: self.clock(), token, self.strict.refusals)
         self._ts = itertools.count(1)
         self.interactions = itertools.count(1)  # numbers the drivers' trigger_ids, response_urls
         self._server = FakeHTTPServer((host, port), handler_for(self))
@@ -242,6 +244,8 @@ class FakeSlack:
                 if self.socket_url is None:
                     return 200, {"ok": False, "error": "socket_mode_not_enabled"}, {}
                 return 200, {"ok": True, "url": self.socket_url}, {}
+            if method in slack_functions.METHODS:  # the bot token, or the execution's workflow token
+                return 200, self.functions.answer(method, args, auth), {}
             if auth != f"Bearer {self.token}":
                 return 200, {"ok": False, "error": "invalid_auth"}, {}
             if method == "auth.test":

@@ -196,26 +196,31 @@ class SlackDriver:
         published = self.slack.home(user_id)
         if published is not None:  # Slack adds the Home view the user last saw
             event["view"] = self._view_as_slack_holds_it(published, "VHOME")
-        payload = {
-            "token": "legacy-unused",
-            "team_id": self.team_id,
-            "api_app_id": APP_ID,
-            "event": event,
-            "type": "event_callback",
-            "event_id": event_id or f"Ev{next(self._n):08d}",
-            "event_time": int(time.time()),
-            "authorizations": [
-                {
-                    "enterprise_id": None,
-                    "team_id": self.team_id,
-                    "user_id": BOT_USER,
-                    "is_bot": True,
-                    "is_enterprise_install": False,
-                }
-            ],
-        }
+        payload = _event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
         headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason} if retry else None
         response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)
+        response.extensions["event_id"] = payload["event_id"]
+        return response
+
+    def function_executed(
+        self,
+        callback_id: str,
+        inputs: dict[str, Any],
+        *,
+        execution_id: str | None = None,
+        event_id: str | None = None,
+        retry: int = 0,
+    ) -> httpx.Response:
+        """A workflow runs the app's step `callback_id` (declared in `slack.functions`): the
+        Events API's `function_executed`, field for field as Slack's example, with a new
+        execution and its workflow token (`bot_access_token`). `execution_id` and `event_id`
+        send an earlier one again; `retry` > 0 as Slack re-sends it (`X-Slack-Retry-Num`)."""
+        with self.slack.lock:
+            execution, event = self.slack.functions.executed_event(callback_id, inputs, execution_id)
+        payload = _event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
+        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
+        response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)
+        response.extensions["execution_id"] = execution.id
         response.extensions["event_id"] = payload["event_id"]
         return response
 
@@ -307,6 +312,28 @@ class SlackDriver:
             lambda: [e.get("text", "") for e in list(self.slack.ephemeral) if e.get("response_url") == name],
             timeout,
         )
+
+
+def _event_callback(team_id: str, event: dict[str, Any], event_id: str) -> dict[str, Any]:
+    """The Events API's envelope around `event`, as Slack's examples show it."""
+    return {
+        "token": "legacy-unused",
+        "team_id": team_id,
+        "api_app_id": APP_ID,
+        "event": event,
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authorizations": [
+            {
+                "enterprise_id": None,
+                "team_id": team_id,
+                "user_id": BOT_USER,
+                "is_bot": True,
+                "is_enterprise_install": False,
+            }
+        ],
+    }
 
 
 def _action(blocks: list[dict[str, Any]], action_id: str, value: str, block_id: str) -> dict[str, Any]:

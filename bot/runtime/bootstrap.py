@@ -89,7 +89,7 @@ class Runtime:
     mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
     commands: Commands = field(init=False)
-    steps: Steps | None = None  # the Workflow Builder step (bot/runtime/steps.py)
+    custom_steps: Steps | None = None  # the Workflow Builder step (bot/runtime/steps.py)
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -119,8 +119,8 @@ class Runtime:
         summary = self.workflow.sweep()
         summary["clicks"] = self.clicks.replay()
         summary["commands"] = self.commands.resume()
-        if self.steps is not None:  # a refused step's completeError Slack has not taken yet
-            summary["steps_refused"] = self.steps.complete_refused()
+        if self.custom_steps is not None:  # a refused step's completeError Slack has not taken yet
+            summary["steps_refused"] = self.custom_steps.complete_refused()
         if self.batches is not None:
             summary.update(self.batches.sweep())
         if self.schedule is not None:  # due work the schedule loop has not claimed yet (it polls)
@@ -272,7 +272,7 @@ def build_runtime(
         answer_privately,
         lambda channel_id, user_id, text: tell_privately(slack, channel_id, user_id, text),
     )
-    runtime.steps = wire_steps(runtime, outbox_slack)
+    runtime.custom_steps = wire_steps(runtime, outbox_slack)
     register(app, runtime)
     return runtime
 
