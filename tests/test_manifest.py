@@ -13,6 +13,7 @@ import yaml
 from jsonschema import Draft7Validator
 from sqlalchemy import update
 
+from bot.slack.steps import CALLBACK_ID
 from bot.store.schema import outbox
 from handlers.batch import CALLBACK_ID as BATCH_FORM
 from handlers.commands import COMMAND
@@ -43,6 +44,9 @@ METHOD_SCOPES = {
     "files.info": "files:read",
     "files.getUploadURLExternal": "files:write",
     "files.completeUploadExternal": "files:write",
+    # Completing a Workflow Builder step, with the bot token (bot/slack/steps.py): no scope.
+    "functions.completeSuccess": None,
+    "functions.completeError": None,
 }
 ALL_SCOPES = {
     "commands",
@@ -137,6 +141,18 @@ def _broken(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
             ("settings", "interactivity"),
             {"request_url": "https://x/slack/events"},
             "settings/interactivity",
+        ),
+        (
+            "a step parameter of a type Slack has not",
+            ("functions", CALLBACK_ID, "input_parameters", "properties", "requester", "type"),
+            "slack#/types/user",
+            f"functions/{CALLBACK_ID}/input_parameters/properties/requester/type",
+        ),
+        (
+            "a step without its outputs",
+            ("functions", CALLBACK_ID, "output_parameters"),
+            None,
+            f"functions/{CALLBACK_ID}/output_parameters",
         ),
         (
             "a colour that is not one",
@@ -257,3 +273,27 @@ def _batch_through_the_form(bot: Any, fake_slack: Any) -> None:
 @pytest.mark.parametrize("scope", sorted(ALL_SCOPES))
 def test_readme_explains_each_scope(scope):
     assert f"`{scope}`" in (ROOT / "README.md").read_text()
+
+
+def test_the_step_is_the_one_the_code_listens_for():
+    """The Workflow Builder step: declared under the callback id the handler listens for, with
+    the inputs bot/runtime/steps.py reads and the outputs bot/slack/steps.py sends; delivered as
+    `function_executed` to an org-ready app that runs its own functions."""
+    m = load()
+    (callback_id,) = m["functions"]
+    assert callback_id == CALLBACK_ID
+    step = m["functions"][CALLBACK_ID]
+    inputs, outputs = step["input_parameters"], step["output_parameters"]
+    assert {n: p["type"] for n, p in inputs["properties"].items()} == {
+        "user_id": "string",
+        "reason": "string",
+        "requester": "slack#/types/user_id",
+        "channel": "slack#/types/channel_id",
+    }
+    assert inputs["required"] == ["user_id", "requester"]
+    assert set(outputs["properties"]) == {"status", "request_id", "card_url"}
+    for part in (inputs, outputs):
+        assert set(part["required"]) <= set(part["properties"])
+    assert "function_executed" in m["settings"]["event_subscriptions"]["bot_events"]
+    assert m["settings"]["org_deploy_enabled"] is True
+    assert m["settings"]["function_runtime"] == "remote"
