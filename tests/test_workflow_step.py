@@ -4,6 +4,7 @@ step is completed once with its outcome (or with why no request was opened)."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -165,3 +166,19 @@ def test_a_restart_between_the_outcome_and_the_completion_still_completes_once(m
     assert the_completion(after.slack, execution)[1]["status"] == "succeeded"
     after.runtime.sweep()
     assert len(completions(after.slack, execution)) == 1
+
+
+def test_the_workflow_token_is_never_logged_nor_stored(bot, caplog, database_url):
+    caplog.set_level(logging.DEBUG)
+    execution = run_step(bot, channel="C0STEP007")
+    card = card_of(bot, "C0STEP007")
+    (record,) = bot.store.history(limit=1)
+    bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
+    the_completion(bot.slack, execution)
+    bot.runtime.wait_idle()
+    token = bot.slack.functions.executions[execution].token
+    assert token not in caplog.text
+    database = Path(database_url.removeprefix("sqlite:///"))
+    for file in (database, database.with_name(database.name + "-wal")):  # WAL: the newest writes
+        assert not file.exists() or token.encode() not in file.read_bytes()
+    assert "functions.completeSuccess" in caplog.text or "step completed" in caplog.text
