@@ -5,7 +5,7 @@ and it can be undone."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import inspect
 
@@ -23,9 +23,9 @@ def test_steps_are_recorded_once_and_the_migration_can_be_undone(migration_url):
     assert schema_left_behind(store, "steps") == []
     (old,) = store.history(limit=1)
     assert store.step_for_request(old.id) is None  # typed before: no step to complete
-    first = store.receive_step("Fx0000000001", now)
+    first = store.receive_step("Fx0000000001", now, timedelta(seconds=10))
     assert first is not None
-    assert store.receive_step("Fx0000000001", now) is None  # the repeat opens nothing
+    assert store.receive_step("Fx0000000001", now, timedelta(seconds=10)) is None  # a repeat: nothing
     store.step_opened(first, 41)
     assert store.step_for_command(41).execution_id == "Fx0000000001"
     downgrade_to(store, "0012_watch")

@@ -5,6 +5,7 @@ step is completed once with its outcome (or with why no request was opened)."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,20 @@ def test_the_workflow_token_is_never_logged_nor_stored(bot, caplog, database_url
     for file in (database, database.with_name(database.name + "-wal")):  # WAL: the newest writes
         assert not file.exists() or token.encode() not in file.read_bytes()
     assert "functions.completeSuccess" in caplog.text or "step completed" in caplog.text
+
+
+def test_an_execution_whose_receiver_died_before_its_ack_is_carried_out_by_slacks_resend(bot):
+    """Recorded, then the process died before journalling it: the event was never acknowledged,
+    so Slack sends it again, and that re-send takes the execution over once its hold ran out."""
+    with bot.slack.lock:
+        execution = bot.slack.functions.start(CALLBACK_ID).id
+    long_ago = datetime.now(UTC) - timedelta(minutes=1)
+    assert bot.store.receive_step(execution, long_ago, timedelta(seconds=10)) is not None
+    inputs = {"user_id": "client_1", "requester": ALICE, "channel": "C0STEP008"}
+    assert (
+        bot.driver.function_executed(CALLBACK_ID, inputs, execution_id=execution, retry=1).status_code == 200
+    )
+    card = card_of(bot, "C0STEP008")
+    (record,) = bot.store.history(limit=1)
+    bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
+    assert the_completion(bot.slack, execution)[1]["status"] == "succeeded"

@@ -110,6 +110,9 @@ class Commands:
         self.tell = tell
         # A step's command answered with no request opened: (command id, text) (bot/runtime/steps.py).
         self.step_answered: Callable[[int, str], None] = lambda command_id, text: None
+        # Whether a step's command was linked to its execution before the process died: one that
+        # was not was never acknowledged either, and Slack's re-send carries it out instead.
+        self.step_known: Callable[[int], bool] = lambda command_id: True
         self.journal = Journal(store, commands, COMMAND_LEASE, lambda: self.workflow.now())
         self._mine: set[int] = set()
         self._lock = threading.Lock()
@@ -178,6 +181,10 @@ class Commands:
                 log.warning("command dropped: too old to carry out", extra={"command_id": accepted.id})
                 if accepted.response_url is None:  # the form is answered in its channel: say so
                     self._say(accepted, TOO_OLD, final=True)
+                self.journal.done(accepted.id)
+                return
+            if resumed and accepted.step and not self.step_known(accepted.id):
+                log.warning("step command dropped: never acknowledged", extra={"command_id": accepted.id})
                 self.journal.done(accepted.id)
                 return
             if isinstance(accepted.ask, BatchAsk):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
@@ -41,6 +42,9 @@ log = logging.getLogger("sfox_bot.steps")
 
 # A refused step's completeError is the process's that took it for this long.
 SEND_LEASE_SECONDS = 30.0
+# An execution being received (checked, journalled) is this process's for this long: one whose
+# receiver died first was never acknowledged, and Slack's re-send takes it over after that.
+RECEIVE_LEASE = timedelta(seconds=10)
 NO_CHANNEL = (
     "No channel for the approval card: give the step a channel, or set SFOX_DEFAULT_CHANNEL. "
     "Nothing was requested."
@@ -67,7 +71,8 @@ class Steps:
         """A `function_executed` for the step, before its ack: record it once, check it as a typed
         command would be, journal it, and hand it to the job pool."""
         execution_id = str(event.get("function_execution_id") or "")
-        step_id = self.store.receive_step(execution_id, self.workflow.now()) if execution_id else None
+        now = self.workflow.now()
+        step_id = self.store.receive_step(execution_id, now, RECEIVE_LEASE) if execution_id else None
         if step_id is None:
             log.info("repeated step execution: nothing new opened", extra={"execution_id": execution_id})
             return
@@ -152,4 +157,5 @@ def wire_steps(runtime: Runtime, client: WebClient) -> Steps:
     steps = Steps(runtime, client, runtime.settings.default_channel, runtime.submit)
     runtime.workflow.senders[STEP] = steps.send
     runtime.commands.step_answered = steps.answered
+    runtime.commands.step_known = lambda command_id: runtime.store.step_for_command(command_id) is not None
     return steps

@@ -24,28 +24,51 @@ class StepRecord:
 
 
 class SteppingStore(StoreBase):
-    def receive_step(self, execution_id: str, now: datetime) -> int | None:
-        """Record an execution Slack sent; None if it was recorded before (a repeat)."""
+    def receive_step(self, execution_id: str, now: datetime, lease: timedelta) -> int | None:
+        """Record an execution Slack sent, held for `lease` until it is opened or refused; None
+        if it was recorded before (a repeat). A row whose receiver died before either (the event
+        was never acknowledged, so Slack sends it again) is taken over once its hold ran out."""
         try:
             with self._write() as conn:
                 return int(
                     conn.execute(
-                        insert(steps).values(execution_id=execution_id, received_at=now).returning(steps.c.id)
+                        insert(steps)
+                        .values(execution_id=execution_id, received_at=now, lease_until=now + lease)
+                        .returning(steps.c.id)
                     ).scalar_one()
                 )
         except IntegrityError:
-            return None
+            pass
+        with self._write() as conn:
+            taken = conn.execute(
+                update(steps)
+                .where(
+                    steps.c.execution_id == execution_id,
+                    steps.c.command_id.is_(None),
+                    steps.c.error.is_(None),
+                    steps.c.lease_until < now,
+                )
+                .values(lease_until=now + lease)
+                .returning(steps.c.id)
+            ).first()
+        return int(taken.id) if taken is not None else None
 
     def step_opened(self, step_id: int, command_id: int) -> None:
         """The step became this journalled command (its request will carry the same id)."""
         with self._write() as conn:
-            conn.execute(update(steps).where(steps.c.id == step_id).values(command_id=command_id))
+            conn.execute(
+                update(steps).where(steps.c.id == step_id).values(command_id=command_id, lease_until=None)
+            )
 
     def step_refused(self, step_id: int | None, error: str, *, command_id: int | None = None) -> None:
         """No request could be opened: the completion owed is an error, in plain words."""
         where = steps.c.id == step_id if step_id is not None else steps.c.command_id == command_id
         with self._write() as conn:
-            conn.execute(update(steps).where(where, steps.c.error.is_(None)).values(error=error[:2000]))
+            conn.execute(
+                update(steps)
+                .where(where, steps.c.error.is_(None))
+                .values(error=error[:2000], lease_until=None)
+            )
 
     def step_for_command(self, command_id: int) -> StepRecord | None:
         with self._read() as conn:
