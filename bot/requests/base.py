@@ -29,8 +29,9 @@ log = logging.getLogger("sfox_bot.workflow")
 CARDLESS_GRACE = timedelta(minutes=5)
 # How long a thread may hold a Slack message it is sending before another may take it over (a
 # process that died holding it must not hold back the messages after it for long). A card update
-# is idempotent, so its lease can be short; a thread reply must never be posted twice.
-NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0, "dm": 30.0}
+# is idempotent, so its lease can be short; a thread reply must never be posted twice; a step
+# completion sent twice is answered `execution_not_in_running_state`, so it is short too.
+NOTICE_LEASE_SECONDS = {"card": 15.0, "reply": 30.0, "dm": 30.0, "step": 10.0}
 USAGE = "Usage: `/sfox-deactivate &lt;sfox_user_id&gt; [reason] [--when-empty | --at &lt;when&gt;]`"
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from slack_sdk import WebClient
 
+from bot.crashpoints import crash_point
 from bot.requests.base import Command
 from bot.runtime.commands import Commands
 from bot.slack import steps as slack_steps
@@ -134,6 +135,7 @@ class Steps:
         status = slack_steps.final_status(notice.text, record)
         outputs = slack_steps.outputs(record, status, self._card_url(record))
         slack_steps.complete_success(self.client, step.execution_id, outputs)
+        crash_point("step_completed")
         self.store.step_completed(step.id, self.workflow.now())
         log.info("step completed", extra={"request_id": record.id, "status": status})
 
