@@ -85,7 +85,7 @@ def test_a_blocked_account_completes_the_step_with_blocked_and_no_card(bot):
 @pytest.mark.parametrize(
     ("inputs", "words"),
     [
-        ({"requester": MALLORY}, "not"),  # not allowed to ask: the policy's own refusal
+        ({"requester": MALLORY}, "cannot request deactivations"),  # the policy's own refusal
         ({"user_id": "bad id!"}, "not a valid sFOX user id"),
         ({"user_id": "client_404"}, "No such sFOX user: client_404"),  # unknown on sFOX
     ],
