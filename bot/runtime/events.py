@@ -2,10 +2,12 @@
 first delivery acknowledged within 3 seconds (over HTTP with `X-Slack-Retry-Num` and
 `X-Slack-Retry-Reason`, in Socket Mode with `retry_attempt`), under the same `event_id`.
 
-The bot's one event, `app_home_opened`, writes nothing: it republishes the opener's Home tab from
-the database. So a repeat this process has seen is acknowledged and dropped (no second publish);
-a repeat that reaches another replica republishes the same tab, which is harmless, and a retry of
-a first delivery that never arrived anywhere is still served. The event ids remembered are the
+`app_home_opened` writes nothing: it republishes the opener's Home tab from the database. So a
+repeat this process has seen is acknowledged and dropped (no second publish); a repeat that
+reaches another replica republishes the same tab, which is harmless, and a retry of a first
+delivery that never arrived anywhere is still served. `function_executed` (the Workflow Builder
+step) does write: its repeats are recognised across processes by its `function_execution_id`
+in the database (bot/runtime/steps.py), this middleware only spares this process the look-up. The event ids remembered are the
 latest `SEEN_LIMIT`, in memory: Slack retries within minutes, three times at most.
 """
 
