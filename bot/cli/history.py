@@ -33,6 +33,7 @@ HISTORY_FIELDS = (
     "batch_id",
     "run_at",  # when a request asked with `--at` runs (issue 19), None for one that runs at once
     "watch_read_at",  # a watch's last balance read (issue 19)
+    "requested_via",  # the system that asked through the intake API (issue 20), None for a person
 )
 
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from bot.batches.asking import BatchAsk, posted_answer
 from bot.batches.workflow import Batches
@@ -104,6 +104,9 @@ class Commands:
         self.submit = submit
         self.answer_later = answer_later
         self.tell = tell
+        # The answer to a command asked through the intake API that opened no request (its
+        # system has no Slack user to tell): `tell_system(command_id, text)`, set by bot/intake/.
+        self.tell_system: Callable[[int, str], None] = lambda command_id, text: None
         self.journal = Journal(store, commands, COMMAND_LEASE, lambda: self.workflow.now())
         self._mine: set[int] = set()
         self._lock = threading.Lock()
@@ -114,22 +117,21 @@ class Commands:
         """Record a validated command; call before acknowledging it. Returns it accepted, or the
         ack's text when the database could not take it within 2 s (then it changes nothing)."""
         try:
-            row_id, received_at = self.journal.record(
-                {
-                    "kind": _kind(ask),
-                    "requester": ask.requester,
-                    "channel_id": ask.channel_id,
-                    "command": _encode(ask),
-                    "response_url": response_url,
-                    "posts": 0,
-                }
-            )
+            row_id, received_at = self.journal.record(_row(ask, response_url))
         except Exception as exc:
             if not isinstance(exc, Busy):
                 log.exception("command not recorded")
             return not_recorded("command", "ask again", exc)
         self._hold(row_id)
         return Accepted(replace(ask, command_id=row_id), response_url, row_id, received_at)
+
+    def accept_with(self, ask: Command, also: Callable[[Connection, int], None]) -> Accepted:
+        """Record a validated command from a door without a response URL (the intake API,
+        bot/intake/) in one transaction with what `also(conn, command_id)` writes there (its
+        idempotency key): both or neither. Raises what the write raises."""
+        row_id, received_at = self.journal.record_with(_row(ask, None), also)
+        self._hold(row_id)
+        return Accepted(replace(ask, command_id=row_id), None, row_id, received_at)
 
     def run(self, accepted: Accepted) -> None:
         """The command's job, on the job pool right after the ack."""
@@ -241,6 +243,10 @@ class Commands:
         """Tell the requester privately: a progress line (replacing the ack) or the answer. A
         response URL takes 5 posts: each is counted in the journal, across the command's lives,
         and one is always kept for the answer."""
+        if isinstance(accepted.ask, Command) and accepted.ask.via is not None:
+            if final:  # a system asked (the intake API): its answer is the HTTP reply, not Slack
+                self.tell_system(accepted.id, text)
+            return
         if not self._count_post(accepted.id, RESPONSE_URL_POSTS if final else PROGRESS_POSTS):
             return
         if accepted.response_url is None:
@@ -302,6 +308,17 @@ def _came_of(record: RequestRecord) -> str:
     )
 
 
+def _row(ask: Command | BatchAsk, response_url: str | None) -> dict[str, Any]:
+    return {
+        "kind": _kind(ask),
+        "requester": ask.requester,
+        "channel_id": ask.channel_id,
+        "command": _encode(ask),
+        "response_url": response_url,
+        "posts": 0,
+    }
+
+
 def _kind(ask: Command | BatchAsk) -> str:
     return BATCH if isinstance(ask, BatchAsk) else REQUEST
 
@@ -322,6 +339,8 @@ def _encode(ask: Command | BatchAsk) -> str:
         command["when_empty"] = True
     if ask.run_at is not None:
         command["run_at"] = ask.run_at.isoformat()
+    if ask.via is not None:
+        command["via"] = ask.via
     return json.dumps(command)
 
 
@@ -349,5 +368,6 @@ def _decode(row: RowMapping) -> Accepted:
             row["id"],
             when_empty=bool(data.get("when_empty", False)),
             run_at=run_at,
+            via=data.get("via"),
         )
     return Accepted(ask, row["response_url"], row["id"], row["received_at"])
