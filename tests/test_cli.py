@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.history import HISTORY_FIELDS
 from bot.fakes.sfox_api import NONZERO
+from bot.requests.history import HISTORY_FIELDS
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.outcomes import Outcome
