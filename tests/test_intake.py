@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from bot.webhooks.signing import signed_headers
-from tests.conftest import ALICE, BOB
+from tests.conftest import BOB
 from tests.helpers import card_text, wait_status, wait_until
 
 SECRET = "intake-secret-0123456789abcdefghijklmnop"
@@ -157,3 +157,98 @@ def test_twenty_concurrent_posts_with_one_key_open_one_request(intake_bot):
 
 def test_get_of_an_unknown_or_slash_command_request_is_404(intake_bot):
     assert get(intake_bot, "/api/v1/requests/999").status_code == 404
+
+
+class _Receiver:
+    """A callback receiver on 127.0.0.1 that answers 503 to its first `fail` POSTs."""
+
+    def __init__(self, fail: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.fail = fail
+        self.seen: list[tuple[int, dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 503 if len(receiver.seen) < receiver.fail else 200
+                receiver.seen.append((status, dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/outcome"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_outcome_is_called_back_once_after_its_receiver_failed_twice(make_bot, fake_sfox):
+    from bot.webhooks.signing import signature_problem
+
+    fake_sfox.add_user("acct_funded", balance=12.5)
+    bot = make_bot(**INTAKE)
+    receiver = _Receiver(fail=2)
+    try:
+        loop = bot.runtime.intake.callbacks
+        loop.poll_seconds = 0.1
+        loop.start()
+        response = post(bot, ask("acct_funded", callback_url=receiver.url))
+        assert response.status_code == 202 and response.json()["status"] == "blocked"
+        assert response.json()["url"] is None  # no card for a blocked request
+        wait_until(lambda: any(status == 200 for status, _, _ in receiver.seen), timeout=15)
+        time.sleep(0.3)  # nothing more arrives
+        assert [status for status, _, _ in receiver.seen] == [503, 503, 200]
+        _, headers, body = receiver.seen[-1]
+        assert signature_problem(SECRET, headers, body) is None
+        outcome = json.loads(body)
+        assert outcome["status"] == "blocked" and outcome["request_id"] == response.json()["request_id"]
+        assert outcome["record"]["requested_via"] == "backoffice"
+        assert not [m for m, _ in bot.slack.calls if m == "conversations.open"]  # a system has no DM
+    finally:
+        receiver.close()
+
+
+def test_the_api_is_served_on_the_ops_port_too(intake_bot):
+    from bot.fakes.local import serve_wsgi, stop, url_of
+    from bot.runtime.web import make_ops_app
+
+    server = serve_wsgi(make_ops_app(intake_bot.runtime))
+    try:
+        ops = type("Ops", (), {"url": url_of(server)})()
+        response = post(ops, ask())
+        assert response.status_code == 202 and response.json()["status"] == "pending"
+        assert get(ops, "/api/v1/openapi.json").json()["openapi"].startswith("3.")
+    finally:
+        stop(server)
+
+
+def test_a_request_answered_before_it_was_carried_out_is_carried_out_by_a_sweep(intake_bot, monkeypatch):
+    """The process died after the journal write (here: carrying it out failed): the answer says
+    accepted, the command's lease runs out, a sweep opens the request, and the key answers it."""
+    bot = intake_bot
+    commands = bot.runtime.commands
+
+    def died(accepted: Any) -> None:
+        commands._release(accepted.id)
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(commands, "run", died)
+    first = post(bot, ask(), key="k-died")
+    assert first.status_code == 202
+    assert first.json() == {"request_id": None, "status": "accepted", "url": None}
+    monkeypatch.undo()
+    later = bot.runtime.workflow.now() + commands.journal.lease * 2
+    monkeypatch.setattr(bot.runtime.workflow, "now", lambda: later)
+    assert commands.resume() == 1
+    assert bot.runtime.wait_idle()
+    again = post(bot, ask(), key="k-died")
+    assert again.status_code == 202 and again.json()["status"] == "pending"
+    assert len(list(bot.store.history())) == 1
