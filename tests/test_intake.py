@@ -132,8 +132,7 @@ def test_an_unknown_user_is_422_and_opens_nothing(intake_bot):
     assert not list(intake_bot.store.history())
 
 
-def test_twenty_concurrent_posts_with_one_key_open_one_request(intake_bot):
-    bot = intake_bot
+def _twenty_at_once(bot: Any) -> None:
     answers: list[httpx.Response] = []
     lock = threading.Lock()
     start = threading.Barrier(20)
@@ -151,8 +150,21 @@ def test_twenty_concurrent_posts_with_one_key_open_one_request(intake_bot):
         t.join()
     assert {r.status_code for r in answers} == {202}
     assert len({json.dumps(r.json(), sort_keys=True) for r in answers}) == 1
+    assert answers[0].json()["status"] == "pending"
     assert len(list(bot.store.history())) == 1
     assert len(bot.slack.cards()) == 1
+
+
+def test_twenty_concurrent_posts_with_one_key_open_one_request(intake_bot):
+    _twenty_at_once(intake_bot)
+
+
+@pytest.mark.postgres
+def test_twenty_concurrent_posts_with_one_key_open_one_request_on_postgresql(
+    make_bot, fake_sfox, postgres_url
+):
+    fake_sfox.add_user("acct_intake_1")
+    _twenty_at_once(make_bot(DATABASE_URL=postgres_url, **INTAKE))
 
 
 def test_get_of_an_unknown_or_slash_command_request_is_404(intake_bot):
