@@ -65,10 +65,13 @@ def test_a_signed_request_opens_a_card_via_its_system_and_an_approver_approves_i
     assert record.channel_id == CHANNEL
     card = bot.slack.wait_for(lambda: bot.slack.cards() or None)[0]
     assert "via backoffice" in card_text(card)
+    assert "Any approver may approve" in card_text(card)
     bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
     done = wait_status(bot, record.id, "succeeded")
     assert done.approved_by == (BOB,)
     assert len(bot.sfox.requests("DELETE")) == 1
+    bot.runtime.workflow.deliver()  # the card, the thread reply: and no DM to a system
+    assert not [m for m, _ in bot.slack.calls if m == "conversations.open"]
     shown = get(bot, f"/api/v1/requests/{record.id}")
     assert shown.status_code == 200
     assert shown.json()["status"] == "succeeded" and shown.json()["requested_via"] == "backoffice"

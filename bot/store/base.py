@@ -269,11 +269,12 @@ class StoreBase:
                 update(requests)
                 .where(requests.c.id == request_id, *where)
                 .values(**values)
-                .returning(requests.c.batch_id)
+                .returning(requests.c.batch_id, requests.c.requested_via)
             ).first()
             if changed is None:
                 return False
-            owed = [*notices, *dm_owed(values)]  # and the requester's DM, if final
+            # And the requester's DM, if final (none for a system: bot/intake/ calls it back).
+            owed = [*notices, *dm_owed({**values, "requested_via": changed.requested_via})]
             if changed.batch_id is not None:
                 owed = []  # a batch's user has no card or DM of its own: the batch card tells (bot.batches)
             for kind, text in owed:
