@@ -267,3 +267,39 @@ def test_a_request_answered_before_it_was_carried_out_is_carried_out_by_a_sweep(
     again = post(bot, ask(), key="k-died")
     assert again.status_code == 202 and again.json()["status"] == "pending"
     assert len(list(bot.store.history())) == 1
+
+
+def test_an_owed_callback_survives_a_restart_and_is_taken_by_one_replica(make_bot, fake_sfox):
+    """The first process records the outcome and dies before calling back (its receiver was down);
+    the next one, on the same database, delivers it, once: a take is a compare-and-set."""
+    from bot.store.intake import IntakeStore
+
+    fake_sfox.add_user("acct_funded", balance=3)
+    receiver = _Receiver(fail=0)
+    receiver.close()  # down: its port refuses
+    first = make_bot(**INTAKE)
+    response = post(first, ask("acct_funded", callback_url=receiver.url))
+    assert response.status_code == 202 and response.json()["status"] == "blocked"
+    first.stop()
+    receiver = _Receiver(fail=0)
+    try:
+        second = make_bot(**INTAKE)
+        keys = IntakeStore(second.store)
+        with second.store.engine.begin() as conn:  # the callback names the receiver now up
+            conn.exec_driver_sql("UPDATE intake SET callback_url = ?", (receiver.url,))
+        owed = keys.due_callbacks(second.runtime.workflow.now())
+        assert len(owed) == 1
+        now = second.runtime.workflow.now()
+        from bot.intake.callbacks import LEASE
+
+        assert keys.take_callback(owed[0], now, LEASE) and not keys.take_callback(owed[0], now, LEASE)
+        with second.store.engine.begin() as conn:  # as if the taker died: due again
+            conn.exec_driver_sql("UPDATE intake SET callback_due_at = NULL")
+        loop = second.runtime.intake.callbacks
+        loop.poll_seconds = 0.1
+        loop.start()
+        wait_until(lambda: receiver.seen, timeout=10)
+        time.sleep(0.3)
+        assert len(receiver.seen) == 1 and keys.due_callbacks(second.runtime.workflow.now()) == []
+    finally:
+        receiver.close()
