@@ -168,7 +168,7 @@ class Commands:
                 # Half an hour on, nobody waits for this card any more, and its requester can no
                 # longer be told through the response URL.
                 log.warning("command dropped: too old to carry out", extra={"command_id": accepted.id})
-                if accepted.response_url is None:  # the form is answered in its channel: say so
+                if isinstance(accepted.ask, BatchAsk) and accepted.response_url is None:  # the form: say so
                     self._say(accepted, TOO_OLD, final=True)
                 self.journal.done(accepted.id)
                 return
