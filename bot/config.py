@@ -17,6 +17,7 @@ from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
 
 AUDIT_KEY_MIN_LENGTH = 16
 MFA_KEY_MIN_LENGTH = 32
+INTAKE_SECRET_MIN_LENGTH = 32
 STEP_UPS = ("none", "totp")
 
 
@@ -74,6 +75,9 @@ class Settings:
     # derived from SFOX_MFA_KEY (bot/mfa/sealing.py), required when it is "totp".
     step_up: str = "none"
     mfa_key: str | None = field(default=None, repr=False)
+    # The intake API's shared secret (issue 20, bot/intake/): signs its requests and callbacks;
+    # unset, the API is off.
+    intake_secret: str | None = field(default=None, repr=False)
     metrics_port: int = 9090
     database_url: str = "sqlite:///sfox-bot.db"
     host: str = "0.0.0.0"
@@ -94,6 +98,7 @@ class Settings:
             self.sfox_api_key,
             self.audit_key,
             self.mfa_key,
+            self.intake_secret,
         ]
         values += _password_of(self.database_url)
         return [v for v in values if v]
@@ -122,6 +127,12 @@ class Settings:
         if self.effective_step_up == "totp" and not self.mfa_key:
             where = "the policy file's step_up is totp" if self.policy else "SFOX_STEP_UP=totp"
             missing.append(ConfigError("SFOX_MFA_KEY", f"is required when {where}"))
+        if self.intake_secret and not self.default_channel:
+            missing.append(
+                ConfigError(
+                    "SFOX_DEFAULT_CHANNEL", "is required when SFOX_INTAKE_SECRET is set (the cards go there)"
+                )
+            )
         return missing
 
     @property
@@ -193,6 +204,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         require_reason=get.choice("SFOX_REQUIRE_REASON", "false", ("true", "false")) == "true",
         step_up=get.choice("SFOX_STEP_UP", "none", STEP_UPS),
         mfa_key=get.secret("SFOX_MFA_KEY", min_length=MFA_KEY_MIN_LENGTH),
+        intake_secret=get.secret("SFOX_INTAKE_SECRET", min_length=INTAKE_SECRET_MIN_LENGTH),
         metrics_port=get.integer("METRICS_PORT", 9090, low=0, high=65535),
         database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
         host=get.text("HOST", "0.0.0.0"),

@@ -15,10 +15,10 @@ from decimal import Decimal
 
 import pytest
 
-from bot.cli.history import history_row
 from bot.cli.main import build_parser
 from bot.fakes.sfox_api import Fault
 from bot.fakes.sfox_users import currency
+from bot.requests.history import history_row
 from bot.sfox.balances import BalanceCheck, card_line, describe_funds, parse_balances
 from tests.conftest import ALICE, BOB
 from tests.helpers import card_text, open_request, wait_status, wait_until

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.cli.history import HISTORY_FIELDS
 from bot.fakes.sfox_api import NONZERO
+from bot.requests.history import HISTORY_FIELDS
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.outcomes import Outcome
@@ -44,6 +44,7 @@ FIELDS = [
     "batch_id",  # issue 12: null for a single request
     "run_at",  # issue 19: null unless asked with --at
     "watch_read_at",  # issue 19: null unless watched (--when-empty)
+    "requested_via",  # issue 20: null unless asked through the intake API
 ]
 # The issue-2 statuses, plus `unknown` (issue 3: the DELETE went out and no answer came), plus
 # `blocked` (issue 11: the target held funds, so no card was posted).

@@ -9,7 +9,7 @@ import pytest
 from alembic import command
 from sqlalchemy import inspect, text
 
-from bot.cli.history import history_row
+from bot.requests.history import history_row
 from bot.store import migrate
 from bot.store.db import Store
 

@@ -15,9 +15,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import update
 
-from bot.cli.history import history_row, write_table
+from bot.cli.history import write_table
 from bot.fakes.sfox_users import currency
 from bot.requests.base import Command
+from bot.requests.history import history_row
 from bot.store.outcomes import Outcome
 from bot.store.schema import requests
 from tests.conftest import ALICE, BOB, CAROL, MALLORY

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import insert, select
 
-from bot.cli.history import history_row, write_table
+from bot.cli.history import write_table
+from bot.requests.history import history_row
 from bot.slack.watch_blocks import STOP_WATCHING, WATCH
 from bot.store.schema import clicks
 from tests.conftest import ALICE, BOB, MALLORY

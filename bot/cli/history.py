@@ -12,28 +12,8 @@ from typing import TextIO
 
 from bot.cli.common import CliError, open_migrated, positive_int
 from bot.config import load_settings
+from bot.requests.history import HISTORY_FIELDS, history_row
 from bot.store.records import RequestRecord
-
-HISTORY_FIELDS = (
-    "id",
-    "sfox_user_id",
-    "status",
-    "reason",
-    "requested_by",
-    "approved_by",
-    "denied_by",
-    "channel_id",
-    "message_ts",
-    "created_at",
-    "decided_at",
-    "completed_at",
-    "http_status",
-    "error",
-    "balances",
-    "batch_id",
-    "run_at",  # when a request asked with `--at` runs (issue 19), None for one that runs at once
-    "watch_read_at",  # a watch's last balance read (issue 19)
-)
 
 
 def cmd_history(args: argparse.Namespace) -> int:
@@ -107,14 +87,6 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 # -- output ------------------------------------------------------------------------------------
-
-
-def history_row(record: RequestRecord) -> dict[str, object]:
-    from bot.sfox.balances import history_balances
-
-    data = record.as_dict()
-    data["balances"] = history_balances(record.balances)
-    return {name: data[name] for name in HISTORY_FIELDS}
 
 
 def _flat(value: object) -> str:

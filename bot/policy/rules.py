@@ -267,13 +267,14 @@ def stages_open_to(policy: Policy, item: Approvable, actor: str) -> tuple[tuple[
 
 def who_may_approve(item: Approvable) -> str:
     """Who may approve `item`, as its card says it."""
+    asked_by_person = bool(SLACK_USER_ID.match(item.requested_by))  # not a system (the intake API)
     if not is_staged(item):
+        if not asked_by_person:
+            return "Any approver may approve: a system asked for it, not a person."
         return f"A second admin (not {_mention(item.requested_by)}) must approve."
     parts = [f"*{s.label()}*" + ("" if not s.name else f" ({s.mentions()})") for s in item_stages(item)]
-    return (
-        "Every stage must be met, a person counting once, never "
-        f"{_mention(item.requested_by)}: " + " · ".join(parts) + "."
-    )
+    never = f", never {_mention(item.requested_by)}" if asked_by_person else ""
+    return f"Every stage must be met, a person counting once{never}: " + " · ".join(parts) + "."
 
 
 def waiting_for(item: Approvable) -> list[str]:

@@ -77,6 +77,7 @@ class Asking(WorkflowBase):
             "balances": check.to_json() if check else None,
             "command_id": cmd.command_id,
             "run_at": cmd.run_at,
+            "requested_via": cmd.via,
         }
         if check is not None and check.blocks and cmd.when_empty:
             return self.open_watch(request, blocks.funds_text(check))

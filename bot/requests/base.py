@@ -78,6 +78,8 @@ class Command:
     # or deactivate at this instant (UTC), never before.
     when_empty: bool = False
     run_at: datetime | None = None
+    # Asked through the intake API (bot/intake/) by this system, not a Slack user: shown "via …".
+    via: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,17 +19,18 @@ from slack_sdk import WebClient
 from bot.audit.anchors import AuditAnchor
 from bot.batches.workflow import BALANCE_SLOT_WAIT_SECONDS, Batches
 from bot.config import ConfigError, Settings
+from bot.intake.wiring import wire_intake
 from bot.mfa.sealing import Sealer
 from bot.mfa.stepup import StepUp
 from bot.policy.effective import CLAIM_GRACE_SECONDS, build_policy
 from bot.policy.rules import Policy
-from bot.requests.base import ClickResult
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
 from bot.runtime.commands import Commands
 from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.due import wire_due_work
 from bot.runtime.events import RepeatedEvents
+from bot.runtime.metrics import click_result
 from bot.runtime.pools import TrackedPool, wait_all_idle
 from bot.runtime.schedule import ScheduleLoop
 from bot.runtime.steps import Steps, wire_steps
@@ -87,6 +88,7 @@ class Runtime:
     watch: WatchLoop | None = None  # the watches' balance reads (bot/requests/watching.py)
     # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
     mfa: StepUp | None = None
+    intake: Any = None  # the intake API (bot/intake/wiring.py), when SFOX_INTAKE_SECRET is set
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
     commands: Commands = field(init=False)
     custom_steps: Steps | None = None  # the Workflow Builder step (bot/runtime/steps.py)
@@ -140,7 +142,7 @@ class Runtime:
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
             self._sweeper.start()
-        for loop in (self.delivery, self.schedule, self.watch):  # work that falls due (bot/runtime/due.py)
+        for loop in (self.delivery, self.schedule, self.watch, getattr(self.intake, "callbacks", None)):
             if loop is not None:
                 loop.start()
 
@@ -160,6 +162,8 @@ class Runtime:
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         if self.delivery is not None:
             self.delivery.stop(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
+        if self.intake is not None:  # a callback it may be POSTing
+            self.intake.callbacks.stop(timeout=CLAIM_GRACE_SECONDS)
         if self.watch is not None:
             self.watch.stop(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         self.sfox.close()
@@ -260,7 +264,7 @@ def build_runtime(
     runtime.mfa = _step_up(settings, policy, store, workflow)
     runtime.clicks.add_steps({WATCH: workflow.start_watching, STOP_WATCHING: workflow.stop_watching})
     runtime.clicks.observers.append(
-        lambda click, result: visibility.metrics.click(click.action, _result(result))
+        lambda click, result: visibility.metrics.click(click.action, click_result(result))
     )
     runtime.batches = _batches(runtime, reader)
     wire_due_work(runtime, submit, read_balances=reader is not None)
@@ -273,6 +277,7 @@ def build_runtime(
         lambda channel_id, user_id, text: tell_privately(slack, channel_id, user_id, text),
     )
     runtime.custom_steps = wire_steps(runtime, outbox_slack)
+    wire_intake(runtime)
     register(app, runtime)
     return runtime
 
@@ -320,11 +325,6 @@ def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
     return batches
 
 
-def _result(result: ClickResult) -> str:
-    """A click's result, as a metrics label."""
-    if result.execute:
-        return "claimed"
-    return "answered" if result.ephemeral else "done"
 
 
 def _log_failure(future: Future[Any]) -> None:

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from bot.batches.asking import BatchAsk, posted_answer
 from bot.batches.workflow import Batches
@@ -113,6 +113,9 @@ class Commands:
         # Whether a step's command was linked to its execution before the process died: one that
         # was not was never acknowledged either, and Slack's re-send carries it out instead.
         self.step_known: Callable[[int], bool] = lambda command_id: True
+        # The answer to a command asked through the intake API that opened no request (its
+        # system has no Slack user to tell): `tell_system(command_id, text)`, set by bot/intake/.
+        self.tell_system: Callable[[int, str], None] = lambda command_id, text: None
         self.journal = Journal(store, commands, COMMAND_LEASE, lambda: self.workflow.now())
         self._mine: set[int] = set()
         self._lock = threading.Lock()
@@ -126,22 +129,21 @@ class Commands:
         ack's text when the database could not take it within 2 s (then it changes nothing).
         `step`: asked by a Workflow Builder step rather than typed."""
         try:
-            row_id, received_at = self.journal.record(
-                {
-                    "kind": STEP if step else _kind(ask),
-                    "requester": ask.requester,
-                    "channel_id": ask.channel_id,
-                    "command": _encode(ask),
-                    "response_url": response_url,
-                    "posts": 0,
-                }
-            )
+            row_id, received_at = self.journal.record(_row(ask, response_url, step=step))
         except Exception as exc:
             if not isinstance(exc, Busy):
                 log.exception("command not recorded")
             return not_recorded("command", "ask again", exc)
         self._hold(row_id)
         return Accepted(replace(ask, command_id=row_id), response_url, row_id, received_at, step)
+
+    def accept_with(self, ask: Command, also: Callable[[Connection, int], None]) -> Accepted:
+        """Record a validated command from a door without a response URL (the intake API,
+        bot/intake/) in one transaction with what `also(conn, command_id)` writes there (its
+        idempotency key): both or neither. Raises what the write raises."""
+        row_id, received_at = self.journal.record_with(_row(ask, None), also)
+        self._hold(row_id)
+        return Accepted(replace(ask, command_id=row_id), None, row_id, received_at)
 
     def run(self, accepted: Accepted) -> None:
         """The command's job, on the job pool right after the ack."""
@@ -179,7 +181,7 @@ class Commands:
                 # Half an hour on, nobody waits for this card any more, and its requester can no
                 # longer be told through the response URL.
                 log.warning("command dropped: too old to carry out", extra={"command_id": accepted.id})
-                if accepted.response_url is None:  # the form is answered in its channel: say so
+                if isinstance(accepted.ask, BatchAsk) and accepted.response_url is None:  # the form: say so
                     self._say(accepted, TOO_OLD, final=True)
                 self.journal.done(accepted.id)
                 return
@@ -257,10 +259,11 @@ class Commands:
     def _say(self, accepted: Accepted, text: str, *, final: bool) -> None:
         """Tell the requester privately: a progress line (replacing the ack) or the answer. A
         response URL takes 5 posts: each is counted in the journal, across the command's lives,
-        and one is always kept for the answer. A step's answer is its completion's error."""
-        if accepted.step:
+        and one is always kept for the answer. A step's answer is its completion's error; a
+        system's (the intake API's), its HTTP reply."""
+        if accepted.step or (isinstance(accepted.ask, Command) and accepted.ask.via is not None):
             if final:
-                self.step_answered(accepted.id, text)
+                (self.step_answered if accepted.step else self.tell_system)(accepted.id, text)
             return
         if not self._count_post(accepted.id, RESPONSE_URL_POSTS if final else PROGRESS_POSTS):
             return
@@ -323,6 +326,17 @@ def _came_of(record: RequestRecord) -> str:
     )
 
 
+def _row(ask: Command | BatchAsk, response_url: str | None, *, step: bool = False) -> dict[str, Any]:
+    return {
+        "kind": STEP if step else _kind(ask),
+        "requester": ask.requester,
+        "channel_id": ask.channel_id,
+        "command": _encode(ask),
+        "response_url": response_url,
+        "posts": 0,
+    }
+
+
 def _kind(ask: Command | BatchAsk) -> str:
     return BATCH if isinstance(ask, BatchAsk) else REQUEST
 
@@ -343,6 +357,8 @@ def _encode(ask: Command | BatchAsk) -> str:
         command["when_empty"] = True
     if ask.run_at is not None:
         command["run_at"] = ask.run_at.isoformat()
+    if ask.via is not None:
+        command["via"] = ask.via
     return json.dumps(command)
 
 
@@ -370,5 +386,6 @@ def _decode(row: RowMapping) -> Accepted:
             row["id"],
             when_empty=bool(data.get("when_empty", False)),
             run_at=run_at,
+            via=data.get("via"),
         )
     return Accepted(ask, row["response_url"], row["id"], row["received_at"], row["kind"] == STEP)

@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, insert, select, update
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
 from bot.store.db import Store
 from bot.store.errors import Busy
@@ -101,6 +101,21 @@ class Journal:
                 self._writing = False
                 self._changed.notify_all()
         return mine.result()
+
+    def record_with(
+        self, values: dict[str, Any], also: Callable[[Connection, int], None]
+    ) -> tuple[int, datetime]:
+        """Write a row, leased to this process, in a transaction of its own that also runs
+        `also(conn, row_id)` (the intake API's idempotency key): both are written or neither.
+        Raises what the transaction raises (a duplicate key's IntegrityError)."""
+        now = self.now()
+        row = {**values, "received_at": now, "lease_until": now + self.lease}
+        with self.store.transaction() as conn:
+            row_id = int(
+                conn.execute(insert(self.table).values(**row).returning(self.table.c.id)).scalar_one()
+            )
+            also(conn, row_id)
+        return row_id, now
 
     def _write(self, batch: list[_Pending]) -> None:
         try:

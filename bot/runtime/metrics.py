@@ -34,6 +34,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from bot.requests.base import ClickResult
 from bot.store.db import Store
 from bot.store.schema import outbox, requests
 
@@ -227,3 +228,10 @@ def sfox_route(method: str, path: str) -> str:
         if method == m and path.startswith(prefix):
             return label
     return f"{method} other"
+
+
+def click_result(result: ClickResult) -> str:
+    """A click's result, as a metrics label."""
+    if result.execute:
+        return "claimed"
+    return "answered" if result.ephemeral else "done"

@@ -1,6 +1,6 @@
-"""The HTTP face of the bot: `POST /slack/events` for Bolt, `GET /healthz`, `GET /readyz` and
-`GET /metrics` (Prometheus). Socket Mode serves the last three alone (`make_ops_app`) on
-METRICS_PORT."""
+"""The HTTP face of the bot: `POST /slack/events` for Bolt, `GET /healthz`, `GET /readyz`,
+`GET /metrics` (Prometheus) and the intake API under `/api/v1/` (bot/intake/http.py). Socket Mode
+serves all but the first (`make_ops_app`) on METRICS_PORT."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 
+from bot.intake import http as intake_http
 from bot.runtime import guard
 from bot.runtime.bootstrap import Runtime
 from bot.store import migrate
@@ -36,6 +37,8 @@ def _ops(
     runtime: Runtime, environ: dict[str, Any], start_response: Callable[..., Any]
 ) -> Iterable[bytes] | None:
     path = environ.get("PATH_INFO", "")
+    if path.startswith(intake_http.PREFIX):  # the intake API (issue 20), on both ports
+        return intake_http.serve(runtime.intake, environ, start_response)
     if environ.get("REQUEST_METHOD", "GET") not in ("GET", "HEAD"):
         return None
     if path == "/healthz":

@@ -257,7 +257,12 @@ def _fields(record: RequestRecord) -> list[dict[str, str]]:
         ("Name", escape(record.target_name, 150) or "—"),
         ("E-mail", escape(record.target_email, 150) or "—"),
         ("sFOX status", escape(record.target_status, 40) or "—"),
-        ("Requested by", mention(record.requested_by)),
+        (
+            "Requested by",
+            f"via {escape(record.requested_via, 100)}"
+            if record.requested_via
+            else mention(record.requested_by),
+        ),
         (
             "Expires" if record.status == "pending" else "Requested",
             slack_date(record.expires_at if record.status == "pending" else record.created_at),

@@ -93,17 +93,7 @@ class DirectMessages:
 
     def _permalink(self, record: RequestRecord) -> str | None:
         """The card's link; safe to lose (a DM without a link still tells the outcome)."""
-        if record.message_ts is None:
-            return None
-        try:
-            answer = call_slack(
-                self.client, "chat_getPermalink", channel=record.channel_id, message_ts=record.message_ts
-            )
-        except NotifyError as exc:
-            log.info("no permalink for the card", extra={"request_id": record.id, "slack_error": exc.code})
-            return None
-        link = answer.get("permalink")
-        return str(link) if isinstance(link, str) and link.startswith("https://") else None
+        return card_permalink(self.client, record)
 
     def _thread_lost(self, record: RequestRecord) -> bool:
         """Whether a thread reply for this request was given up for good (or there is no card)."""
@@ -161,3 +151,19 @@ def render(record: RequestRecord, snapshot: dict[str, Any], link: str | None, th
     if link:
         body += f"\n<{link}|See the card>"
     return body
+
+
+def card_permalink(client: WebClient, record: RequestRecord) -> str | None:
+    """A request's card link (https), or None: no card, or Slack did not say (the DM and the
+    intake API's answer both do without one)."""
+    if record.message_ts is None:
+        return None
+    try:
+        answer = call_slack(
+            client, "chat_getPermalink", channel=record.channel_id, message_ts=record.message_ts
+        )
+    except NotifyError as exc:
+        log.info("no permalink for the card", extra={"request_id": record.id, "slack_error": exc.code})
+        return None
+    link = answer.get("permalink")
+    return str(link) if isinstance(link, str) and link.startswith("https://") else None

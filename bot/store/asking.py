@@ -54,6 +54,7 @@ class AskingStore(StoreBase):
         command_id: int | None = None,
         stages: str | None = None,
         run_at: datetime | None = None,
+        requested_via: str | None = None,
     ) -> RequestRecord:
         """Record a new pending request; raises AlreadyOpen if this sFOX user already has one (a
         partial unique index makes that hold even for two requests typed at the same moment), or
@@ -77,6 +78,7 @@ class AskingStore(StoreBase):
             "command_id": command_id,
             "stages": stages,
             "run_at": run_at,
+            "requested_via": requested_via,
         }
         try:
             request_id = self._insert_request(values, Event("requested", requested_by, {"reason": reason}))

@@ -270,12 +270,17 @@ class StoreBase:
                 update(requests)
                 .where(requests.c.id == request_id, *where)
                 .values(**values)
-                .returning(requests.c.batch_id)
+                .returning(requests.c.batch_id, requests.c.requested_via)
             ).first()
             if changed is None:
                 return False
-            # and the requester's DM, and a Workflow Builder step's completion, if final
-            owed = [*notices, *dm_owed(values), *step_owed(conn, request_id, values.get("status"))]
+            # And the requester's DM, if final (none for a system: bot/intake/ calls it back), and
+            # a Workflow Builder step's completion.
+            owed = [
+                *notices,
+                *dm_owed({**values, "requested_via": changed.requested_via}),
+                *step_owed(conn, request_id, values.get("status")),
+            ]
             if changed.batch_id is not None:
                 owed = []  # a batch's user has no card or DM of its own: the batch card tells (bot.batches)
             for kind, text in owed:

@@ -17,8 +17,8 @@ DM_OUTCOMES = frozenset({"succeeded", "failed", "denied", "expired", "blocked"})
 
 def dm_owed(values: dict[str, Any]) -> list[tuple[str, str | None]]:
     status = values.get("status")
-    if status not in DM_OUTCOMES:
-        return []
+    if status not in DM_OUTCOMES or values.get("requested_via"):
+        return []  # a system that asked through the intake API has no DM: it is called back
     return [("dm", json.dumps({"status": status, "error": values.get("error")}))]
 
 
@@ -69,6 +69,8 @@ class RequestRecord:
     # A watch (bot/requests/watching.py): when its next balance read is due, when it was last read.
     watch_next_at: datetime | None = None
     watch_read_at: datetime | None = None
+    # The system that asked through the intake API (bot/intake/), shown "via …"; None: a person.
+    requested_via: str | None = None
     approved_by: tuple[str, ...] = ()
     # For each of `approved_by`, the stages that approval may fill (None: recorded before stages).
     approval_stages: tuple[tuple[int, ...] | None, ...] = ()

@@ -12,13 +12,10 @@ Builder step Slack ran (migration 0013_step).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-
 from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -30,9 +27,9 @@ from sqlalchemy import (
     UniqueConstraint,
     text,
 )
-from sqlalchemy.types import TypeDecorator
 
-from bot.store.outcomes import Outcome, parse_outcome
+# The column types live in bot/store/types.py; migrations import them from here too.
+from bot.store.types import OutcomeType, UTCDateTime
 
 # `blocked`: closed before any card because the target still holds funds (see bot.sfox.balances).
 # `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches),
@@ -53,36 +50,6 @@ HELD_STATUSES = (*OPEN_STATUSES, WATCHING)
 # The partial unique index's condition, written from HELD_STATUSES so the index and the code that
 # looks for a held user cannot disagree (migrations 0011_schedule, 0012_watch).
 HELD_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in HELD_STATUSES) + ")"
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """Timestamps are stored as naive UTC (SQLite has no time zones) and always read back aware."""
-
-    impl = DateTime
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: object) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given to the database")
-        return value.astimezone(UTC).replace(tzinfo=None)
-
-    def process_result_value(self, value: datetime | None, dialect: object) -> datetime | None:
-        return value.replace(tzinfo=UTC) if value is not None else None
-
-
-class OutcomeType(TypeDecorator[Outcome]):
-    """`requests.outcome`: stored as its text, always read back as an Outcome (or None)."""
-
-    impl = String(32)
-    cache_ok = True
-
-    def process_bind_param(self, value: Outcome | None, dialect: object) -> str | None:
-        return None if value is None else Outcome(value).value
-
-    def process_result_value(self, value: str | None, dialect: object) -> Outcome | None:
-        return parse_outcome(value)
 
 
 metadata = MetaData()
@@ -133,6 +100,8 @@ requests = Table(
     # with a compare-and-set that moves it on), and when its balances were last read.
     Column("watch_next_at", UTCDateTime, nullable=True),
     Column("watch_read_at", UTCDateTime, nullable=True),
+    # The system that asked through the intake API (bot/intake/, migration 0014_intake): "via …".
+    Column("requested_via", String(200), nullable=True),
     Index("ix_requests_status", "status"),
     Index("ix_requests_batch", "batch_id", "status"),
     Index("ix_requests_user_created", "sfox_user_id", "created_at"),
@@ -266,6 +235,26 @@ commands = Table(
     Column("lease_until", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime, nullable=True),
     Index("ix_commands_open", "done_at", "lease_until"),
+)
+
+# The intake API's idempotency keys (bot/intake/, migration 0014_intake): the first request of a
+# key journals its command in the same transaction; its answer (JSON) and the outcome callback owed.
+intake = Table(
+    "intake",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("idempotency_key", String(255), nullable=False),
+    Column("body_hash", String(64), nullable=False),
+    Column("command_id", Integer, nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("answer", Text, nullable=True),
+    Column("callback_url", Text, nullable=True),
+    Column("callback_due_at", UTCDateTime, nullable=True),  # next try, or the lease of the one sending
+    Column("callback_attempts", Integer, nullable=False, server_default="0"),
+    Column("callback_sent_at", UTCDateTime, nullable=True),
+    Column("callback_error", Text, nullable=True),
+    Index("uq_intake_key", "idempotency_key", unique=True),
+    Index("uq_intake_command", "command_id", unique=True),
 )
 
 # -- batches (bot/batches/, bot/store/batches.py; migration 0005_batches) ---------------------------

@@ -1,0 +1,44 @@
+"""The intake API wired onto a Runtime (bot/runtime/bootstrap.py calls `wire_intake`): its
+rules, its HTTP secret and its callback loop, when SFOX_INTAKE_SECRET is set."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from bot.config import ConfigError
+from bot.intake.api import IntakeApi
+from bot.intake.callbacks import CallbackLoop, Callbacks
+from bot.slack.dms import card_permalink
+
+if TYPE_CHECKING:
+    from bot.runtime.bootstrap import Runtime
+
+
+@dataclass
+class Intake:
+    api: IntakeApi
+    callbacks: CallbackLoop
+    secret: str = field(repr=False)
+
+
+def wire_intake(runtime: Runtime) -> None:
+    """Set `runtime.intake` (None: the API is off, and answers 404)."""
+    settings = runtime.settings
+    if not settings.intake_secret:
+        return
+    if not settings.default_channel:
+        raise ConfigError(
+            "SFOX_DEFAULT_CHANNEL", "is required when SFOX_INTAKE_SECRET is set (the cards go there)"
+        )
+    workflow = runtime.workflow
+    api = IntakeApi(
+        runtime.store,
+        runtime.commands,
+        workflow.policy,
+        settings.default_channel,
+        lambda record: card_permalink(runtime.slack, record),
+        lambda: workflow.now(),
+    )
+    loop = CallbackLoop(Callbacks(runtime.store, settings.intake_secret, lambda: workflow.now()))
+    runtime.intake = Intake(api, loop, settings.intake_secret)

@@ -1,0 +1,305 @@
+"""The intake API (issue 20) through real HTTP: signed POSTs and GETs to the bot's WSGI app, the
+card in the fake Slack, the approval to one DELETE on the fake sFOX, the callback to a receiver."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.webhooks.signing import signed_headers
+from tests.conftest import BOB
+from tests.helpers import card_text, wait_status, wait_until
+
+SECRET = "intake-secret-0123456789abcdefghijklmnop"
+CHANNEL = "C0INTAKE1"
+INTAKE = {"SFOX_INTAKE_SECRET": SECRET, "SFOX_DEFAULT_CHANNEL": CHANNEL}
+
+
+def post(
+    bot: Any,
+    body: dict[str, Any] | bytes,
+    key: str | None = "auto",
+    *,
+    secret: str = SECRET,
+    at: float | None = None,
+    sign: bool = True,
+) -> httpx.Response:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if sign:
+        headers.update(signed_headers(secret, raw, now=at))
+    if key is not None:
+        headers["Idempotency-Key"] = uuid.uuid4().hex if key == "auto" else key
+    return httpx.post(bot.url + "/api/v1/requests", content=raw, headers=headers, timeout=30)
+
+
+def get(bot: Any, path: str, *, sign: bool = True) -> httpx.Response:
+    headers = signed_headers(SECRET, b"") if sign else {}
+    return httpx.get(bot.url + path, headers=headers, timeout=10)
+
+
+def ask(user: str = "acct_intake_1", **more: Any) -> dict[str, Any]:
+    return {"sfox_user_id": user, "reason": "closed in the partner app", "requested_by": "backoffice", **more}
+
+
+@pytest.fixture
+def intake_bot(make_bot: Any, fake_sfox: Any) -> Any:
+    fake_sfox.add_user("acct_intake_1")
+    return make_bot(**INTAKE)
+
+
+def test_a_signed_request_opens_a_card_via_its_system_and_an_approver_approves_it_to_one_delete(intake_bot):
+    bot = intake_bot
+    response = post(bot, ask())
+    assert response.status_code == 202, response.text
+    answer = response.json()
+    assert answer["status"] == "pending" and answer["url"].startswith("https://")
+    record = bot.store.get(answer["request_id"])
+    assert record.requested_by == "intake-api" and record.requested_via == "backoffice"
+    assert record.channel_id == CHANNEL
+    card = bot.slack.wait_for(lambda: bot.slack.cards() or None)[0]
+    assert "via backoffice" in card_text(card)
+    assert "Any approver may approve" in card_text(card)
+    bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
+    done = wait_status(bot, record.id, "succeeded")
+    assert done.approved_by == (BOB,)
+    assert len(bot.sfox.requests("DELETE")) == 1
+    bot.runtime.workflow.deliver()  # the card, the thread reply: and no DM to a system
+    assert not [m for m, _ in bot.slack.calls if m == "conversations.open"]
+    shown = get(bot, f"/api/v1/requests/{record.id}")
+    assert shown.status_code == 200
+    assert shown.json()["status"] == "succeeded" and shown.json()["requested_via"] == "backoffice"
+
+
+def test_signature_missing_wrong_or_stale_is_401_and_changes_nothing(intake_bot):
+    bot = intake_bot
+    assert post(bot, ask(), sign=False).status_code == 401
+    assert post(bot, ask(), secret="another-secret-0123456789abcdefghijkl").status_code == 401
+    stale = post(bot, ask(), at=time.time() - 302)
+    assert stale.status_code == 401 and "minutes" in stale.json()["error"]
+    assert post(bot, ask(), at=time.time() + 302).status_code == 401
+    assert post(bot, ask(), at=time.time() - 250).status_code == 202  # inside the window
+    assert get(bot, "/api/v1/requests/1", sign=False).status_code == 401
+
+
+def test_without_a_secret_the_api_is_off(make_bot):
+    bot = make_bot()
+    assert post(bot, ask()).status_code == 404
+    assert get(bot, "/api/v1/openapi.json").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"not json", "body"),
+        (b"[1]", "body"),
+        ({"reason": "x", "requested_by": "b"}, "sfox_user_id"),
+        ({"sfox_user_id": "a/b", "requested_by": "b"}, "sfox_user_id"),
+        ({"sfox_user_id": "acct_1", "requested_by": "b", "reason": "x" * 501}, "reason"),
+        ({"sfox_user_id": "acct_1", "reason": "x"}, "requested_by"),
+        (
+            {"sfox_user_id": "acct_1", "requested_by": "b", "callback_url": "http://example.com/x"},
+            "callback_url",
+        ),
+        ({"sfox_user_id": "acct_1", "requested_by": "b", "extra": 1}, "extra"),
+    ],
+)
+def test_a_bad_body_is_400_naming_its_field(intake_bot, body, field):
+    response = post(intake_bot, body)
+    assert response.status_code == 400
+    assert response.json()["error"].startswith(field + ":")
+    assert intake_bot.store.history(limit=1) == [] or not list(intake_bot.store.history(limit=1))
+
+
+def test_the_idempotency_key_is_required_and_the_same_key_with_another_body_is_409(intake_bot):
+    bot = intake_bot
+    missing = post(bot, ask(), key=None)
+    assert missing.status_code == 400 and missing.json()["error"].startswith("Idempotency-Key:")
+    first = post(bot, ask(), key="k-1")
+    again = post(bot, ask(), key="k-1")
+    assert first.status_code == again.status_code == 202 and again.json() == first.json()
+    other = post(bot, ask(reason="another reason"), key="k-1")
+    assert other.status_code == 409
+    assert len(list(bot.store.history())) == 1
+
+
+def test_an_unknown_user_is_422_and_opens_nothing(intake_bot):
+    response = post(intake_bot, ask("acct_nobody"))
+    assert response.status_code == 422 and "No such sFOX user" in response.json()["error"]
+    assert not list(intake_bot.store.history())
+
+
+def _twenty_at_once(bot: Any) -> None:
+    answers: list[httpx.Response] = []
+    lock = threading.Lock()
+    start = threading.Barrier(20)
+
+    def send() -> None:
+        start.wait()
+        response = post(bot, ask(), key="one-key")
+        with lock:
+            answers.append(response)
+
+    threads = [threading.Thread(target=send) for _ in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert {r.status_code for r in answers} == {202}
+    assert len({json.dumps(r.json(), sort_keys=True) for r in answers}) == 1
+    assert answers[0].json()["status"] == "pending"
+    assert len(list(bot.store.history())) == 1
+    assert len(bot.slack.cards()) == 1
+
+
+def test_twenty_concurrent_posts_with_one_key_open_one_request(intake_bot):
+    _twenty_at_once(intake_bot)
+
+
+@pytest.mark.postgres
+def test_twenty_concurrent_posts_with_one_key_open_one_request_on_postgresql(
+    make_bot, fake_sfox, postgres_url
+):
+    fake_sfox.add_user("acct_intake_1")
+    _twenty_at_once(make_bot(DATABASE_URL=postgres_url, **INTAKE))
+
+
+def test_get_of_an_unknown_or_slash_command_request_is_404(intake_bot):
+    assert get(intake_bot, "/api/v1/requests/999").status_code == 404
+
+
+class _Receiver:
+    """A callback receiver on 127.0.0.1 that answers 503 to its first `fail` POSTs."""
+
+    def __init__(self, fail: int) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.fail = fail
+        self.seen: list[tuple[int, dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+                pass
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                status = 503 if len(receiver.seen) < receiver.fail else 200
+                receiver.seen.append((status, dict(self.headers), body))
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_port}/outcome"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_outcome_is_called_back_once_after_its_receiver_failed_twice(make_bot, fake_sfox):
+    from bot.webhooks.signing import signature_problem
+
+    fake_sfox.add_user("acct_funded", balance=12.5)
+    bot = make_bot(**INTAKE)
+    receiver = _Receiver(fail=2)
+    try:
+        loop = bot.runtime.intake.callbacks
+        loop.poll_seconds = 0.1
+        loop.start()
+        response = post(bot, ask("acct_funded", callback_url=receiver.url))
+        assert response.status_code == 202 and response.json()["status"] == "blocked"
+        assert response.json()["url"] is None  # no card for a blocked request
+        wait_until(lambda: any(status == 200 for status, _, _ in receiver.seen), timeout=15)
+        time.sleep(0.3)  # nothing more arrives
+        assert [status for status, _, _ in receiver.seen] == [503, 503, 200]
+        _, headers, body = receiver.seen[-1]
+        assert signature_problem(SECRET, headers, body) is None
+        outcome = json.loads(body)
+        assert outcome["status"] == "blocked" and outcome["request_id"] == response.json()["request_id"]
+        assert outcome["record"]["requested_via"] == "backoffice"
+        assert not [m for m, _ in bot.slack.calls if m == "conversations.open"]  # a system has no DM
+    finally:
+        receiver.close()
+
+
+def test_the_api_is_served_on_the_ops_port_too(intake_bot):
+    from bot.fakes.local import serve_wsgi, stop, url_of
+    from bot.runtime.web import make_ops_app
+
+    server = serve_wsgi(make_ops_app(intake_bot.runtime))
+    try:
+        ops = type("Ops", (), {"url": url_of(server)})()
+        response = post(ops, ask())
+        assert response.status_code == 202 and response.json()["status"] == "pending"
+        assert get(ops, "/api/v1/openapi.json").json()["openapi"].startswith("3.")
+    finally:
+        stop(server)
+
+
+def test_a_request_answered_before_it_was_carried_out_is_carried_out_by_a_sweep(intake_bot, monkeypatch):
+    """The process died after the journal write (here: carrying it out failed): the answer says
+    accepted, the command's lease runs out, a sweep opens the request, and the key answers it."""
+    bot = intake_bot
+    commands = bot.runtime.commands
+
+    def died(accepted: Any) -> None:
+        commands._release(accepted.id)
+        raise RuntimeError("the process died here")
+
+    monkeypatch.setattr(commands, "run", died)
+    first = post(bot, ask(), key="k-died")
+    assert first.status_code == 202
+    assert first.json() == {"request_id": None, "status": "accepted", "url": None}
+    monkeypatch.undo()
+    later = bot.runtime.workflow.now() + commands.journal.lease * 2
+    monkeypatch.setattr(bot.runtime.workflow, "now", lambda: later)
+    assert commands.resume() == 1
+    assert bot.runtime.wait_idle()
+    again = post(bot, ask(), key="k-died")
+    assert again.status_code == 202 and again.json()["status"] == "pending"
+    assert len(list(bot.store.history())) == 1
+
+
+def test_an_owed_callback_survives_a_restart_and_is_taken_by_one_replica(make_bot, fake_sfox):
+    """The first process records the outcome and dies before calling back (its receiver was down);
+    the next one, on the same database, delivers it, once: a take is a compare-and-set."""
+    from bot.store.intake import IntakeStore
+
+    fake_sfox.add_user("acct_funded", balance=3)
+    receiver = _Receiver(fail=0)
+    receiver.close()  # down: its port refuses
+    first = make_bot(**INTAKE)
+    response = post(first, ask("acct_funded", callback_url=receiver.url))
+    assert response.status_code == 202 and response.json()["status"] == "blocked"
+    first.stop()
+    receiver = _Receiver(fail=0)
+    try:
+        second = make_bot(**INTAKE)
+        keys = IntakeStore(second.store)
+        with second.store.engine.begin() as conn:  # the callback names the receiver now up
+            conn.exec_driver_sql("UPDATE intake SET callback_url = ?", (receiver.url,))
+        owed = keys.due_callbacks(second.runtime.workflow.now())
+        assert len(owed) == 1
+        now = second.runtime.workflow.now()
+        from bot.intake.callbacks import LEASE
+
+        assert keys.take_callback(owed[0], now, LEASE) and not keys.take_callback(owed[0], now, LEASE)
+        with second.store.engine.begin() as conn:  # as if the taker died: due again
+            conn.exec_driver_sql("UPDATE intake SET callback_due_at = NULL")
+        loop = second.runtime.intake.callbacks
+        loop.poll_seconds = 0.1
+        loop.start()
+        wait_until(lambda: receiver.seen, timeout=10)
+        time.sleep(0.3)
+        assert len(receiver.seen) == 1 and keys.due_callbacks(second.runtime.workflow.now()) == []
+    finally:
+        receiver.close()
