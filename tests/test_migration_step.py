@@ -31,5 +31,5 @@ def test_steps_are_recorded_once_and_the_migration_can_be_undone(migration_url):
     downgrade_to(store, "0012_watch")
     assert "steps" not in inspect(store.engine).get_table_names()
     migrate.upgrade(store.engine)
-    assert migrate.current_revision(store.engine) == "0013_step"
+    assert "steps" in inspect(store.engine).get_table_names()  # and redone, with what came after
     store.close()

@@ -325,8 +325,6 @@ def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
     return batches
 
 
-
-
 def _log_failure(future: Future[Any]) -> None:
     exc = future.exception()
     if exc is not None:
