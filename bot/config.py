@@ -17,6 +17,7 @@ from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
 
 AUDIT_KEY_MIN_LENGTH = 16
 MFA_KEY_MIN_LENGTH = 32
+AUDIT_WEBHOOK_SECRET_MIN_LENGTH = 32
 STEP_UPS = ("none", "totp")
 
 
@@ -67,6 +68,11 @@ class Settings:
     audit_key: str | None = field(default=None, repr=False)
     audit_channel: str | None = None
     audit_anchor_minutes: int = 60
+    # The audit trail streamed out (issue 20, bot/audit/stream.py): where, signed with what, and how
+    # long the one replica sending holds its lease before another may take over.
+    audit_webhook_url: str | None = None
+    audit_webhook_secret: str | None = field(default=None, repr=False)
+    audit_webhook_lease_seconds: float = 30.0
     # Visibility (issue 13): the one reminder, a required reason, Socket Mode's ops port.
     remind_after_fraction: float = 0.5
     require_reason: bool = False
@@ -93,6 +99,7 @@ class Settings:
             self.slack_app_token,
             self.sfox_api_key,
             self.audit_key,
+            self.audit_webhook_secret,
             self.mfa_key,
         ]
         values += _password_of(self.database_url)
@@ -189,6 +196,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
         audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),
         audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),
+        audit_webhook_url=(webhook := get.optional_url("SFOX_AUDIT_WEBHOOK_URL")),
+        audit_webhook_secret=_webhook_secret(get, webhook),
+        audit_webhook_lease_seconds=get.number("SFOX_AUDIT_WEBHOOK_LEASE_SECONDS", 30.0, low=1, high=3600),
         remind_after_fraction=get.number("SFOX_REMIND_AFTER_FRACTION", 0.5, low=0.0, high=1.0),
         require_reason=get.choice("SFOX_REQUIRE_REASON", "false", ("true", "false")) == "true",
         step_up=get.choice("SFOX_STEP_UP", "none", STEP_UPS),
@@ -218,6 +228,14 @@ def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
         return load_policy_file(path)
     except PolicyFileError as exc:
         raise ConfigError("SFOX_POLICY_FILE", exc.problem) from None
+
+
+def _webhook_secret(get: _Reader, url: str | None) -> str | None:
+    """SFOX_AUDIT_WEBHOOK_SECRET: required with the URL (every POST is signed with it)."""
+    secret = get.secret("SFOX_AUDIT_WEBHOOK_SECRET", min_length=AUDIT_WEBHOOK_SECRET_MIN_LENGTH)
+    if url is not None and secret is None:
+        raise ConfigError("SFOX_AUDIT_WEBHOOK_SECRET", "is required when SFOX_AUDIT_WEBHOOK_URL is set")
+    return secret
 
 
 def read_env(dotenv: bool = True) -> Mapping[str, str]:
@@ -291,6 +309,10 @@ class _Reader:
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ConfigError(name, "must be a plain base URL without credentials, query or fragment")
         return value
+
+    def optional_url(self, name: str) -> str | None:
+        """An http(s) URL that may carry a path (a webhook's), or None when unset."""
+        return None if self.raw(name) is None else self.url(name, "")
 
     def database_url(self, name: str, default: str) -> str:
         value = self.raw(name) or default

@@ -28,7 +28,7 @@ from bot.requests.reminders import Reminders
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
 from bot.runtime.commands import Commands
-from bot.runtime.delivery import DeliveryLoop
+from bot.runtime.delivery import DeliveryLoop, DueLoop
 from bot.runtime.due import wire_due_work
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import Metrics
@@ -106,6 +106,7 @@ class Runtime:
     delivery: DeliveryLoop | None = None
     schedule: ScheduleLoop | None = None  # scheduled requests and batches claimed at their time
     watch: WatchLoop | None = None  # the watches' balance reads (bot/requests/watching.py)
+    stream: DueLoop | None = None  # the audit trail to SFOX_AUDIT_WEBHOOK_URL (bot/runtime/stream.py)
     # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
     mfa: StepUp | None = None
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
@@ -153,12 +154,12 @@ class Runtime:
         return summary
 
     def start_sweeper(self) -> None:
-        """Sweep at once (finishing what a previous process left) and then periodically; and do
-        what falls due between sweeps (owed messages, watched balances, scheduled work)."""
+        """Sweep at once (finishing what a previous process left), then periodically; and do what
+        falls due between sweeps (owed messages, watched balances, scheduled work, the audit stream)."""
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
             self._sweeper.start()
-        for loop in (self.delivery, self.schedule, self.watch):  # work that falls due (bot/runtime/due.py)
+        for loop in (self.delivery, self.schedule, self.watch, self.stream):  # bot/runtime/due.py
             if loop is not None:
                 loop.start()
 
@@ -167,17 +168,16 @@ class Runtime:
         self._stop.set()
         if self.schedule is not None:  # no new claim handed to a job pool about to close
             self.schedule.stop(timeout=CLAIM_GRACE_SECONDS)
-        # A click acked a moment ago may still be in its database step; one that wins a claim
-        # hands its DELETE to `jobs`, so the steps finish before the job pool closes.
+        # A click acked a moment ago may still be in its step, which may hand a DELETE to `jobs`.
         self.steps.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
         # The commands' leases are kept until their jobs are done (or the process dies).
         self.commands.stop()
-        if self._sweeper is not None:
-            # A sweep may be in the middle of a reconciling read: let it finish too.
+        if self._sweeper is not None:  # a sweep may be in a reconciling read: let it finish too
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
-        if self.delivery is not None:
-            self.delivery.stop(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
+        for loop in (self.delivery, self.stream):  # a Slack call or a webhook POST it may be making
+            if loop is not None:
+                loop.stop(timeout=CLAIM_GRACE_SECONDS)
         if self.watch is not None:
             self.watch.stop(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         self.sfox.close()
