@@ -10,6 +10,8 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from bot.audit import stream_cursor
 from bot.audit.stream import AuditStream, Failed, Idle, Sent
 from bot.runtime.stream import StreamLoop
@@ -111,14 +113,21 @@ def test_the_workflow_never_waits_on_the_webhook(make_bot):
         receiver.close()
 
 
-def test_two_senders_take_turns_by_the_lease(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def shared_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'two.db'}"
+    return request.getfixturevalue("postgres_url")
+
+
+def test_two_senders_take_turns_by_the_lease(shared_url):
     """Two replicas' senders on one database: one holds the lease, the other waits until it runs
     out, then carries on from the cursor; the receiver never sees two POSTs at once."""
     receiver = Receiver()
     clock = [datetime(2026, 12, 3, 12, tzinfo=UTC)]
     lease = timedelta(seconds=30)
     try:
-        store = Store.from_url(f"sqlite:///{tmp_path / 'two.db'}")
+        store = Store.from_url(shared_url)
         migrate.upgrade(store.engine)
         append_events(store, 7)
         one, two = (
@@ -139,7 +148,7 @@ def test_two_senders_take_turns_by_the_lease(tmp_path):
 
         # Both sending at once, each as fast as it can: still one POST at a time, in order.
         append_events(store, 60)
-        threads = [threading.Thread(target=s.run) for s in (one, two) for _ in range(2)]
+        threads = [threading.Thread(target=s.run) for s in (one, two)]  # one loop per replica
         for t in threads:
             t.start()
         for t in threads:
