@@ -9,6 +9,7 @@ import re
 import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -26,8 +27,18 @@ from tests.stream_support import (
     assert_in_order_none_missing,
     verify_received,
 )
+from tests.support import dump_database
 
 AUDIT_KEY = "audit-key-0123456789-SECRET"
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+
+
+def readme_verify_stream():
+    """The receiver's check as the README's Audit stream section gives it."""
+    section = README[README.index("## Audit stream\n") :]
+    namespace: dict = {}
+    exec(re.search(r"```python\n(.*?)```", section, re.S).group(1), namespace)  # noqa: S102
+    return namespace["verify_stream"]
 
 
 def wait_for(condition, timeout: float = 20.0) -> None:
@@ -37,7 +48,7 @@ def wait_for(condition, timeout: float = 20.0) -> None:
         time.sleep(0.02)
 
 
-def test_a_receiver_that_fails_first_gets_every_seq_in_order_and_the_chain_verifies(make_bot):
+def test_a_receiver_that_fails_first_gets_every_seq_in_order_and_the_chain_verifies(make_bot, caplog):
     receiver = Receiver(script=[503, "drop"])
     try:
         bot = make_bot(
@@ -65,12 +76,17 @@ def test_a_receiver_that_fails_first_gets_every_seq_in_order_and_the_chain_verif
         assert verify_received(receiver.lines(), AUDIT_KEY) == 253
         state = stream_cursor.read_state(bot.store)
         assert (state.lag, state.failures, state.last_error, state.holder) == (0, 0, None, loop.stream.holder)
+        assert readme_verify_stream()(receiver.lines(), AUDIT_KEY.encode())[0] == 253
         scrape = bot.runtime.visibility.metrics.scrape()[0].decode()
         assert "sfox_bot_audit_stream_failures_total 2.0" in scrape
         assert "sfox_bot_audit_stream_batches_total 4.0" in scrape
         assert "sfox_bot_audit_stream_lag_events 0.0" in scrape
         assert "sfox_bot_audit_stream_oldest_unsent_seconds 0.0" in scrape
         assert WEBHOOK_SECRET not in scrape
+        loop.stop(5)  # stopping gives the lease back: another replica may carry on at once
+        assert stream_cursor.read_state(bot.store).holder is None
+        for text in (caplog.text, dump_database(bot.store)):
+            assert WEBHOOK_SECRET not in text and "T0KEN" not in text  # nor the URL's path
     finally:
         receiver.close()
 
