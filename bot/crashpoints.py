@@ -38,6 +38,7 @@ POINTS: dict[str, str] = {
     "reconcile_read": "a reconcile's read of the account was answered; the outcome is not yet recorded",
     "batch_row_claimed": "a batch's user is claimed; its DELETE is not yet sent (the batch runner dies)",
     "migration_applied": "a migration's statements ran; its transaction is not yet committed",
+    "stream_acked": "the audit webhook acknowledged a batch; the stream's cursor has not moved",
 }
 
 

@@ -38,6 +38,7 @@ TESTED = {
     "reconcile_read": "test_reconcile_read_then_killed_is_settled_by_the_next_sweep",
     "batch_row_claimed": "test_batch_row_claimed_then_killed_is_resumed_by_another_process (test_batch_crash.py)",
     "migration_applied": "test_migration_killed_midway_leaves_the_other_replica_to_migrate (test_crash_migration.py)",
+    "stream_acked": "test_stream_acked_then_killed_sends_that_batch_again (test_audit_stream_replicas.py)",
 }
 
 

@@ -30,6 +30,7 @@ from sqlalchemy import DateTime, select, type_coerce
 
 from bot.audit import stream_cursor as cursor
 from bot.audit.chain import canonical_fields
+from bot.crashpoints import crash_point
 from bot.store.base import StoreBase
 from bot.store.schema import events
 from bot.webhooks.signing import retry_delay, signed_headers
@@ -190,6 +191,7 @@ class AuditStream:
         if error is not None:
             return self._failed(state.failures, error)
         first, last = batch[0][0], batch[-1][0]
+        crash_point("stream_acked")
         if not cursor.advance(self.store, self.holder, state.cursor, last, self.now(), self.lease):
             return Idle("the lease was lost while sending")
         return Sent(first, last)

@@ -39,6 +39,11 @@ class StreamLoop(DueLoop):
         self.stream = stream
         super().__init__(stream.next_due, lambda: stream.run(self._stop.is_set), now, poll_seconds)
 
+    def stop(self, timeout: float) -> None:
+        super().stop(timeout)
+        if self._thread is None:  # never started (`sfox-bot sweep`)
+            self.stream.close()
+
     def _run(self) -> None:
         try:
             super()._run()
