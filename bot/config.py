@@ -129,7 +129,15 @@ class Settings:
         if self.effective_step_up == "totp" and not self.mfa_key:
             where = "the policy file's step_up is totp" if self.policy else "SFOX_STEP_UP=totp"
             missing.append(ConfigError("SFOX_MFA_KEY", f"is required when {where}"))
+        if (unsigned := self.unsigned_webhook()) is not None:
+            missing.append(unsigned)
         return missing
+
+    def unsigned_webhook(self) -> ConfigError | None:
+        """SFOX_AUDIT_WEBHOOK_SECRET is required with the URL: every POST of the stream is signed."""
+        if self.audit_webhook_url and not self.audit_webhook_secret:
+            return ConfigError("SFOX_AUDIT_WEBHOOK_SECRET", "is required when SFOX_AUDIT_WEBHOOK_URL is set")
+        return None
 
     @property
     def effective_step_up(self) -> str:
@@ -196,8 +204,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
         audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),
         audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),
-        audit_webhook_url=(webhook := get.optional_url("SFOX_AUDIT_WEBHOOK_URL")),
-        audit_webhook_secret=_webhook_secret(get, webhook),
+        audit_webhook_url=get.optional_url("SFOX_AUDIT_WEBHOOK_URL"),
+        audit_webhook_secret=get.secret(
+            "SFOX_AUDIT_WEBHOOK_SECRET", min_length=AUDIT_WEBHOOK_SECRET_MIN_LENGTH
+        ),
         audit_webhook_lease_seconds=get.number("SFOX_AUDIT_WEBHOOK_LEASE_SECONDS", 30.0, low=1, high=3600),
         remind_after_fraction=get.number("SFOX_REMIND_AFTER_FRACTION", 0.5, low=0.0, high=1.0),
         require_reason=get.choice("SFOX_REQUIRE_REASON", "false", ("true", "false")) == "true",
@@ -228,14 +238,6 @@ def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
         return load_policy_file(path)
     except PolicyFileError as exc:
         raise ConfigError("SFOX_POLICY_FILE", exc.problem) from None
-
-
-def _webhook_secret(get: _Reader, url: str | None) -> str | None:
-    """SFOX_AUDIT_WEBHOOK_SECRET: required with the URL (every POST is signed with it)."""
-    secret = get.secret("SFOX_AUDIT_WEBHOOK_SECRET", min_length=AUDIT_WEBHOOK_SECRET_MIN_LENGTH)
-    if url is not None and secret is None:
-        raise ConfigError("SFOX_AUDIT_WEBHOOK_SECRET", "is required when SFOX_AUDIT_WEBHOOK_URL is set")
-    return secret
 
 
 def read_env(dotenv: bool = True) -> Mapping[str, str]:

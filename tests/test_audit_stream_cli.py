@@ -11,6 +11,7 @@ import pytest
 
 from bot.audit.chain import head
 from bot.audit.stream import AuditStream
+from bot.cli.check import run_checks
 from bot.config import ConfigError, load_settings
 from bot.store import migrate
 from bot.store.db import Store
@@ -30,14 +31,21 @@ def test_the_webhook_settings():
     assert load_settings({}, dotenv=False).audit_webhook_url is None  # off by default
 
 
+def test_the_secret_is_required_with_the_url_and_check_shows_the_host_only():
+    settings = load_settings({"SFOX_AUDIT_WEBHOOK_URL": URL}, dotenv=False)
+    missing = {e.setting: e.problem for e in settings.missing_for_run()}
+    assert missing["SFOX_AUDIT_WEBHOOK_SECRET"] == "is required when SFOX_AUDIT_WEBHOOK_URL is set"
+    env = {"SFOX_AUDIT_WEBHOOK_URL": URL, "SFOX_AUDIT_WEBHOOK_SECRET": WEBHOOK_SECRET}
+    rows = {row.name: row for row in run_checks(env, online=False)}
+    assert rows["SFOX_AUDIT_WEBHOOK_URL"].detail == "set (host siem.example.com)"
+    assert rows["SFOX_AUDIT_WEBHOOK_SECRET"].detail == "set (hidden)"
+    rows = {row.name: row for row in run_checks({"SFOX_AUDIT_WEBHOOK_URL": URL}, online=False)}
+    assert not rows["SFOX_AUDIT_WEBHOOK_SECRET"].ok and rows["SFOX_AUDIT_WEBHOOK_URL"].ok
+
+
 @pytest.mark.parametrize(
     ("env", "setting", "problem"),
     [
-        (
-            {"SFOX_AUDIT_WEBHOOK_URL": URL},
-            "SFOX_AUDIT_WEBHOOK_SECRET",
-            "is required when SFOX_AUDIT_WEBHOOK_URL",
-        ),
         (
             {"SFOX_AUDIT_WEBHOOK_URL": URL, "SFOX_AUDIT_WEBHOOK_SECRET": "short-s3cr3t"},
             "SFOX_AUDIT_WEBHOOK_SECRET",

@@ -58,6 +58,8 @@ class StreamLoop(DueLoop):
 def audit_stream_loop(runtime: Runtime, poll_seconds: float = POLL_SECONDS) -> StreamLoop | None:
     """The loop for SFOX_AUDIT_WEBHOOK_URL, counted in the runtime's metrics; None without it."""
     settings = runtime.settings
+    if (unsigned := settings.unsigned_webhook()) is not None:
+        raise unsigned
     if not settings.audit_webhook_url or not settings.audit_webhook_secret:
         return None
     observers: list[Callable[[Outcome], object]] = []
