@@ -18,6 +18,7 @@ from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
 AUDIT_KEY_MIN_LENGTH = 16
 MFA_KEY_MIN_LENGTH = 32
 INTAKE_SECRET_MIN_LENGTH = 32
+AUDIT_WEBHOOK_SECRET_MIN_LENGTH = 32
 STEP_UPS = ("none", "totp")
 
 
@@ -68,6 +69,11 @@ class Settings:
     audit_key: str | None = field(default=None, repr=False)
     audit_channel: str | None = None
     audit_anchor_minutes: int = 60
+    # The audit trail streamed out (issue 20, bot/audit/stream.py): where, signed with what, and how
+    # long the one replica sending holds its lease before another may take over.
+    audit_webhook_url: str | None = None
+    audit_webhook_secret: str | None = field(default=None, repr=False)
+    audit_webhook_lease_seconds: float = 30.0
     # Visibility (issue 13): the one reminder, a required reason, Socket Mode's ops port.
     remind_after_fraction: float = 0.5
     require_reason: bool = False
@@ -97,6 +103,7 @@ class Settings:
             self.slack_app_token,
             self.sfox_api_key,
             self.audit_key,
+            self.audit_webhook_secret,
             self.mfa_key,
             self.intake_secret,
         ]
@@ -133,7 +140,15 @@ class Settings:
                     "SFOX_DEFAULT_CHANNEL", "is required when SFOX_INTAKE_SECRET is set (the cards go there)"
                 )
             )
+        if (unsigned := self.unsigned_webhook()) is not None:
+            missing.append(unsigned)
         return missing
+
+    def unsigned_webhook(self) -> ConfigError | None:
+        """SFOX_AUDIT_WEBHOOK_SECRET is required with the URL: every POST of the stream is signed."""
+        if self.audit_webhook_url and not self.audit_webhook_secret:
+            return ConfigError("SFOX_AUDIT_WEBHOOK_SECRET", "is required when SFOX_AUDIT_WEBHOOK_URL is set")
+        return None
 
     @property
     def effective_step_up(self) -> str:
@@ -200,6 +215,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
         audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),
         audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),
+        audit_webhook_url=get.optional_url("SFOX_AUDIT_WEBHOOK_URL"),
+        audit_webhook_secret=get.secret(
+            "SFOX_AUDIT_WEBHOOK_SECRET", min_length=AUDIT_WEBHOOK_SECRET_MIN_LENGTH
+        ),
+        audit_webhook_lease_seconds=get.number("SFOX_AUDIT_WEBHOOK_LEASE_SECONDS", 30.0, low=1, high=3600),
         remind_after_fraction=get.number("SFOX_REMIND_AFTER_FRACTION", 0.5, low=0.0, high=1.0),
         require_reason=get.choice("SFOX_REQUIRE_REASON", "false", ("true", "false")) == "true",
         step_up=get.choice("SFOX_STEP_UP", "none", STEP_UPS),
@@ -303,6 +323,10 @@ class _Reader:
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ConfigError(name, "must be a plain base URL without credentials, query or fragment")
         return value
+
+    def optional_url(self, name: str) -> str | None:
+        """An http(s) URL that may carry a path (a webhook's), or None when unset."""
+        return None if self.raw(name) is None else self.url(name, "")
 
     def database_url(self, name: str, default: str) -> str:
         value = self.raw(name) or default

@@ -39,6 +39,7 @@ POINTS: dict[str, str] = {
     "batch_row_claimed": "a batch's user is claimed; its DELETE is not yet sent (the batch runner dies)",
     "migration_applied": "a migration's statements ran; its transaction is not yet committed",
     "step_completed": "Slack took a Workflow Builder step's completeSuccess; it is not yet marked sent",
+    "stream_acked": "the audit webhook acknowledged a batch; the stream's cursor has not moved",
 }
 
 

@@ -39,6 +39,7 @@ TESTED = {
     "batch_row_claimed": "test_batch_row_claimed_then_killed_is_resumed_by_another_process (test_batch_crash.py)",
     "migration_applied": "test_migration_killed_midway_leaves_the_other_replica_to_migrate (test_crash_migration.py)",
     "step_completed": "test_step_completed_then_killed_is_not_completed_twice (test_workflow_step_crash.py)",
+    "stream_acked": "test_stream_acked_then_killed_sends_that_batch_again (test_audit_stream_replicas.py)",
 }
 
 

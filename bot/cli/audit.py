@@ -1,4 +1,4 @@
-"""`sfox-bot audit verify|head|export`: the audit trail's commands (the chain itself is bot/audit/chain.py).
+"""`sfox-bot audit verify|head|export|stream`: the audit trail's commands (the chain itself is bot/audit/chain.py).
 Registered by bot/cli/main.py."""
 
 from __future__ import annotations
@@ -7,10 +7,13 @@ import argparse
 import csv
 import json
 import sys
+from datetime import UTC, datetime
 from typing import Any, TextIO
 
 from bot.audit import chain as audit
 from bot.audit import verify as audit_verify
+from bot.audit.stream import host_of
+from bot.audit.stream_cursor import StreamState, read_state
 from bot.cli.common import CliError, open_migrated, positive_int, since
 from bot.config import load_settings
 
@@ -27,7 +30,7 @@ def register(sub: Any) -> None:
         "when set). These commands check it and hand it to an auditor.",
     )
     parser.set_defaults(handler=lambda _args: _help(parser))
-    actions = parser.add_subparsers(title="actions", metavar="ACTION", help="verify, head or export")
+    actions = parser.add_subparsers(title="actions", metavar="ACTION", help="verify, head, export or stream")
 
     verify = actions.add_parser(
         "verify",
@@ -70,6 +73,15 @@ def register(sub: Any) -> None:
     export.add_argument("--request", type=_request_id, metavar="ID", help="only the events of this request")
     export.set_defaults(handler=cmd_export)
 
+    stream = actions.add_parser(
+        "stream",
+        help="where the trail is streamed, how far it is acknowledged, the lag and the lease",
+        description="The audit stream to SFOX_AUDIT_WEBHOOK_URL: its host (never the path or the "
+        "secret), the cursor (the last seq acknowledged), the chain's head, the lag (events not yet "
+        "acknowledged and the age of the oldest), which replica holds the lease, and the failures.",
+    )
+    stream.set_defaults(handler=cmd_stream)
+
 
 def cmd_verify(args: argparse.Namespace) -> int:
     settings = load_settings()
@@ -106,6 +118,43 @@ def cmd_export(args: argparse.Namespace) -> int:
     finally:
         store.close()
     return 0
+
+
+def cmd_stream(_args: argparse.Namespace) -> int:
+    settings = load_settings()
+    store = open_migrated(settings)
+    try:
+        state = read_state(store)
+        _, digest = audit.head(store.engine)
+    finally:
+        store.close()
+    url = settings.audit_webhook_url
+    print(f"webhook: {host_of(url) if url else 'not set (SFOX_AUDIT_WEBHOOK_URL)'}")
+    for line in stream_lines(state, digest, datetime.now(UTC)):
+        print(line)
+    return 0
+
+
+def stream_lines(state: StreamState, head_hash: str, now: datetime) -> list[str]:
+    """The stream's state in a few lines for the person on call."""
+    when = audit.canonical_time
+    acked = f" (last acknowledged at {when(state.sent_at)})" if state.sent_at else ""
+    lines = [f"cursor: seq {state.cursor}{acked}", f"head: seq {state.head} {head_hash}"]
+    if state.lag and state.oldest_unsent_at is not None:
+        age = max(0, int((now - state.oldest_unsent_at).total_seconds()))
+        lines.append(f"lag: {state.lag} events, the oldest from {when(state.oldest_unsent_at)} ({age} s ago)")
+    else:
+        lines.append("lag: none")
+    if state.holder is None or state.lease_until is None:
+        lines.append("lease: free")
+    elif state.lease_until > now:
+        lines.append(f"lease: held by {state.holder} until {when(state.lease_until)}")
+    else:
+        lines.append(f"lease: free (held by {state.holder} until {when(state.lease_until)})")
+    if state.failures:
+        retry = f"; next try at {when(state.retry_at)}" if state.retry_at else ""
+        lines.append(f"failures: {state.failures} in a row, the last: {state.last_error}{retry}")
+    return lines
 
 
 def write_jsonl(rows: Any, out: TextIO) -> None:

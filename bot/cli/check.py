@@ -13,6 +13,7 @@ from typing import TextIO
 
 from sqlalchemy.engine import make_url
 
+from bot.audit.stream import host_of
 from bot.config import ConfigError, Settings, load_settings, setting_names
 from bot.logs import Redactor
 from bot.sfox.client import SfoxClient
@@ -126,6 +127,8 @@ def _describe(name: str, raw: str | None, alone: Settings) -> str:
             return "set (unparsable; see the database row)"
     if alone.secrets():
         return "set (hidden)"
+    if alone.audit_webhook_url:  # a webhook's path may carry a token
+        return f"set (host {host_of(alone.audit_webhook_url)})"
     value = raw.strip()
     return value if len(value) <= 80 else value[:79] + "…"
 

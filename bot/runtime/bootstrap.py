@@ -27,7 +27,7 @@ from bot.policy.rules import Policy
 from bot.requests.workflow import Workflow
 from bot.runtime.clicks import Clicks
 from bot.runtime.commands import Commands
-from bot.runtime.delivery import DeliveryLoop
+from bot.runtime.delivery import DeliveryLoop, DueLoop
 from bot.runtime.due import wire_due_work
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import click_result
@@ -86,6 +86,7 @@ class Runtime:
     delivery: DeliveryLoop | None = None
     schedule: ScheduleLoop | None = None  # scheduled requests and batches claimed at their time
     watch: WatchLoop | None = None  # the watches' balance reads (bot/requests/watching.py)
+    stream: DueLoop | None = None  # the audit trail to SFOX_AUDIT_WEBHOOK_URL (bot/runtime/stream.py)
     # The second factor on Approve (bot/mfa/), when the policy's step_up is "totp".
     mfa: StepUp | None = None
     intake: Any = None  # the intake API (bot/intake/wiring.py), when SFOX_INTAKE_SECRET is set
@@ -137,12 +138,12 @@ class Runtime:
         return summary
 
     def start_sweeper(self) -> None:
-        """Sweep at once (finishing what a previous process left) and then periodically; and do
-        what falls due between sweeps (owed messages, watched balances, scheduled work)."""
+        """Sweep at once (finishing what a previous process left), then periodically; and do what
+        falls due between sweeps (owed messages, watched balances, scheduled work, the audit stream)."""
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
             self._sweeper.start()
-        for loop in (self.delivery, self.schedule, self.watch, getattr(self.intake, "callbacks", None)):
+        for loop in self._due_loops():  # bot/runtime/due.py, bot/intake/wiring.py
             if loop is not None:
                 loop.start()
 
@@ -151,22 +152,28 @@ class Runtime:
         self._stop.set()
         if self.schedule is not None:  # no new claim handed to a job pool about to close
             self.schedule.stop(timeout=CLAIM_GRACE_SECONDS)
-        # A click acked a moment ago may still be in its database step; one that wins a claim
-        # hands its DELETE to `jobs`, so the steps finish before the job pool closes.
+        # A click acked a moment ago may still be in its step, which may hand a DELETE to `jobs`.
         self.steps.shutdown(wait=wait)
         self.jobs.shutdown(wait=wait)
         # The commands' leases are kept until their jobs are done (or the process dies).
         self.commands.stop()
-        if self._sweeper is not None:
-            # A sweep may be in the middle of a reconciling read: let it finish too.
+        if self._sweeper is not None:  # a sweep may be in a reconciling read: let it finish too
             self._sweeper.join(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
-        if self.delivery is not None:
-            self.delivery.stop(timeout=CLAIM_GRACE_SECONDS)  # a Slack call it may be making
-        if self.intake is not None:  # a callback it may be POSTing
-            self.intake.callbacks.stop(timeout=CLAIM_GRACE_SECONDS)
+        for loop in (self.delivery, self.stream, getattr(self.intake, "callbacks", None)):
+            if loop is not None:  # a Slack call, a webhook POST or a callback it may be making
+                loop.stop(timeout=CLAIM_GRACE_SECONDS)
         if self.watch is not None:
             self.watch.stop(timeout=self.settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS)
         self.sfox.close()
+
+    def _due_loops(self) -> tuple[DueLoop | None, ...]:
+        return (
+            self.delivery,
+            self.schedule,
+            self.watch,
+            self.stream,
+            getattr(self.intake, "callbacks", None),
+        )
 
     def _sweep_loop(self) -> None:
         while not self._stop.is_set():

@@ -1,7 +1,8 @@
 """The work that falls due later rather than in answer to a click: owed Slack messages (the
-delivery loop), watched balances read again (the watch loop), and scheduled requests and batches
-claimed at their time (the schedule loop). Every replica runs each loop; what each one takes is
-won by a compare-and-set in the database, so work is done once wherever it runs."""
+delivery loop), watched balances read again (the watch loop), scheduled requests and batches
+claimed at their time (the schedule loop), and the audit trail streamed to its webhook (the stream
+loop). Every replica runs each loop; what each one takes is won by a compare-and-set in the
+database, so work is done once wherever it runs."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.runtime.delivery import DeliveryLoop
 from bot.runtime.schedule import ScheduleLoop
+from bot.runtime.stream import audit_stream_loop
 from bot.runtime.watch import WatchLoop
 from bot.sfox import balances
 
@@ -19,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def wire_due_work(runtime: Runtime, submit: Callable[..., Any], read_balances: bool) -> None:
-    """Build the three loops on the runtime (started by `Runtime.start_sweeper`), and let the
+    """Build the loops on the runtime (started by `Runtime.start_sweeper`), and let the
     workflow and the batches wake them when they write something due sooner."""
     settings, store, workflow, batches = runtime.settings, runtime.store, runtime.workflow, runtime.batches
     assert batches is not None
@@ -36,3 +38,4 @@ def wire_due_work(runtime: Runtime, submit: Callable[..., Any], read_balances: b
     many = (batches.records.next_run_at, batches.start_due, batches.run)
     runtime.schedule = ScheduleLoop([single, many], submit, lambda: workflow.now())
     workflow.schedule_noted = batches.schedule_noted = runtime.schedule.wake
+    runtime.stream = audit_stream_loop(runtime)  # None without SFOX_AUDIT_WEBHOOK_URL

@@ -7,7 +7,9 @@ listener returning, which is when the ack goes out: `process_before_response`).
 
 Read from the database at each scrape, so they agree across replicas and with `sfox-bot history`:
 requests by status (`sfox_bot_requests`; every request ever created, by its outcome so far),
-pending requests, the outbox backlog (Slack messages owed) and the age of the oldest owed one.
+pending requests, the outbox backlog (Slack messages owed) and the age of the oldest owed one;
+with SFOX_AUDIT_WEBHOOK_URL, the audit stream's lag (events not yet acknowledged, and the age of
+the oldest), beside this process's counts of its failed POSTs and acknowledged batches.
 
 With gunicorn's several workers, set `PROMETHEUS_MULTIPROC_DIR` (an empty directory, wiped
 before start): each worker then writes its counters there and any worker's scrape adds them up
@@ -34,6 +36,8 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 
+from bot.audit.stream import Failed, Outcome, Sent
+from bot.audit.stream_cursor import state_in
 from bot.requests.base import ClickResult
 from bot.store.db import Store
 from bot.store.schema import outbox, requests
@@ -96,6 +100,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=reg,
         )
+        self.stream_failures = Counter(
+            "sfox_bot_audit_stream_failures", "Audit stream POSTs not acknowledged", registry=reg
+        )
+        self.stream_batches = Counter(
+            "sfox_bot_audit_stream_batches", "Audit stream batches acknowledged", registry=reg
+        )
         self.database = DatabaseCollector(store, clock)
         reg.register(self.database)
 
@@ -107,6 +117,12 @@ class Metrics:
     def sweep_done(self, seconds: float) -> None:
         self.sweep_seconds.observe(seconds)
         self.sweep_last_success.set(time.time())
+
+    def audit_stream_outcome(self, outcome: Outcome) -> None:
+        if isinstance(outcome, Failed):
+            self.stream_failures.inc()
+        elif isinstance(outcome, Sent):
+            self.stream_batches.inc()
 
     def instrument_slack(self, client: Any) -> None:
         """Count every Web API call of `client` (a slack_sdk WebClient: all its methods go through
@@ -180,6 +196,7 @@ class DatabaseCollector(Collector):
     def __init__(self, store: Store, clock: Callable[[], datetime]) -> None:
         self.store = store
         self.clock = clock
+        self.audit_stream = False  # set when SFOX_AUDIT_WEBHOOK_URL is (bot/runtime/stream.py)
 
     def collect(self) -> Iterable[GaugeMetricFamily]:
         up = GaugeMetricFamily("sfox_bot_database_up", "1 if the database answered this scrape")
@@ -191,6 +208,7 @@ class DatabaseCollector(Collector):
                 backlog, oldest = conn.execute(
                     select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
                 ).one()
+                stream = state_in(conn) if self.audit_stream else None
         except Exception:
             up.add_metric([], 0)
             yield up
@@ -221,6 +239,18 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily(
             "sfox_bot_outbox_oldest_owed_seconds", "Age of the oldest Slack message owed (0: none)", value=age
         )
+        if stream is not None:
+            yield GaugeMetricFamily(
+                "sfox_bot_audit_stream_lag_events",
+                "Audit events not yet acknowledged by SFOX_AUDIT_WEBHOOK_URL",
+                value=stream.lag,
+            )
+            unsent = stream.oldest_unsent_at
+            yield GaugeMetricFamily(
+                "sfox_bot_audit_stream_oldest_unsent_seconds",
+                "Age of the oldest audit event not yet acknowledged by the webhook (0: none)",
+                value=0.0 if unsent is None else max(0.0, (self.clock() - unsent).total_seconds()),
+            )
 
 
 def sfox_route(method: str, path: str) -> str:

@@ -3,7 +3,8 @@
 `requests` holds the current state of each deactivation request, `approvals` one row per approver
 (the unique key makes a double click harmless), `events` the append-only audit trail, and
 `outbox` the Slack messages owed for a request, so a failed post is retried instead of lost;
-`audit_head` and `audit_anchor` hold the head of the events' hash chain and its last anchor;
+`audit_head` and `audit_anchor` hold the head of the events' hash chain and its last anchor,
+`audit_stream` how far the audit webhook has acknowledged it and which replica sends to it;
 `clicks` every button click as it arrives, before it is acknowledged, so a click Slack was told we
 received is handled even if the process dies before handling it; `commands` every accepted slash
 command (a request or a batch) the same way (bot/runtime/journal.py); `steps` each Workflow
@@ -32,9 +33,8 @@ from sqlalchemy import (
 from bot.store.types import OutcomeType, UTCDateTime
 
 # `blocked`: closed before any card because the target still holds funds (see bot.sfox.balances).
-# `cancelled`: a batch's user not yet started when an approver cancelled the batch (bot.batches),
-# or a scheduled request cancelled before its time, or a watch stopped by its requester or an
-# approver.
+# `cancelled`: a batch's user not yet started when its batch was cancelled (bot.batches), a
+# scheduled request cancelled before its time, or a watch stopped by its requester or an approver.
 # `scheduled`: approved, to be deactivated at `run_at` and never before (bot/requests/scheduling.py).
 # `watching`: no card yet; the bot re-reads the balances until they read zero, then posts the card
 # and the request becomes `pending` (bot/requests/watching.py, migration 0012_watch).
@@ -47,8 +47,7 @@ OPEN_STATUSES = ("pending", "scheduled", "executing", "unknown")
 # One of these per sFOX user at most (the partial unique index below): a watch holds its user too.
 WATCHING = "watching"
 HELD_STATUSES = (*OPEN_STATUSES, WATCHING)
-# The partial unique index's condition, written from HELD_STATUSES so the index and the code that
-# looks for a held user cannot disagree (migrations 0011_schedule, 0012_watch).
+# The partial unique index's condition, from HELD_STATUSES: index and code cannot disagree (0012).
 HELD_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in HELD_STATUSES) + ")"
 
 
@@ -87,9 +86,8 @@ requests = Table(
     Column("reminded_at", UTCDateTime, nullable=True),
     # What the bot knows about the DELETE (bot/store/outcomes.py, migration 0007).
     Column("outcome", OutcomeType, nullable=True),
-    # The journalled command that created it (bot/runtime/commands.py, migration 0008), written in
-    # the transaction that creates it: a command resumed after a crash finds it instead of asking
-    # again. None for requests asked before the journal, and for a batch's users.
+    # The journalled command that created it (bot/runtime/commands.py, 0008), written with it: a
+    # command resumed after a crash finds it. None before the journal and for a batch's users.
     Column("command_id", Integer, nullable=True),
     # The stages it was asked under, as JSON (bot/policy/stages.py, migration 0009); NULL: one
     # stage of `required_approvals` (which is always the sum of the stages' counts).
@@ -172,6 +170,20 @@ audit_anchor = Table(
     Column("seq", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
     Column("posted_at", UTCDateTime, nullable=True),
+)
+
+# One row (id 1): the audit stream's cursor and sender's lease (bot/audit/stream_cursor.py, 0013).
+audit_stream = Table(
+    "audit_stream",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("cursor_seq", BigInteger, nullable=False),
+    Column("holder", String(64), nullable=True),
+    Column("lease_until", UTCDateTime, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("retry_at", UTCDateTime, nullable=True),
+    Column("last_error", String(200), nullable=True),
+    Column("sent_at", UTCDateTime, nullable=True),
 )
 
 outbox = Table(
@@ -318,9 +330,8 @@ batch_approvals = Table(
 )
 
 # The sFOX rate limiters shared by every replica (bot/sfox/pacing.py): one row per call in the sliding
-# window (epoch seconds) of its route, and one gate row per route (id 1: every call, the batches';
-# id 2: the balance route, the watches'; migration 0012_watch) that serialises takers and holds
-# everyone back after a 429 (`blocked_until`).
+# window (epoch seconds) of its route, and one gate row per route (id 1: every call; id 2: the balance
+# route; 0012_watch) that serialises takers and holds everyone back after a 429 (`blocked_until`).
 rate_slots = Table(
     "rate_slots",
     metadata,
