@@ -26,10 +26,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import DateTime, select, type_coerce
 
 from bot.audit import stream_cursor as cursor
 from bot.audit.chain import canonical_fields
+from bot.audit.verify import CHAIN_ROWS
 from bot.crashpoints import crash_point
 from bot.store.base import StoreBase
 from bot.store.schema import events
@@ -40,23 +40,6 @@ log = logging.getLogger("sfox_bot.audit.stream")
 CONTENT_TYPE = "application/x-ndjson"
 BATCH_MAX = 100
 MAX_TIMEOUT_SECONDS = 10.0
-
-_AFTER = (
-    select(
-        events.c.seq,
-        events.c.request_id,
-        type_coerce(events.c.at, DateTime).label("at"),  # naive UTC as stored, as verify reads it
-        events.c.kind,
-        events.c.actor,
-        events.c.http_status,
-        events.c.duration_ms,
-        events.c.detail,
-        events.c.prev_hash,
-        events.c.hash,
-    )
-    .order_by(events.c.seq)
-    .limit(BATCH_MAX)
-)
 
 
 def stream_line(seq: int, prev_hash: str, digest: str, body: bytes) -> bytes:
@@ -69,7 +52,7 @@ def batch_after(store: StoreBase, after: int, limit: int = BATCH_MAX) -> list[tu
     """Up to `limit` events right after seq `after`, as (seq, line), stopping at the first gap:
     an event is never sent before the one it links to."""
     with store.reader() as conn:
-        rows = conn.execute(_AFTER.where(events.c.seq > after).limit(limit)).all()
+        rows = conn.execute(CHAIN_ROWS.where(events.c.seq > after).limit(limit)).all()
     out: list[tuple[int, bytes]] = []
     expected = after + 1
     for r in rows:

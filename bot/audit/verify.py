@@ -14,7 +14,9 @@ from sqlalchemy import DateTime, Engine, select, type_coerce
 from bot.audit.chain import GENESIS, READ_HEAD, canonical_fields, canonical_time, key_bytes, link
 from bot.store.schema import events
 
-_CHAIN = select(
+# The events as the chain encodes them, in chain order: what verifying reads, and what the audit
+# stream sends (bot/audit/stream.py).
+CHAIN_ROWS = select(
     events.c.id,
     events.c.seq,
     events.c.request_id,
@@ -98,7 +100,7 @@ def verify(
             conn = conn.execution_options(readonly=True)
         with conn.begin():
             recorded = conn.execute(READ_HEAD).first()
-            result = conn.execution_options(yield_per=batch).execute(_CHAIN)
+            result = conn.execution_options(yield_per=batch).execute(CHAIN_ROWS)
             return walk(
                 _rows(result),
                 key_bytes(key),
@@ -254,7 +256,7 @@ def export_rows(
     engine: Engine, *, since: datetime | None = None, request_id: int | None = None, batch: int = 5000
 ) -> Iterator[dict[str, Any]]:
     """Events oldest first as dicts of EXPORT_FIELDS (`at` canonical), streamed from one read."""
-    query = _CHAIN
+    query = CHAIN_ROWS
     if since is not None:
         query = query.where(events.c.at >= since)
     if request_id is not None:
