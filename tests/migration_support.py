@@ -37,6 +37,21 @@ def downgrade_to(store: Store, revision: str) -> None:
     _move(store, revision, command.downgrade)
 
 
+def request_fields(user: str) -> dict[str, object]:
+    """What the store needs to record a request for `user` (besides its times), the same for every
+    migration test: asked by one person in one channel, one approval, nothing known of the user."""
+    return {
+        "sfox_user_id": user,
+        "reason": "",
+        "requested_by": "UALICE01",
+        "channel_id": "C0123",
+        "required_approvals": 1,
+        "target_name": None,
+        "target_email": None,
+        "target_status": None,
+    }
+
+
 def insert_old_request(
     store: Store, user: str, now: datetime, *, status: str = "pending", approvals: int = 1, reason: str = ""
 ) -> None:

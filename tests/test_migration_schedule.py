@@ -16,25 +16,14 @@ from bot.store.schema import requests
 from tests.migration_support import (
     downgrade_to,
     insert_old_request,
+    request_fields,
     schema_left_behind,
     upgrade_to,
 )
 
 
 def _ask(store: Store, user: str, now: datetime, run_at: datetime | None = None):
-    return store.create_request(
-        sfox_user_id=user,
-        reason="",
-        requested_by="UALICE01",
-        channel_id="C0123",
-        required_approvals=1,
-        target_name=None,
-        target_email=None,
-        target_status=None,
-        now=now,
-        ttl=timedelta(hours=1),
-        run_at=run_at,
-    )
+    return store.create_request(**request_fields(user), now=now, ttl=timedelta(hours=1), run_at=run_at)
 
 
 def test_older_rows_run_at_once_scheduled_is_open_and_it_can_be_undone(migration_url):

@@ -17,6 +17,7 @@ from bot.store.errors import AlreadyOpen
 from tests.migration_support import (
     downgrade_to,
     insert_old_request,
+    request_fields,
     schema_left_behind,
     upgrade_to,
 )
@@ -24,17 +25,7 @@ from tests.migration_support import (
 
 def _watch(store: Store, user: str, now: datetime):
     return store.start_watch(
-        until=now + timedelta(days=14),
-        first_read_at=now,
-        sfox_user_id=user,
-        reason="",
-        requested_by="UALICE01",
-        channel_id="C0123",
-        required_approvals=1,
-        target_name=None,
-        target_email=None,
-        target_status=None,
-        now=now,
+        until=now + timedelta(days=14), first_read_at=now, **request_fields(user), now=now
     )
 
 
