@@ -34,8 +34,8 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
-    "slack#/types/user_id": lambda v: isinstance(v, str) and bool(re.match(r"^[UW][A-Z0-9]+$", v)),
-    "slack#/types/channel_id": lambda v: isinstance(v, str) and bool(re.match(r"^[CGD][A-Z0-9]+$", v)),
+    "slack#/types/user_id": lambda v: isinstance(v, str) and bool(re.fullmatch(r"[UW][A-Z0-9]+", v)),
+    "slack#/types/channel_id": lambda v: isinstance(v, str) and bool(re.fullmatch(r"[CGD][A-Z0-9]+", v)),
 }
 
 
