@@ -1,10 +1,12 @@
 """The layout's rules, kept by a test so they outlive the re-layout: no import circle between the
 modules of bot/ and handlers/, no module over 400 lines and no class over 300, the domain imports
-no handler, and each refusal text is written in one place only (bot/policy/rules.py)."""
+no handler, each refusal text is written in one place only (bot/policy/rules.py), and no
+pattern ends in `$` (issue 32)."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -158,3 +160,36 @@ def test_each_refusal_text_is_written_once(text):
         if text in line
     ]
     assert len(homes) == 1 and homes[0].startswith("bot/policy/"), homes
+
+
+def dollar_anchored(tree: ast.AST) -> list[tuple[int, str]]:
+    """The `re.*` patterns written as literals that end in an unescaped `$`: it also matches before
+    a final newline, so `.match` of `client_1\\n` passes (issue 32). `\\Z` is the whole string."""
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.args):
+            continue
+        owner, first = node.func.value, node.args[0]
+        if not (isinstance(owner, ast.Name) and owner.id == "re" and node.func.attr in RE_CALLS):
+            continue
+        literal = isinstance(first, ast.Constant) and isinstance(first.value, str)
+        if literal and re.search(r"(?<!\\)(?:\\\\)*\$\Z", first.value):
+            found.append((node.lineno, first.value))
+    return found
+
+
+RE_CALLS = {"compile", "match", "fullmatch", "search"}
+
+
+def test_no_pattern_ends_in_a_dollar():
+    found = [
+        f"{path.relative_to(ROOT)}:{line}: {pattern!r} (end it in \\Z)"
+        for path in modules().values()
+        for line, pattern in dollar_anchored(ast.parse(path.read_text()))
+    ]
+    assert found == []
+
+
+def test_the_dollar_finder_finds_one():
+    code = 'import re\nA = re.compile(r"^[a-z]+$")\nB = re.compile(r"^a\\Z")\nC = re.match(r"x\\$", s)\n'
+    assert [line for line, _ in dollar_anchored(ast.parse(code))] == [2]

@@ -13,7 +13,7 @@ import yaml
 from jsonschema import Draft7Validator
 from sqlalchemy import update
 
-from bot.slack.steps import CALLBACK_ID
+from bot.slack.steps import CALLBACK_ID, INTERACTIVITY_INPUT, OLD_REQUESTER_INPUT
 from bot.store.schema import outbox
 from handlers.batch import CALLBACK_ID as BATCH_FORM
 from handlers.commands import COMMAND
@@ -144,9 +144,9 @@ def _broken(path: tuple[Any, ...], value: Any) -> dict[str, Any]:
         ),
         (
             "a step parameter of a type Slack has not",
-            ("functions", CALLBACK_ID, "input_parameters", "properties", "requester", "type"),
-            "slack#/types/user",
-            f"functions/{CALLBACK_ID}/input_parameters/properties/requester/type",
+            ("functions", CALLBACK_ID, "input_parameters", "properties", "interactivity", "type"),
+            "slack#/types/interactor",
+            f"functions/{CALLBACK_ID}/input_parameters/properties/interactivity/type",
         ),
         (
             "a step without its outputs",
@@ -278,7 +278,8 @@ def test_readme_explains_each_scope(scope):
 def test_the_step_is_the_one_the_code_listens_for():
     """The Workflow Builder step: declared under the callback id the handler listens for, with
     the inputs bot/runtime/steps.py reads and the outputs bot/slack/steps.py sends; delivered as
-    `function_executed` to an org-ready app that runs its own functions."""
+    `function_executed` to an org-ready app that runs its own functions. Who asks is Slack's
+    interactivity input (required), never a typed requester (issue 32)."""
     m = load()
     (callback_id,) = m["functions"]
     assert callback_id == CALLBACK_ID
@@ -287,10 +288,13 @@ def test_the_step_is_the_one_the_code_listens_for():
     assert {n: p["type"] for n, p in inputs["properties"].items()} == {
         "user_id": "string",
         "reason": "string",
-        "requester": "slack#/types/user_id",
+        INTERACTIVITY_INPUT: "slack#/types/interactivity",
         "channel": "slack#/types/channel_id",
     }
-    assert inputs["required"] == ["user_id", "requester"]
+    assert inputs["required"] == ["user_id", INTERACTIVITY_INPUT]
+    # No input a workflow's author fills may name a person: the requester is who ran it.
+    assert OLD_REQUESTER_INPUT not in inputs["properties"]
+    assert not [n for n, p in inputs["properties"].items() if p["type"] == "slack#/types/user_id"]
     assert set(outputs["properties"]) == {"status", "request_id", "card_url"}
     for part in (inputs, outputs):
         assert set(part["required"]) <= set(part["properties"])

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.sfox.userid import MAX_LENGTH, InvalidUserId, parse_user_id, path_segment
+from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
 from tests.conftest import ALICE, BOB
 from tests.helpers import open_request, wait_status
 
@@ -77,6 +78,12 @@ INVALID = {
     "non-ASCII letter": "usér",
     "fullwidth letters": "ａｂｃ",
     "too long": "a" * (MAX_LENGTH + 1),
+    # `$` matched before a final newline, and the mailto's address was not stripped (issue 32).
+    "mailto with a final newline": "<mailto:client_1\n|client_1\n>",
+    "mailto with a final CR LF": "<mailto:client_1\r\n|client_1\r\n>",
+    "mailto with a final space": "<mailto:client_1 |client_1 >",
+    "mailto with a leading newline": "<mailto:\nclient_1|\nclient_1>",
+    "mailto, newline after the link": "<mailto:a@b.com|a@b.com>\nx",
 }
 
 
@@ -106,6 +113,7 @@ def test_invalid_ids_are_refused_with_a_reason(name):
         ("<!channel>", "Slack mention"),
         ("<https://evil.example|x>", "Slack formatting"),
         ("<mailto:a@b.com|c@d.com>", "differ"),
+        ("<mailto:client_1\n|client_1\n>", "may not contain '\\n'"),
         ("a" * 200, "at most 128 characters"),
     ],
 )
@@ -167,6 +175,50 @@ def test_any_text_is_refused_or_becomes_one_safe_segment(text):
     assert unquote(segment) == user_id
     assert user_id == user_id.strip() and 0 < len(user_id) <= MAX_LENGTH
     assert not any(c in user_id for c in "/?#%<>&` ")
+
+
+CONTROL = {chr(c) for c in (*range(0x20), *range(0x7F, 0xA0))} | set("\u2028\u2029\u200b\ufeff")
+# An id that would pass, with a line break, a control or a space before or after it, or nothing.
+NOISE = st.sampled_from(["", "", "\n", "\r\n", "\r", "\t", " ", "\x00", "\x0b", "\x85", "\u2028"])
+CORE = st.from_regex(r"[A-Za-z0-9]([A-Za-z0-9._@+-]{0,5}[A-Za-z0-9_])?", fullmatch=True)
+NOISY = st.tuples(NOISE, CORE, NOISE).map("".join)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.one_of(
+        st.text(max_size=40),
+        NOISY,
+        NOISY.map(lambda s: f"<mailto:{s}|{s}>"),
+        st.tuples(NOISY, NOISE).map(lambda p: f"<mailto:{p[0]}|{p[0]}>{p[1]}"),
+    )
+)
+def test_no_accepted_id_holds_a_control_character(text):
+    """Whatever the text, mailto-wrapped or not: an id accepted has no control or line-break
+    character anywhere (the old `$` let a final `\n` through the mailto form)."""
+    try:
+        user_id = parse_user_id(text)
+    except InvalidUserId:
+        return
+    assert not set(user_id) & CONTROL, repr(user_id)
+    assert user_id.isprintable() and user_id == user_id.strip()
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from("UWCGDS"), st.text(alphabet="AB12\n\r \t\x00", max_size=8), st.text(max_size=3))
+def test_a_slack_id_accepted_is_capitals_and_digits_only(first, body, tail):
+    for pattern in (SLACK_USER_ID, SLACK_CHANNEL_ID, SLACK_GROUP_ID):
+        for text in (first + body, first + body + tail, first + body + "\n"):
+            if pattern.match(text):
+                assert set(text) <= set(string.ascii_uppercase + string.digits), repr(text)
+
+
+@pytest.mark.parametrize("pattern", [SLACK_USER_ID, SLACK_CHANNEL_ID, SLACK_GROUP_ID])
+@pytest.mark.parametrize("tail", ["\n", "\r\n", " ", "\x00"])
+def test_a_slack_id_with_a_final_newline_is_not_one(pattern, tail):
+    good = {SLACK_USER_ID: "UALICE01", SLACK_CHANNEL_ID: "C0123ABC", SLACK_GROUP_ID: "S0ADMINS"}[pattern]
+    assert pattern.match(good) and pattern.fullmatch(good)
+    assert pattern.match(good + tail) is None and pattern.search(good + tail) is None
 
 
 # -- what sFOX receives ----------------------------------------------------------------------------

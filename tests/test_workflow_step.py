@@ -26,12 +26,13 @@ def declared(fake_slack: Any) -> None:
     fake_slack.functions.declared = yaml.safe_load(MANIFEST.read_text())["functions"]
 
 
-def run_step(bot: Any, channel: str | None = "C0STEP001", **inputs: str) -> str:
-    """A workflow runs the step; returns its execution id once Slack saw it acknowledged."""
-    sent = {"user_id": "client_1", "reason": "closed via form", "requester": ALICE, **inputs}
+def run_step(bot: Any, channel: str | None = "C0STEP001", ran_by: str | None = ALICE, **inputs: Any) -> str:
+    """`ran_by` runs a workflow with the step; returns its execution id once Slack saw it
+    acknowledged. Slack hands the step who ran it (its interactivity input); nobody types it."""
+    sent = {"user_id": "client_1", "reason": "closed via form", **inputs}
     if channel:
         sent["channel"] = channel
-    response = bot.driver.function_executed(CALLBACK_ID, sent)
+    response = bot.driver.function_executed(CALLBACK_ID, sent, ran_by=ran_by)
     assert response.status_code == 200, response.text
     return str(response.extensions["execution_id"])
 
@@ -85,7 +86,7 @@ def test_a_blocked_account_completes_the_step_with_blocked_and_no_card(bot):
 @pytest.mark.parametrize(
     ("inputs", "words"),
     [
-        ({"requester": MALLORY}, "cannot request deactivations"),  # the policy's own refusal
+        ({"ran_by": MALLORY}, "cannot request deactivations"),  # the policy's own refusal
         ({"user_id": "bad id!"}, "not a valid sFOX user id"),
         ({"user_id": "client_404"}, "No such sFOX user: client_404"),  # unknown on sFOX
     ],
@@ -189,10 +190,10 @@ def test_an_execution_whose_receiver_died_before_its_ack_is_carried_out_by_slack
     """Recorded, then the process died before journalling it: the event was never acknowledged,
     so Slack sends it again, and that re-send takes the execution over once its hold ran out."""
     with bot.slack.lock:
-        execution = bot.slack.functions.start(CALLBACK_ID).id
+        execution = bot.slack.functions.start(CALLBACK_ID, ran_by=ALICE).id
     long_ago = datetime.now(UTC) - timedelta(minutes=1)
     assert bot.store.receive_step(execution, long_ago, timedelta(seconds=10)) is not None
-    inputs = {"user_id": "client_1", "requester": ALICE, "channel": "C0STEP008"}
+    inputs = {"user_id": "client_1", "channel": "C0STEP008"}
     assert (
         bot.driver.function_executed(CALLBACK_ID, inputs, execution_id=execution, retry=1).status_code == 200
     )

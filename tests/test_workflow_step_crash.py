@@ -40,8 +40,10 @@ def processes(fake_slack, fake_sfox, database_url, tmp_path) -> Iterator[Any]:
 
 def _approved_step(view: View, channel: str) -> tuple[str, int]:
     """A step's request opened and approved in the first process; its execution and request ids."""
-    inputs = {"user_id": "client_1", "reason": "form", "requester": ALICE, "channel": channel}
-    execution = str(view.driver.function_executed(CALLBACK_ID, inputs).extensions["execution_id"])
+    inputs = {"user_id": "client_1", "reason": "form", "channel": channel}
+    execution = str(
+        view.driver.function_executed(CALLBACK_ID, inputs, ran_by=ALICE).extensions["execution_id"]
+    )
     card = view.slack.wait_for(lambda: [c for c in view.slack.cards() if c.channel == channel])[0]
     record = wait_until(lambda: (r := next(iter(view.store.history(limit=1)), None)) and r.message_ts and r)
     with contextlib.suppress(httpx.TransportError):

@@ -207,16 +207,19 @@ class SlackDriver:
         callback_id: str,
         inputs: dict[str, Any],
         *,
+        ran_by: str | None = None,
         execution_id: str | None = None,
         event_id: str | None = None,
         retry: int = 0,
     ) -> httpx.Response:
         """A workflow runs the app's step `callback_id` (declared in `slack.functions`): the
         Events API's `function_executed`, field for field as Slack's example, with a new
-        execution and its workflow token (`bot_access_token`). `execution_id` and `event_id`
-        send an earlier one again; `retry` > 0 as Slack re-sends it (`X-Slack-Retry-Num`)."""
+        execution and its workflow token (`bot_access_token`). `ran_by`: the person who ran the
+        workflow, handed to the step's interactivity input by Slack (None: an execution that
+        carries none). `execution_id` and `event_id` send an earlier one again (its interactivity
+        as before); `retry` > 0 as Slack re-sends it (`X-Slack-Retry-Num`)."""
         with self.slack.lock:
-            execution, event = self.slack.functions.executed_event(callback_id, inputs, execution_id)
+            execution, event = self.slack.functions.executed_event(callback_id, inputs, execution_id, ran_by)
         payload = _event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
         headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
         response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)

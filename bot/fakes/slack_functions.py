@@ -9,6 +9,11 @@ checks. A testing aid.
 - The token: the app's bot token, or the execution's own workflow token (`xwfp-…`, sent in the
   event as `bot_access_token`) while it lives (`WORKFLOW_TOKEN_SECONDS` on the fake's clock, which
   a test may move): a dead one is `token_expired`, any other `invalid_auth`.
+- Who ran it: an execution started by a person (`ran_by`) carries, in every input the function
+  declares of type `slack#/types/interactivity`, Slack's interactivity object as its reference
+  shows it: `{"interactor": {"id": "U…", "secret": "…"}, "interactivity_pointer": "…"}`. Slack
+  fills it, not the workflow's author; an input given explicitly is sent as given instead (a
+  test's malformed one).
 
 Refusals other than `execution_not_in_running_state` (which a bot may meet honestly, after a
 crash between Slack's answer and its own record) go to the fake's `refusals`.
@@ -19,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +33,7 @@ from typing import Any
 from bot.fakes.slack_strict import Refusal
 
 METHODS = frozenset({"functions.completeSuccess", "functions.completeError"})
+INTERACTIVITY = "slack#/types/interactivity"
 WORKFLOW_TOKEN_SECONDS = 15 * 60
 ALREADY_DONE = "execution_not_in_running_state"
 _TYPES: dict[str, Callable[[Any], bool]] = {
@@ -34,8 +41,8 @@ _TYPES: dict[str, Callable[[Any], bool]] = {
     "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
     "number": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
     "boolean": lambda v: isinstance(v, bool),
-    "slack#/types/user_id": lambda v: isinstance(v, str) and bool(re.match(r"^[UW][A-Z0-9]+$", v)),
-    "slack#/types/channel_id": lambda v: isinstance(v, str) and bool(re.match(r"^[CGD][A-Z0-9]+$", v)),
+    "slack#/types/user_id": lambda v: isinstance(v, str) and bool(re.fullmatch(r"[UW][A-Z0-9]+", v)),
+    "slack#/types/channel_id": lambda v: isinstance(v, str) and bool(re.fullmatch(r"[CGD][A-Z0-9]+", v)),
 }
 
 
@@ -48,6 +55,8 @@ class Execution:
     state: str = "running"  # "completed" or "failed" once Slack took a completion
     outputs: dict[str, Any] | None = None
     error: str | None = None
+    # Slack's interactivity object for the person who ran it (None: nobody did, or not known).
+    interactivity: dict[str, Any] | None = None
 
 
 @dataclass
@@ -62,12 +71,18 @@ class Functions:
     completions: list[tuple[str, str, Any]] = field(default_factory=list)
     _n: Any = field(default_factory=lambda: itertools.count(1))
 
-    def start(self, callback_id: str) -> Execution:
-        """A workflow runs the step now: a new execution and its workflow token."""
+    def start(self, callback_id: str, ran_by: str | None = None) -> Execution:
+        """A workflow runs the step now: a new execution and its workflow token; `ran_by`, the
+        person who started it (the interactivity Slack hands the step)."""
         n = next(self._n)
         execution = Execution(
             f"Fx{n:010d}", callback_id, f"xwfp-fake-{n}-{n * 7919:08x}", self.clock() + WORKFLOW_TOKEN_SECONDS
         )
+        if ran_by is not None:
+            execution.interactivity = {
+                "interactor": {"id": ran_by, "secret": secrets.token_urlsafe(60)},
+                "interactivity_pointer": f"{n:013d}.{int(self.clock() * 1000):013d}.{secrets.token_hex(16)}",
+            }
         self.executions[execution.id] = execution
         return execution
 
@@ -117,21 +132,33 @@ class Functions:
         return None
 
     def executed_event(
-        self, callback_id: str, inputs: dict[str, Any], execution_id: str | None
+        self, callback_id: str, inputs: dict[str, Any], execution_id: str | None, ran_by: str | None = None
     ) -> tuple[Execution, dict[str, Any]]:
-        """A `function_executed` event (inside its event_callback) for a new execution, or again for
-        `execution_id`, field for field as Slack's documented example."""
-        execution = self.start(callback_id) if execution_id is None else self.executions[execution_id]
+        """A `function_executed` event (inside its event_callback) for a new execution run by
+        `ran_by`, or again for `execution_id`, field for field as Slack's documented example."""
+        new = execution_id is None
+        execution = self.start(callback_id, ran_by) if new else self.executions[str(execution_id)]
+        sent = dict(inputs)
+        if execution.interactivity is not None:
+            for name in self.inputs_of_type(callback_id, INTERACTIVITY):
+                sent.setdefault(name, execution.interactivity)
         event = {
             "type": "function_executed",
             "function": self.event_function(callback_id),
-            "inputs": inputs,
+            "inputs": sent,
             "function_execution_id": execution.id,
             "workflow_execution_id": "Wx" + execution.id[2:],
             "event_ts": f"{time.time():.6f}",
             "bot_access_token": execution.token,
         }
         return execution, event
+
+    def inputs_of_type(self, callback_id: str, type_: str) -> list[str]:
+        """The names of the function's declared inputs of `type_`."""
+        declared = (self.declared.get(callback_id) or {}).get("input_parameters") or {}
+        return [
+            name for name, spec in (declared.get("properties") or {}).items() if spec.get("type") == type_
+        ]
 
     def event_function(self, callback_id: str) -> dict[str, Any]:
         """The `function` object of a `function_executed` event, as Slack's example shows it: the

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 PREFIX = "/api/v1/"
 REQUESTS = "/api/v1/requests"
 OPENAPI = "/api/v1/openapi.json"
-_ONE = re.compile(r"^/api/v1/requests/([1-9][0-9]{0,17})$")
+_ONE = re.compile(r"^/api/v1/requests/([1-9][0-9]{0,17})\Z")
 MAX_BODY_BYTES = 64 * 1024
 log = logging.getLogger("sfox_bot.intake.http")
 

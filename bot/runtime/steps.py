@@ -1,5 +1,10 @@
-"""The Workflow Builder step `deactivate_sfox_account` (issue 20): a request opened as if its
-`requester` had typed `/sfox-deactivate <user_id> <reason>` in its `channel`.
+"""The Workflow Builder step `deactivate_sfox_account` (issue 20): a request opened as if the
+person who ran the workflow had typed `/sfox-deactivate <user_id> <reason>` in its `channel`.
+
+That person is the step's interactor, as Slack reports it (bot/slack/steps.py `interactor_id`),
+never a name the workflow's author chose: a `requester` input naming another would let an approver
+ask in a colleague's name and approve it himself (issue 32). A step whose runner is not known, or
+whose old `requester` input names someone else, opens nothing and is completed with an error.
 
 The same checks (`Workflow.check_command`: the policy and its refusals), the same command journal
 (bot/runtime/commands.py: recorded before the event is acknowledged, carried out by
@@ -32,7 +37,6 @@ from bot.runtime.commands import Commands
 from bot.slack import steps as slack_steps
 from bot.slack.calls import call_slack
 from bot.slack.errors import NotifyError
-from bot.slack.ids import SLACK_USER_ID
 from bot.store.records import Notice, RequestRecord
 from bot.store.step_owed import STEP
 
@@ -49,6 +53,24 @@ RECEIVE_LEASE = timedelta(seconds=10)
 NO_CHANNEL = (
     "No channel for the approval card: give the step a channel, or set SFOX_DEFAULT_CHANNEL. "
     "Nothing was requested."
+)
+UNPROVEN = {
+    "missing": (
+        "This step has no interactivity input, so who ran the workflow is not known: the requester "
+        "is always the person who runs the workflow, as Slack reports it. Update the step in "
+        "Workflow Builder (a workflow started by a schedule or a webhook has nobody who ran it and "
+        "cannot use this step). Nothing was requested."
+    ),
+    "malformed": (
+        "The step's interactivity input is not Slack's interactivity (an interactor with a user id "
+        "and an interactivity_pointer): who ran the workflow cannot be proven. Nothing was requested."
+    ),
+    "not_a_user": "Who ran the workflow cannot be proven: {shown!r} is not a Slack user id. Nothing was requested.",
+}
+NAMED_SOMEONE_ELSE = (
+    "This step names {named!r} as the requester, but {runner} ran the workflow: the requester is "
+    "always the person who runs the workflow, so that nobody asks in someone else's name. Remove "
+    "the step's old requester input in Workflow Builder. Nothing was requested."
 )
 
 
@@ -77,7 +99,8 @@ class Steps:
         if step_id is None:
             log.info("repeated step execution: nothing new opened", extra={"execution_id": execution_id})
             return
-        checked = self._check(event.get("inputs") or {})
+        inputs = event.get("inputs")
+        checked = self._check(inputs if isinstance(inputs, dict) else {})
         if isinstance(checked, Command):
             accepted = self.commands.accept(checked, None, step=True)
             if not isinstance(accepted, str):
@@ -89,11 +112,14 @@ class Steps:
         self.submit(self.complete_refused)
 
     def _check(self, inputs: dict[str, Any]) -> Command | str:
-        requester = str(inputs.get("requester") or "")
+        requester = slack_steps.interactor_id(inputs)
+        if isinstance(requester, slack_steps.Unproven):
+            return UNPROVEN[requester.why].format(shown=requester.shown)
+        named = inputs.get(slack_steps.OLD_REQUESTER_INPUT)
+        if named not in (None, "", requester):
+            return NAMED_SOMEONE_ELSE.format(named=str(named)[:40], runner=requester)
         channel = str(inputs.get("channel") or self.default_channel or "")
         user_id = str(inputs.get("user_id") or "").strip()
-        if not SLACK_USER_ID.match(requester):
-            return f"The requester {requester!r} is not a Slack user. Nothing was requested."
         if not channel:
             return NO_CHANNEL
         if len(user_id.split()) > 1:  # the id is one word: no options smuggled in through it

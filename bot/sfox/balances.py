@@ -46,7 +46,7 @@ SLOT_WAIT_SECONDS = 3.0
 WATCH_LIMIT = ROUTE_LIMIT - 1
 WATCH_SLOT_WAIT_SECONDS = 60.0
 MAX_CURRENCIES = 1000
-_CURRENCY = re.compile(r"^[A-Za-z0-9._-]{1,20}$")
+_CURRENCY = re.compile(r"^[A-Za-z0-9._-]{1,20}\Z")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,11 @@ neither used, stored nor logged (Bolt's `complete`/`fail` would use it: its
 `attaching_function_token` middleware puts it on the listener's client, which is why the step's
 listener does not complete through them).
 
+Who asks: the person who ran the workflow, as Slack reports it in the step's `interactivity` input
+(type `slack#/types/interactivity`: `{"interactor": {"id": "U…", "secret": "…"},
+"interactivity_pointer": "…"}`), never a name the workflow's author typed (issue 32).
+`interactor_id` reads it; the interactor's secret is neither used, stored nor logged.
+
 `execution_not_in_running_state` means the execution is completed (by an earlier try that died
 before it was recorded) or no longer running (cancelled, timed out in Slack): either way nothing
 is owed any more, so it counts as delivered.
@@ -19,12 +24,14 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from slack_sdk import WebClient
 
 from bot.slack.calls import call_slack
 from bot.slack.errors import NotifyError
+from bot.slack.ids import SLACK_USER_ID
 from bot.store.records import RequestRecord
 
 log = logging.getLogger("sfox_bot.steps")
@@ -33,6 +40,35 @@ CALLBACK_ID = "deactivate_sfox_account"
 ALREADY_DONE = "execution_not_in_running_state"
 # Slack's limit is not documented for `error`; a sentence is what Workflow Builder shows.
 ERROR_LIMIT = 1000
+# The input Slack fills with who ran the workflow (app.yaml: type slack#/types/interactivity).
+INTERACTIVITY_INPUT = "interactivity"
+# The step's free-text requester before issue 32: no longer declared, never believed.
+OLD_REQUESTER_INPUT = "requester"
+
+
+@dataclass(frozen=True)
+class Unproven:
+    """Why who ran the workflow is not known: no interactivity input (a workflow built before the
+    step had one), not Slack's shape, or an interactor id that is no Slack user's (`shown`)."""
+
+    why: Literal["missing", "malformed", "not_a_user"]
+    shown: str = ""
+
+
+def interactor_id(inputs: dict[str, Any]) -> str | Unproven:
+    """The Slack user id of the person who ran the workflow, from the step's interactivity input
+    as Slack's reference shows it (an `interactor` with an `id`, and an `interactivity_pointer`)."""
+    value = inputs.get(INTERACTIVITY_INPUT)
+    if value is None:
+        return Unproven("missing")
+    interactor = value.get("interactor") if isinstance(value, dict) else None
+    pointer = value.get("interactivity_pointer") if isinstance(value, dict) else None
+    user = interactor.get("id") if isinstance(interactor, dict) else None
+    if not (isinstance(pointer, str) and pointer and isinstance(user, str)):
+        return Unproven("malformed")
+    if not SLACK_USER_ID.match(user):
+        return Unproven("not_a_user", user[:40])
+    return user
 
 
 def complete_success(client: WebClient, execution_id: str, outputs: dict[str, Any]) -> None:
