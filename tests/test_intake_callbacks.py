@@ -10,6 +10,7 @@ No test here connects to a private or link-local address (tests/callback_support
 from __future__ import annotations
 
 import json
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -237,3 +238,25 @@ def test_a_receiver_s_final_4xx_is_given_up_audited_too(make_bot, funded):
     assert callbacks.deliver_due() == 0 and len(transport.seen) == 1
     [event] = _abandoned(bot, response.json()["request_id"])
     assert event == {"attempts": 1, "reason": "refused", "error": "http 410"}
+
+
+def test_a_name_that_does_not_resolve_is_tried_again_and_a_lowered_cap_gives_it_up_unsent(make_bot, funded):
+    def no_dns(host: str, port: int) -> list[str]:
+        raise socket.gaierror(-2, "Name or service not known")
+
+    bot = make_bot(**INTAKE)
+    transport = Recording(status=503)
+    callbacks = _callbacks(bot, StubResolver([PUBLIC]), transport)
+    callbacks.resolve = no_dns
+    response = post(bot, ask(funded, callback_url="https://partner.example/x"))
+    request_id = response.json()["request_id"]
+    assert callbacks.deliver_due() == 0 and transport.seen == []
+    shown = get(bot, f"/api/v1/requests/{request_id}").json()["callback"]
+    assert shown == {"state": "owed", "attempts": 1, "error": "partner.example did not resolve (gaierror)"}
+    callbacks.resolve = StubResolver([PUBLIC])
+    _later(callbacks, 60)
+    assert callbacks.deliver_due() == 0 and transport.hosts == [PUBLIC]  # a 503: owed still
+    callbacks.max_attempts = 2  # lowered (a restart with a smaller SFOX_INTAKE_CALLBACK_ATTEMPTS)
+    _later(callbacks, 60)
+    assert callbacks.deliver_due() == 0 and len(transport.seen) == 1  # given up, not sent again
+    assert _abandoned(bot, request_id) == [{"attempts": 2, "reason": "attempts", "error": "http 503"}]
