@@ -39,15 +39,21 @@ class Recording(httpx.BaseTransport):
     """Records each request; hands it to `inner` (a real transport) or answers `status` itself,
     connecting nowhere."""
 
-    def __init__(self, inner: httpx.BaseTransport | None = None, status: int = 200) -> None:
+    def __init__(
+        self,
+        inner: httpx.BaseTransport | None = None,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         self.inner = inner
         self.status = status
+        self.headers = headers or {}
         self.seen: list[httpx.Request] = []
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         self.seen.append(request)
         if self.inner is None:
-            return httpx.Response(self.status)
+            return httpx.Response(self.status, headers=self.headers)
         return self.inner.handle_request(request)
 
     @property

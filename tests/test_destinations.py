@@ -92,3 +92,11 @@ def test_what_a_resolver_answers_is_checked_whole():
     private = destination("https://db.internal/x", frozenset({AllowedHost("db.internal")}), 2000)
     assert isinstance(private, Destination)
     assert checked_addresses(private, StubResolver(["10.0.0.1"])) == ["10.0.0.1"]  # the operator's say
+
+
+@pytest.mark.parametrize(
+    "host", ["127.1", "0x7f000001", "0177.0.0.1", "2130706433", "10.0.0.999", "1.2.3.4.5"]
+)
+def test_a_host_read_as_a_number_is_refused_in_any_form(host):
+    refused = destination(f"https://{host}/x", frozenset(), 2000)
+    assert refused == Refused(f"{host} is not a dotted-quad IPv4 address (write the address as a.b.c.d)")

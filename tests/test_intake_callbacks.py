@@ -214,11 +214,12 @@ def test_a_callback_is_given_up_after_its_attempts_audited_logged_and_shown(make
         callbacks = bot.runtime.intake.callbacks.callbacks
         response = post(bot, ask(funded, callback_url=receiver.url + "?token=tok_5f2a9c"))
         request_id = response.json()["request_id"]
-        for minute in range(1, 6):
+        for _ in range(3):
             callbacks.deliver_due()
-            _later(callbacks, 60 * minute)
+            _later(callbacks, 60)
         assert [status for status, _, _ in receiver.seen] == [503, 503, 503]
-        assert callbacks.keys.next_callback_due() is None
+        assert callbacks.keys.next_callback_due() is None  # given up with its last attempt
+        assert callbacks.deliver_due() == 0 and len(receiver.seen) == 3
         [event] = _abandoned(bot, request_id)
         assert event == {"attempts": 3, "reason": "attempts", "error": "http 503"}
         shown = get(bot, f"/api/v1/requests/{request_id}").json()["callback"]
@@ -260,3 +261,32 @@ def test_a_name_that_does_not_resolve_is_tried_again_and_a_lowered_cap_gives_it_
     _later(callbacks, 60)
     assert callbacks.deliver_due() == 0 and len(transport.seen) == 1  # given up, not sent again
     assert _abandoned(bot, request_id) == [{"attempts": 2, "reason": "attempts", "error": "http 503"}]
+
+
+def test_the_client_follows_no_redirect_and_takes_no_proxy_from_the_environment(
+    make_bot, funded, monkeypatch
+):
+    """A receiver's redirect (to loopback here) is an answer, not a new destination; and a proxy
+    set in the environment would connect in the bot's place, to whatever it resolves."""
+    from bot.intake.callbacks import callback_client
+
+    receiver = _Receiver(fail=0)
+    try:
+        bot = make_bot(**INTAKE, SFOX_INTAKE_CALLBACK_HOSTS=f"callbacks.example,{receiver.entry}")
+        callbacks = bot.runtime.intake.callbacks.callbacks
+        callbacks.resolve = StubResolver(["127.0.0.1"])
+        transport = Recording(status=307, headers={"Location": receiver.url})
+        callbacks.http = callback_client(transport)
+        first = post(bot, ask(funded, callback_url="https://callbacks.example/x"))
+        assert callbacks.deliver_due() == 0 and len(transport.seen) == 1 and receiver.seen == []
+        shown = get(bot, f"/api/v1/requests/{first.json()['request_id']}").json()["callback"]
+        assert shown == {"state": "owed", "attempts": 1, "error": "http 307"}
+
+        bot.sfox.add_user("acct_funded_2", balance=1)
+        post(bot, ask("acct_funded_2", callback_url=receiver.url))
+        for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"):
+            monkeypatch.setenv(name, "http://127.0.0.1:9")  # nothing listens there
+        callbacks.http = callback_client()
+        assert callbacks.deliver_due() == 1 and len(receiver.seen) == 1
+    finally:
+        receiver.close()
