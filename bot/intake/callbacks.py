@@ -48,12 +48,14 @@ from bot.webhooks.signing import retry_delay, signed_headers
 
 log = logging.getLogger("sfox_bot.intake.callbacks")
 
-TIMEOUT_SECONDS = 10.0
-# Longer than a POST can take: only a dead sender's callback falls due again at its end.
-LEASE = timedelta(seconds=30)
+# Each of connect (per address), write and read; the checked addresses tried in turn when one
+# refuses the connection (a dual-stack name), at most MAX_ADDRESSES of them.
+TIMEOUT = httpx.Timeout(10.0, connect=5.0)
+MAX_ADDRESSES = 3
+# Longer than an attempt can take (3 × 5 s + 10 s + 10 s): only a dead sender's callback falls due
+# again at its end.
+LEASE = timedelta(seconds=60)
 RETRIED_STATUSES = frozenset({408, 429})
-# The checked addresses tried in turn when one refuses the connection (a dual-stack name).
-MAX_ADDRESSES = 4
 DEFAULT_ATTEMPTS = 60
 # Why a callback was given up, as its audit event says.
 GAVE_UP_ATTEMPTS, GAVE_UP_REFUSED, GAVE_UP_DESTINATION = "attempts", "refused", "destination"
@@ -62,9 +64,7 @@ GAVE_UP_ATTEMPTS, GAVE_UP_REFUSED, GAVE_UP_DESTINATION = "attempts", "refused", 
 def callback_client(transport: httpx.BaseTransport | None = None) -> httpx.Client:
     """The client callbacks are POSTed with: a transport of its own, so no proxy is taken from the
     environment (the connection goes to the checked address itself), and no redirects."""
-    return httpx.Client(
-        transport=transport or httpx.HTTPTransport(), timeout=TIMEOUT_SECONDS, follow_redirects=False
-    )
+    return httpx.Client(transport=transport or httpx.HTTPTransport(), timeout=TIMEOUT, follow_redirects=False)
 
 
 class Callbacks:
