@@ -14,6 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from bot.policy.policy_file import PolicyFileError, PolicySpec, legacy_spec, load_policy_file
 from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
+from bot.webhooks.destinations import AllowedHosts, parse_allowed_hosts
 
 AUDIT_KEY_MIN_LENGTH = 16
 MFA_KEY_MIN_LENGTH = 32
@@ -84,6 +85,9 @@ class Settings:
     # The intake API's shared secret (issue 20, bot/intake/): signs its requests and callbacks;
     # unset, the API is off.
     intake_secret: str | None = field(default=None, repr=False)
+    # Its callbacks' allow-list (empty: any public address) and attempts (issue 32).
+    intake_callback_hosts: AllowedHosts = frozenset()
+    intake_callback_attempts: int = 60
     metrics_port: int = 9090
     database_url: str = "sqlite:///sfox-bot.db"
     host: str = "0.0.0.0"
@@ -225,6 +229,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         step_up=get.choice("SFOX_STEP_UP", "none", STEP_UPS),
         mfa_key=get.secret("SFOX_MFA_KEY", min_length=MFA_KEY_MIN_LENGTH),
         intake_secret=get.secret("SFOX_INTAKE_SECRET", min_length=INTAKE_SECRET_MIN_LENGTH),
+        intake_callback_hosts=get.callback_hosts("SFOX_INTAKE_CALLBACK_HOSTS"),
+        intake_callback_attempts=get.integer("SFOX_INTAKE_CALLBACK_ATTEMPTS", 60, low=1, high=10000),
         metrics_port=get.integer("METRICS_PORT", 9090, low=0, high=65535),
         database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
         host=get.text("HOST", "0.0.0.0"),
@@ -370,6 +376,13 @@ class _Reader:
             if not pattern.match(item):
                 raise ConfigError(name, f"must be comma-separated {what}; {item!r} is not one")
         return frozenset(items)
+
+    def callback_hosts(self, name: str) -> AllowedHosts:
+        value = self.raw(name)
+        try:
+            return frozenset() if value is None else parse_allowed_hosts(value)
+        except ValueError as exc:
+            raise ConfigError(name, str(exc)) from None
 
     def matching(self, name: str, pattern: re.Pattern[str], what: str) -> str | None:
         value = self.raw(name)

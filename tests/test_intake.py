@@ -4,6 +4,7 @@ card in the fake Slack, the approval to one DELETE on the fake sFOX, the callbac
 from __future__ import annotations
 
 import json
+import ssl
 import threading
 import time
 import uuid
@@ -175,9 +176,11 @@ def test_get_of_an_unknown_or_slash_command_request_is_404(intake_bot):
 
 
 class _Receiver:
-    """A callback receiver on 127.0.0.1 that answers 503 to its first `fail` POSTs."""
+    """A callback receiver on 127.0.0.1 that answers 503 to its first `fail` POSTs; over TLS with
+    `tls` (a server context), at `https://{name}:{port}/outcome`. `entry` is what
+    SFOX_INTAKE_CALLBACK_HOSTS must list for the bot to call it."""
 
-    def __init__(self, fail: int) -> None:
+    def __init__(self, fail: int, *, tls: ssl.SSLContext | None = None, name: str = "127.0.0.1") -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.fail = fail
@@ -197,8 +200,11 @@ class _Receiver:
                 self.end_headers()
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        if tls is not None:
+            self.server.socket = tls.wrap_socket(self.server.socket, server_side=True)
         threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}/outcome"
+        self.entry = f"{name}:{self.server.server_port}"
+        self.url = f"{'https' if tls else 'http'}://{self.entry}/outcome"
 
     def close(self) -> None:
         self.server.shutdown()
@@ -209,9 +215,9 @@ def test_the_outcome_is_called_back_once_after_its_receiver_failed_twice(make_bo
     from bot.webhooks.signing import signature_problem
 
     fake_sfox.add_user("acct_funded", balance=12.5)
-    bot = make_bot(**INTAKE)
     receiver = _Receiver(fail=2)
     try:
+        bot = make_bot(**INTAKE, SFOX_INTAKE_CALLBACK_HOSTS=receiver.entry)
         loop = bot.runtime.intake.callbacks
         loop.poll_seconds = 0.1
         loop.start()
@@ -277,13 +283,13 @@ def test_an_owed_callback_survives_a_restart_and_is_taken_by_one_replica(make_bo
     fake_sfox.add_user("acct_funded", balance=3)
     receiver = _Receiver(fail=0)
     receiver.close()  # down: its port refuses
-    first = make_bot(**INTAKE)
+    first = make_bot(**INTAKE, SFOX_INTAKE_CALLBACK_HOSTS=receiver.entry)
     response = post(first, ask("acct_funded", callback_url=receiver.url))
     assert response.status_code == 202 and response.json()["status"] == "blocked"
     first.stop()
     receiver = _Receiver(fail=0)
     try:
-        second = make_bot(**INTAKE)
+        second = make_bot(**INTAKE, SFOX_INTAKE_CALLBACK_HOSTS=receiver.entry)
         keys = IntakeStore(second.store)
         with second.store.engine.begin() as conn:  # the callback names the receiver now up
             conn.exec_driver_sql("UPDATE intake SET callback_url = ?", (receiver.url,))

@@ -27,6 +27,7 @@ from bot.requests.history import history_row
 from bot.store.db import Store
 from bot.store.intake import IntakeStore
 from bot.store.records import RequestRecord
+from bot.webhooks.destinations import AllowedHosts
 
 if TYPE_CHECKING:
     from bot.runtime.commands import Commands
@@ -58,8 +59,10 @@ class IntakeApi:
         channel_id: str,
         permalink: Callable[[RequestRecord], str | None],
         clock: Callable[[], datetime],
+        callback_hosts: AllowedHosts = frozenset(),
     ) -> None:
         self.store = store
+        self.callback_hosts = callback_hosts
         self.keys = IntakeStore(store)
         self.commands = commands
         self.policy = policy
@@ -74,7 +77,7 @@ class IntakeApi:
         if problem:
             return Answer(400, {"error": problem})
         assert key is not None
-        ask = parse_body(raw, self.policy)
+        ask = parse_body(raw, self.policy, self.callback_hosts)
         if isinstance(ask, BadBody):
             return Answer(400, {"error": ask.error})
         cmd = Command(INTAKE_REQUESTER, self.channel_id, ask.sfox_user_id, ask.reason, via=ask.requested_by)
@@ -98,11 +101,17 @@ class IntakeApi:
         return self._answer(accepted.id, key, wait=False)
 
     def get(self, request_id: int) -> Answer:
-        """`GET /api/v1/requests/{id}`: a request asked through this API, as `history` shows it."""
+        """`GET /api/v1/requests/{id}`: a request asked through this API, as `history` shows it,
+        with what became of its callback (`owed`, `delivered`, `abandoned`; absent without one),
+        so a system whose callback was given up can read the outcome here."""
         record = self.store.get(request_id)
         if record is None or record.requested_via is None:
             return Answer(404, {"error": f"no request {request_id} asked through the intake API"})
-        return Answer(200, history_row(record))
+        answer: dict[str, Any] = history_row(record)
+        callback = self.keys.callback_of(request_id)
+        if callback is not None:
+            answer["callback"] = callback.as_dict()
+        return Answer(200, answer)
 
     # -- answers ---------------------------------------------------------------------------------
 

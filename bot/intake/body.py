@@ -5,14 +5,13 @@ field. Pure: no I/O."""
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import json
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from bot.policy import reasons
 from bot.policy.rules import Policy
 from bot.sfox.userid import InvalidUserId, parse_user_id
+from bot.webhooks.destinations import AllowedHosts, Refused, destination
 
 # Who `requests.requested_by` names for a request asked through the intake API: never a Slack
 # user id (those are upper case), so the two-person rule finds no approver in it and any approver
@@ -22,7 +21,6 @@ FIELDS = ("sfox_user_id", "reason", "requested_by", "callback_url")
 MAX_REQUESTED_BY = 100
 MAX_CALLBACK_URL = 2000
 MAX_KEY = 255
-LOOPBACK_HOSTS = ("localhost",)
 
 
 @dataclass(frozen=True)
@@ -57,7 +55,7 @@ def key_problem(key: str | None) -> str | None:
     return None
 
 
-def parse_body(raw: bytes, policy: Policy) -> IntakeAsk | BadBody:
+def parse_body(raw: bytes, policy: Policy, callback_hosts: AllowedHosts = frozenset()) -> IntakeAsk | BadBody:
     try:
         data = json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError):
@@ -90,7 +88,7 @@ def parse_body(raw: bytes, policy: Policy) -> IntakeAsk | BadBody:
         return BadBody("requested_by", f"at most {MAX_REQUESTED_BY} printable characters")
     callback = data.get("callback_url")
     if callback is not None:
-        problem = callback_problem(callback)
+        problem = callback_problem(callback, callback_hosts)
         if problem:
             return BadBody("callback_url", problem)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -98,30 +96,10 @@ def parse_body(raw: bytes, policy: Policy) -> IntakeAsk | BadBody:
     return IntakeAsk(user_id, reason, by, callback, digest)
 
 
-def callback_problem(url: object) -> str | None:
-    """Why `url` cannot be called back: https only, or plain http to this machine (a receiver
-    on loopback, as in tests and local setups); no credentials, at most 2000 characters."""
-    if not isinstance(url, str) or len(url) > MAX_CALLBACK_URL:
-        return f"must be a URL of at most {MAX_CALLBACK_URL} characters"
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 - raises for a bad port
-    except ValueError:
-        return "not a valid URL"
-    if not host or parts.username or parts.password or parts.fragment:
-        return "must be an absolute URL without credentials or fragment"
-    if parts.scheme == "https":
-        return None
-    if parts.scheme == "http" and _loopback(host):
-        return None
-    return "must be https (plain http only to 127.0.0.1, ::1 or localhost)"
-
-
-def _loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def callback_problem(url: object, hosts: AllowedHosts = frozenset()) -> str | None:
+    """Why `url` cannot be called back, as far as the URL alone says (bot/webhooks/destinations.py:
+    https, no credentials, not an address the bot must not call, a listed host when
+    SFOX_INTAKE_CALLBACK_HOSTS is set); the addresses its name resolves to are checked when it
+    is sent."""
+    target = destination(url, hosts, MAX_CALLBACK_URL)
+    return target.problem if isinstance(target, Refused) else None

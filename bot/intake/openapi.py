@@ -9,6 +9,7 @@ from typing import Any
 from bot.intake.body import MAX_REQUESTED_BY
 from bot.policy.reasons import MAX_REASON
 from bot.sfox.userid import MAX_LENGTH as MAX_USER_ID
+from bot.store.intake import CALLBACK_STATES
 from bot.webhooks.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 
@@ -84,7 +85,8 @@ _DOCUMENT: dict[str, Any] = {
                         "{$request.body#/callback_url}": {
                             "post": {
                                 "summary": "The final outcome, POSTed once, signed like the requests, "
-                                "retried (1 s doubling to 60 s) until a 2xx",
+                                "retried (1 s doubling to 60 s) until a 2xx, at most "
+                                "SFOX_INTAKE_CALLBACK_ATTEMPTS times (then given up: see the GET's callback)",
                                 "requestBody": {
                                     "content": {
                                         "application/json": {
@@ -168,7 +170,10 @@ _DOCUMENT: dict[str, Any] = {
                     "callback_url": {
                         "type": "string",
                         "format": "uri",
-                        "description": "https (plain http only to 127.0.0.1, ::1 or localhost)",
+                        "description": "https to a public address (never private, loopback, "
+                        "link-local, multicast or mapped; checked again for every address the name "
+                        "resolves to when it is sent), or a host SFOX_INTAKE_CALLBACK_HOSTS lists "
+                        "(plain http only to a listed loopback host); no credentials",
                     },
                 },
             },
@@ -181,7 +186,25 @@ _DOCUMENT: dict[str, Any] = {
                     "url": {"type": ["string", "null"], "description": "The card's permalink"},
                 },
             },
-            "Record": {"type": "object", "description": "The fields of `sfox-bot history --format json`"},
+            "Record": {
+                "type": "object",
+                "description": "The fields of `sfox-bot history --format json`; the GET adds `callback` "
+                "for a request asked with a callback_url",
+                "properties": {
+                    "callback": {
+                        "type": "object",
+                        "required": ["state", "attempts", "error"],
+                        "properties": {
+                            "state": {"type": "string", "enum": list(CALLBACK_STATES)},
+                            "attempts": {"type": "integer", "minimum": 0},
+                            "error": {
+                                "type": ["string", "null"],
+                                "description": "The last attempt's status or error class (never the URL)",
+                            },
+                        },
+                    }
+                },
+            },
             "Outcome": {
                 "type": "object",
                 "required": ["request_id", "status", "record"],

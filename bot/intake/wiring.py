@@ -39,6 +39,14 @@ def wire_intake(runtime: Runtime) -> None:
         settings.default_channel,
         lambda record: card_permalink(runtime.slack, record),
         lambda: workflow.now(),
+        callback_hosts=settings.intake_callback_hosts,
     )
-    loop = CallbackLoop(Callbacks(runtime.store, settings.intake_secret, lambda: workflow.now()))
+    callbacks = Callbacks(
+        runtime.store,
+        settings.intake_secret,
+        lambda: workflow.now(),
+        hosts=settings.intake_callback_hosts,
+        max_attempts=settings.intake_callback_attempts,
+    )
+    loop = CallbackLoop(callbacks)
     runtime.intake = Intake(api, loop, settings.intake_secret)

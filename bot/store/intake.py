@@ -1,6 +1,6 @@
 """Storage for the intake API (bot/intake/): its idempotency keys, their first answers, and the
 outcome callbacks owed (each taken by one replica at a time: a compare-and-set on its due time,
-which is then the sender's lease)."""
+which is then the sender's lease), delivered, or abandoned (with its audit event)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,14 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bot.store.db import Store
+from bot.store.records import Event
 from bot.store.schema import commands, intake, requests
 
 # The statuses a request ends in: its callback is owed once it reaches one.
 FINAL_STATUSES = ("succeeded", "failed", "denied", "expired", "blocked", "cancelled")
+# `intake.callback_state` (migration 0018_callback_attempts); None: no callback_url.
+OWED, DELIVERED, ABANDONED = "owed", "delivered", "abandoned"
+CALLBACK_STATES = (OWED, DELIVERED, ABANDONED)
 
 
 @dataclass(frozen=True)
@@ -35,7 +39,20 @@ class OwedCallback:
     id: int
     url: str
     request_id: int
+    attempts: int  # made before this one
+    error: str | None  # the last one's status or error class
+
+
+@dataclass(frozen=True)
+class CallbackState:
+    """What became of a request's callback, as the intake API's GET shows it (never its URL)."""
+
+    state: str  # one of CALLBACK_STATES
     attempts: int
+    error: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "attempts": self.attempts, "error": self.error}
 
 
 class IntakeStore:
@@ -57,6 +74,7 @@ class IntakeStore:
                 received_at=now,
                 callback_url=url,
                 callback_attempts=0,
+                callback_state=OWED if url else None,
             )
         )
 
@@ -102,11 +120,7 @@ class IntakeStore:
         return (
             select(intake, requests.c.id.label("request_id"))
             .join(requests, requests.c.command_id == intake.c.command_id)
-            .where(
-                intake.c.callback_url.is_not(None),
-                intake.c.callback_sent_at.is_(None),
-                requests.c.status.in_(FINAL_STATUSES),
-            )
+            .where(intake.c.callback_state == OWED, requests.c.status.in_(FINAL_STATUSES))
         )
 
     def next_callback_due(self) -> datetime | None:
@@ -125,8 +139,22 @@ class IntakeStore:
         with self.store.reader() as conn:
             rows = conn.execute(query).mappings().all()
         return [
-            OwedCallback(r["id"], r["callback_url"], r["request_id"], r["callback_attempts"]) for r in rows
+            OwedCallback(
+                r["id"], r["callback_url"], r["request_id"], r["callback_attempts"], r["callback_error"]
+            )
+            for r in rows
         ]
+
+    def callback_of(self, request_id: int) -> CallbackState | None:
+        """The callback of the request (None: asked without a callback_url, or not by the API)."""
+        query = (
+            select(intake.c.callback_state, intake.c.callback_attempts, intake.c.callback_error)
+            .join(requests, requests.c.command_id == intake.c.command_id)
+            .where(requests.c.id == request_id, intake.c.callback_state.is_not(None))
+        )
+        with self.store.reader() as conn:
+            row = conn.execute(query).first()
+        return None if row is None else CallbackState(row[0], row[1], row[2])
 
     def take_callback(self, owed: OwedCallback, now: datetime, lease: timedelta) -> bool:
         """This replica sends it: a compare-and-set moving its due time to the lease's end (a
@@ -137,7 +165,7 @@ class IntakeStore:
                     update(intake)
                     .where(
                         intake.c.id == owed.id,
-                        intake.c.callback_sent_at.is_(None),
+                        intake.c.callback_state == OWED,
                         intake.c.callback_attempts == owed.attempts,
                         or_(intake.c.callback_due_at.is_(None), intake.c.callback_due_at <= now),
                     )
@@ -145,19 +173,39 @@ class IntakeStore:
                 ).rowcount
             )
 
-    def callback_sent(self, row_id: int, now: datetime, gave_up: str | None = None) -> None:
-        """Delivered (or, with `gave_up`, refused for good by its receiver): never tried again."""
+    def callback_delivered(self, row_id: int, now: datetime) -> None:
+        """A 2xx: never tried again."""
         with self.store.transaction() as conn:
             conn.execute(
                 update(intake)
                 .where(intake.c.id == row_id)
-                .values(callback_sent_at=now, callback_error=gave_up)
+                .values(callback_state=DELIVERED, callback_sent_at=now, callback_error=None)
             )
+
+    def callback_abandoned(
+        self, owed: OwedCallback, now: datetime, *, attempts: int, error: str, event: Event
+    ) -> bool:
+        """Given up, never tried again, with its audit event in the same transaction; False when
+        it was not owed any more (another replica settled it)."""
+        with self.store.transaction() as conn:
+            done = conn.execute(
+                update(intake)
+                .where(intake.c.id == owed.id, intake.c.callback_state == OWED)
+                .values(
+                    callback_state=ABANDONED,
+                    callback_sent_at=now,
+                    callback_attempts=attempts,
+                    callback_error=error[:500],
+                )
+            ).rowcount
+            if done:
+                self.store.append_event(conn, owed.request_id, now, event)
+            return bool(done)
 
     def callback_failed(self, row_id: int, error: str, retry_at: datetime) -> None:
         with self.store.transaction() as conn:
             conn.execute(
                 update(intake)
-                .where(and_(intake.c.id == row_id, intake.c.callback_sent_at.is_(None)))
+                .where(and_(intake.c.id == row_id, intake.c.callback_state == OWED))
                 .values(callback_due_at=retry_at, callback_error=error[:500])
             )

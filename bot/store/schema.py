@@ -263,8 +263,10 @@ intake = Table(
     Column("callback_url", Text, nullable=True),
     Column("callback_due_at", UTCDateTime, nullable=True),  # next try, or the lease of the one sending
     Column("callback_attempts", Integer, nullable=False, server_default="0"),
-    Column("callback_sent_at", UTCDateTime, nullable=True),
-    Column("callback_error", Text, nullable=True),
+    Column("callback_sent_at", UTCDateTime, nullable=True),  # when delivered, or given up
+    Column("callback_error", Text, nullable=True),  # the last attempt's status or error class
+    # None without a callback_url; else `owed`, then `delivered` or `abandoned` (0018_callback_attempts)
+    Column("callback_state", String(16), nullable=True),
     Index("uq_intake_key", "idempotency_key", unique=True),
     Index("uq_intake_command", "command_id", unique=True),
 )
