@@ -8,7 +8,8 @@
 `clicks` every button click as it arrives, before it is acknowledged, so a click Slack was told we
 received is handled even if the process dies before handling it; `commands` every accepted slash
 command (a request or a batch) the same way (bot/runtime/journal.py); `steps` each Workflow
-Builder step Slack ran (migration 0013_step).
+Builder step Slack ran (migration 0013_step); `intake_replay` the intake API's spent signatures
+(migration 0017_intake_replay).
 """
 
 from __future__ import annotations
@@ -267,6 +268,17 @@ intake = Table(
     Column("callback_error", Text, nullable=True),
     Index("uq_intake_key", "idempotency_key", unique=True),
     Index("uq_intake_command", "command_id", unique=True),
+)
+
+# Every signature the intake API accepted (issue 32, bot/intake/replay.py; migration
+# 0017_intake_replay), by its SHA-256, until its timestamp's window is over: the primary key is
+# the replay rule (of two replicas that get the same signed request, one insert wins).
+intake_replay = Table(
+    "intake_replay",
+    metadata,
+    Column("digest", String(64), primary_key=True),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Index("ix_intake_replay_expires", "expires_at"),
 )
 
 # -- batches (bot/batches/, bot/store/batches.py; migration 0005_batches) ---------------------------
