@@ -84,6 +84,9 @@ class Settings:
     # The intake API's shared secret (issue 20, bot/intake/): signs its requests and callbacks;
     # unset, the API is off.
     intake_secret: str | None = field(default=None, repr=False)
+    # Issue 32, without SFOX_POLICY_FILE (the file's `intake: {require_slack_user: …}` otherwise):
+    # an intake request must name the Slack user it acts for.
+    intake_require_slack_user: bool = False
     metrics_port: int = 9090
     database_url: str = "sqlite:///sfox-bot.db"
     host: str = "0.0.0.0"
@@ -159,12 +162,21 @@ class Settings:
         """The approval policy in force: the file's, or the one the approver settings describe."""
         if self.policy is not None:
             return self.policy
-        return legacy_spec(self.approvers, self.approver_group, self.required_approvals)
+        return legacy_spec(
+            self.approvers, self.approver_group, self.required_approvals, self.intake_require_slack_user
+        )
 
 
-# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves, and whether
-# Approve needs a second factor (its `step_up`).
-POLICY_REPLACES = ("SFOX_APPROVERS", "SFOX_APPROVER_GROUP", "SFOX_REQUIRED_APPROVALS", "SFOX_STEP_UP")
+# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves, whether
+# Approve needs a second factor (its `step_up`), and whether an intake request must name its
+# Slack user (its `intake`).
+POLICY_REPLACES = (
+    "SFOX_APPROVERS",
+    "SFOX_APPROVER_GROUP",
+    "SFOX_REQUIRED_APPROVALS",
+    "SFOX_STEP_UP",
+    "SFOX_INTAKE_REQUIRE_SLACK_USER",
+)
 
 
 _ATTR_OF = {
@@ -225,6 +237,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         step_up=get.choice("SFOX_STEP_UP", "none", STEP_UPS),
         mfa_key=get.secret("SFOX_MFA_KEY", min_length=MFA_KEY_MIN_LENGTH),
         intake_secret=get.secret("SFOX_INTAKE_SECRET", min_length=INTAKE_SECRET_MIN_LENGTH),
+        intake_require_slack_user=get.choice("SFOX_INTAKE_REQUIRE_SLACK_USER", "false", ("true", "false"))
+        == "true",
         metrics_port=get.integer("METRICS_PORT", 9090, low=0, high=65535),
         database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
         host=get.text("HOST", "0.0.0.0"),
@@ -244,7 +258,8 @@ def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
         raise ConfigError(
             "SFOX_POLICY_FILE",
             f"is set, so {', '.join(clashing)} must be unset "
-            "(the policy file says who asks and approves, and its step_up whether Approve needs a code)",
+            "(the policy file says who asks and approves, its step_up whether Approve needs a code, "
+            "and its intake whether an intake request must name its Slack user)",
         )
     try:
         return load_policy_file(path)

@@ -49,4 +49,5 @@ def test_the_document_says_the_v2_signature_and_every_body_field():
     )
     new = spec["components"]["schemas"]["NewRequest"]
     assert set(new["properties"]) == set(FIELDS)
+    assert "never approve" in new["properties"]["slack_user_id"]["description"]
     assert "already used" in spec["paths"][http.REQUESTS]["post"]["responses"]["401"]["description"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.intake.body import MAX_REQUESTED_BY
+from bot.intake.body import MAX_REQUESTED_BY, SLACK_USER_FIELD
 from bot.policy.reasons import MAX_REASON
 from bot.sfox.userid import MAX_LENGTH as MAX_USER_ID
 from bot.webhooks.signing import MAX_SKEW_SECONDS, REQUEST_SCHEME, SIGNATURE_HEADER, TIMESTAMP_HEADER
@@ -71,7 +71,10 @@ _DOCUMENT: dict[str, Any] = {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
                         },
                     },
-                    "400": _error("A bad body or Idempotency-Key; the error names the field"),
+                    "400": _error(
+                        "A bad body or Idempotency-Key (or slack_user_id missing where the policy "
+                        "requires it); the error names the field"
+                    ),
                     "401": _UNSIGNED,
                     "404": _OFF,
                     "405": _METHOD,
@@ -173,6 +176,13 @@ _DOCUMENT: dict[str, Any] = {
                         "type": "string",
                         "maxLength": MAX_REQUESTED_BY,
                         "description": "The system or person asking, shown 'via …' on the card",
+                    },
+                    SLACK_USER_FIELD: {
+                        "type": "string",
+                        "maxLength": 21,
+                        "description": "A Slack user id (U… or W…, e.g. U012ABCDEF): the Slack user the request acts for (e.g. the back-office user who "
+                        "asked): its requester, who can never approve it; required when the policy says "
+                        "intake: {require_slack_user: true} (SFOX_INTAKE_REQUIRE_SLACK_USER)",
                     },
                     "callback_url": {
                         "type": "string",
