@@ -13,11 +13,8 @@ import pytest
 
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import card_text, wait_status, wait_until
+from tests.test_approval_policy import answer_to
 from tests.test_intake import INTAKE, ask, post, recorded
-
-
-def answer_to(bot: Any, response: Any) -> str:
-    return bot.driver.ephemeral_for(response.extensions["response_name"])[0]
 
 
 @pytest.fixture
