@@ -13,7 +13,8 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from bot.store.schema import commands, intake, requests
+from bot.store.intake_schema import intake
+from bot.store.schema import commands, requests
 from bot.webhooks.signing import signed_request_headers
 from tests.conftest import BOB
 from tests.helpers import card_text, wait_status, wait_until

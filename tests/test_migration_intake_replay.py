@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.intake_replay import SpentSignatures
-from bot.store.schema import intake_replay
+from bot.store.intake_schema import intake_replay
 from tests.migration_support import downgrade_to, insert_old_request, schema_left_behind, upgrade_to
 
 

@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 
 from bot.store.db import Store
-from bot.store.schema import intake_replay
+from bot.store.intake_schema import intake_replay
 
 
 class SpentSignatures:
