@@ -84,8 +84,7 @@ class Settings:
     # The intake API's shared secret (issue 20, bot/intake/): signs its requests and callbacks;
     # unset, the API is off.
     intake_secret: str | None = field(default=None, repr=False)
-    # Issue 32, without SFOX_POLICY_FILE (the file's `intake: {require_slack_user: …}` otherwise):
-    # an intake request must name the Slack user it acts for.
+    # Issue 32: an intake request must name its Slack user (the file's `intake:` with SFOX_POLICY_FILE).
     intake_require_slack_user: bool = False
     metrics_port: int = 9090
     database_url: str = "sqlite:///sfox-bot.db"
@@ -167,9 +166,8 @@ class Settings:
         )
 
 
-# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves, whether
-# Approve needs a second factor (its `step_up`), and whether an intake request must name its
-# Slack user (its `intake`).
+# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves, whether Approve
+# needs a second factor (`step_up`) and whether an intake request must name its Slack user (`intake`).
 POLICY_REPLACES = (
     "SFOX_APPROVERS",
     "SFOX_APPROVER_GROUP",
