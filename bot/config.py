@@ -7,29 +7,20 @@ setting, so every value is parsed here and nowhere else.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from bot.policy.policy_file import PolicyFileError, PolicySpec, legacy_spec, load_policy_file
+from bot.settings_reader import ConfigError, EnvReader
 from bot.slack.ids import SLACK_CHANNEL_ID, SLACK_GROUP_ID, SLACK_USER_ID
-from bot.webhooks.destinations import AllowedHosts, parse_allowed_hosts
+from bot.webhooks.destinations import AllowedHosts
 
 AUDIT_KEY_MIN_LENGTH = 16
 MFA_KEY_MIN_LENGTH = 32
 INTAKE_SECRET_MIN_LENGTH = 32
 AUDIT_WEBHOOK_SECRET_MIN_LENGTH = 32
 STEP_UPS = ("none", "totp")
-
-
-class ConfigError(Exception):
-    """A setting is missing or malformed; `setting` names it so the operator knows what to fix."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"{setting}: {problem}")
-        self.setting = setting
-        self.problem = problem
 
 
 @dataclass(frozen=True)
@@ -88,6 +79,8 @@ class Settings:
     # Its callbacks' allow-list (empty: any public address) and attempts (issue 32).
     intake_callback_hosts: AllowedHosts = frozenset()
     intake_callback_attempts: int = 60
+    # Issue 32: an intake request must name its Slack user (the file's `intake:` with SFOX_POLICY_FILE).
+    intake_require_slack_user: bool = False
     metrics_port: int = 9090
     database_url: str = "sqlite:///sfox-bot.db"
     host: str = "0.0.0.0"
@@ -163,12 +156,20 @@ class Settings:
         """The approval policy in force: the file's, or the one the approver settings describe."""
         if self.policy is not None:
             return self.policy
-        return legacy_spec(self.approvers, self.approver_group, self.required_approvals)
+        return legacy_spec(
+            self.approvers, self.approver_group, self.required_approvals, self.intake_require_slack_user
+        )
 
 
-# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves, and whether
-# Approve needs a second factor (its `step_up`).
-POLICY_REPLACES = ("SFOX_APPROVERS", "SFOX_APPROVER_GROUP", "SFOX_REQUIRED_APPROVALS", "SFOX_STEP_UP")
+# With SFOX_POLICY_FILE, these must be unset: the file says who asks and approves, whether Approve
+# needs a second factor (`step_up`) and whether an intake request must name its Slack user (`intake`).
+POLICY_REPLACES = (
+    "SFOX_APPROVERS",
+    "SFOX_APPROVER_GROUP",
+    "SFOX_REQUIRED_APPROVALS",
+    "SFOX_STEP_UP",
+    "SFOX_INTAKE_REQUIRE_SLACK_USER",
+)
 
 
 _ATTR_OF = {
@@ -183,7 +184,7 @@ _ATTR_OF = {
 
 def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build Settings from `env` (default: the process environment plus `./.env`)."""
-    get = _Reader(read_env(dotenv) if env is None else env)
+    get = EnvReader(read_env(dotenv) if env is None else env)
     return Settings(
         slack_bot_token=get.secret("SLACK_BOT_TOKEN", prefix="xoxb-"),
         slack_signing_secret=get.secret("SLACK_SIGNING_SECRET"),
@@ -231,6 +232,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         intake_secret=get.secret("SFOX_INTAKE_SECRET", min_length=INTAKE_SECRET_MIN_LENGTH),
         intake_callback_hosts=get.callback_hosts("SFOX_INTAKE_CALLBACK_HOSTS"),
         intake_callback_attempts=get.integer("SFOX_INTAKE_CALLBACK_ATTEMPTS", 60, low=1, high=10000),
+        intake_require_slack_user=get.choice("SFOX_INTAKE_REQUIRE_SLACK_USER", "false", ("true", "false"))
+        == "true",
         metrics_port=get.integer("METRICS_PORT", 9090, low=0, high=65535),
         database_url=get.database_url("DATABASE_URL", "sqlite:///sfox-bot.db"),
         host=get.text("HOST", "0.0.0.0"),
@@ -240,7 +243,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
     )
 
 
-def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
+def _policy(get: EnvReader, path: str | None) -> PolicySpec | None:
     """The policy file's policy, checked; None without a file. Read after the approver settings,
     which must then be unset."""
     if path is None:
@@ -250,7 +253,8 @@ def _policy(get: _Reader, path: str | None) -> PolicySpec | None:
         raise ConfigError(
             "SFOX_POLICY_FILE",
             f"is set, so {', '.join(clashing)} must be unset "
-            "(the policy file says who asks and approves, and its step_up whether Approve needs a code)",
+            "(the policy file says who asks and approves, its step_up whether Approve needs a code, "
+            "and its intake whether an intake request must name its Slack user)",
         )
     try:
         return load_policy_file(path)
@@ -290,111 +294,3 @@ def _password_of(url: str) -> list[str | None]:
     except ValueError:
         return []
     return [password, unquote(password)] if password else []
-
-
-class _Reader:
-    """Parses one environment variable at a time; every failure names the variable."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-
-    def raw(self, name: str) -> str | None:
-        value = self.env.get(name)
-        if value is None:
-            return None
-        value = value.strip()
-        return value or None
-
-    def text(self, name: str, default: str) -> str:
-        return self.raw(name) or default
-
-    def secret(self, name: str, prefix: str | None = None, min_length: int = 0) -> str | None:
-        value = self.raw(name)
-        if value is None:
-            return None
-        if any(c.isspace() for c in value):
-            raise ConfigError(name, "must not contain whitespace")
-        if len(value) < min_length:
-            raise ConfigError(name, f"must be at least {min_length} characters long")
-        if prefix and not value.startswith(prefix):
-            # The value itself is never echoed: it is a secret.
-            raise ConfigError(name, f"must start with {prefix!r}")
-        return value
-
-    def url(self, name: str, default: str) -> str:
-        value = self.raw(name) or default
-        parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(name, f"must be an http(s) URL, got {value!r}")
-        if parts.query or parts.fragment or parts.username or parts.password:
-            raise ConfigError(name, "must be a plain base URL without credentials, query or fragment")
-        return value
-
-    def optional_url(self, name: str) -> str | None:
-        """An http(s) URL that may carry a path (a webhook's), or None when unset."""
-        return None if self.raw(name) is None else self.url(name, "")
-
-    def database_url(self, name: str, default: str) -> str:
-        value = self.raw(name) or default
-        scheme = value.split(":", 1)[0]
-        if not (scheme.startswith("sqlite") or scheme.startswith("postgresql")):
-            raise ConfigError(name, "must be a sqlite:/// or postgresql+psycopg:// URL")
-        if scheme == "postgresql" or scheme == "postgres":
-            value = "postgresql+psycopg" + value[len(scheme) :]
-        return value
-
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = int(value)
-        except ValueError:
-            raise ConfigError(name, f"must be a whole number, got {value!r}") from None
-        if not low <= number <= high:
-            raise ConfigError(name, f"must be between {low} and {high}, got {number}")
-        return number
-
-    def number(self, name: str, default: float, *, low: float, high: float) -> float:
-        value = self.raw(name)
-        if value is None:
-            return default
-        try:
-            number = float(value)
-        except ValueError:
-            raise ConfigError(name, f"must be a number of seconds, got {value!r}") from None
-        if not low <= number <= high:
-            raise ConfigError(name, f"must be between {low:g} and {high:g}, got {number:g}")
-        return number
-
-    def id_list(self, name: str, pattern: re.Pattern[str], what: str) -> frozenset[str]:
-        value = self.raw(name)
-        if value is None:
-            return frozenset()
-        items = [item.strip() for item in value.split(",") if item.strip()]
-        for item in items:
-            if not pattern.match(item):
-                raise ConfigError(name, f"must be comma-separated {what}; {item!r} is not one")
-        return frozenset(items)
-
-    def callback_hosts(self, name: str) -> AllowedHosts:
-        value = self.raw(name)
-        try:
-            return frozenset() if value is None else parse_allowed_hosts(value)
-        except ValueError as exc:
-            raise ConfigError(name, str(exc)) from None
-
-    def matching(self, name: str, pattern: re.Pattern[str], what: str) -> str | None:
-        value = self.raw(name)
-        if value is not None and not pattern.match(value):
-            raise ConfigError(name, f"must be {what}, got {value!r}")
-        return value
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:
-        value = self.raw(name)
-        if value is None:
-            return default
-        value = value.upper() if upper else value.lower()
-        if value not in allowed:
-            raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {value!r}")
-        return value

@@ -12,14 +12,32 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import func, select
 
-from bot.webhooks.signing import signed_headers
+from bot.store.intake_schema import intake
+from bot.store.schema import commands, requests
+from bot.webhooks.signing import signed_request_headers
 from tests.conftest import BOB
 from tests.helpers import card_text, wait_status, wait_until
 
 SECRET = "intake-secret-0123456789abcdefghijklmnop"
 CHANNEL = "C0INTAKE1"
 INTAKE = {"SFOX_INTAKE_SECRET": SECRET, "SFOX_DEFAULT_CHANNEL": CHANNEL}
+# A signature is accepted once (bot/intake/replay.py), so every send is signed afresh, as an
+# integrator's retry is: the same request sent twice gets a timestamp of its own each time (this
+# second, or one further back within the window).
+_SIGNED: set[tuple[str, int]] = set()
+_SIGNING = threading.Lock()
+
+
+def _fresh_time(*request: object) -> float:
+    now = int(time.time())
+    with _SIGNING:
+        for back in range(240):
+            if (repr(request), now - back) not in _SIGNED:
+                _SIGNED.add((repr(request), now - back))
+                return now - back
+    raise AssertionError("the same request signed 240 times in 4 minutes")
 
 
 def post(
@@ -33,16 +51,34 @@ def post(
 ) -> httpx.Response:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     headers = {"Content-Type": "application/json"}
-    if sign:
-        headers.update(signed_headers(secret, raw, now=at))
     if key is not None:
         headers["Idempotency-Key"] = uuid.uuid4().hex if key == "auto" else key
+    if sign:
+        key_sent = headers.get("Idempotency-Key", "")
+        signed = signed_request_headers(
+            secret,
+            "POST",
+            "/api/v1/requests",
+            raw,
+            key_sent,
+            now=_fresh_time(raw, key_sent) if at is None else at,
+        )
+        headers.update(signed)
     return httpx.post(bot.url + "/api/v1/requests", content=raw, headers=headers, timeout=30)
 
 
 def get(bot: Any, path: str, *, sign: bool = True) -> httpx.Response:
-    headers = signed_headers(SECRET, b"") if sign else {}
+    headers = signed_request_headers(SECRET, "GET", path, now=_fresh_time(path)) if sign else {}
     return httpx.get(bot.url + path, headers=headers, timeout=10)
+
+
+def recorded(bot: Any) -> tuple[int, ...]:
+    """How many requests, journalled commands and idempotency keys the database holds."""
+    with bot.store.engine.connect() as conn:
+        return tuple(
+            conn.execute(select(func.count()).select_from(table)).scalar_one()
+            for table in (requests, commands, intake)
+        )
 
 
 def ask(user: str = "acct_intake_1", **more: Any) -> dict[str, Any]:

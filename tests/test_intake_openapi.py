@@ -36,3 +36,18 @@ def test_the_served_document_is_the_module_s(make_bot):
     bot = make_bot(**INTAKE)
     response = httpx.get(bot.url + http.OPENAPI, timeout=10)
     assert response.status_code == 200 and response.json() == document()
+
+
+def test_the_document_says_the_v2_signature_and_every_body_field():
+    from bot.intake.body import FIELDS
+    from bot.webhooks.signing import REQUEST_SCHEME
+
+    spec = document()
+    assert (
+        REQUEST_SCHEME in spec["info"]["description"]
+        and "v1 signatures are refused" in spec["info"]["description"]
+    )
+    new = spec["components"]["schemas"]["NewRequest"]
+    assert set(new["properties"]) == set(FIELDS)
+    assert "never approve" in new["properties"]["slack_user_id"]["description"]
+    assert "already used" in spec["paths"][http.REQUESTS]["post"]["responses"]["401"]["description"]

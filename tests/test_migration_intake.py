@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.store import migrate
 from bot.store.db import Store
-from bot.store.schema import intake
+from bot.store.intake_schema import intake
 from tests.migration_support import downgrade_to, insert_old_request, schema_left_behind, upgrade_to
 
 

@@ -236,3 +236,67 @@ def test_check_online_reads_every_group_the_policy_names(run_cli, fake_slack, fa
     )
     assert table["Slack user group S0HELPDESK (usergroups.users.list)"][0] == "FAIL"
     assert code == 1
+
+
+# -- issue 32: the intake API's `intake: {require_slack_user: …}` ---------------------------------
+
+STAGE = "approvals:\n  - from: [UBOB0002]\n    count: 1\n"
+
+
+def test_the_intake_option_is_read_from_the_file_and_from_its_setting_without_one(tmp_path):
+    assert load(write(tmp_path, STAGE)).policy.intake_require_slack_user is False
+    settings = load(write(tmp_path, STAGE + "intake:\n  require_slack_user: true\n"))
+    assert settings.policy.intake_require_slack_user is True
+    assert build_policy(settings).intake_require_slack_user is True
+    assert (
+        load(
+            write(tmp_path, STAGE + "intake: {require_slack_user: false}\n")
+        ).policy.intake_require_slack_user
+        is False
+    )
+    env = {"SFOX_APPROVERS": ALICE, "SFOX_INTAKE_REQUIRE_SLACK_USER": "true"}
+    without = load_settings(env)
+    assert without.policy_spec().intake_require_slack_user is True
+    assert build_policy(without).intake_require_slack_user is True
+    assert build_policy(load_settings({"SFOX_APPROVERS": ALICE})).intake_require_slack_user is False
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("intake: true\n", 4, "`intake` must be a mapping with the keys require_slack_user"),
+        ("intake:\n  require_slack_user: yes\n", 5, "`require_slack_user` of `intake` must be true or false"),
+        ("intake:\n  require_slack_user: 1\n", 5, "must be true or false, got '1'"),
+        ("intake:\n  require_slack_user: 'true'\n", 5, "must be true or false"),
+        ("intake:\n  required: true\n", 5, "unknown key 'required' in `intake`"),
+        ("intake: {}\n", 4, "`intake` must be a mapping with the keys require_slack_user"),
+    ],
+)
+def test_a_bad_intake_option_names_the_file_and_the_line(tmp_path, text, line, words):
+    path = write(tmp_path, STAGE + text)
+    with pytest.raises(ConfigError) as err:
+        load(path)
+    assert err.value.setting == "SFOX_POLICY_FILE"
+    assert err.value.problem.startswith(f"{path}, line {line}: "), err.value.problem
+    assert words in err.value.problem
+
+
+def test_the_intake_setting_is_refused_beside_a_file_and_checked_alone(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        load(write(tmp_path, STAGE), SFOX_INTAKE_REQUIRE_SLACK_USER="true")
+    assert err.value.setting == "SFOX_POLICY_FILE"
+    assert "SFOX_INTAKE_REQUIRE_SLACK_USER must be unset" in err.value.problem
+    with pytest.raises(ConfigError) as err:
+        load_settings({"SFOX_INTAKE_REQUIRE_SLACK_USER": "maybe"})
+    assert err.value.setting == "SFOX_INTAKE_REQUIRE_SLACK_USER" and "true, false" in err.value.problem
+
+
+def test_sfox_bot_policy_says_whether_intake_requests_must_name_a_slack_user(tmp_path):
+    out = io.StringIO()
+    policy_cli.render(load(write(tmp_path, STAGE + "intake: {require_slack_user: true}\n")), None, out)
+    assert (
+        "Intake API requests must name their Slack user (intake: require_slack_user): true" in out.getvalue()
+    )
+    out = io.StringIO()
+    policy_cli.render(load_settings({"SFOX_APPROVERS": ALICE}), None, out)
+    assert "(intake: require_slack_user): false" in out.getvalue()

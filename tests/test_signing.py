@@ -46,3 +46,38 @@ def test_headers_read_from_a_wsgi_environ():
 
 def test_retries_back_off_from_one_second_doubling_to_a_minute():
     assert [retry_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
+
+
+# -- v2: what the bot receives (the intake API's requests, issue 32) -----------------------------
+
+REQUEST = ("POST", "/api/v1/requests", "key-1")
+
+
+def test_a_request_is_signed_v2_over_its_method_path_key_and_body():
+    from bot.webhooks.signing import request_signature_problem, signed_request_headers
+
+    at = 1_800_000_000
+    headers = signed_request_headers(SECRET, "post", "/api/v1/requests", BODY, "key-1", now=at)
+    base = b"v2:1800000000:POST:/api/v1/requests:key-1:" + BODY
+    assert headers[SIGNATURE_HEADER] == "v2=" + hmac.new(SECRET.encode(), base, hashlib.sha256).hexdigest()
+    assert request_signature_problem(SECRET, headers, REQUEST, BODY, now=at + 299) is None
+    for other in (
+        ("GET", "/api/v1/requests", "key-1"),
+        ("POST", "/api/v1/requests?x=1", "key-1"),
+        ("POST", "/api/v1/requests", "key-2"),
+        ("POST", "/api/v1/requests", ""),
+    ):
+        assert "does not match the request" in request_signature_problem(SECRET, headers, other, BODY, now=at)
+    assert "does not match" in request_signature_problem(SECRET, headers, REQUEST, BODY + b" ", now=at)
+    assert "more than 5 minutes" in request_signature_problem(SECRET, headers, REQUEST, BODY, now=at + 301)
+    assert "missing" in request_signature_problem(SECRET, {}, REQUEST, BODY, now=at)
+
+
+def test_a_v1_signature_on_a_request_is_refused_naming_v2():
+    from bot.webhooks.signing import REQUEST_SCHEME, request_signature_problem
+
+    at = 1_800_000_000
+    old = signed_headers(SECRET, BODY, now=at)
+    problem = request_signature_problem(SECRET, old, REQUEST, BODY, now=at)
+    assert problem is not None and "only v2 is accepted" in problem and REQUEST_SCHEME in problem
+    assert signature_problem(SECRET, old, BODY, now=at) is None  # v1 stays what callbacks and the stream use

@@ -49,6 +49,8 @@ def render(settings: Settings, directory: GroupDirectory | None, out: TextIO) ->
         out.write(f"  {number}. {name}{stage.count} of {members}\n")
         _groups(stage.members, directory, out, indent="       ")
     out.write(f"Second factor on Approve (step_up): {spec.step_up}\n")
+    required = "true" if spec.intake_require_slack_user else "false"
+    out.write(f"Intake API requests must name their Slack user (intake: require_slack_user): {required}\n")
     out.write(f"Approvals needed in all: {sum(s.count for s in spec.stages)}\n")
 
 

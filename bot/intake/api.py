@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.exc import IntegrityError
 
-from bot.intake.body import INTAKE_REQUESTER, BadBody, key_problem, parse_body
+from bot.intake.body import BadBody, key_problem, parse_body
 from bot.policy.rules import Policy
 from bot.requests.base import Command
 from bot.requests.history import history_row
@@ -80,7 +80,7 @@ class IntakeApi:
         ask = parse_body(raw, self.policy, self.callback_hosts)
         if isinstance(ask, BadBody):
             return Answer(400, {"error": ask.error})
-        cmd = Command(INTAKE_REQUESTER, self.channel_id, ask.sfox_user_id, ask.reason, via=ask.requested_by)
+        cmd = Command(ask.requester, self.channel_id, ask.sfox_user_id, ask.reason, via=ask.requested_by)
         try:
             accepted = self.commands.accept_with(
                 cmd,

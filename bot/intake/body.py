@@ -1,6 +1,6 @@
 """What a `POST /api/v1/requests` body may say, checked field by field: the same id and reason
 rules as the slash command (bot/sfox/userid.py, bot/policy/reasons.py), each problem naming its
-field. Pure: no I/O."""
+field; and who the request records as its requester. Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -11,13 +11,17 @@ from dataclasses import dataclass
 from bot.policy import reasons
 from bot.policy.rules import Policy
 from bot.sfox.userid import InvalidUserId, parse_user_id
+from bot.slack.ids import SLACK_USER_ID
 from bot.webhooks.destinations import AllowedHosts, Refused, destination
 
-# Who `requests.requested_by` names for a request asked through the intake API: never a Slack
-# user id (those are upper case), so the two-person rule finds no approver in it and any approver
-# under the policy may approve; the asking system is kept in `requests.requested_via`.
+# Who `requests.requested_by` names for a request asked through the intake API without a
+# `slack_user_id`: never a Slack user id (those are upper case), so the two-person rule finds no
+# approver in it and any approver under the policy may approve; the asking system is kept in
+# `requests.requested_via`. With `slack_user_id` (issue 32), that person is the requester: the
+# two-person rule (bot/policy/rules.py, and its SQL defence) never lets them approve it.
 INTAKE_REQUESTER = "intake-api"
-FIELDS = ("sfox_user_id", "reason", "requested_by", "callback_url")
+SLACK_USER_FIELD = "slack_user_id"
+FIELDS = ("sfox_user_id", "reason", "requested_by", SLACK_USER_FIELD, "callback_url")
 MAX_REQUESTED_BY = 100
 MAX_CALLBACK_URL = 2000
 MAX_KEY = 255
@@ -29,9 +33,16 @@ class IntakeAsk:
 
     sfox_user_id: str
     reason: str
-    requested_by: str
+    requested_by: str  # the system asking, kept as `requests.requested_via`
     callback_url: str | None
     body_hash: str  # of the canonical JSON: the same request, however it is spaced
+    slack_user_id: str | None = None  # the Slack user it acts for
+
+    @property
+    def requester(self) -> str:
+        """Who the request records as its requester (`requests.requested_by`): the Slack user it
+        acts for, who may then never approve it, or the system (`INTAKE_REQUESTER`)."""
+        return self.slack_user_id or INTAKE_REQUESTER
 
 
 @dataclass(frozen=True)
@@ -86,6 +97,10 @@ def parse_body(raw: bytes, policy: Policy, callback_hosts: AllowedHosts = frozen
     by = " ".join(by.split())
     if len(by) > MAX_REQUESTED_BY or not by.isprintable():
         return BadBody("requested_by", f"at most {MAX_REQUESTED_BY} printable characters")
+    slack_user = data.get(SLACK_USER_FIELD)
+    problem = slack_user_problem(slack_user, policy)
+    if problem:
+        return BadBody(SLACK_USER_FIELD, problem)
     callback = data.get("callback_url")
     if callback is not None:
         problem = callback_problem(callback, callback_hosts)
@@ -93,7 +108,22 @@ def parse_body(raw: bytes, policy: Policy, callback_hosts: AllowedHosts = frozen
             return BadBody("callback_url", problem)
     canonical = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     digest = hashlib.sha256(canonical.encode()).hexdigest()
-    return IntakeAsk(user_id, reason, by, callback, digest)
+    return IntakeAsk(user_id, reason, by, callback, digest, slack_user)
+
+
+def slack_user_problem(value: object, policy: Policy) -> str | None:
+    """Why `slack_user_id` cannot name the person a request acts for: not a Slack user id, or
+    missing where the policy requires it (`intake: {require_slack_user: true}`)."""
+    if value is None:
+        if policy.intake_require_slack_user:
+            return (
+                "required here (the policy's intake: require_slack_user): the Slack user id "
+                "(U… or W…) of the person the request acts for"
+            )
+        return None
+    if not isinstance(value, str) or not SLACK_USER_ID.fullmatch(value):
+        return "must be a Slack user id like U012ABCDEF (U… or W…): the person the request acts for"
+    return None
 
 
 def callback_problem(url: object, hosts: AllowedHosts = frozenset()) -> str | None:

@@ -1,5 +1,6 @@
-"""The intake API's HTTP face: routes, the body's size, the signature (bot/webhooks/signing.py),
-then the rules (bot/intake/api.py). Served on the HTTP port by bot/runtime/web.py's app, and on
+"""The intake API's HTTP face: routes, the body's size, the signature (v2 over the method, the
+path and query, the Idempotency-Key and the body: bot/webhooks/signing.py), spent once across
+replicas (bot/intake/replay.py), then the rules (bot/intake/api.py). Served on the HTTP port by bot/runtime/web.py's app, and on
 METRICS_PORT in Socket Mode (its ops app). Without SFOX_INTAKE_SECRET the API is off: 404."""
 
 from __future__ import annotations
@@ -57,13 +58,47 @@ def _route(intake: Intake | None, environ: dict[str, Any]) -> Answer:
     if length < 0 or length > MAX_BODY_BYTES:
         return Answer(413, {"error": f"body: at most {MAX_BODY_BYTES} bytes"})
     body = environ["wsgi.input"].read(length) if length else b""
-    problem = signing.signature_problem(intake.secret, signing.from_environ(environ), body)
-    if problem is not None:
-        log.warning("intake request refused", extra={"reason": problem})
-        return Answer(401, {"error": problem})
+    key = environ.get("HTTP_IDEMPOTENCY_KEY") if one is None else None
+    refused = _unsigned(intake, environ, (method, signed_target(environ), key or ""), body)
+    if refused is not None:
+        return refused
     if one is not None:
         return intake.api.get(int(one.group(1)))
-    return intake.api.submit(environ.get("HTTP_IDEMPOTENCY_KEY"), body)
+    return intake.api.submit(key, body)
+
+
+def signed_target(environ: dict[str, Any]) -> str:
+    """The path a request's signature covers: as received, with `?` and the raw query string when
+    there is one (so a GET's query cannot be swapped either)."""
+    query = environ.get("QUERY_STRING") or ""
+    return environ.get("PATH_INFO", "") + (f"?{query}" if query else "")
+
+
+def _unsigned(
+    intake: Intake, environ: dict[str, Any], request: tuple[str, str, str], body: bytes
+) -> Answer | None:
+    """401 unless the request is signed v2 by the secret and its signature was never used before
+    (across replicas: bot/intake/replay.py); 503 when that cannot be recorded; else None."""
+    headers = signing.from_environ(environ)
+    problem = signing.request_signature_problem(intake.secret, headers, request, body)
+    if problem is None:
+        try:
+            fresh = intake.seen.first_use(
+                headers[signing.SIGNATURE_HEADER], int(headers[signing.TIMESTAMP_HEADER])
+            )
+        except Exception:
+            log.exception("intake signature not recorded")
+            return Answer(
+                503, {"error": "not recorded (database unavailable); sign it again and send it again"}
+            )
+        if fresh:
+            return None
+        problem = (
+            f"{signing.SIGNATURE_HEADER}: already used (a signed request is accepted once; "
+            "to send it again, sign it again with a new timestamp)"
+        )
+    log.warning("intake request refused", extra={"reason": problem})
+    return Answer(401, {"error": problem})
 
 
 _STATUS_LINES = {

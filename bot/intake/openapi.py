@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from bot.intake.body import MAX_REQUESTED_BY
+from bot.intake.body import MAX_REQUESTED_BY, SLACK_USER_FIELD
 from bot.policy.reasons import MAX_REASON
 from bot.sfox.userid import MAX_LENGTH as MAX_USER_ID
 from bot.store.intake import CALLBACK_STATES
-from bot.webhooks.signing import MAX_SKEW_SECONDS, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from bot.webhooks.signing import MAX_SKEW_SECONDS, REQUEST_SCHEME, SIGNATURE_HEADER, TIMESTAMP_HEADER
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -22,7 +22,8 @@ def _error(description: str) -> dict[str, Any]:
 
 _SIGNED = [{"signature": [], "timestamp": []}]
 _UNSIGNED = _error(
-    f"{SIGNATURE_HEADER} or {TIMESTAMP_HEADER} missing, wrong, or more than {MAX_SKEW_SECONDS // 60} minutes old"
+    f"{SIGNATURE_HEADER} or {TIMESTAMP_HEADER} missing, wrong, v1, more than {MAX_SKEW_SECONDS // 60} "
+    "minutes old, or already used (a signature is accepted once)"
 )
 _OFF = _error("Not found, or the intake API is off (SFOX_INTAKE_SECRET not set)")
 _METHOD = _error("Another method on this path")
@@ -36,8 +37,12 @@ _DOCUMENT: dict[str, Any] = {
         "description": (
             "Back-office systems open sFOX deactivation requests; approvers approve them on the card "
             "in Slack (two-person rule, the policy's counts). Every call but this document is signed: "
-            f"{SIGNATURE_HEADER}: v1=<hex HMAC-SHA256 of 'v1:{{timestamp}}:{{raw body}}' with "
-            f"SFOX_INTAKE_SECRET>, {TIMESTAMP_HEADER}: unix seconds, within {MAX_SKEW_SECONDS // 60} minutes."
+            f"{SIGNATURE_HEADER}: v2=<hex HMAC-SHA256 of '{REQUEST_SCHEME}' with SFOX_INTAKE_SECRET>, "
+            "the method upper-case, the path as sent (with ?query if any), the Idempotency-Key (empty "
+            f"for a GET), the raw body; {TIMESTAMP_HEADER}: unix seconds, within "
+            f"{MAX_SKEW_SECONDS // 60} minutes. A signature is accepted once (sign a retry again, with "
+            "a new timestamp); v1 signatures are refused. Callbacks are signed v1: "
+            f"{SIGNATURE_HEADER}: v1=<hex HMAC-SHA256 of 'v1:{{timestamp}}:{{raw body}}'>."
         ),
     },
     "paths": {
@@ -67,7 +72,10 @@ _DOCUMENT: dict[str, Any] = {
                             "application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}
                         },
                     },
-                    "400": _error("A bad body or Idempotency-Key; the error names the field"),
+                    "400": _error(
+                        "A bad body or Idempotency-Key (or slack_user_id missing where the policy "
+                        "requires it); the error names the field"
+                    ),
                     "401": _UNSIGNED,
                     "404": _OFF,
                     "405": _METHOD,
@@ -77,14 +85,15 @@ _DOCUMENT: dict[str, Any] = {
                         "No request was opened (unknown sFOX user, one already open, sFOX unreachable)"
                     ),
                     "503": _error(
-                        "Not recorded (the database is unavailable); send it again with the same key"
+                        "Not recorded (the database is unavailable); sign it again and send it again "
+                        "with the same key"
                     ),
                 },
                 "callbacks": {
                     "outcome": {
                         "{$request.body#/callback_url}": {
                             "post": {
-                                "summary": "The final outcome, POSTed once, signed like the requests, "
+                                "summary": "The final outcome, POSTed once, signed v1 (timestamp and body), "
                                 "retried (1 s doubling to 60 s) until a 2xx, at most "
                                 "SFOX_INTAKE_CALLBACK_ATTEMPTS times (then given up: see the GET's callback)",
                                 "requestBody": {
@@ -123,6 +132,9 @@ _DOCUMENT: dict[str, Any] = {
                     "404": _error("No such request asked through this API, or the API is off"),
                     "405": _METHOD,
                     "413": _TOO_BIG,
+                    "503": _error(
+                        "The signature could not be recorded (database unavailable); sign it again"
+                    ),
                 },
             }
         },
@@ -166,6 +178,13 @@ _DOCUMENT: dict[str, Any] = {
                         "type": "string",
                         "maxLength": MAX_REQUESTED_BY,
                         "description": "The system or person asking, shown 'via …' on the card",
+                    },
+                    SLACK_USER_FIELD: {
+                        "type": "string",
+                        "maxLength": 21,
+                        "description": "A Slack user id (U… or W…, e.g. U012ABCDEF): the Slack user the request acts for (e.g. the back-office user who "
+                        "asked): its requester, who can never approve it; required when the policy says "
+                        "intake: {require_slack_user: true} (SFOX_INTAKE_REQUIRE_SLACK_USER)",
                     },
                     "callback_url": {
                         "type": "string",

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from bot.config import ConfigError
 from bot.intake.api import IntakeApi
 from bot.intake.callbacks import CallbackLoop, Callbacks
+from bot.intake.replay import SeenSignatures
 from bot.slack.dms import card_permalink
 
 if TYPE_CHECKING:
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 class Intake:
     api: IntakeApi
     callbacks: CallbackLoop
+    seen: SeenSignatures
     secret: str = field(repr=False)
 
 
@@ -49,4 +51,4 @@ def wire_intake(runtime: Runtime) -> None:
         max_attempts=settings.intake_callback_attempts,
     )
     loop = CallbackLoop(callbacks)
-    runtime.intake = Intake(api, loop, settings.intake_secret)
+    runtime.intake = Intake(api, loop, SeenSignatures(runtime.store), settings.intake_secret)

@@ -1,5 +1,6 @@
-"""The Policy in force, built from the settings: SFOX_POLICY_FILE's stages and requesters, or the
-approver settings read as the equivalent policy. The one place that turns settings into rules, so
+"""The Policy in force, built from the settings: SFOX_POLICY_FILE's stages, requesters, step-up
+and intake option, or the approver settings (and SFOX_STEP_UP, SFOX_INTAKE_REQUIRE_SLACK_USER)
+read as the equivalent policy. The one place that turns settings into rules, so
 every process (`run`, the WSGI app, the sandbox) reads the same settings the same way; `sfox-bot
 policy` prints the same spec (`Settings.policy_spec`)."""
 
@@ -41,6 +42,7 @@ def build_policy(
             required_approvals=settings.required_approvals,
             directory=found,
             step_up=settings.step_up,
+            intake_require_slack_user=settings.intake_require_slack_user,
             **common,
         )
     if directory is None and (spec.groups or settings.slack_bot_token):
@@ -52,6 +54,7 @@ def build_policy(
         requesters=None if spec.requesters is None else _people(spec.requesters, directory),
         step_up=spec.step_up,
         directory=directory,
+        intake_require_slack_user=spec.intake_require_slack_user,
         **common,
     )
 

@@ -8,13 +8,15 @@
       - from: [UBOB, UCAROL]
         count: 1
     step_up: none                       # none (default) | totp
+    intake:                             # the intake API (issue 32)
+      require_slack_user: false         # true: a request must name its Slack user (slack_user_id)
 
 The file is read once, at start-up and by `sfox-bot check`. Every mistake is a `PolicyFileError`
 (said as SFOX_POLICY_FILE's ConfigError by bot/config.py) whose one line names the file, the line
 and what is wrong: the YAML is composed into its node tree with the safe loader (nothing is
 constructed, and any tag is refused) so each value keeps the line it was written on.
-Without a file, SFOX_APPROVERS, SFOX_APPROVER_GROUP and SFOX_REQUIRED_APPROVALS are read as the
-equivalent policy (`legacy_spec`).
+Without a file, SFOX_APPROVERS, SFOX_APPROVER_GROUP, SFOX_REQUIRED_APPROVALS and
+SFOX_INTAKE_REQUIRE_SLACK_USER are read as the equivalent policy (`legacy_spec`).
 """
 
 from __future__ import annotations
@@ -31,10 +33,12 @@ from bot.slack.ids import SLACK_GROUP_ID, SLACK_USER_ID
 STEP_UPS = ("none", "totp")
 MAX_NAME = 80
 MAX_COUNT = 10
-_TOP_KEYS = ("requesters", "approvals", "step_up")
+_TOP_KEYS = ("requesters", "approvals", "step_up", "intake")
 _STAGE_KEYS = ("from", "count", "name")
+_INTAKE_KEYS = ("require_slack_user",)
 _STR = "tag:yaml.org,2002:str"
 _INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
 
 
 class PolicyFileError(Exception):
@@ -55,6 +59,8 @@ class PolicySpec:
     requesters: tuple[str, ...] | None = None
     step_up: str = "none"
     source: str | None = None  # the file it was read from; None: the environment's settings
+    # `intake: {require_slack_user: true}`: an intake API request must name its Slack user.
+    intake_require_slack_user: bool = False
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -63,11 +69,20 @@ class PolicySpec:
         return tuple(dict.fromkeys(ids))
 
 
-def legacy_spec(approvers: frozenset[str], group: str | None, required_approvals: int) -> PolicySpec:
-    """SFOX_APPROVERS, SFOX_APPROVER_GROUP and SFOX_REQUIRED_APPROVALS as a policy: one stage of
-    every approver, `required_approvals` of them; every approver may ask."""
+def legacy_spec(
+    approvers: frozenset[str],
+    group: str | None,
+    required_approvals: int,
+    intake_require_slack_user: bool = False,
+) -> PolicySpec:
+    """SFOX_APPROVERS, SFOX_APPROVER_GROUP, SFOX_REQUIRED_APPROVALS and
+    SFOX_INTAKE_REQUIRE_SLACK_USER as a policy: one stage of every approver, `required_approvals`
+    of them; every approver may ask."""
     members = tuple(sorted(approvers)) + ((group,) if group else ())
-    return PolicySpec(stages=(Stage(count=required_approvals, members=members),))
+    return PolicySpec(
+        stages=(Stage(count=required_approvals, members=members),),
+        intake_require_slack_user=intake_require_slack_user,
+    )
 
 
 def load_policy_file(path: str) -> PolicySpec:
@@ -118,7 +133,26 @@ class _Checker:
             step_up = self.text(node, "`step_up`")
             if step_up not in STEP_UPS:
                 raise self.fail(node, f"`step_up` must be one of {', '.join(STEP_UPS)}, got {step_up!r}")
-        return PolicySpec(stages=stages, requesters=requesters, step_up=step_up, source=self.path)
+        require_slack_user = self.intake(top["intake"]) if "intake" in top else False
+        return PolicySpec(
+            stages=stages,
+            requesters=requesters,
+            step_up=step_up,
+            source=self.path,
+            intake_require_slack_user=require_slack_user,
+        )
+
+    def intake(self, node: Node) -> bool:
+        """`intake: {require_slack_user: true|false}`: whether an intake request must name the
+        Slack user it acts for. Only YAML's own `true`/`false`, never `yes`, `on` or a quoted text."""
+        fields = self.mapping(node, "`intake`", _INTAKE_KEYS)
+        if not fields:
+            raise self.fail(node, f"`intake` must be a mapping with the keys {', '.join(_INTAKE_KEYS)}")
+        value = fields["require_slack_user"]
+        text = str(getattr(value, "value", "?"))
+        if not isinstance(value, ScalarNode) or value.tag != _BOOL or text.lower() not in ("true", "false"):
+            raise self.fail(value, f"`require_slack_user` of `intake` must be true or false, got {text!r}")
+        return text.lower() == "true"
 
     def plain(self, node: Node) -> None:
         """Nothing but YAML's own types: a tag like `!!python/object` is refused, never built."""

@@ -70,6 +70,10 @@ class Policy:
     schedule_horizon: timedelta = timedelta(days=90)
     # Reads the user groups the stages name (bot/policy/approvers.py); None: no groups.
     directory: GroupDirectory | None = None
+    # Issue 32: an intake API request must name the Slack user it acts for (`slack_user_id`, its
+    # requester, who never approves it). The policy file's `intake: {require_slack_user: …}`, or
+    # SFOX_INTAKE_REQUIRE_SLACK_USER without a file; checked in bot/intake/body.py.
+    intake_require_slack_user: bool = False
 
     def __post_init__(self) -> None:
         if self.step_up not in STEP_UPS:

@@ -251,18 +251,24 @@ def reply_still_present(record: RequestRecord) -> str:
     )
 
 
+def requested_by_text(record: RequestRecord) -> str:
+    """Who asked, as the card says it: the person, the system they asked through ("@alice via
+    partner-backoffice", issue 32), or the system alone when it named nobody ("via …")."""
+    if not record.requested_via:
+        return mention(record.requested_by)
+    via = f"via {escape(record.requested_via, 100)}"
+    if SLACK_USER_ID.fullmatch(record.requested_by):
+        return f"{mention(record.requested_by)} {via}"
+    return via
+
+
 def _fields(record: RequestRecord) -> list[dict[str, str]]:
     pairs = [
         ("sFOX user", code(record.sfox_user_id)),
         ("Name", escape(record.target_name, 150) or "—"),
         ("E-mail", escape(record.target_email, 150) or "—"),
         ("sFOX status", escape(record.target_status, 40) or "—"),
-        (
-            "Requested by",
-            f"via {escape(record.requested_via, 100)}"
-            if record.requested_via
-            else mention(record.requested_by),
-        ),
+        ("Requested by", requested_by_text(record)),
         (
             "Expires" if record.status == "pending" else "Requested",
             slack_date(record.expires_at if record.status == "pending" else record.created_at),

@@ -81,7 +81,7 @@ class AskingStore(StoreBase):
             "requested_via": requested_via,
         }
         try:
-            request_id = self._insert_request(values, Event("requested", requested_by, {"reason": reason}))
+            request_id = self._insert_request(values, requested_event(values))
         except IntegrityError:
             existing = self.open_request_for(sfox_user_id)
             raise AlreadyOpen(existing.id if existing else None) from None
@@ -106,9 +106,7 @@ class AskingStore(StoreBase):
             "attempts": 0,
             "retryable": False,
         }
-        request_id = self._insert_request(
-            values, Event("requested", request["requested_by"], {"reason": request["reason"]}), event
-        )
+        request_id = self._insert_request(values, requested_event(values), event)
         record = self.get(request_id)
         assert record is not None
         return record
@@ -173,3 +171,13 @@ class AskingStore(StoreBase):
                 .values(message_ts=message_ts)
             ).rowcount
         )
+
+
+def requested_event(request: dict[str, Any]) -> Event:
+    """A request's first audit event: its requester and reason, and the system it was asked
+    through (the intake API's `requested_by`), so a request asked for a person by a system never
+    reads as asked by that person in Slack (issue 32)."""
+    detail: dict[str, Any] = {"reason": request["reason"]}
+    if request.get("requested_via"):
+        detail["via"] = request["requested_via"]
+    return Event("requested", request["requested_by"], detail)

@@ -13,8 +13,9 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Connection
 
 from bot.store.db import Store
+from bot.store.intake_schema import intake
 from bot.store.records import Event
-from bot.store.schema import commands, intake, requests
+from bot.store.schema import commands, requests
 
 # The statuses a request ends in: its callback is owed once it reaches one.
 FINAL_STATUSES = ("succeeded", "failed", "denied", "expired", "blocked", "cancelled")

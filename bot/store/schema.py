@@ -8,7 +8,7 @@
 `clicks` every button click as it arrives, before it is acknowledged, so a click Slack was told we
 received is handled even if the process dies before handling it; `commands` every accepted slash
 command (a request or a batch) the same way (bot/runtime/journal.py); `steps` each Workflow
-Builder step Slack ran (migration 0013_step).
+Builder step Slack ran (migration 0013_step); the intake API's, bot/store/intake_schema.py.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Table,
     Text,
@@ -29,8 +28,10 @@ from sqlalchemy import (
     text,
 )
 
-# The column types live in bot/store/types.py; migrations import them from here too.
-from bot.store.types import OutcomeType, UTCDateTime
+# The column types (and the MetaData) live in bot/store/types.py; migrations import them from here too.
+# The intake API's tables are bot/store/intake_schema.py's, gathered here.
+from bot.store import intake_schema  # noqa: F401 - its tables are part of the schema
+from bot.store.types import OutcomeType, UTCDateTime, metadata
 
 # `blocked`: closed before any card because the target still holds funds (see bot.sfox.balances).
 # `cancelled`: a batch's user not yet started when its batch was cancelled (bot.batches), a
@@ -50,8 +51,6 @@ HELD_STATUSES = (*OPEN_STATUSES, WATCHING)
 # The partial unique index's condition, from HELD_STATUSES: index and code cannot disagree (0012).
 HELD_WHERE = "status IN (" + ", ".join(f"'{s}'" for s in HELD_STATUSES) + ")"
 
-
-metadata = MetaData()
 
 requests = Table(
     "requests",
@@ -247,28 +246,6 @@ commands = Table(
     Column("lease_until", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime, nullable=True),
     Index("ix_commands_open", "done_at", "lease_until"),
-)
-
-# The intake API's idempotency keys (bot/intake/, migration 0014_intake): the first request of a
-# key journals its command in the same transaction; its answer (JSON) and the outcome callback owed.
-intake = Table(
-    "intake",
-    metadata,
-    Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("idempotency_key", String(255), nullable=False),
-    Column("body_hash", String(64), nullable=False),
-    Column("command_id", Integer, nullable=False),
-    Column("received_at", UTCDateTime, nullable=False),
-    Column("answer", Text, nullable=True),
-    Column("callback_url", Text, nullable=True),
-    Column("callback_due_at", UTCDateTime, nullable=True),  # next try, or the lease of the one sending
-    Column("callback_attempts", Integer, nullable=False, server_default="0"),
-    Column("callback_sent_at", UTCDateTime, nullable=True),  # when delivered, or given up
-    Column("callback_error", Text, nullable=True),  # the last attempt's status or error class
-    # None without a callback_url; else `owed`, then `delivered` or `abandoned` (0018_callback_attempts)
-    Column("callback_state", String(16), nullable=True),
-    Index("uq_intake_key", "idempotency_key", unique=True),
-    Index("uq_intake_command", "command_id", unique=True),
 )
 
 # -- batches (bot/batches/, bot/store/batches.py; migration 0005_batches) ---------------------------

@@ -1,13 +1,17 @@
-"""The column types of bot/store/schema.py: times always aware UTC, outcomes always typed."""
+"""The column types of bot/store/schema.py (times always aware UTC, outcomes always typed) and the
+MetaData every table is described on, here so that the schema's modules share it without
+importing each other (bot/store/schema.py, bot/store/intake_schema.py)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import DateTime, String
+from sqlalchemy import DateTime, MetaData, String
 from sqlalchemy.types import TypeDecorator
 
 from bot.store.outcomes import Outcome, parse_outcome
+
+metadata = MetaData()
 
 
 class UTCDateTime(TypeDecorator[datetime]):

@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
-from bot.store.asking import AskingStore
+from bot.store.asking import AskingStore, requested_event
 from bot.store.errors import AlreadyOpen
 from bot.store.records import Event, RequestRecord
 from bot.store.schema import WATCHING, requests
@@ -48,7 +48,7 @@ class WatchingStore(AskingStore):
         try:
             request_id = self._insert_request(
                 values,
-                Event("requested", request["requested_by"], {"reason": request["reason"]}),
+                requested_event(values),
                 Event("watch_started", request["requested_by"], {"until": until.isoformat()}),
                 notices=[watch_notice("watching")],
             )

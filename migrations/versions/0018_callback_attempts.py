@@ -5,7 +5,7 @@ and not a sent one. Rows written before it: a callback not sent yet is `owed`; a
 `delivered`, unless its error says the bot gave up (the only words 0014's code wrote then).
 
 Revision ID: 0018_callback_attempts
-Revises: 0015_stream
+Revises: 0017_intake_replay
 Create Date: 2026-12-04
 """
 
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0018_callback_attempts"
-down_revision: str | None = "0015_stream"
+down_revision: str | None = "0017_intake_replay"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
