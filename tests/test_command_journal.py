@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ from bot.store.schema import batches, commands
 from tests.conftest import ALICE, BOB, BOT_TOKEN
 from tests.helpers import wait_status, wait_until
 from tests.support import Gate, ack_text
+from tests.threads import run_concurrently
 
 
 @pytest.fixture
@@ -193,20 +193,9 @@ def test_two_replicas_sweeping_at_once_resume_a_command_once(make_bot, db, fake_
     response = acked_then_dead(make_bot, db, text)
     first, second = make_bot(DATABASE_URL=db), make_bot(DATABASE_URL=db)
     lease_over(first)
-    barrier = threading.Barrier(4)
-    resumed: list[int] = []
-
-    def sweep_at_once(bot) -> None:
-        barrier.wait()
-        resumed.append(bot.runtime.sweep()["commands"])
-
-    threads = [threading.Thread(target=sweep_at_once, args=(b,)) for b in (first, second, first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    swept = run_concurrently([b.runtime.sweep for b in (first, second, first, second)])
     assert first.runtime.wait_idle() and second.runtime.wait_idle()
-    assert sorted(resumed) == [0, 0, 0, 1]
+    assert sorted(s["commands"] for s in swept) == [0, 0, 0, 1], swept
     assert len(fake_slack.cards()) == 1
     assert len(list(first.store.history())) == (2 if "batch" in text else 1)
     assert batch_count(first) == (1 if "batch" in text else 0)
