@@ -215,8 +215,15 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url(postgres_database: str) -> Iterator[str]:
-    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped afterwards."""
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped afterwards.
+    Only for a test marked `postgres`, so that every test needing the server says so: a
+    parametrised one marks its PostgreSQL case (`pytest.param("postgres", marks=...)`, or
+    `request.applymarker` before it asks for this fixture). Checked before the server is
+    looked for, so an unmarked test fails here even where PostgreSQL is absent."""
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL without the `postgres` marker")
+    postgres_database: str = request.getfixturevalue("postgres_database")
     schema = f"t_{uuid.uuid4().hex[:12]}"
     engine = make_engine(postgres_database)
     with engine.begin() as conn:

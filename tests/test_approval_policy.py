@@ -51,7 +51,7 @@ def approved_stages(bot, request_id):
     }
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_person_in_two_stages_counts_once_and_fills_whichever_still_needs_them(
     make_bot, fake_slack, fake_sfox, tmp_path, request, backend
 ):

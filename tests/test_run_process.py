@@ -167,7 +167,7 @@ def test_sigterm_lets_an_sfox_call_in_flight_finish_and_be_recorded(bot_process,
     assert "is deactivated" in reply.text
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_two_bot_processes_on_one_database_send_one_delete(db, request, tmp_path, fake_slack, fake_sfox):
     url = f"sqlite:///{tmp_path / 'shared.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
     processes = []
