@@ -143,11 +143,18 @@ def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_f
     return Bot(runtime, url, driver, slack, sfox, server)
 
 
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as slack:
+def checked_slack(**options: Any) -> Iterator[FakeSlack]:
+    """The fake Slack of one test, checked at its end that it refused nothing. A test file that
+    needs another fake (e.g. `clock_ts=True`) overrides `fake_slack` with `yield from
+    checked_slack(...)`, so no override drops the check."""
+    with FakeSlack(token=BOT_TOKEN, **options) as slack:
         yield slack
         assert_nothing_refused(slack)
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    yield from checked_slack()
 
 
 def assert_nothing_refused(slack: FakeSlack) -> None:

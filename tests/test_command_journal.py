@@ -24,7 +24,7 @@ from bot.requests.base import CARDLESS_GRACE
 from bot.runtime.journal import RESPONSE_URL_LIFETIME
 from bot.store.engine import make_engine
 from bot.store.schema import batches, commands
-from tests.conftest import ALICE, BOB, BOT_TOKEN
+from tests.conftest import ALICE, BOB, checked_slack
 from tests.helpers import wait_status, wait_until
 from tests.support import Gate, ack_text
 from tests.threads import run_concurrently
@@ -33,8 +33,7 @@ from tests.threads import run_concurrently
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
     """Message timestamps from the wall clock, as Slack's are (the sweep looks cards up by time)."""
-    with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
-        yield slack
+    yield from checked_slack(clock_ts=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
