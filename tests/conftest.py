@@ -25,15 +25,15 @@ from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
 from bot.store import migrate
 from bot.store.db import Store
-from bot.store.engine import make_engine
+from tests import postgres
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token"
 SFOX_KEY = "sfox-test-key-SECRET-abcdef"
 ALICE, BOB, CAROL, MALLORY = "UALICE01", "UBOB0002", "UCAROL03", "UMALLORY"
 APPROVERS = (ALICE, BOB, CAROL)
-PG_BASE = os.environ.get("SFOX_BOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("SFOX_BOT_REQUIRE_POSTGRES") == "1"
+PG_BASE = postgres.base_url()
+REQUIRE_PG = postgres.required()
 
 
 # The longest tests (tens of seconds each, mostly waiting), most of them not `slow`-marked. Under
@@ -172,25 +172,14 @@ def fake_sfox() -> Iterator[FakeSfox]:
 
 
 def postgres_available() -> bool:
-    try:
-        engine = make_engine(PG_BASE)
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
+    return postgres.reachable(PG_BASE)
 
 
 def require_postgres() -> None:
     if not postgres_available():
         if REQUIRE_PG:
-            pytest.fail(
-                f"PostgreSQL is required here (SFOX_BOT_REQUIRE_POSTGRES=1) but {PG_BASE} is unreachable"
-            )
-        pytest.skip(
-            f"PostgreSQL not reachable at {PG_BASE}; set SFOX_BOT_REQUIRE_POSTGRES=1 to make this fail"
-        )
+            pytest.fail(postgres.required_but_unreachable(PG_BASE))
+        pytest.skip(postgres.unreachable_reason(PG_BASE))
 
 
 def _with_database(url: str, name: str) -> str:
@@ -230,16 +219,8 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
     looked for, so an unmarked test fails here even where PostgreSQL is absent."""
     if request.node.get_closest_marker("postgres") is None:
         pytest.fail(f"{request.node.nodeid} uses PostgreSQL without the `postgres` marker")
-    postgres_database: str = request.getfixturevalue("postgres_database")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = make_engine(postgres_database)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in postgres_database else "?"
-    yield f"{postgres_database}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
+    with postgres.own_schema(request.getfixturevalue("postgres_database")) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
