@@ -67,6 +67,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=rank)  # stable: the order within each rank is pytest's
 
 
+# Set by pytest itself around each phase of a test.
+_ENV_OF_PYTEST = ("PYTEST_CURRENT_TEST",)
+
+
+@pytest.fixture(autouse=True)
+def environment_left_as_found() -> Iterator[None]:
+    """Fail a test that leaves os.environ changed (a setting exported, a `.env` loaded in this
+    process by `load_dotenv`): every later test in this worker would run with it. The environment
+    is put back first, so only the test that changed it fails. Only the names are shown: the
+    values may be secrets."""
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    changed = sorted(
+        name
+        for name in before.keys() | after.keys()
+        if before.get(name) != after.get(name) and name not in _ENV_OF_PYTEST
+    )
+    if changed:
+        os.environ.clear()
+        os.environ.update(before)
+        pytest.fail(
+            f"the test left os.environ changed (use monkeypatch, or a subprocess): {', '.join(changed)}"
+        )
+
+
 @dataclass
 class Bot:
     """A running bot: its Runtime, its URL, and a driver that speaks Slack to it."""

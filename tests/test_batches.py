@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
 import time
 from datetime import UTC, datetime
 
@@ -15,6 +16,7 @@ from bot.store.batches import BatchStore
 from bot.store.outcomes import Outcome
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, card_text, open_request, wait_until
+from tests.ops_support import cli
 
 
 def batch_cards(bot):
@@ -237,24 +239,30 @@ class BatchRows:
         return out
 
 
-def test_history_and_show_of_a_batch(make_bot, fake_sfox, database_url, monkeypatch, capsys):
-    from bot.cli.main import main
+def sfox_bot(tmp_path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `sfox-bot` in a process of its own, with DATABASE_URL its only setting and an empty
+    working directory: neither the developer's shell nor the checkout's `.env` reach it (in this
+    process, `load_dotenv` would also have left the `.env` in os.environ for every later test)."""
+    return cli(*args, env={"DATABASE_URL": database_url}, cwd=tmp_path)
 
+
+def test_history_and_show_of_a_batch(make_bot, fake_sfox, database_url, tmp_path):
     bot = make_bot(SFOX_BALANCE_CHECK="off")
     ids = add_users(fake_sfox, 3)
     _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids) + ",nobody_x records")
     bid = batch_id_of(card)
     bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
     wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "finished" in m.text], timeout=20)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    capsys.readouterr()
-    assert main(["history", "--batch", str(bid), "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    history = sfox_bot(tmp_path, database_url, "history", "--batch", str(bid), "--format", "json")
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
     assert sorted(r["sfox_user_id"] for r in rows) == ids and {r["batch_id"] for r in rows} == {bid}
-    assert main(["show", f"batch:{bid}"]) == 0
-    out = capsys.readouterr().out
+    shown = sfox_bot(tmp_path, database_url, "show", f"batch:{bid}")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
     assert "succeeded 3" in out and "unknown: nobody_x" in out and all(uid in out for uid in ids)
-    assert main(["show", "batch:999"]) != 0
+    unknown = sfox_bot(tmp_path, database_url, "show", "batch:999")
+    assert unknown.returncode != 0 and "999" in unknown.stderr + unknown.stdout
 
 
 def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
@@ -272,10 +280,8 @@ def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
 
 
 def test_a_failed_upload_is_said_and_the_cli_gives_the_same_file(
-    make_bot, fake_sfox, fake_slack, database_url, monkeypatch, capsys
+    make_bot, fake_sfox, fake_slack, database_url, tmp_path
 ):
-    from bot.cli.main import main
-
     bot = make_bot(SFOX_BALANCE_CHECK="off")
     ids = add_users(fake_sfox, 3)
     _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids))
@@ -287,10 +293,9 @@ def test_a_failed_upload_is_said_and_the_cli_gives_the_same_file(
     ]
     assert "could not be uploaded" in summary.text and "missing_scope" in summary.text
     assert f"sfox-bot history --batch {bid} --format csv" in summary.text
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    capsys.readouterr()
-    assert main(["history", "--batch", str(bid), "--format", "csv"]) == 0
-    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    history = sfox_bot(tmp_path, database_url, "history", "--batch", str(bid), "--format", "csv")
+    assert history.returncode == 0, history.stderr
+    table = list(csv.DictReader(io.StringIO(history.stdout)))
     assert sorted(r["sfox_user_id"] for r in table) == ids and {r["status"] for r in table} == {"succeeded"}
 
 
