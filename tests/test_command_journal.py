@@ -21,6 +21,7 @@ from sqlalchemy import func, make_url, select, update
 
 from bot.fakes.slack_api import FakeSlack
 from bot.requests.base import CARDLESS_GRACE
+from bot.runtime import journal as journal_module
 from bot.runtime.journal import RESPONSE_URL_LIFETIME
 from bot.store.engine import make_engine
 from bot.store.schema import batches, commands
@@ -139,7 +140,16 @@ def journal_held(url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def test_a_command_the_database_cannot_take_in_time_is_refused_visibly(make_bot, db, fake_sfox, fake_slack):
+# The journal's budget, made small here: an ack that waits for it then answers must still come
+# within Slack's 3 s with room to spare on a loaded machine (the product's is 2 s, far under 3 s,
+# and its margin is what is tested: the ack waits the budget and not much longer).
+BUDGET = 0.25
+
+
+def test_a_command_the_database_cannot_take_in_time_is_refused_visibly(
+    make_bot, db, fake_sfox, fake_slack, monkeypatch
+):
+    monkeypatch.setattr(journal_module, "RECORD_WITHIN_SECONDS", BUDGET)
     bot = make_bot(DATABASE_URL=db, SFOX_BALANCE_CHECK="off")
     fake_sfox.add_user("cohort_1")
     bot.driver.command(ALICE, "batch")  # the form, opened before the database is held
@@ -148,12 +158,12 @@ def test_a_command_the_database_cannot_take_in_time_is_refused_visibly(make_bot,
         for text in ("client_1 offboarding", "batch cohort_1,client_2 cohort closed"):
             started = time.monotonic()
             response = bot.driver.command(ALICE, text)
-            assert time.monotonic() - started < 3.0  # Slack's limit for an ack
+            assert BUDGET <= time.monotonic() - started < 3.0  # waited its budget, then acked
             said = ack_text(response)
             assert "your command was *not* recorded and changed nothing" in said, said
         started = time.monotonic()
         submitted = bot.driver.submit_view(ALICE, form, {"ids": "cohort_1", "reason": "from the form"})
-        assert time.monotonic() - started < 3.0
+        assert BUDGET <= time.monotonic() - started < 3.0
         body = submitted.json()  # the form stays open, saying so
         assert body["response_action"] == "errors" and "not* recorded" in json.dumps(body["errors"])
     assert bot.runtime.wait_idle()
