@@ -89,13 +89,21 @@ def test_replicas_share_one_window_postgres(postgres_url):
 def test_a_hold_closes_the_gate_for_everyone(tmp_path):
     url = f"sqlite:///{tmp_path / 'hold.db'}"
     one, two = _store(url), Store.from_url(url)
+    now = [1000.0]  # the limiters' own clock: the hold is measured on it, not against the machine
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
     try:
-        SharedRateLimiter(one, 100).hold(0.6)
-        other = SharedRateLimiter(two, 100)
-        wait = other.try_acquire()
-        assert 0.3 < wait <= 0.6
-        assert not other.acquire(timeout=0.1)
-        assert other.acquire(timeout=2.0)
+        SharedRateLimiter(one, 100, clock=lambda: now[0]).hold(0.6)
+        other = SharedRateLimiter(two, 100, clock=lambda: now[0], sleep=sleep)
+        assert other.try_acquire() == pytest.approx(0.6)  # another store (replica) sees the hold
+        now[0] += 0.2
+        assert other.try_acquire() == pytest.approx(0.4)
+        assert not other.acquire(timeout=0.1)  # the hold outlasts the wait allowed: no slot
+        assert now[0] == 1000.2  # and it gave up at once, without waiting in vain
+        assert other.acquire(timeout=2.0)  # it waits the hold out, then takes a slot
+        assert now[0] == pytest.approx(1000.6)
     finally:
         one.close()
         two.close()
