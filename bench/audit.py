@@ -26,7 +26,6 @@ import sqlalchemy as sa
 from alembic import command
 from sqlalchemy import insert, update
 
-from bench import contention
 from bench import harness as h
 from bot.audit import chain as audit
 from bot.audit import verify as audit_verify
@@ -35,6 +34,7 @@ from bot.store.db import Store
 from bot.store.engine import make_engine
 from bot.store.records import Event
 from bot.store.schema import UTCDateTime, audit_head, events, requests
+from tests import postgres
 
 APPEND_HEADERS = [
     "database",
@@ -220,8 +220,6 @@ def run_appends(n: int, backends: tuple[str, ...], repeats: int = 1) -> list[App
     a noisy neighbour hurts both alike); the best run of each is kept."""
     work = h.workdir("audit-append")
     rows: list[AppendRow] = []
-    if "postgres" in backends and not contention.postgres_reachable():
-        backends = tuple(b for b in backends if b != "postgres")
     for backend in backends:
         for writers in (1, 2):
             runs: dict[bool, list[AppendRow]] = {False: [], True: []}
@@ -231,7 +229,7 @@ def run_appends(n: int, backends: tuple[str, ...], repeats: int = 1) -> list[App
                         url = f"sqlite:///{work / f'append-{writers}-{int(chained)}-{attempt}.db'}"
                         runs[chained].append(measure_appends(url, "SQLite", chained, writers, n))
                     else:
-                        with contention.postgres_schema() as url:
+                        with postgres.own_schema(prefix="bench") as url:
                             runs[chained].append(measure_appends(url, "PostgreSQL", chained, writers, n))
             rows += [min(runs[chained], key=lambda r: r.wall) for chained in (False, True)]
     return rows

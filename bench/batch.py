@@ -15,12 +15,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from bench import contention
 from bench import harness as h
 from bot.fakes.slack_driver import SlackDriver
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.store import migrate
 from bot.store.db import Store
+from tests import postgres
 
 LIMIT = 250
 WINDOW = 10.0
@@ -65,9 +65,9 @@ class BatchResult:
         ]
 
 
-def run(users: int, rig: h.Rig, no_postgres: bool) -> BatchResult:
-    if not no_postgres and contention.postgres_reachable():
-        with contention.postgres_schema() as url:
+def run(users: int, rig: h.Rig, on_postgres: bool) -> BatchResult:
+    if on_postgres:
+        with postgres.own_schema(prefix="bench") as url:
             return _one("PostgreSQL", url, users, rig)
     work = h.workdir("batch")
     return _one("SQLite", f"sqlite:///{work / 'batch.db'}", users, rig)

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,9 +16,7 @@ from bench import harness as h
 from bot.slack.blocks import APPROVE
 from bot.store import migrate
 from bot.store.db import Store
-from bot.store.engine import make_engine
-
-PG_BASE = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+from tests import postgres
 
 
 @dataclass
@@ -33,11 +29,8 @@ class ContentionResult:
     loser_p50: float
     loser_p99: float
     ack_p99: float
-    skipped: str | None = None
 
     def cells(self) -> list[Any]:
-        if self.skipped:
-            return [self.backend, self.clicks, "—", "—", "—", "—", "—", "—", self.skipped]
         return [
             self.backend,
             self.clicks,
@@ -47,7 +40,6 @@ class ContentionResult:
             h.ms(self.loser_p50),
             h.ms(self.loser_p99),
             h.ms(self.ack_p99),
-            "",
         ]
 
 
@@ -60,34 +52,7 @@ HEADERS = [
     "loser answer p50 ms",
     "loser answer p99 ms",
     "ack p99 ms",
-    "note",
 ]
-
-
-def postgres_reachable() -> bool:
-    try:
-        engine = make_engine(PG_BASE)
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
-@contextmanager
-def postgres_schema() -> Iterator[str]:
-    """A dedicated schema for this run, dropped afterwards whatever happens."""
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    engine = make_engine(PG_BASE)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_BASE}?options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-        engine.dispose()
 
 
 def run(
@@ -98,15 +63,9 @@ def run(
         if backend == "sqlite":
             work = h.workdir("contention")
             out.append(_one("SQLite", f"sqlite:///{work / 'contention.db'}", clicks, rig, memory, work))
-        elif not postgres_reachable():
-            out.append(
-                ContentionResult(
-                    "PostgreSQL", clicks, 0, 0, 0, 0, 0, 0, skipped="not reachable at 127.0.0.1:5432"
-                )
-            )
-        else:
+        else:  # run.py ran it only if PostgreSQL is reachable (or failed the run if required)
             work = h.workdir("contention-pg")
-            with postgres_schema() as url:
+            with postgres.own_schema(prefix="bench") as url:
                 out.append(_one("PostgreSQL", url, clicks, rig, memory, work))
     return out
 

@@ -25,15 +25,15 @@ from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.web import make_wsgi_app
 from bot.store import migrate
 from bot.store.db import Store
-from bot.store.engine import make_engine
+from tests import postgres
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 BOT_TOKEN = "xoxb-test-token"
 SFOX_KEY = "sfox-test-key-SECRET-abcdef"
 ALICE, BOB, CAROL, MALLORY = "UALICE01", "UBOB0002", "UCAROL03", "UMALLORY"
 APPROVERS = (ALICE, BOB, CAROL)
-PG_BASE = os.environ.get("SFOX_BOT_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-REQUIRE_PG = os.environ.get("SFOX_BOT_REQUIRE_POSTGRES") == "1"
+PG_BASE = postgres.base_url()
+REQUIRE_PG = postgres.required()
 
 
 # The longest tests (tens of seconds each, mostly waiting), most of them not `slow`-marked. Under
@@ -65,6 +65,32 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         return len(LONG_FIRST) + (0 if item.get_closest_marker("slow") else 1)
 
     items.sort(key=rank)  # stable: the order within each rank is pytest's
+
+
+# Set by pytest itself around each phase of a test.
+_ENV_OF_PYTEST = ("PYTEST_CURRENT_TEST",)
+
+
+@pytest.fixture(autouse=True)
+def environment_left_as_found() -> Iterator[None]:
+    """Fail a test that leaves os.environ changed (a setting exported, a `.env` loaded in this
+    process by `load_dotenv`): every later test in this worker would run with it. The environment
+    is put back first, so only the test that changed it fails. Only the names are shown: the
+    values may be secrets."""
+    before = dict(os.environ)
+    yield
+    after = dict(os.environ)
+    changed = sorted(
+        name
+        for name in before.keys() | after.keys()
+        if before.get(name) != after.get(name) and name not in _ENV_OF_PYTEST
+    )
+    if changed:
+        os.environ.clear()
+        os.environ.update(before)
+        pytest.fail(
+            f"the test left os.environ changed (use monkeypatch, or a subprocess): {', '.join(changed)}"
+        )
 
 
 @dataclass
@@ -143,11 +169,18 @@ def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_f
     return Bot(runtime, url, driver, slack, sfox, server)
 
 
-@pytest.fixture
-def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN) as slack:
+def checked_slack(**options: Any) -> Iterator[FakeSlack]:
+    """The fake Slack of one test, checked at its end that it refused nothing. A test file that
+    needs another fake (e.g. `clock_ts=True`) overrides `fake_slack` with `yield from
+    checked_slack(...)`, so no override drops the check."""
+    with FakeSlack(token=BOT_TOKEN, **options) as slack:
         yield slack
         assert_nothing_refused(slack)
+
+
+@pytest.fixture
+def fake_slack() -> Iterator[FakeSlack]:
+    yield from checked_slack()
 
 
 def assert_nothing_refused(slack: FakeSlack) -> None:
@@ -165,25 +198,14 @@ def fake_sfox() -> Iterator[FakeSfox]:
 
 
 def postgres_available() -> bool:
-    try:
-        engine = make_engine(PG_BASE)
-        with engine.connect():
-            pass
-        engine.dispose()
-        return True
-    except Exception:
-        return False
+    return postgres.reachable(PG_BASE)
 
 
 def require_postgres() -> None:
     if not postgres_available():
         if REQUIRE_PG:
-            pytest.fail(
-                f"PostgreSQL is required here (SFOX_BOT_REQUIRE_POSTGRES=1) but {PG_BASE} is unreachable"
-            )
-        pytest.skip(
-            f"PostgreSQL not reachable at {PG_BASE}; set SFOX_BOT_REQUIRE_POSTGRES=1 to make this fail"
-        )
+            pytest.fail(postgres.required_but_unreachable(PG_BASE))
+        pytest.skip(postgres.unreachable_reason(PG_BASE))
 
 
 def _with_database(url: str, name: str) -> str:
@@ -215,17 +237,16 @@ def postgres_database() -> Iterator[str]:
 
 
 @pytest.fixture
-def postgres_url(postgres_database: str) -> Iterator[str]:
-    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped afterwards."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    engine = make_engine(postgres_database)
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-    sep = "&" if "?" in postgres_database else "?"
-    yield f"{postgres_database}{sep}options=-csearch_path%3D{schema}"
-    with engine.begin() as conn:
-        conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    engine.dispose()
+def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A PostgreSQL URL whose tables live in a fresh schema of their own, dropped afterwards.
+    Only for a test marked `postgres`, so that every test needing the server says so: a
+    parametrised one marks its PostgreSQL case (`pytest.param("postgres", marks=...)`, or
+    `request.applymarker` before it asks for this fixture). Checked before the server is
+    looked for, so an unmarked test fails here even where PostgreSQL is absent."""
+    if request.node.get_closest_marker("postgres") is None:
+        pytest.fail(f"{request.node.nodeid} uses PostgreSQL without the `postgres` marker")
+    with postgres.own_schema(request.getfixturevalue("postgres_database")) as url:
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

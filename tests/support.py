@@ -20,8 +20,9 @@ from tests.conftest import Bot
 
 class Gate:
     """Holds every `method` request to the fake sFOX until `open()`: the test then knows the call
-    is in flight (`arrived`) and cannot have been answered yet. Use as a context manager so a
-    failing test never leaves the bot waiting on a held call."""
+    is in flight (`arrived`) and cannot have been answered yet. `close()` holds the next ones
+    again (those let through go on). Use as a context manager so a failing test never leaves the
+    bot waiting on a held call."""
 
     def __init__(self, sfox: FakeSfox, method: str = "DELETE", hold_seconds: float = 30.0) -> None:
         self.sfox = sfox
@@ -30,6 +31,8 @@ class Gate:
         self.arrived = threading.Event()
         self.released = threading.Event()
         self.on_arrival: Any = None
+        self.holding = 0  # calls held right now
+        self._count = threading.Condition()
 
     def _hook(self, seen: SeenRequest) -> None:
         if seen.method != self.method:
@@ -37,13 +40,29 @@ class Gate:
         if self.on_arrival is not None:
             self.on_arrival(seen)
         self.arrived.set()
-        self.released.wait(self.hold_seconds)
+        with self._count:
+            self.holding += 1
+            self._count.notify_all()
+        try:
+            self.released.wait(self.hold_seconds)
+        finally:
+            with self._count:
+                self.holding -= 1
+                self._count.notify_all()
 
     def wait_arrived(self, timeout: float = 10.0) -> None:
         assert self.arrived.wait(timeout), f"the bot never sent its {self.method} to sFOX"
 
+    def wait_holding(self, n: int = 1, timeout: float = 10.0) -> None:
+        with self._count:
+            held = self._count.wait_for(lambda: self.holding >= n, timeout)
+        assert held, f"fewer than {n} {self.method} calls to sFOX held after {timeout} s"
+
     def open(self) -> None:
         self.released.set()
+
+    def close(self) -> None:
+        self.released.clear()
 
     def __enter__(self) -> Gate:
         self.sfox.on_request = self._hook

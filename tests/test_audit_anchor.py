@@ -3,7 +3,6 @@ only when it moved, by one replica at a time, and again after Slack refused a po
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from bot.store.records import Event
 from tests.conftest import ALICE, BOT_TOKEN
 from tests.helpers import open_request, wait_until
 from tests.test_audit import fill
+from tests.threads import run_concurrently
 
 CHANNEL = "C0AUDIT01"
 
@@ -98,26 +98,12 @@ def test_one_replica_posts_each_anchor(url, fake_slack):
         for round_ in range(5):
             stores[0].record_event(1, clock.at, Event("note", detail=str(round_)))
             clock.advance(minutes=60)
-            gate = threading.Barrier(len(replicas) * 2)
-            wins: list[bool] = []
-
-            threads = [
-                threading.Thread(target=_tick, args=(r, gate, wins)) for r in replicas for _ in range(2)
-            ]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(30)
-            assert wins.count(True) == 1, wins
+            wins = run_concurrently([r.tick for r in replicas for _ in range(2)], timeout=30)
+            assert sorted(wins) == [False, False, False, True], wins
             assert len(posted(fake_slack)) == round_ + 1
     finally:
         for s in stores:
             s.close()
-
-
-def _tick(replica: AuditAnchor, gate: threading.Barrier, wins: list[bool]) -> None:
-    gate.wait(10)
-    wins.append(replica.tick())
 
 
 def test_a_refused_post_is_tried_again_at_the_next_sweep(tmp_path, fake_slack):

@@ -5,10 +5,10 @@ and no fork. (The trail of a full `sfox-bot demo` run is verified in tests/test_
 from __future__ import annotations
 
 import multiprocessing
-import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -19,6 +19,7 @@ from bot.audit import verify as audit_verify
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.records import Event
+from tests.threads import run_concurrently
 
 pytestmark = pytest.mark.slow
 
@@ -29,10 +30,8 @@ ROUNDS = 15  # each round: create a request, approve it, record an event: 3 even
 def _writer(url: str, tag: str, start: Any, results: Any) -> None:
     """One replica: THREADS threads appending through the Store, as the bot's would."""
     store = Store.from_url(url)
-    gate = threading.Barrier(THREADS)
 
-    def work(thread: int) -> None:
-        gate.wait(30)
+    def work(thread: int) -> int:
         for i in range(ROUNDS):
             now = datetime.now(UTC)
             record = store.create_request(
@@ -47,16 +46,14 @@ def _writer(url: str, tag: str, start: Any, results: Any) -> None:
                 now=now,
                 ttl=timedelta(hours=1),
             )
-            store.add_approval(record.id, "UBOB0002", now)
+            assert store.add_approval(record.id, "UBOB0002", now)
             store.record_event(record.id, now, Event("note", detail=tag))
+        return ROUNDS
 
     start.wait(60)
     began = time.time()
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    done = run_concurrently([partial(work, t) for t in range(THREADS)])
+    assert done == [ROUNDS] * THREADS
     results.put((tag, began, time.time()))
     store.close()
 

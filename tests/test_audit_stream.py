@@ -97,17 +97,21 @@ def test_a_failure_is_recorded_with_its_backoff_and_lag_shows_in_the_metrics(mak
         bot = make_bot(SFOX_AUDIT_WEBHOOK_URL=receiver.url, SFOX_AUDIT_WEBHOOK_SECRET=WEBHOOK_SECRET)
         append_events(bot.store, 3, datetime.now(UTC) - timedelta(seconds=90))
         stream = bot.runtime.stream.stream
+        at = datetime.now(UTC)
+        stream.now = lambda: at  # the stream's own clock, stopped: no window of wall time to miss
         outcome = stream.send_one()
         assert isinstance(outcome, Failed) and outcome.error == "HTTP 500" and outcome.failures == 1
+        assert outcome.retry_at == at + timedelta(seconds=1)  # retry_delay(1)
         state = stream_cursor.read_state(bot.store)
         assert (state.cursor, state.failures, state.last_error) == (0, 1, "HTTP 500")
-        wait = state.retry_at - datetime.now(UTC)
-        assert timedelta(seconds=0.5) < wait <= timedelta(seconds=1)  # retry_delay(1)
+        assert state.retry_at == outcome.retry_at
         assert stream.send_one() == Idle("waiting to try again")
         scrape = bot.runtime.visibility.metrics.scrape()[0].decode()
         assert "sfox_bot_audit_stream_lag_events 3.0" in scrape
         age = float(re.search(r"^sfox_bot_audit_stream_oldest_unsent_seconds (\S+)$", scrape, re.M)[1])
         assert 89 < age < 200
+        at += timedelta(seconds=1)  # its time: tried again, and acknowledged (the script is spent)
+        assert stream.send_one() == Sent(1, 3)
     finally:
         receiver.close()
 

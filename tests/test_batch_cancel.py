@@ -18,7 +18,7 @@ from tests.conftest import BOB
 from tests.test_policy_store import T0, new_batch
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store(request, tmp_path):
     url = (
         f"sqlite:///{tmp_path / 'cancel.db'}"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from bot.fakes.slack_api import FakeSlack
 from bot.store.schema import batches
-from tests.conftest import ALICE, BOB, BOT_TOKEN, assert_nothing_refused, bot_env
+from tests.conftest import ALICE, BOB, bot_env, checked_slack
 from tests.crash_support import BotProcess, View
 
 pytestmark = pytest.mark.slow
@@ -21,9 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
-        yield slack
-        assert_nothing_refused(slack)
+    yield from checked_slack(clock_ts=True)
 
 
 def test_batch_row_claimed_then_killed_is_resumed_by_another_process(

@@ -6,15 +6,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import time
+import subprocess
 from datetime import UTC, datetime
 
+from bot.batches import running
 from bot.fakes.sfox_api import Fault
 from bot.slack.batch_card import BATCH_APPROVE, BATCH_CANCEL, BATCH_DENY, BATCH_PAUSE, BATCH_RESUME
 from bot.store.batches import BatchStore
 from bot.store.outcomes import Outcome
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, card_text, open_request, wait_until
+from tests.ops_support import cli
+from tests.support import Gate
 
 
 def batch_cards(bot):
@@ -163,31 +166,43 @@ def test_a_429_storm_slows_the_batch_and_fails_nobody(make_bot, fake_sfox):
     assert len(fake_sfox.requests("DELETE")) == 12 + 8
 
 
-def test_pause_resume_and_cancel(make_bot, fake_sfox):
-    bot = make_bot(SFOX_BALANCE_CHECK="off")
+def test_pause_resume_and_cancel(make_bot, fake_sfox, monkeypatch):
+    # The DELETEs are held by the fake sFOX while the test clicks, and let through when it says:
+    # each click lands while the runner is mid-batch, however slow the machine (the bot's sFOX
+    # timeout is longer than any hold, so a held DELETE is never given up on). The runner looks
+    # for a pause every TICK_SECONDS while its users are in flight: made short, it has seen the
+    # pause by the time the card says so, and the DELETEs let through then are the last ones.
+    monkeypatch.setattr(running, "TICK_SECONDS", 0.02)
+    bot = make_bot(SFOX_BALANCE_CHECK="off", SFOX_TIMEOUT_SECONDS="60")
     ids = add_users(fake_sfox, 60)
     _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids))
-    # Slow DELETEs (about 12 a second with the runner's threads) leave time to click.
-    fake_sfox.on_request = lambda seen: time.sleep(1.0) if seen.method == "DELETE" else None
     bid = batch_id_of(card)
-    bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
-    wait_until(lambda: buttons(bot.slack.message(card.ts)) == [BATCH_PAUSE, BATCH_CANCEL])
-    outsider = bot.driver.click(MALLORY, BATCH_PAUSE, str(bid), card.ts)
-    assert (
-        "not on the sFOX approver list" in bot.driver.ephemeral_for(outsider.extensions["response_name"])[0]
-    )
-    # Pause once the run has really started: on a busy machine the card can show Pause before the
-    # runner has sent its first DELETE, and a pause then would leave nothing sent to check below.
-    wait_until(lambda: fake_sfox.requests("DELETE"))
-    bot.driver.click(CAROL, BATCH_PAUSE, str(bid), card.ts)
-    wait_until(lambda: "Paused" in card_text(bot.slack.message(card.ts)))
-    wait_until(lambda: not bot.store.engine or not BatchRows(bot, bid).in_flight())
-    sent = len(fake_sfox.requests("DELETE"))
-    assert 0 < sent < 60
-    bot.driver.click(CAROL, BATCH_RESUME, str(bid), card.ts)
-    wait_until(lambda: len(fake_sfox.requests("DELETE")) > sent)
-    bot.driver.click(ALICE, BATCH_CANCEL, str(bid), card.ts)
-    summary = wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "finished" in m.text], timeout=30)
+    with Gate(fake_sfox, "DELETE", hold_seconds=60) as deletes:
+        bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
+        wait_until(lambda: buttons(bot.slack.message(card.ts)) == [BATCH_PAUSE, BATCH_CANCEL])
+        outsider = bot.driver.click(MALLORY, BATCH_PAUSE, str(bid), card.ts)
+        assert (
+            "not on the sFOX approver list"
+            in bot.driver.ephemeral_for(outsider.extensions["response_name"])[0]
+        )
+        deletes.wait_holding()  # the run has really started: its first DELETEs are in flight
+        bot.driver.click(CAROL, BATCH_PAUSE, str(bid), card.ts)
+        wait_until(lambda: "Paused" in card_text(bot.slack.message(card.ts)))
+        deletes.open()  # those in flight finish; no other is sent while paused
+        wait_until(lambda: BatchStore(bot.store).get(bid).runner is None)  # its workers all stopped
+        sent = len(fake_sfox.requests("DELETE"))
+        assert 0 < sent < 60
+        assert BatchRows(bot, bid).counts() == {"succeeded": sent, "pending": 60 - sent}
+        deletes.close()
+        bot.driver.click(CAROL, BATCH_RESUME, str(bid), card.ts)
+        deletes.wait_holding()  # running again: new DELETEs, held
+        assert len(fake_sfox.requests("DELETE")) > sent
+        bot.driver.click(ALICE, BATCH_CANCEL, str(bid), card.ts)
+        wait_until(lambda: BatchRows(bot, bid).counts().get("cancelled", 0) > 0)
+        deletes.open()  # the held ones finish; the cancelled users are never sent
+        summary = wait_until(
+            lambda: [m for m in bot.slack.thread(card.ts) if "finished" in m.text], timeout=30
+        )
     counts = BatchRows(bot, bid).counts()
     assert counts.get("cancelled", 0) > 0 and counts.get("succeeded", 0) == len(fake_sfox.deletes)
     assert set(counts) <= {"cancelled", "succeeded"}
@@ -237,24 +252,30 @@ class BatchRows:
         return out
 
 
-def test_history_and_show_of_a_batch(make_bot, fake_sfox, database_url, monkeypatch, capsys):
-    from bot.cli.main import main
+def sfox_bot(tmp_path, database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """The real `sfox-bot` in a process of its own, with DATABASE_URL its only setting and an empty
+    working directory: neither the developer's shell nor the checkout's `.env` reach it (in this
+    process, `load_dotenv` would also have left the `.env` in os.environ for every later test)."""
+    return cli(*args, env={"DATABASE_URL": database_url}, cwd=tmp_path)
 
+
+def test_history_and_show_of_a_batch(make_bot, fake_sfox, database_url, tmp_path):
     bot = make_bot(SFOX_BALANCE_CHECK="off")
     ids = add_users(fake_sfox, 3)
     _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids) + ",nobody_x records")
     bid = batch_id_of(card)
     bot.driver.click(BOB, BATCH_APPROVE, str(bid), card.ts)
     wait_until(lambda: [m for m in bot.slack.thread(card.ts) if "finished" in m.text], timeout=20)
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    capsys.readouterr()
-    assert main(["history", "--batch", str(bid), "--format", "json"]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    history = sfox_bot(tmp_path, database_url, "history", "--batch", str(bid), "--format", "json")
+    assert history.returncode == 0, history.stderr
+    rows = json.loads(history.stdout)
     assert sorted(r["sfox_user_id"] for r in rows) == ids and {r["batch_id"] for r in rows} == {bid}
-    assert main(["show", f"batch:{bid}"]) == 0
-    out = capsys.readouterr().out
+    shown = sfox_bot(tmp_path, database_url, "show", f"batch:{bid}")
+    assert shown.returncode == 0, shown.stderr
+    out = shown.stdout
     assert "succeeded 3" in out and "unknown: nobody_x" in out and all(uid in out for uid in ids)
-    assert main(["show", "batch:999"]) != 0
+    unknown = sfox_bot(tmp_path, database_url, "show", "batch:999")
+    assert unknown.returncode != 0 and "999" in unknown.stderr + unknown.stdout
 
 
 def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
@@ -272,10 +293,8 @@ def test_an_expired_batch_cannot_be_approved(make_bot, fake_sfox):
 
 
 def test_a_failed_upload_is_said_and_the_cli_gives_the_same_file(
-    make_bot, fake_sfox, fake_slack, database_url, monkeypatch, capsys
+    make_bot, fake_sfox, fake_slack, database_url, tmp_path
 ):
-    from bot.cli.main import main
-
     bot = make_bot(SFOX_BALANCE_CHECK="off")
     ids = add_users(fake_sfox, 3)
     _answer, card, _ = ask(bot, ALICE, "batch " + ",".join(ids))
@@ -287,10 +306,9 @@ def test_a_failed_upload_is_said_and_the_cli_gives_the_same_file(
     ]
     assert "could not be uploaded" in summary.text and "missing_scope" in summary.text
     assert f"sfox-bot history --batch {bid} --format csv" in summary.text
-    monkeypatch.setenv("DATABASE_URL", database_url)
-    capsys.readouterr()
-    assert main(["history", "--batch", str(bid), "--format", "csv"]) == 0
-    table = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    history = sfox_bot(tmp_path, database_url, "history", "--batch", str(bid), "--format", "csv")
+    assert history.returncode == 0, history.stderr
+    table = list(csv.DictReader(io.StringIO(history.stdout)))
     assert sorted(r["sfox_user_id"] for r in table) == ids and {r["status"] for r in table} == {"succeeded"}
 
 

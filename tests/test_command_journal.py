@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,19 +21,20 @@ from sqlalchemy import func, make_url, select, update
 
 from bot.fakes.slack_api import FakeSlack
 from bot.requests.base import CARDLESS_GRACE
+from bot.runtime import journal as journal_module
 from bot.runtime.journal import RESPONSE_URL_LIFETIME
 from bot.store.engine import make_engine
 from bot.store.schema import batches, commands
-from tests.conftest import ALICE, BOB, BOT_TOKEN
+from tests.conftest import ALICE, BOB, checked_slack
 from tests.helpers import wait_status, wait_until
 from tests.support import Gate, ack_text
+from tests.threads import run_concurrently
 
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
     """Message timestamps from the wall clock, as Slack's are (the sweep looks cards up by time)."""
-    with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
-        yield slack
+    yield from checked_slack(clock_ts=True)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -140,7 +140,16 @@ def journal_held(url: str) -> Iterator[None]:
         engine.dispose()
 
 
-def test_a_command_the_database_cannot_take_in_time_is_refused_visibly(make_bot, db, fake_sfox, fake_slack):
+# The journal's budget, made small here: an ack that waits for it then answers must still come
+# within Slack's 3 s with room to spare on a loaded machine (the product's is 2 s, far under 3 s,
+# and its margin is what is tested: the ack waits the budget and not much longer).
+BUDGET = 0.25
+
+
+def test_a_command_the_database_cannot_take_in_time_is_refused_visibly(
+    make_bot, db, fake_sfox, fake_slack, monkeypatch
+):
+    monkeypatch.setattr(journal_module, "RECORD_WITHIN_SECONDS", BUDGET)
     bot = make_bot(DATABASE_URL=db, SFOX_BALANCE_CHECK="off")
     fake_sfox.add_user("cohort_1")
     bot.driver.command(ALICE, "batch")  # the form, opened before the database is held
@@ -149,12 +158,12 @@ def test_a_command_the_database_cannot_take_in_time_is_refused_visibly(make_bot,
         for text in ("client_1 offboarding", "batch cohort_1,client_2 cohort closed"):
             started = time.monotonic()
             response = bot.driver.command(ALICE, text)
-            assert time.monotonic() - started < 3.0  # Slack's limit for an ack
+            assert BUDGET <= time.monotonic() - started < 3.0  # waited its budget, then acked
             said = ack_text(response)
             assert "your command was *not* recorded and changed nothing" in said, said
         started = time.monotonic()
         submitted = bot.driver.submit_view(ALICE, form, {"ids": "cohort_1", "reason": "from the form"})
-        assert time.monotonic() - started < 3.0
+        assert BUDGET <= time.monotonic() - started < 3.0
         body = submitted.json()  # the form stays open, saying so
         assert body["response_action"] == "errors" and "not* recorded" in json.dumps(body["errors"])
     assert bot.runtime.wait_idle()
@@ -193,20 +202,9 @@ def test_two_replicas_sweeping_at_once_resume_a_command_once(make_bot, db, fake_
     response = acked_then_dead(make_bot, db, text)
     first, second = make_bot(DATABASE_URL=db), make_bot(DATABASE_URL=db)
     lease_over(first)
-    barrier = threading.Barrier(4)
-    resumed: list[int] = []
-
-    def sweep_at_once(bot) -> None:
-        barrier.wait()
-        resumed.append(bot.runtime.sweep()["commands"])
-
-    threads = [threading.Thread(target=sweep_at_once, args=(b,)) for b in (first, second, first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    swept = run_concurrently([b.runtime.sweep for b in (first, second, first, second)])
     assert first.runtime.wait_idle() and second.runtime.wait_idle()
-    assert sorted(resumed) == [0, 0, 0, 1]
+    assert sorted(s["commands"] for s in swept) == [0, 0, 0, 1], swept
     assert len(fake_slack.cards()) == 1
     assert len(list(first.store.history())) == (2 if "batch" in text else 1)
     assert batch_count(first) == (1 if "batch" in text else 0)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import multiprocessing
 import random
-import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from sqlalchemy import func, select
 from bot.store import migrate
 from bot.store.db import Store
 from bot.store.schema import approvals
+from tests.threads import run_concurrently
 
 REQUESTS = 25
 APPROVERS = [f"UAPPROVER{i:02d}" for i in range(8)]
@@ -45,69 +47,81 @@ def _prepare(url: str, required: int = 2) -> list[int]:
     return ids
 
 
-def _hammer(url: str, ids: list[int], tag: str, deny: bool, start: Any = None) -> list[tuple[str, int, str]]:
-    """Every approver thread approves and tries to claim every request, in its own random order;
-    optionally two more threads try to deny them. Returns (what, request_id, who) for each win."""
-    store = Store.from_url(url)
-    wins: list[tuple[str, int, str]] = []
-    lock = threading.Lock()
-    gate = threading.Barrier(len(APPROVERS) + (2 if deny else 0))
+@dataclass(frozen=True)
+class Took:
+    """What one racing thread was told: the requests its approval was recorded on, and those it
+    won (claimed, or denied)."""
 
-    def approver(name: str) -> None:
-        order = ids[:]
-        random.shuffle(order)
-        gate.wait()
+    who: str
+    approved: frozenset[int]
+    claimed: frozenset[int]
+    denied: frozenset[int]
+
+
+def _hammer(url: str, ids: list[int], deny: bool) -> list[Took]:
+    """Every approver thread approves and tries to claim every request, in its own random order;
+    optionally two more threads try to deny a third of them. Returns what each thread was told."""
+    store = Store.from_url(url)
+
+    def approver(name: str, order: list[int]) -> Took:
+        approved, claimed = set(), set()
         for rid in order:
             now = datetime.now(UTC)
-            store.add_approval(rid, name, now)
+            if store.add_approval(rid, name, now):
+                approved.add(rid)
             if store.claim(rid, now, actor=name):
-                with lock:
-                    wins.append(("claim", rid, f"{tag}:{name}"))
+                claimed.add(rid)
+        return Took(name, frozenset(approved), frozenset(claimed), frozenset())
 
-    def denier(name: str) -> None:
+    def denier(name: str, order: list[int]) -> Took:
+        denied = {rid for rid in order if store.deny(rid, name, datetime.now(UTC), "denied")}
+        return Took(name, frozenset(), frozenset(), frozenset(denied))
+
+    def shuffled(part: int = 1) -> list[int]:
         order = ids[:]
         random.shuffle(order)
-        gate.wait()
-        for rid in order[: len(order) // 3]:
-            if store.deny(rid, name, datetime.now(UTC), "denied"):
-                with lock:
-                    wins.append(("deny", rid, f"{tag}:{name}"))
+        return order[: len(order) // part]
 
-    if start is not None:
-        start.wait(30)
-    threads = [threading.Thread(target=approver, args=(a,)) for a in APPROVERS]
+    racers = [partial(approver, a, shuffled()) for a in APPROVERS]
     if deny:
-        threads += [threading.Thread(target=denier, args=(f"UDENIER{i}",)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    store.close()
-    return wins
+        racers += [partial(denier, f"UDENIER{i}", shuffled(3)) for i in range(2)]
+    try:
+        return run_concurrently(racers)
+    finally:
+        store.close()
 
 
-def _in_process(url: str, ids: list[int], tag: str, deny: bool, start: Any, results: Any) -> None:
-    """Hammer in a child process; report when it wrote (wall clock) along with its wins."""
+def _in_process(url: str, ids: list[int], deny: bool, start: Any, results: Any) -> None:
+    """Hammer in a child process; report when it wrote (wall clock) along with its threads' results."""
     start.wait(60)
     began = time.time()
-    wins = _hammer(url, ids, tag, deny)
-    results.put((began, time.time(), wins))
+    took = _hammer(url, ids, deny)
+    results.put((began, time.time(), took))
 
 
-def _check(url: str, ids: list[int], wins: list[tuple[str, int, str]], deny: bool) -> None:
-    per_request = Counter(rid for _, rid, _ in wins)
-    assert set(per_request) == set(ids), "every request was decided"
-    assert all(n == 1 for n in per_request.values()), per_request
+def _check(url: str, ids: list[int], took: list[Took]) -> None:
+    """Each thread's answers against the database: every request won once (claimed or denied),
+    by the thread that was told it won; every approval a thread was told was recorded is, and no
+    other (the two processes' threads share names: of two same-named threads, one is told)."""
+    wins = Counter(rid for t in took for rid in t.claimed | t.denied)
+    assert set(wins) == set(ids), "every request was decided"
+    assert all(n == 1 for n in wins.values()), wins
     store = Store.from_url(url)
     try:
-        for what, rid, _ in wins:
-            record = store.get(rid)
-            assert record.status == ("executing" if what == "claim" else "denied")
-            if what == "claim":
+        records = {rid: store.get(rid) for rid in ids}
+        for t in took:
+            for rid in t.claimed:
+                record = records[rid]
+                assert record.status == "executing" and record.attempts == 1
                 assert len(record.approved_by) >= record.required_approvals
-                assert record.attempts == 1
-            kinds = Counter(e.kind for e in store.events_for(rid))
-            assert kinds["claimed"] + kinds["denied"] == 1
+                claims = [e.actor for e in store.events_for(rid) if e.kind == "claimed"]
+                assert claims == [t.who], (rid, claims)
+            for rid in t.denied:
+                assert records[rid].status == "denied" and records[rid].denied_by == t.who
+                assert not any(e.kind == "claimed" for e in store.events_for(rid))
+        told = Counter((t.who, rid) for t in took for rid in t.approved)
+        recorded = Counter((who, rid) for rid, r in records.items() for who in r.approved_by)
+        assert told == recorded
         with store.engine.connect() as conn:
             duplicates = conn.execute(
                 select(approvals.c.request_id, approvals.c.approver, func.count())
@@ -115,8 +129,6 @@ def _check(url: str, ids: list[int], wins: list[tuple[str, int, str]], deny: boo
                 .having(func.count() > 1)
             ).all()
         assert duplicates == []
-        if deny:
-            assert {what for what, _, _ in wins} <= {"claim", "deny"}
     finally:
         store.close()
 
@@ -124,15 +136,13 @@ def _check(url: str, ids: list[int], wins: list[tuple[str, int, str]], deny: boo
 @pytest.mark.parametrize("deny", [False, True], ids=["approve-only", "with-denials"])
 def test_many_threads_one_winner_per_request(database_url, deny):
     ids = _prepare(database_url)
-    wins = _hammer(database_url, ids, "p0", deny)
-    _check(database_url, ids, wins, deny)
+    _check(database_url, ids, _hammer(database_url, ids, deny))
 
 
 @pytest.mark.postgres
 def test_many_threads_one_winner_per_request_on_postgres(postgres_url):
     ids = _prepare(postgres_url)
-    wins = _hammer(postgres_url, ids, "p0", True)
-    _check(postgres_url, ids, wins, True)
+    _check(postgres_url, ids, _hammer(postgres_url, ids, True))
 
 
 @pytest.mark.slow
@@ -144,20 +154,20 @@ def test_two_processes_one_winner_per_request(database_url):
     # The barrier lets both processes finish importing before either starts writing.
     start, results = ctx.Barrier(3), ctx.Queue()
     procs = [
-        ctx.Process(target=_in_process, args=(database_url, ids, f"p{i}", True, start, results))
-        for i in range(2)
+        ctx.Process(target=_in_process, args=(database_url, ids, True, start, results)) for i in range(2)
     ]
     for p in procs:
         p.start()
     start.wait(60)
-    (began_a, ended_a, wins_a), (began_b, ended_b, wins_b) = (
+    (began_a, ended_a, took_a), (began_b, ended_b, took_b) = (
         results.get(timeout=120),
         results.get(timeout=120),
     )
     for p in procs:
         p.join(30)
         assert p.exitcode == 0
-    _check(database_url, ids, wins_a + wins_b, True)
+    assert len(took_a) == len(took_b) == len(APPROVERS) + 2  # every thread of each reported
+    _check(database_url, ids, took_a + took_b)
     # The two processes wrote at the same time (the race was real, not one after the other).
     # Which one wins the claims is up to the scheduler: on a loaded machine one may win them all.
     assert max(began_a, began_b) < min(ended_a, ended_b)

@@ -18,7 +18,7 @@ from bot.crashpoints import POINTS
 from bot.fakes.sfox_api import Fault
 from bot.fakes.slack_api import FakeSlack, Message
 from bot.store.db import Store
-from tests.conftest import ALICE, BOB, BOT_TOKEN, CAROL, assert_nothing_refused, bot_env
+from tests.conftest import ALICE, BOB, CAROL, bot_env, checked_slack
 from tests.crash_support import BotProcess, View
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 
@@ -54,9 +54,7 @@ def test_every_crash_point_has_a_test_and_a_readme_row():
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
     """Message timestamps from the wall clock, as Slack's are (the sweep looks cards up by time)."""
-    with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
-        yield slack
-        assert_nothing_refused(slack)
+    yield from checked_slack(clock_ts=True)
 
 
 @pytest.fixture

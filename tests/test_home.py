@@ -3,11 +3,12 @@ their open requests and the latest outcomes; others see what the bot does and wh
 
 from __future__ import annotations
 
-import threading
+from functools import partial
 
 from bot.slack.home import HOME_APPROVE, HOME_DENY
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, open_request, wait_status, wait_until
+from tests.threads import run_concurrently
 
 
 def home_text(view):
@@ -89,21 +90,13 @@ def test_a_home_approval_racing_a_card_approval_sends_one_delete(make_bot, fake_
         user = f"client_race{attempt}"
         fake_sfox.add_user(user)
         record, card = open_request(bot, ALICE, user)
-        barrier = threading.Barrier(2)
-
-        def from_home(rid=record.id, barrier=barrier):
-            barrier.wait()
-            bot.driver.home_click(BOB, HOME_APPROVE, str(rid))
-
-        def from_card(rid=record.id, ts=card.ts, barrier=barrier):
-            barrier.wait()
-            bot.driver.click(CAROL, "sfox_approve", str(rid), ts)
-
-        threads = [threading.Thread(target=from_home), threading.Thread(target=from_card)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        clicks = run_concurrently(
+            [
+                partial(bot.driver.home_click, BOB, HOME_APPROVE, str(record.id)),
+                partial(bot.driver.click, CAROL, "sfox_approve", str(record.id), card.ts),
+            ]
+        )
+        assert [c.status_code for c in clicks] == [200, 200], clicks
         wait_status(bot, record.id, "succeeded")
         bot.runtime.wait_idle()
         deletes = [r for r in fake_sfox.requests("DELETE") if r.raw_path.endswith(f"/{user}")]

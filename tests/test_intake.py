@@ -19,6 +19,7 @@ from bot.store.schema import commands, requests
 from bot.webhooks.signing import signed_request_headers
 from tests.conftest import BOB
 from tests.helpers import card_text, wait_status, wait_until
+from tests.threads import run_concurrently
 
 SECRET = "intake-secret-0123456789abcdefghijklmnop"
 CHANNEL = "C0INTAKE1"
@@ -173,22 +174,8 @@ def test_an_unknown_user_is_422_and_opens_nothing(intake_bot):
 
 
 def _twenty_at_once(bot: Any) -> None:
-    answers: list[httpx.Response] = []
-    lock = threading.Lock()
-    start = threading.Barrier(20)
-
-    def send() -> None:
-        start.wait()
-        response = post(bot, ask(), key="one-key")
-        with lock:
-            answers.append(response)
-
-    threads = [threading.Thread(target=send) for _ in range(20)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert {r.status_code for r in answers} == {202}
+    answers = run_concurrently([lambda: post(bot, ask(), key="one-key")] * 20)
+    assert len(answers) == 20 and [r.status_code for r in answers] == [202] * 20, answers
     assert len({json.dumps(r.json(), sort_keys=True) for r in answers}) == 1
     assert answers[0].json()["status"] == "pending"
     assert len(list(bot.store.history())) == 1

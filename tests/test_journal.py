@@ -8,6 +8,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from sqlalchemy import select
@@ -18,6 +19,7 @@ from bot.store.base import WriteLock
 from bot.store.db import Store
 from bot.store.errors import Busy
 from bot.store.schema import commands
+from tests.threads import run_concurrently
 
 
 @pytest.fixture
@@ -39,23 +41,16 @@ def row(n: int) -> dict[str, object]:
 
 
 def at_once(n: int, work) -> list[object]:
-    """Run `work(i)` on n threads released together; each result, or the exception raised."""
-    barrier = threading.Barrier(n)
-    results: list[object] = [None] * n
+    """Run `work(i)` on n threads released together; each result, or the exception raised (the
+    refusals are what some of these tests assert)."""
 
-    def one(i: int) -> None:
-        barrier.wait()
+    def one(i: int) -> object:
         try:
-            results[i] = work(i)
+            return work(i)
         except Exception as exc:
-            results[i] = exc
+            return exc
 
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
+    return run_concurrently([partial(one, i) for i in range(n)])
 
 
 def test_rows_recorded_at_once_are_each_written_with_their_own_id(journal):

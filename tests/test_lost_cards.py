@@ -13,15 +13,13 @@ import pytest
 
 from bot.fakes.slack_api import APP_ID, FakeSlack
 from bot.requests.base import CARDLESS_GRACE
-from tests.conftest import ALICE, BOB, BOT_TOKEN, assert_nothing_refused
+from tests.conftest import ALICE, BOB, checked_slack
 from tests.helpers import buttons, card_text, wait_status, wait_until
 
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:
-        yield slack
-        assert_nothing_refused(slack)
+    yield from checked_slack(clock_ts=True)
 
 
 def _orphan(bot, user: str = "client_1"):

@@ -6,8 +6,8 @@ trail holds no event about a person. And the replay rule holds between racing wr
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 from alembic import command
@@ -23,6 +23,7 @@ from bot.store.mfa_enrolling import MfaEnrolling
 from bot.store.mfa_verifying import MfaVerifying
 from bot.store.records import Event
 from bot.store.schema import metadata
+from tests.threads import run_concurrently
 
 KEY = "audit-key-0123456789"
 
@@ -103,18 +104,7 @@ def test_of_racing_writers_one_spends_a_code(url):
     migrate.upgrade(store.engine, KEY)
     codes = MfaVerifying(store)
     now = datetime.now(UTC)
-    results: list[bool] = []
-    start = threading.Barrier(8)
-
-    def spend() -> None:
-        start.wait()
-        results.append(codes.spend("UBOB0002", 4242, now))
-
-    threads = [threading.Thread(target=spend) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = run_concurrently([partial(codes.spend, "UBOB0002", 4242, now)] * 8)
     assert sorted(results) == [False] * 7 + [True]
 
     # The lock-out is set, and audited, once, however the fifth wrong code arrives.
@@ -142,19 +132,10 @@ def test_wrong_codes_racing_lock_a_person_once(url):
     window, lock = timedelta(minutes=10), timedelta(minutes=10)
     for _ in range(3):
         assert codes.wrong_code("UCAROL03", now, limit=5, window=window, lock_for=lock) is None
-    results: list[datetime | None] = []
-    start = threading.Barrier(8)
-
-    def wrong() -> None:
-        start.wait()
-        results.append(codes.wrong_code("UCAROL03", now, limit=5, window=window, lock_for=lock))
-
-    threads = [threading.Thread(target=wrong) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len([r for r in results if r is not None]) == 1
+    results = run_concurrently(
+        [partial(codes.wrong_code, "UCAROL03", now, limit=5, window=window, lock_for=lock)] * 8
+    )
+    assert sorted(results, key=lambda r: r is not None) == [None] * 7 + [now + lock], results
     kinds = [e["kind"] for e in audit_verify.export_rows(store.engine)]
     assert kinds.count("mfa_locked") == 1
     assert MfaEnrolling(store).get("UCAROL03").locked_until == now + lock

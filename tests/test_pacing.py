@@ -5,8 +5,10 @@ running a batch, stay under a fake sFOX that enforces the limit (zero 429s)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
+from functools import partial
 
 import pytest
 
@@ -16,6 +18,7 @@ from bot.store import migrate
 from bot.store.db import Store
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import wait_until
+from tests.threads import run_concurrently
 
 
 def _store(url: str) -> Store:
@@ -29,8 +32,8 @@ def _takers(
 ) -> list[float]:
     """Slot times taken by `threads` threads in each of `replicas` stores (engines) hammering the
     limiter until `want` slots are taken (or `seconds` pass, for a limiter that starves them):
-    exactly the times the limiter recorded. A condition, not a fixed span: on a busy machine the
-    same slots just take longer to go through the database."""
+    exactly the times the limiter recorded, each thread's own. A condition, not a fixed span: on a
+    busy machine the same slots just take longer to go through the database."""
     stores = [_store(url)] + [Store.from_url(url) for _ in range(replicas - 1)]
     local = threading.local()
 
@@ -38,28 +41,30 @@ def _takers(
         local.last = time.time()
         return local.last
 
-    taken: list[float] = []
-    lock = threading.Lock()
+    count = itertools.count(1)  # slots taken by all threads together (next() is atomic)
+    enough = threading.Event()
     end = time.monotonic() + seconds
 
-    def take(store: Store) -> None:
+    def take(store: Store) -> list[float]:
         limiter = SharedRateLimiter(store, limit, window=window, margin=0.0, clock=clock)
-        while time.monotonic() < end:
-            with lock:
-                if len(taken) >= want:
-                    return
+        mine: list[float] = []
+        while time.monotonic() < end and not enough.is_set():
             if limiter.acquire(timeout=max(0.0, end - time.monotonic())):
-                with lock:
-                    taken.append(local.last)
+                mine.append(local.last)
+                if next(count) >= want:
+                    enough.set()
+        return mine
 
-    workers = [threading.Thread(target=take, args=(s,)) for s in stores for _ in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    for s in stores:
-        s.close()
-    return sorted(taken)
+    try:
+        each = run_concurrently(
+            [partial(take, s) for s in stores for _ in range(threads)], timeout=seconds + 30
+        )
+    finally:
+        for s in stores:
+            s.close()
+    for mine in each:  # one thread's slots come one after another
+        assert mine == sorted(mine)
+    return sorted(t for mine in each for t in mine)
 
 
 def _assert_within(taken: list[float], limit: int, window: float) -> None:
@@ -84,13 +89,21 @@ def test_replicas_share_one_window_postgres(postgres_url):
 def test_a_hold_closes_the_gate_for_everyone(tmp_path):
     url = f"sqlite:///{tmp_path / 'hold.db'}"
     one, two = _store(url), Store.from_url(url)
+    now = [1000.0]  # the limiters' own clock: the hold is measured on it, not against the machine
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
     try:
-        SharedRateLimiter(one, 100).hold(0.6)
-        other = SharedRateLimiter(two, 100)
-        wait = other.try_acquire()
-        assert 0.3 < wait <= 0.6
-        assert not other.acquire(timeout=0.1)
-        assert other.acquire(timeout=2.0)
+        SharedRateLimiter(one, 100, clock=lambda: now[0]).hold(0.6)
+        other = SharedRateLimiter(two, 100, clock=lambda: now[0], sleep=sleep)
+        assert other.try_acquire() == pytest.approx(0.6)  # another store (replica) sees the hold
+        now[0] += 0.2
+        assert other.try_acquire() == pytest.approx(0.4)
+        assert not other.acquire(timeout=0.1)  # the hold outlasts the wait allowed: no slot
+        assert now[0] == 1000.2  # and it gave up at once, without waiting in vain
+        assert other.acquire(timeout=2.0)  # it waits the hold out, then takes a slot
+        assert now[0] == pytest.approx(1000.6)
     finally:
         one.close()
         two.close()

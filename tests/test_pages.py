@@ -16,15 +16,13 @@ from sqlalchemy import select, update
 from bot.fakes.slack_api import FakeSlack
 from bot.requests.base import CARDLESS_GRACE
 from bot.store.schema import outbox
-from tests.conftest import ALICE, BOB, BOT_TOKEN, assert_nothing_refused
+from tests.conftest import ALICE, BOB, BOT_TOKEN, checked_slack
 from tests.helpers import open_request, wait_status
 
 
 @pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
-    with FakeSlack(token=BOT_TOKEN, clock_ts=True) as slack:  # Slack's timestamps: in the card's window
-        yield slack
-        assert_nothing_refused(slack)
+    yield from checked_slack(clock_ts=True)  # Slack's timestamps: in the card's window
 
 
 def _pages_read(fake: FakeSlack, method: str) -> int:

@@ -3,7 +3,6 @@ reminder in its thread, naming the approvers who have not acted, once across all
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy import update
 from bot.store.schema import requests
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import open_request, wait_until
+from tests.threads import run_concurrently
 
 
 def age(bot, request_id, minutes):
@@ -44,19 +44,10 @@ def two_replicas_remind_once(first, second):
     first.runtime.sweep()
     assert reminders(first, card.ts) == []  # a third of its TTL: not yet
     age(first, record.id, 31)
-    barrier = threading.Barrier(4)
-
-    def sweep(bot):
-        barrier.wait()
-        bot.runtime.sweep()
-
-    threads = [threading.Thread(target=sweep, args=(b,)) for b in (first, second, first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    first.runtime.sweep()
-    second.runtime.sweep()
+    # Four sweeps at once, two per replica: one of them reminds, and no sweep runs after them
+    # (one would redo what the racing ones failed to do, and the test would not see it).
+    swept = run_concurrently([b.runtime.sweep for b in (first, second, first, second)])
+    assert sorted(s["reminded"] for s in swept) == [0, 0, 0, 1], swept
     (reminder,) = wait_until(lambda: reminders(first, card.ts))
     assert f"<@{BOB}>" in reminder.text and f"<@{CAROL}>" in reminder.text
     assert f"<@{ALICE}>" not in reminder.text  # the requester cannot approve

@@ -167,7 +167,7 @@ def test_sigterm_lets_an_sfox_call_in_flight_finish_and_be_recorded(bot_process,
     assert "is deactivated" in reply.text
 
 
-@pytest.mark.parametrize("db", ["sqlite", "postgres"])
+@pytest.mark.parametrize("db", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_two_bot_processes_on_one_database_send_one_delete(db, request, tmp_path, fake_slack, fake_sfox):
     url = f"sqlite:///{tmp_path / 'shared.db'}" if db == "sqlite" else request.getfixturevalue("postgres_url")
     processes = []
@@ -243,10 +243,12 @@ def test_a_click_the_database_cannot_take_in_time_is_refused_visibly(bot_process
     db = sqlite3.connect(bot_process.cwd / "sfox-bot.db", isolation_level=None, timeout=30)
     try:
         card, request_id = open_card(driver, fake_slack)
-        db.execute("BEGIN IMMEDIATE")  # another writer holds the database for longer than 3 s
-        started = time.monotonic()
+        db.execute("BEGIN IMMEDIATE")  # another writer holds the database until the answer came
+        # The bot gives up on the database and acks while it is still held (no wall time here: its
+        # 2 s budget, and that an ack waits it and not much more, are tested in-process with a
+        # smaller one in test_command_journal.py; this process shows the decision end to end).
         response = driver.click(BOB, "sfox_approve", request_id, card.ts)
-        assert response.status_code == 200 and time.monotonic() - started < 3.0
+        assert response.status_code == 200
         answer = driver.ephemeral_for(response.extensions["response_name"])
         assert "was *not* recorded" in answer[0]
         db.execute("ROLLBACK")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -24,6 +23,7 @@ from bot.store.schema import requests
 from tests.conftest import ALICE, BOB, CAROL, MALLORY
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
 from tests.support import ack_text, drain
+from tests.threads import run_concurrently
 
 DATE = re.compile(r"<!date\^(\d+)\^\{date_short_pretty\} at \{time\}\|(\d{4}-\d\d-\d\d \d\d:\d\d UTC)>")
 
@@ -191,17 +191,9 @@ def test_two_replicas_racing_at_the_time_send_one_delete_on_postgres(make_bot, p
 def run_race(first, second):
     record, card = schedule_approved(first)
     make_due(first, record.id)
-    barrier = threading.Barrier(4)
-
-    def tick(bot):
-        barrier.wait()
-        bot.runtime.schedule.tick()
-
-    threads = [threading.Thread(target=tick, args=(b,)) for b in (first, second, first, second)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    # Four ticks at once, two per replica: exactly one claims the request and starts its run.
+    started = run_concurrently([b.runtime.schedule.tick for b in (first, second, first, second)])
+    assert sorted(started) == [0, 0, 0, 1], started
     wait_status(first, record.id, "succeeded")
     drain(first)
     drain(second)

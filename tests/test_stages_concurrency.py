@@ -5,9 +5,9 @@ only when every stage is met by distinct people (never on the count of approvals
 from __future__ import annotations
 
 import random
-import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from functools import partial
 
 import pytest
 
@@ -15,6 +15,7 @@ from bot.policy import quorum, rules
 from bot.policy.stages import Stage, dump_stages
 from bot.store import migrate
 from bot.store.db import Store
+from tests.threads import run_concurrently
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -60,31 +61,29 @@ def test_many_threads_claim_once_and_only_with_every_stage_met(url):
     migrate.upgrade(store.engine)
     now = datetime.now(UTC)
     ids = [_staged_request(store, f"client_{i}", now).id for i in range(REQUESTS)]
-    wins: list[tuple[int, str]] = []
-    lock = threading.Lock()
     people = list(ELIGIBLE)
-    gate = threading.Barrier(len(people))
 
-    def approver(name: str) -> None:
-        order = ids[:]
-        random.shuffle(order)
-        gate.wait()
+    def approver(name: str, order: list[int]) -> tuple[str, set[int], set[int]]:
+        """The requests `name`'s approval was recorded on, and those it claimed."""
+        approved, claimed = set(), set()
         for rid in order:
             at = datetime.now(UTC)
-            store.add_approval(rid, name, at, ELIGIBLE[name])
+            if store.add_approval(rid, name, at, ELIGIBLE[name]):
+                approved.add(rid)
             # The count of approvals reaches 4 before the stages are met (three of compliance
             # and one of leads): the claim must wait for the stage check.
             if store.claim(rid, at, actor=name):
-                with lock:
-                    wins.append((rid, name))
+                claimed.add(rid)
+        return name, approved, claimed
 
-    threads = [threading.Thread(target=approver, args=(p,)) for p in people]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
-    per_request = Counter(rid for rid, _ in wins)
+    took = run_concurrently([partial(approver, p, random.sample(ids, len(ids))) for p in people])
+    per_request = Counter(rid for _, _, claimed in took for rid in claimed)
     assert set(per_request) == set(ids) and set(per_request.values()) == {1}
+    told = {(name, rid) for name, approved, _ in took for rid in approved}
+    assert told == {(name, rid) for rid in ids for name in store.get(rid).approved_by}
+    for name, _, claimed in took:
+        for rid in claimed:
+            assert [e.actor for e in store.events_for(rid) if e.kind == "claimed"] == [name]
     for rid in ids:
         record = store.get(rid)
         assert record.status == "executing" and record.attempts == 1

@@ -3,6 +3,7 @@ other test (they import from the source tree) and fail only for someone who inst
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -14,6 +15,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 SOURCES = ("bot", "handlers", "migrations")
+
+
+def pip(*args: str | Path, cwd: Path) -> None:
+    """This interpreter's pip, offline and deaf to the machine's pip setup: no index (everything
+    it needs is here: the wheel, and setuptools and wheel of the dev extra for the build), no
+    pip.conf (PIP_CONFIG_FILE=/dev/null), no PIP_* of the developer's shell, no cache, and no
+    version check (which would go to the network)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
+    subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--quiet", "--no-index", "--no-cache-dir"],
+        check=True,
+        cwd=cwd,
+        env=env,
+    )
 
 
 def source_modules() -> list[str]:
@@ -40,22 +56,7 @@ def test_the_wheel_installs_and_imports_every_module(tmp_path: Path) -> None:
     ignore = shutil.ignore_patterns(".*", "build", "dist", "*.egg-info", "__pycache__")
     shutil.copytree(ROOT, source, ignore=ignore)
     dist = tmp_path / "dist"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "-w",
-            dist,
-            source,
-        ],
-        check=True,
-        cwd=tmp_path,
-    )
+    pip("wheel", "--no-deps", "--no-build-isolation", "-w", dist, source, cwd=tmp_path)
     (wheel,) = dist.glob("sfox_deactivate_bot-*.whl")
     env_dir = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=False).create(env_dir)
@@ -71,11 +72,7 @@ def test_the_wheel_installs_and_imports_every_module(tmp_path: Path) -> None:
     # The third-party dependencies come from this interpreter's site-packages (no download), added
     # as a plain path: its .pth files, the editable install of this checkout among them, are not run.
     (fresh_site / "deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target", fresh_site, wheel],
-        check=True,
-        cwd=tmp_path,
-    )
+    pip("install", "--no-deps", "--target", fresh_site, wheel, cwd=tmp_path)
     names = source_modules()
     check = (
         "import importlib, pathlib, sys\n"

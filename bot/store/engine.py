@@ -13,18 +13,26 @@ from sqlalchemy.pool import StaticPool
 from bot.store.errors import is_busy
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+# Every conditional write is "did it change a row?", read from `rowcount`. SQLAlchemy (since
+# 2.0.28) keeps the DBAPI's count only for UPDATE and DELETE unless asked: an INSERT ... SELECT
+# (an approval recorded only while the request is pending) reads -1 on PostgreSQL, which is true,
+# so an approval refused by the database was reported, and audited, as recorded.
+_ROWCOUNT = {"preserve_rowcount": True}
 
 
 def make_engine(url: str) -> Engine:
     """An engine tuned for this workload; on SQLite: WAL, a busy timeout and IMMEDIATE write
     transactions, so concurrent writers wait for each other instead of failing."""
     if not url.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+        return create_engine(
+            url, pool_pre_ping=True, pool_size=10, max_overflow=20, execution_options=_ROWCOUNT
+        )
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         poolclass=StaticPool if memory else None,
+        execution_options=_ROWCOUNT,
     )
 
     @event.listens_for(engine, "connect")
