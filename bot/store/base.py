@@ -30,7 +30,7 @@ from bot.policy.stages import load_eligible
 from bot.store.engine import make_engine
 from bot.store.errors import Busy, is_busy
 from bot.store.records import Event, EventRecord, RequestRecord, dm_owed
-from bot.store.schema import approvals, events, outbox, requests
+from bot.store.schema import SINGLE, approvals, events, outbox, requests
 from bot.store.step_owed import step_owed
 
 # The statements of the hot paths (every click and every Slack message runs them several times),
@@ -157,11 +157,15 @@ class StoreBase:
         since: datetime | None = None,
         batch: int = 500,
         batch_id: int | None = None,
+        single: bool = False,
     ) -> Iterator[RequestRecord]:
-        """Requests newest first, streamed in batches so memory does not grow with the table."""
+        """Requests newest first, streamed in batches so memory does not grow with the table.
+        `single`: single requests only, no batch's users (the App Home's lists)."""
         conditions = []
         if batch_id is not None:  # the users of one batch (bot.batches)
             conditions.append(requests.c.batch_id == batch_id)
+        if single:
+            conditions.append(SINGLE)
         if status:
             conditions.append(requests.c.status == status)
         if user:
