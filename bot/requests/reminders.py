@@ -20,9 +20,10 @@ from sqlalchemy import insert, select, update
 from bot.policy import quorum, rules
 from bot.slack.blocks import code, mention, slack_date
 from bot.slack.ids import SLACK_USER_ID
+from bot.store.base import SINGLE
 from bot.store.db import Store
 from bot.store.records import Event, RequestRecord
-from bot.store.schema import SINGLE, outbox, requests
+from bot.store.schema import outbox, requests
 
 log = logging.getLogger("sfox_bot.reminders")
 

@@ -9,10 +9,10 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
-from bot.store.base import _NOTICE, StoreBase
+from bot.store.base import _NOTICE, SINGLE, StoreBase
 from bot.store.errors import AlreadyOpen
 from bot.store.records import Event, RequestRecord, dm_owed
-from bot.store.schema import SINGLE, requests
+from bot.store.schema import requests
 from bot.store.step_owed import step_owed
 
 

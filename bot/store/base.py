@@ -30,8 +30,15 @@ from bot.policy.stages import load_eligible
 from bot.store.engine import make_engine
 from bot.store.errors import Busy, is_busy
 from bot.store.records import Event, EventRecord, RequestRecord, dm_owed
-from bot.store.schema import SINGLE, approvals, events, outbox, requests
+from bot.store.schema import approvals, events, outbox, requests
 from bot.store.step_owed import step_owed
+
+# A single request: no batch's user (issue 32). Every single-request step (approve, claim,
+# schedule, claim at its time, deny, cancel, retry; the App Home's lists, the reminders) holds it
+# in SQL, so a click naming a batch's user is never counted or sent, whatever got it that far: that
+# user is decided, paced and reported by its batch (bot/batches/; its claims in bot/store/deciding.py
+# and bot/store/retrying.py).
+SINGLE = requests.c.batch_id.is_(None)
 
 # The statements of the hot paths (every click and every Slack message runs them several times),
 # built once with bound parameters: building a statement and its cache key costs more than

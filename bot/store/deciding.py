@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.policy import stages as staging
 from bot.store import schema
-from bot.store.base import StoreBase
+from bot.store.base import SINGLE, StoreBase
 from bot.store.records import Event, RequestRecord
-from bot.store.schema import SINGLE, approvals, batches, requests
+from bot.store.schema import approvals, batches, requests
 
 
 def batch_running() -> ColumnElement[bool]:

@@ -10,10 +10,11 @@ from typing import Any
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.exc import IntegrityError
 
+from bot.store.base import SINGLE
 from bot.store.deciding import DecidingStore, batch_running
 from bot.store.outcomes import CLAIM_AGAIN
 from bot.store.records import Event, RequestRecord
-from bot.store.schema import SINGLE, requests
+from bot.store.schema import requests
 
 
 def no_newer_request() -> ColumnElement[bool]:

@@ -116,13 +116,6 @@ requests = Table(
     Index("uq_requests_command", "command_id", unique=True),
 )
 
-# A single request: no batch's user (issue 32). Every single-request step (approve, claim,
-# schedule, claim at its time, deny, cancel, retry; the App Home's lists, the reminders) holds it
-# in SQL, so a click naming a batch's user is never counted or sent, whatever got it that far: that
-# user is decided, paced and reported by its batch (bot/batches/; its claims in bot/store/deciding.py
-# and bot/store/retrying.py).
-SINGLE = requests.c.batch_id.is_(None)
-
 approvals = Table(
     "approvals",
     metadata,
