@@ -58,6 +58,9 @@ class Settings:
     watch_interval_seconds: float = 900.0
     watch_days: int = 14
     schedule_max_days: int = 90
+    # Issue 32: Retry (after a failure that changed nothing) is offered for this long after the
+    # request failed, and never behind a newer request for the same sFOX user.
+    retry_window_hours: float = 24.0
     audit_key: str | None = field(default=None, repr=False)
     audit_channel: str | None = None
     audit_anchor_minutes: int = 60
@@ -217,6 +220,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         watch_interval_seconds=get.number("SFOX_WATCH_INTERVAL_SECONDS", 900.0, low=0.05, high=7 * 86400),
         watch_days=get.integer("SFOX_WATCH_DAYS", 14, low=1, high=90),
         schedule_max_days=get.integer("SFOX_SCHEDULE_MAX_DAYS", 90, low=1, high=366),
+        retry_window_hours=get.number("SFOX_RETRY_WINDOW_HOURS", 24.0, low=0.01, high=8760, unit="hours"),
         audit_key=get.secret("SFOX_AUDIT_KEY", min_length=AUDIT_KEY_MIN_LENGTH),
         audit_channel=get.matching("SFOX_AUDIT_CHANNEL", SLACK_CHANNEL_ID, "a Slack channel id like C012ABC"),
         audit_anchor_minutes=get.integer("SFOX_AUDIT_ANCHOR_MINUTES", 60, low=1, high=7 * 24 * 60),

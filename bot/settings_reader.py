@@ -82,14 +82,14 @@ class EnvReader:
             raise ConfigError(name, f"must be between {low} and {high}, got {number}")
         return number
 
-    def number(self, name: str, default: float, *, low: float, high: float) -> float:
+    def number(self, name: str, default: float, *, low: float, high: float, unit: str = "seconds") -> float:
         value = self.raw(name)
         if value is None:
             return default
         try:
             number = float(value)
         except ValueError:
-            raise ConfigError(name, f"must be a number of seconds, got {value!r}") from None
+            raise ConfigError(name, f"must be a number of {unit}, got {value!r}") from None
         if not low <= number <= high:
             raise ConfigError(name, f"must be between {low:g} and {high:g}, got {number:g}")
         return number

@@ -11,7 +11,7 @@ from bot.requests.base import CardRef
 from bot.runtime.clicks import Click
 from bot.runtime.journal import not_recorded
 from bot.slack.batch_card import BATCH_ACTIONS, BATCH_APPROVE
-from bot.slack.blocks import RETRY, card_block_id
+from bot.slack.blocks import card_block_id
 from bot.slack.identity import is_own_message
 from bot.slack.watch_blocks import WATCH_ACTIONS
 from bot.store.errors import Busy
@@ -31,9 +31,10 @@ def register(app: App, runtime: Runtime) -> None:
     on_click = click_listener(runtime)
     # Deny is registered by handlers/deny_modal.py: it opens the reason modal, and falls back to
     # this same listener when the modal cannot be opened. Approve (the card's and the batch
-    # card's) by handlers/approve_modal.py: this same listener, or the code modal with step-up.
-    # The batch card's buttons (bot/slack/batch_card.py) are journalled the same way.
-    for action_id in (RETRY, *(a for a in BATCH_ACTIONS if a != BATCH_APPROVE), *WATCH_ACTIONS):
+    # card's) by handlers/approve_modal.py: this same listener, or the code modal with step-up; so
+    # is Retry, an approval too (issue 32). The batch card's buttons (bot/slack/batch_card.py) are
+    # journalled the same way.
+    for action_id in (*(a for a in BATCH_ACTIONS if a != BATCH_APPROVE), *WATCH_ACTIONS):
         app.action(action_id)(on_click)
 
 

@@ -1,5 +1,6 @@
 """Approve with a second factor (issue 18): with step-up on, every Approve button (the card's, the
-App Home's, the batch card's) opens a modal with one box, the 6-digit code from the approver's
+App Home's, the batch card's) and the card's Retry (issue 32: a Retry sends the DELETE again, so it
+is an approval too) opens a modal with one box, the 6-digit code from the approver's
 authenticator. The code is checked before the ack (bot/mfa/stepup.py: a wrong, reused or locked
 out code is that box's error and changes nothing); a good one is journalled with the click, marked
 `step_up`, and the approval then runs the very path of a plain click (bot/runtime/clicks.py →
@@ -24,7 +25,7 @@ from bot.policy import rules
 from bot.policy.step_up import enrol_hint
 from bot.runtime.clicks import Click
 from bot.slack.batch_card import BATCH_APPROVE
-from bot.slack.blocks import APPROVE, code
+from bot.slack.blocks import APPROVE, RETRY, code
 from bot.slack.calls import slack_failure
 from bot.slack.home import HOME_APPROVE
 from bot.store.errors import Busy
@@ -60,12 +61,14 @@ def register(app: App, runtime: Runtime) -> None:
             (APPROVE, card_plain),
             (HOME_APPROVE, home_plain),
             (BATCH_APPROVE, card_plain),
+            (RETRY, card_plain),
         ):
             app.action(action_id)(plain)
         return
     app.action(APPROVE)(_approve_listener(runtime, card_plain, APPROVE, from_home=False))
     app.action(HOME_APPROVE)(_approve_listener(runtime, home_plain, APPROVE, from_home=True))
     app.action(BATCH_APPROVE)(_approve_listener(runtime, card_plain, BATCH_APPROVE, from_home=False))
+    app.action(RETRY)(_approve_listener(runtime, card_plain, RETRY, from_home=False))
 
 
 def _approve_listener(
@@ -83,6 +86,7 @@ def _approve_listener(
             return
         assert runtime.mfa is not None
         not_ready = runtime.mfa.ready(actor)
+        button = "Retry" if action_id == RETRY else "Approve"
         if not_ready is None:
             error = _open_modal(runtime, body, context, action_id, item_id, from_home)
             if error is None:
@@ -90,10 +94,10 @@ def _approve_listener(
                 return
             text = (
                 f":warning: I could not open the box for your authenticator code (Slack said `{error}`), "
-                "so your Approve was *not* counted. Click *Approve* again."
+                f"so your {button} was *not* counted. Click *{button}* again."
             )
         elif not_ready.verdict is Verdict.NOT_ENROLLED:
-            text = enrol_hint()
+            text = enrol_hint(rules.Step.RETRY if action_id == RETRY else rules.Step.APPROVE)
         else:
             text = f":lock: {not_ready.text}"
         ack()
@@ -105,8 +109,11 @@ def _approve_listener(
 
 def _counts_with_a_code(runtime: Runtime, action_id: str, item_id: int, actor: str) -> bool:
     """Whether an approval by `actor` would count, given a code: an approver, not the requester,
-    not approved yet, and the request (or batch) still pending. Anything else goes to the normal
-    path, which says why (the rules are asked there, not here)."""
+    not approved yet, and the request (or batch) still pending; for a Retry, what the retry path
+    asks before the code. Anything else goes to the normal path, which says why (the rules are
+    asked there, not here)."""
+    if action_id == RETRY:
+        return runtime.workflow.retry_counts_with_a_code(item_id, actor)
     policy = runtime.workflow.policy
     if rules.approver_refusal(policy.approvers, actor, rules.Step.APPROVE) is not None:
         return False
@@ -117,6 +124,8 @@ def _counts_with_a_code(runtime: Runtime, action_id: str, item_id: int, actor: s
     now = runtime.workflow.now()
     if item is None or item.status != "pending" or item.expires_at <= now or not rules.awaits(item, actor):
         return False
+    if action_id == APPROVE and item.batch_id is not None:
+        return False  # a batch's user: its batch's card decides it, and the normal path says so
     # In no stage this request was asked under: no code would make the approval count.
     return rules.stages_open_to(policy, item, actor)[1] is None
 
@@ -145,23 +154,26 @@ def _open_modal(
         "h": from_home,
     }
     what = f"batch #{item_id}" if action_id == BATCH_APPROVE else f"request #{item_id}"
-    if action_id == APPROVE:
+    if action_id in (APPROVE, RETRY):
         record = runtime.store.get(item_id)
         if record is not None:
             what = f"the deactivation of {code(record.sfox_user_id)} (request #{item_id})"
+    button, question = "Approve", f"Approve {what}?"
+    if action_id == RETRY:
+        button, question = "Retry", f"Retry {what}? sFOX is asked once more; this cannot be undone."
     view = {
         "type": "modal",
         "callback_id": CALLBACK_ID,
         "private_metadata": json.dumps(meta),
-        "title": {"type": "plain_text", "text": "Approve with a code"},
-        "submit": {"type": "plain_text", "text": "Approve"},
+        "title": {"type": "plain_text", "text": f"{button} with a code"},
+        "submit": {"type": "plain_text", "text": button},
         "close": {"type": "plain_text", "text": "Back"},
         "blocks": [
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": f"Approve {what}? Type the 6-digit code your authenticator app shows now.",
+                    "text": f"{question} Type the 6-digit code your authenticator app shows now.",
                 },
             },
             {
@@ -197,14 +209,14 @@ def _on_submit(runtime: Runtime, ack: Ack, body: dict[str, Any], view: dict[str,
     if runtime.mfa is None:
         ack(
             response_action="errors",
-            errors={CODE_BLOCK: "No code is asked for here any more: close this and click Approve again."},
+            errors={CODE_BLOCK: "No code is asked for here any more: close this and click the button again."},
         )
         return
     actor = str((body.get("user") or {}).get("id", ""))
     try:
         meta = json.loads(view.get("private_metadata") or "{}")
         action_id, item_id = str(meta["a"]), int(meta["r"])
-        if action_id not in (APPROVE, BATCH_APPROVE):
+        if action_id not in (APPROVE, BATCH_APPROVE, RETRY):
             raise ValueError(action_id)
     except (ValueError, KeyError, TypeError):
         ack(response_action="errors", errors={CODE_BLOCK: "This form lost its request; nothing was changed."})

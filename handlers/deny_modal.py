@@ -146,6 +146,8 @@ def _open_modal(
     record = runtime.store.get(request_id)
     if record is None or record.status != "pending" or record.expires_at <= runtime.workflow.now():
         return False
+    if record.batch_id is not None:
+        return False  # a batch's user: its batch's card decides it, and the plain Deny says so
     if rules.decide_refusal(runtime.workflow.policy, actor, rules.Step.DENY, record) is not None:
         return False
     card = card_of(body, context)

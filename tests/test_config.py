@@ -52,6 +52,9 @@ BAD = [
     ("LOG_LEVEL", "LOUD", "LOG_LEVEL: must be one of"),
     ("LOG_FORMAT", "xml", "LOG_FORMAT: must be one of"),
     ("SFOX_BALANCE_CHECK", "sometimes", "SFOX_BALANCE_CHECK: must be one of required, advisory, off"),
+    ("SFOX_RETRY_WINDOW_HOURS", "a day", "SFOX_RETRY_WINDOW_HOURS: must be a number of hours, got 'a day'"),
+    ("SFOX_RETRY_WINDOW_HOURS", "0", "SFOX_RETRY_WINDOW_HOURS: must be between 0.01 and 8760, got 0"),
+    ("SFOX_RETRY_WINDOW_HOURS", "-3", "SFOX_RETRY_WINDOW_HOURS: must be between 0.01 and 8760"),
 ]
 SECRET_VALUES = ("abc-not-a-bot-token", "two words", "pw@")
 
@@ -76,6 +79,19 @@ def test_defaults_are_the_documented_ones():
     assert (s.host, s.port) == ("0.0.0.0", 3000)
     assert not s.socket_mode
     assert s.balance_check == "required"
+    assert s.retry_window_hours == 24
+
+
+def test_the_retry_window_is_read_and_shown_by_check():
+    from bot.cli.check import check_settings
+
+    assert load_settings({"SFOX_RETRY_WINDOW_HOURS": " 1.5 "}, dotenv=False).retry_window_hours == 1.5
+    rows, _ = check_settings({**VALID, "SFOX_RETRY_WINDOW_HOURS": "48"})
+    (row,) = [r for r in rows if r.name == "SFOX_RETRY_WINDOW_HOURS"]
+    assert row.ok and row.detail == "48"
+    rows, _ = check_settings({**VALID, "SFOX_RETRY_WINDOW_HOURS": "0"})
+    (row,) = [r for r in rows if r.name == "SFOX_RETRY_WINDOW_HOURS"]
+    assert not row.ok and row.detail == "must be between 0.01 and 8760, got 0"
 
 
 def test_every_documented_setting_is_read():

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import insert, select
+from sqlalchemy import insert, select, update
 
 from bot.store import migrate
 from bot.store.batches import BatchStore
@@ -97,14 +97,22 @@ def test_a_batch_is_not_started_by_the_requesters_own_approval(store):
     # Straight through the store's own approve (the Python rule is in bot/batches/deciding.py).
     assert records.approve(batch_id, ALICE, now, timedelta(days=7)) == "recorded"
     assert records.get(batch_id).status == "pending"
-    # Nor are its users claimable with the requester's approval on their rows.
+    # Nor are its users claimable with the requester's approval on their rows, by the batch's
+    # own claim even were the batch running.
+    set_batch_status(store, batch_id, "running")
     for request_id in records.row_ids(batch_id):
         assert ALICE in store.get(request_id).approved_by
-        assert not store.claim(request_id, now)
+        assert not store.claim_batch_user(request_id, now)
     assert {store.get(i).status for i in records.row_ids(batch_id)} == {"pending"}
+    set_batch_status(store, batch_id, "pending")
     assert records.approve(batch_id, BOB, now, timedelta(days=7)) == "started"
     first = records.row_ids(batch_id)[0]
-    assert store.claim(first, now)
+    assert store.claim_batch_user(first, now)
+
+
+def set_batch_status(store: Store, batch_id: int, status: str) -> None:
+    with store.engine.begin() as conn:
+        conn.execute(update(batches).where(batches.c.id == batch_id).values(status=status))
 
 
 def test_a_hand_written_batch_approval_by_the_requester_does_not_count(store):

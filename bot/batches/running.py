@@ -136,8 +136,9 @@ class BatchRunner:
                 return
 
     def _has_work(self, batch_id: int) -> bool:
+        now = self.now()
         return bool(self.records.row_ids(batch_id, "pending")) or any(
-            _claim_again(r) for r in self.records.rows(batch_id)
+            _claim_again(r, now) for r in self.records.rows(batch_id)
         )
 
     def _run(self, batch_id: int, runner: str) -> None:
@@ -162,7 +163,8 @@ class BatchRunner:
         """The users still to claim (and those to claim again), by `WORKERS` threads, while this
         process holds the batch's lease and the batch runs."""
         todo = [(i, False) for i in self.records.row_ids(batch_id, "pending")]
-        todo += [(r.id, True) for r in self.records.rows(batch_id) if _claim_again(r)]
+        now = self.now()
+        todo += [(r.id, True) for r in self.records.rows(batch_id) if _claim_again(r, now)]
         run = _Run(deque(todo))
         workers = [
             threading.Thread(target=self._work, args=(run,), name=f"sfox-batch-{batch_id}-{n}", daemon=True)
@@ -199,20 +201,22 @@ class BatchRunner:
                 request_id, again = run.queue.popleft()
             if not self.limiter.acquire(stop=run.stop.is_set):
                 return
+            # The batch's own claims: only while it runs (a pause stops them in SQL too), and
+            # within its users' time, a claim again as much as a first one.
             if again:
-                if not self.store.claim_retry(request_id, "batch", self.now()):
+                if not self.store.claim_batch_user_again(request_id, self.now()):
                     continue
-            elif not self.store.claim(request_id, self.now()):
-                continue  # cancelled, expired or taken meanwhile: it is not ours to send
+            elif not self.store.claim_batch_user(request_id, self.now()):
+                continue  # cancelled, paused, expired or taken meanwhile: it is not ours to send
             crash_point("batch_row_claimed")
             record = self.rows.execute(request_id)
             tries = 1
-            while record is not None and _claim_again(record) and tries < MAX_RATE_LIMITED_TRIES:
+            while record is not None and _claim_again(record, self.now()) and tries < MAX_RATE_LIMITED_TRIES:
                 # sFOX refused it with 429, so did nothing: wait for the limiter (closed for
                 # everyone by the 429) and claim the user again, unless the batch was stopped.
                 if not self.limiter.acquire(stop=run.stop.is_set):
                     return
-                if not self.store.claim_retry(request_id, "batch", self.now()):
+                if not self.store.claim_batch_user_again(request_id, self.now()):
                     break
                 tries += 1
                 record = self.rows.execute(request_id)
@@ -234,8 +238,9 @@ class BatchRunner:
         batch = self.records.get(batch_id)
         if batch is None or batch.status != "running":
             return False
+        now = self.now()
         unsent = any(
-            r.status == "failed" and r.outcome == Outcome.STOPPED_BEFORE_SENDING
+            _claim_again(r, now) and r.outcome == Outcome.STOPPED_BEFORE_SENDING
             for r in self.records.rows(batch_id)
         )
         return unsent and self.records.take_runner(batch_id, runner, self.now(), self.runner_lease)
@@ -304,12 +309,19 @@ class BatchRunner:
             log.warning("batch reply not posted", extra={"batch_id": batch_id, "slack_error": exc.code})
 
 
-def _claim_again(record: RequestRecord) -> bool:
+def _claim_again(record: RequestRecord, now: datetime) -> bool:
     """Refused with 429 (sFOX did nothing), or found by a reconcile never to have been sent (a
     runner died between the claim and the DELETE: the read saw the account, and the trail has no
-    `sfox_call_started`): safe to claim again and send once. Decided by the typed outcome the
-    settling process recorded (bot/store/outcomes.py), never by the wording of its error."""
-    return record.status == "failed" and record.retryable and record.outcome in CLAIM_AGAIN
+    `sfox_call_started`): safe to claim again and send once, while its batch's approval holds (its
+    `expires_at`, as for a first claim; past it, the user stays failed and the batch ends). Decided
+    by the typed outcome the settling process recorded (bot/store/outcomes.py), never by the
+    wording of its error; `claim_batch_user_again` holds the same in SQL."""
+    return (
+        record.status == "failed"
+        and record.retryable
+        and record.outcome in CLAIM_AGAIN
+        and record.expires_at > now
+    )
 
 
 def summary_text(batch: BatchRecord, rows: list[RequestRecord], counts: dict[str, int]) -> str:

@@ -28,6 +28,7 @@ def build_policy(
         "allowed_channels": settings.allowed_channels,
         "require_reason": settings.require_reason,
         "schedule_horizon": timedelta(days=settings.schedule_max_days),
+        "retry_window": timedelta(hours=settings.retry_window_hours),
         "claim_lease": timedelta(seconds=settings.sfox_timeout_seconds + CLAIM_GRACE_SECONDS),
     }
     spec = settings.policy

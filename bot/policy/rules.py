@@ -68,6 +68,9 @@ class Policy:
     step_up: str = "none"
     # How far ahead `--at` may schedule a deactivation (SFOX_SCHEDULE_MAX_DAYS; bot/policy/when.py).
     schedule_horizon: timedelta = timedelta(days=90)
+    # How long after a request failed its Retry may be pressed (SFOX_RETRY_WINDOW_HOURS;
+    # bot/policy/retrying.py).
+    retry_window: timedelta = timedelta(hours=24)
     # Reads the user groups the stages name (bot/policy/approvers.py); None: no groups.
     directory: GroupDirectory | None = None
     # Issue 32: an intake API request must name the Slack user it acts for (`slack_user_id`, its
@@ -105,6 +108,9 @@ class Refused(Enum):
     REASON_TOO_LONG = "reason_too_long"
     REASON_MISSING = "reason_missing"
     STEP_UP_NEEDED = "step_up_needed"
+    # Retry (bot/policy/retrying.py): the request failed too long ago, or a newer one exists.
+    RETRY_TOO_OLD = "retry_too_old"
+    RETRY_SUPERSEDED = "retry_superseded"
     # A command's `--at`/`--when-empty` (bot/policy/when.py).
     BAD_OPTION = "bad_option"
 

@@ -1,17 +1,20 @@
 """Deciding: the card's buttons (approve, deny, retry), who may press them, and what a
-click on a card the bot lost track of does."""
+click on a card the bot lost track of does. A batch's user is never decided here: its batch's
+card decides it (bot/batches/deciding.py); the store refuses it too (`SINGLE`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
 from bot.policy import rules
+from bot.policy.retrying import retry_refusal
 from bot.policy.step_up import step_up_refusal
 from bot.requests.base import CardRef, ClickResult, WorkflowBase, log, log_fields
 from bot.slack import blocks
 from bot.slack.blocks import code, mention, run_date
 from bot.slack.scheduled import reply_cancelled, reply_scheduled
 from bot.store.records import RequestRecord
+from bot.store.schema import HELD_STATUSES
 
 
 class Deciding(WorkflowBase):
@@ -100,19 +103,65 @@ class Deciding(WorkflowBase):
         log.info("scheduled request cancelled", extra=log_fields(record, actor=actor))
         return ClickResult(None)
 
-    def retry(self, request_id: int, actor: str) -> ClickResult:
+    def retry(self, request_id: int, actor: str, step_up: str | None = None) -> ClickResult:
+        """Retry sends the DELETE again, so it is an approval (issue 32): the rules of Approve
+        (an approver in a stage the request was asked under, never its requester, the code with
+        step-up: `step_up` as for `approve`), and the retry's own (bot/policy/retrying.py): within
+        SFOX_RETRY_WINDOW_HOURS of the failure, no newer request for the user. Too late: the card
+        stops offering Retry, and its thread says why."""
         record = self.store.get(request_id)
-        if record is None:
-            return ClickResult(f"There is no deactivation request #{request_id}.")
-        refusal = rules.decide_refusal(self.policy, actor, rules.Step.RETRY) or (
-            rules.own_retry_refusal(record, actor)
-        )
+        refusal = self._retry_refusal(record, actor)
         if refusal is not None:
-            return ClickResult(refusal.text)
-        if not self.store.claim_retry(request_id, actor, self.now()):
-            return ClickResult(self._not_pending(self.store.get(request_id), actor))
+            return ClickResult(refusal)
+        assert record is not None
+        now = self.now()
+        late = self._too_late(record, now)
+        if late is not None:
+            if self.store.close_retry(request_id, now, late.kind.value, late.text):
+                log.info("retry closed", extra=log_fields(record, actor=actor, why=late.kind.value))
+            return ClickResult(late.text)
+        stepless = step_up_refusal(self.policy, step_up, rules.Step.RETRY)
+        if stepless is not None:
+            return ClickResult(stepless.text)
+        if not self.store.claim_retry(request_id, actor, now, self.policy.retry_window, step_up=step_up):
+            # Crossed a line between the check and the claim (a newer request, the window), or
+            # another approver's Retry won: say what it is now.
+            current = self.store.get(request_id)
+            late = self._too_late(current, now) if current is not None and current.retryable else None
+            return ClickResult(late.text if late is not None else self._not_pending(current, actor))
         log.info("retry claimed", extra=log_fields(record, actor=actor))
         return ClickResult(execute=True)
+
+    def retry_counts_with_a_code(self, request_id: int, actor: str) -> bool:
+        """Whether a Retry by `actor` would go out, given a code: the Retry button's code modal
+        opens only then (handlers/approve_modal.py); anything else goes to `retry`, which says why."""
+        record = self.store.get(request_id)
+        if self._retry_refusal(record, actor) is not None:
+            return False
+        assert record is not None
+        return self._too_late(record, self.now()) is None
+
+    def _retry_refusal(self, record: RequestRecord | None, actor: str) -> str | None:
+        """Why `actor` may not retry `record` whatever its time: the rules of an approval."""
+        if record is None:
+            return "That deactivation request does not exist (any more)."
+        if record.batch_id is not None:
+            return _batch_user(record)
+        refusal = (
+            rules.decide_refusal(self.policy, actor, rules.Step.RETRY)
+            or rules.own_retry_refusal(record, actor)
+            or rules.stages_open_to(self.policy, record, actor)[1]
+        )
+        if refusal is not None:
+            return refusal.text
+        if record.status != "failed" or not record.retryable:
+            return self._not_pending(record, actor)
+        return None
+
+    def _too_late(self, record: RequestRecord, now: datetime) -> rules.Refusal | None:
+        newer = self.store.newer_request(record)
+        is_open = newer is not None and newer.status in HELD_STATUSES
+        return retry_refusal(self.policy, record, now, newer, newer_open=is_open)
 
     def adopt_card(self, request_id: int, card: CardRef | None) -> bool:
         """A click on a card the bot posted but never recorded (it died in between): make that
@@ -137,6 +186,8 @@ class Deciding(WorkflowBase):
     def _click_refusal(self, record: RequestRecord | None, actor: str) -> str | None:
         if record is None:
             return "That deactivation request does not exist (any more)."
+        if record.batch_id is not None:
+            return _batch_user(record)
         refusal = rules.decide_refusal(self.policy, actor, rules.Step.DECIDE, record)
         if refusal is not None:
             return refusal.text
@@ -181,3 +232,12 @@ class Deciding(WorkflowBase):
             "watching": "has no card yet: the bot is watching its balances until they read zero",
         }
         return f"Request #{record.id} {states.get(record.status, record.status)}; your click changed nothing."
+
+
+def _batch_user(record: RequestRecord) -> str:
+    """A click of a single request's button naming a batch's user (issue 32: forged, or a stale
+    view): that user is decided on its batch's card and sent at its batch's pace, never alone."""
+    return (
+        f"Request #{record.id} is one user of batch #{record.batch_id}: it is approved, denied and "
+        "run with its batch, on the batch's card. Your click changed nothing."
+    )

@@ -20,6 +20,7 @@ from sqlalchemy import insert, select, update
 from bot.policy import quorum, rules
 from bot.slack.blocks import code, mention, slack_date
 from bot.slack.ids import SLACK_USER_ID
+from bot.store.base import SINGLE
 from bot.store.db import Store
 from bot.store.records import Event, RequestRecord
 from bot.store.schema import outbox, requests
@@ -53,6 +54,7 @@ class Reminders:
             requests.c.reminded_at.is_(None),
             requests.c.message_ts.is_not(None),
             requests.c.expires_at > now,
+            SINGLE,  # a batch's users have their batch's card, no thread of their own to remind in
         )
         with self.store.reader() as conn:
             ids = list(conn.execute(query).scalars())

@@ -40,8 +40,9 @@ class Click:
     received_at: datetime | None = None
     # A Deny sent from the reason modal (handlers/deny_modal.py) carries what was typed.
     reason: str | None = None
-    # An Approve sent from the code modal (handlers/approve_modal.py) carries the factor whose
-    # code was checked before it was journalled ("totp"); None for a plain click.
+    # An Approve (or a Retry, an approval too) sent from the code modal (handlers/approve_modal.py)
+    # carries the factor whose code was checked before it was journalled ("totp"); None for a
+    # plain click.
     step_up: str | None = None
 
 

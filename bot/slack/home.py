@@ -6,6 +6,10 @@ rules and claim: handlers/home.py records them as the card's actions, and the ca
 through the outbox as usual); their own open requests; the 10 latest outcomes. For anyone else: a
 short explanation of what the bot does and who the approvers are.
 
+A batch's users are never listed (issue 32): the batch's card is where a batch is decided, paused
+and followed, and a Home button of one of its users would decide it alone, outside the batch's
+pacing; the lists read single requests only, in SQL (`single=True`).
+
 `views.publish` is safe to lose: the tab is rebuilt from the database each time it is opened and
 after each action taken from it; a failed publish is logged and changes nothing.
 """
@@ -91,7 +95,7 @@ class AppHome:
 
     def _requester_blocks(self, user_id: str) -> list[dict[str, Any]]:
         """A requester in no stage (maker-checker): their open requests and who approves them."""
-        recent = list(self.store.history(limit=SCAN_LIMIT))
+        recent = list(self.store.history(limit=SCAN_LIMIT, single=True))
         mine = [r for r in recent if rules.is_requester(r, user_id) and r.status in HELD_STATUSES]
         return [
             _section("*Your open requests*"),
@@ -102,7 +106,7 @@ class AppHome:
 
     def _approver_blocks(self, user_id: str) -> list[dict[str, Any]]:
         now = self.now()
-        recent = list(self.store.history(limit=SCAN_LIMIT))
+        recent = list(self.store.history(limit=SCAN_LIMIT, single=True))
         waiting = [
             r
             for r in recent

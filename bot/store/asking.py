@@ -9,7 +9,7 @@ from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from bot.store import schema
-from bot.store.base import _NOTICE, StoreBase
+from bot.store.base import _NOTICE, SINGLE, StoreBase
 from bot.store.errors import AlreadyOpen
 from bot.store.records import Event, RequestRecord, dm_owed
 from bot.store.schema import requests
@@ -163,11 +163,12 @@ class AskingStore(StoreBase):
 
     @staticmethod
     def _note_card(conn: Connection, request_id: int, message_ts: str) -> bool:
-        """Write where the card is, unless a card is recorded already; True if this wrote it."""
+        """Write where the card is, unless a card is recorded already; True if this wrote it. A
+        batch's user has none of its own (its batch's card tells), so none is ever noted for it."""
         return bool(
             conn.execute(
                 update(requests)
-                .where(requests.c.id == request_id, requests.c.message_ts.is_(None))
+                .where(requests.c.id == request_id, requests.c.message_ts.is_(None), SINGLE)
                 .values(message_ts=message_ts)
             ).rowcount
         )

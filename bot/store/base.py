@@ -33,6 +33,13 @@ from bot.store.records import Event, EventRecord, RequestRecord, dm_owed
 from bot.store.schema import approvals, events, outbox, requests
 from bot.store.step_owed import step_owed
 
+# A single request: no batch's user (issue 32). Every single-request step (approve, claim,
+# schedule, claim at its time, deny, cancel, retry; the App Home's lists, the reminders) holds it
+# in SQL, so a click naming a batch's user is never counted or sent, whatever got it that far: that
+# user is decided, paced and reported by its batch (bot/batches/; its claims in bot/store/deciding.py
+# and bot/store/retrying.py).
+SINGLE = requests.c.batch_id.is_(None)
+
 # The statements of the hot paths (every click and every Slack message runs them several times),
 # built once with bound parameters: building a statement and its cache key costs more than
 # running it, and a statement object reused keeps its cache key.
@@ -157,11 +164,15 @@ class StoreBase:
         since: datetime | None = None,
         batch: int = 500,
         batch_id: int | None = None,
+        single: bool = False,
     ) -> Iterator[RequestRecord]:
-        """Requests newest first, streamed in batches so memory does not grow with the table."""
+        """Requests newest first, streamed in batches so memory does not grow with the table.
+        `single`: single requests only, no batch's users (the App Home's lists)."""
         conditions = []
         if batch_id is not None:  # the users of one batch (bot.batches)
             conditions.append(requests.c.batch_id == batch_id)
+        if single:
+            conditions.append(SINGLE)
         if status:
             conditions.append(requests.c.status == status)
         if user:

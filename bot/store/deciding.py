@@ -6,14 +6,25 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Connection, ScalarSelect, Table, func, insert, literal, select
+from sqlalchemy import Column, ColumnElement, Connection, ScalarSelect, Table, func, insert, literal, select
 from sqlalchemy.exc import IntegrityError
 
 from bot.policy import stages as staging
 from bot.store import schema
-from bot.store.base import StoreBase
+from bot.store.base import SINGLE, StoreBase
 from bot.store.records import Event, RequestRecord
-from bot.store.schema import approvals, requests
+from bot.store.schema import approvals, batches, requests
+
+
+def batch_running() -> ColumnElement[bool]:
+    """The user's batch is running (not paused, cancelled, done): the batch's own claims hold it,
+    so a paused batch sends nothing, whoever asks."""
+    return (
+        select(batches.c.id)
+        .where(batches.c.id == requests.c.batch_id, batches.c.status == "running")
+        .correlate(requests)
+        .exists()
+    )
 
 
 def approvals_by_others(table: Table, key: Column[int], owner: Table) -> ScalarSelect[int]:
@@ -82,7 +93,7 @@ class DecidingStore(StoreBase):
                 requests.c.status == "pending",
                 requests.c.message_ts.is_(None),
                 func.coalesce(requests.c.watch_read_at, requests.c.created_at) < created_before,
-                requests.c.batch_id.is_(None),  # a batch's users share the batch's card
+                SINGLE,  # a batch's users share the batch's card
             )
             return list(conn.execute(query).scalars())
 
@@ -102,7 +113,9 @@ class DecidingStore(StoreBase):
         eligible = staging.dump_eligible(staging.LEGACY_STAGES if stages is None else stages)
         source = select(
             requests.c.id, literal(approver), literal(now, schema.UTCDateTime), literal(eligible)
-        ).where(requests.c.id == request_id, requests.c.status == "pending", requests.c.expires_at > now)
+        ).where(
+            requests.c.id == request_id, requests.c.status == "pending", requests.c.expires_at > now, SINGLE
+        )
         try:
             with self._write() as conn:
                 rows = conn.execute(
@@ -123,14 +136,38 @@ class DecidingStore(StoreBase):
         """pending → executing, once: only if unexpired, approved by enough people other than the
         requester (SQL), and every stage met (the matching, over the approvals read in the same
         transaction). The caller that gets True (and only that one) calls sFOX. A request to run
-        later (`run_at`) is never claimed here: `schedule` takes it, `claim_due` at its time."""
+        later (`run_at`) is never claimed here: `schedule` takes it, `claim_due` at its time. A
+        batch's user never: `claim_batch_user` is its batch's claim."""
         return self._approved_transition(
             request_id,
             now,
-            where=[requests.c.status == "pending", requests.c.expires_at > now, requests.c.run_at.is_(None)],
+            where=[
+                requests.c.status == "pending",
+                requests.c.expires_at > now,
+                requests.c.run_at.is_(None),
+                SINGLE,
+            ],
             values=self._claimed(now),
             event=Event("claimed", actor),
             notices=[("card", None)],
+        )
+
+    def claim_batch_user(self, request_id: int, now: datetime) -> bool:
+        """A batch's user, pending → executing, once, by its batch's runner: the claim's very
+        conditions (unexpired: its batch's approval holds `RUN_WITHIN`; approved by enough people
+        other than the requester; every stage met), while its batch runs."""
+        return self._approved_transition(
+            request_id,
+            now,
+            where=[
+                requests.c.status == "pending",
+                requests.c.expires_at > now,
+                requests.c.batch_id.is_not(None),
+                batch_running(),
+            ],
+            values=self._claimed(now),
+            event=Event("claimed"),
+            notices=[],
         )
 
     def schedule(self, request_id: int, now: datetime, reply: str, *, actor: str | None = None) -> bool:
@@ -144,6 +181,7 @@ class DecidingStore(StoreBase):
                 requests.c.expires_at > now,
                 requests.c.run_at.is_not(None),
                 requests.c.run_at > now,
+                SINGLE,
             ],
             values={"status": "scheduled", "decided_at": now},
             event=Event("scheduled", actor),
@@ -157,7 +195,7 @@ class DecidingStore(StoreBase):
         return self._approved_transition(
             request_id,
             now,
-            where=[requests.c.status == "scheduled", requests.c.run_at <= now],
+            where=[requests.c.status == "scheduled", requests.c.run_at <= now, SINGLE],
             values=self._claimed(now, decided=False),  # decided when it was scheduled
             event=Event("claimed", detail=detail),
             notices=[("card", None), *([("reply", reply)] if reply else [])],
@@ -166,9 +204,7 @@ class DecidingStore(StoreBase):
     def due_scheduled(self, now: datetime) -> list[RequestRecord]:
         """Single requests whose time has come (a batch's users run with their batch)."""
         with self._read() as conn:
-            query = select(requests).where(
-                requests.c.status == "scheduled", requests.c.run_at <= now, requests.c.batch_id.is_(None)
-            )
+            query = select(requests).where(requests.c.status == "scheduled", requests.c.run_at <= now, SINGLE)
             return self._with_approvals(
                 conn, conn.execute(query.order_by(requests.c.run_at)).mappings().all()
             )
@@ -176,9 +212,7 @@ class DecidingStore(StoreBase):
     def next_run_at(self) -> datetime | None:
         """The earliest time a scheduled single request falls due, or None."""
         with self._read() as conn:
-            query = select(func.min(requests.c.run_at)).where(
-                requests.c.status == "scheduled", requests.c.batch_id.is_(None)
-            )
+            query = select(func.min(requests.c.run_at)).where(requests.c.status == "scheduled", SINGLE)
             return conn.execute(query).scalar_one_or_none()
 
     def _approved_transition(
@@ -214,22 +248,11 @@ class DecidingStore(StoreBase):
         }
         return {**values, "decided_at": now} if decided else values
 
-    def claim_retry(self, request_id: int, actor: str, now: datetime) -> bool:
-        """failed (and marked retryable) → executing, once, for an explicit retry by an approver."""
-        return self._transition(
-            request_id,
-            now,
-            where=[requests.c.status == "failed", requests.c.retryable.is_(True)],
-            values={**self._claimed(now, decided=False), "retryable": False, "completed_at": None},
-            event=Event("retry_claimed", actor),
-            notices=[("card", None)],
-        )
-
     def deny(self, request_id: int, actor: str, now: datetime, reply: str, reason: str | None = None) -> bool:
         return self._transition(
             request_id,
             now,
-            where=[requests.c.status == "pending", requests.c.expires_at > now],
+            where=[requests.c.status == "pending", requests.c.expires_at > now, SINGLE],
             values={
                 "status": "denied",
                 "denied_by": actor,
@@ -249,7 +272,7 @@ class DecidingStore(StoreBase):
         return self._transition(
             request_id,
             now,
-            where=[requests.c.status == "scheduled", requests.c.run_at > now],
+            where=[requests.c.status == "scheduled", requests.c.run_at > now, SINGLE],
             values={
                 "status": "cancelled",
                 "denied_by": actor,
