@@ -128,7 +128,7 @@ def _replicas(make_bot: Any, fake_sfox: Any, database: dict[str, str]) -> tuple[
     return make_bot(**INTAKE, **database), make_bot(**INTAKE, **database)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_signature_used_on_one_replica_is_refused_by_another(make_bot, fake_sfox, request, backend):
     database = {} if backend == "sqlite" else {"DATABASE_URL": request.getfixturevalue("postgres_url")}
     one, two = _replicas(make_bot, fake_sfox, database)
@@ -139,7 +139,7 @@ def test_a_signature_used_on_one_replica_is_refused_by_another(make_bot, fake_sf
     assert replay.status_code == 401 and "already used" in replay.json()["error"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_twenty_copies_sent_at_once_to_two_replicas_are_taken_once(make_bot, fake_sfox, request, backend):
     database = {} if backend == "sqlite" else {"DATABASE_URL": request.getfixturevalue("postgres_url")}
     one, two = _replicas(make_bot, fake_sfox, database)
