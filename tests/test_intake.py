@@ -167,6 +167,32 @@ def test_the_idempotency_key_is_required_and_the_same_key_with_another_body_is_4
     assert len(list(bot.store.history())) == 1
 
 
+def test_the_same_json_however_spaced_and_ordered_is_the_same_request_and_another_value_is_409(intake_bot):
+    """One Idempotency-Key, one body as JSON means it: spacing, key order and escapes change
+    nothing (a retry re-encoded by another library is still the first request); any field's
+    value does."""
+    bot = intake_bot
+    body = {**ask(reason="café closed"), "slack_user_id": "UALICE01"}
+    compact = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    first = post(bot, compact, key="k-json")
+    assert first.status_code == 202, first.text
+    respaced = json.dumps(dict(reversed(body.items())), indent=4, ensure_ascii=True).encode()
+    assert respaced != compact and b"\\u00e9" in respaced and respaced.index(b"slack_user_id") < 10
+    again = post(bot, b"\r\n  " + respaced.replace(b": ", b"  :\t") + b"\n", key="k-json")
+    assert again.status_code == 202 and again.json() == first.json()
+    for field, other in (
+        ("sfox_user_id", "acct_intake_2"),
+        ("reason", "cafe closed"),
+        ("requested_by", "backoffice-2"),
+        ("slack_user_id", "UBOB0002"),
+    ):
+        changed = post(bot, json.dumps({**body, field: other}).encode(), key="k-json")
+        assert changed.status_code == 409, (field, changed.text)
+    with_more = post(bot, json.dumps({**body, "callback_url": "https://partner.example/x"}).encode(), key="k-json")
+    assert with_more.status_code == 409
+    assert len(list(bot.store.history())) == 1
+
+
 def test_an_unknown_user_is_422_and_opens_nothing(intake_bot):
     response = post(intake_bot, ask("acct_nobody"))
     assert response.status_code == 422 and "No such sFOX user" in response.json()["error"]
