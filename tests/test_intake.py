@@ -189,7 +189,9 @@ def test_the_same_json_however_spaced_and_ordered_is_the_same_request_and_anothe
     ):
         changed = post(bot, json.dumps({**body, field: other}).encode(), key="k-json")
         assert changed.status_code == 409, (field, changed.text)
-    with_more = post(bot, json.dumps({**body, "callback_url": "https://partner.example/x"}).encode(), key="k-json")
+    with_more = post(
+        bot, json.dumps({**body, "callback_url": "https://partner.example/x"}).encode(), key="k-json"
+    )
     assert with_more.status_code == 409
     assert len(list(bot.store.history())) == 1
 
