@@ -196,6 +196,26 @@ def test_the_same_json_however_spaced_and_ordered_is_the_same_request_and_anothe
     assert len(list(bot.store.history())) == 1
 
 
+def test_a_body_past_64_kib_is_413_before_its_signature_is_checked(intake_bot):
+    """MAX_BODY_BYTES, before the signature or the JSON is looked at; one of exactly that size is
+    read (and refused for what it says)."""
+    from bot.intake.http import MAX_BODY_BYTES
+
+    def sized(n: int) -> bytes:
+        """A body of `n` bytes: its reason padded to fit."""
+        pad = n - len(json.dumps(ask(reason="")))
+        return json.dumps(ask(reason="x" * pad)).encode()
+
+    assert len(sized(MAX_BODY_BYTES)) == MAX_BODY_BYTES
+    too_big = post(intake_bot, sized(MAX_BODY_BYTES + 1))
+    assert too_big.status_code == 413 and too_big.json()["error"] == "body: at most 65536 bytes"
+    unsigned = post(intake_bot, sized(MAX_BODY_BYTES + 1), sign=False)
+    assert unsigned.status_code == 413  # the size first: nothing else is looked at
+    at_most = post(intake_bot, sized(MAX_BODY_BYTES))
+    assert at_most.status_code == 400 and at_most.json()["error"].startswith("reason: too long")
+    assert recorded(intake_bot) == (0, 0, 0)
+
+
 def test_an_unknown_user_is_422_and_opens_nothing(intake_bot):
     response = post(intake_bot, ask("acct_nobody"))
     assert response.status_code == 422 and "No such sFOX user" in response.json()["error"]
