@@ -16,14 +16,8 @@ from bot.audit import stream_cursor
 from bot.audit.stream import AuditStream, Failed, Idle, Outcome, Sent
 from bot.store import migrate
 from bot.store.db import Store
+from tests.helpers import wait_until
 from tests.stream_support import WEBHOOK_SECRET, Receiver, append_events, assert_in_order_none_missing
-
-
-def wait_for(condition, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
@@ -79,7 +73,7 @@ def test_a_receiver_that_never_answers_is_a_failure_at_the_timeout_and_the_loop_
         loop.poll_seconds = 0.05
         started = time.monotonic()
         loop.start()
-        wait_for(lambda: len(seen) >= 2)  # observed after the cursor moved
+        wait_until(lambda: len(seen) >= 2, timeout=20)  # observed after the cursor moved
         assert receiver.holding.is_set() and receiver.attempts == 2  # still holding the first
         (failed, failed_at, then), (sent, _, _) = seen[:2]
         assert isinstance(failed, Failed) and failed.error == "no answer: ReadTimeout"
