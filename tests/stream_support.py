@@ -25,11 +25,18 @@ GENESIS = "0" * 64
 class Receiver:
     """Accepts signed NDJSON batches. `script` says what to do with the first POSTs in order:
     an HTTP status to answer (e.g. 503), "drop" (close the connection without an answer) or
-    "hold" (keep it open until `release` is set, then answer 200); after it, 200."""
+    "hold" (keep it open until `release` is set, then answer 200); after it, 200. A 3xx is
+    answered with `Location: location` (a redirect to another receiver)."""
 
-    def __init__(self, secret: str = WEBHOOK_SECRET, script: list[int | str] | None = None) -> None:
+    def __init__(
+        self,
+        secret: str = WEBHOOK_SECRET,
+        script: list[int | str] | None = None,
+        location: str | None = None,
+    ) -> None:
         self.secret = secret
         self.script = list(script or [])
+        self.location = location
         self.lock = threading.Lock()
         self.attempts = 0
         self.problems: list[str] = []  # what a POST got wrong (signature, content type)
@@ -79,7 +86,8 @@ class Receiver:
                 handler.connection.shutdown(socket.SHUT_RDWR)
                 return
             if action != "hold" and not 200 <= int(action) < 300:
-                self._answer(handler, int(action))
+                redirect = 300 <= int(action) < 400 and self.location is not None
+                self._answer(handler, int(action), {"Location": self.location} if redirect else {})
                 return
             with self.lock:
                 self.batches.append(body.splitlines())
@@ -95,8 +103,10 @@ class Receiver:
                 self.in_flight -= 1
 
     @staticmethod
-    def _answer(handler: BaseHTTPRequestHandler, status: int) -> None:
+    def _answer(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, Any] | None = None) -> None:
         handler.send_response(status)
+        for name, value in (headers or {}).items():
+            handler.send_header(name, value)
         handler.send_header("Content-Length", "0")
         handler.end_headers()
 

@@ -8,6 +8,7 @@ import ssl
 import threading
 import time
 import uuid
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -167,6 +168,54 @@ def test_the_idempotency_key_is_required_and_the_same_key_with_another_body_is_4
     assert len(list(bot.store.history())) == 1
 
 
+def test_the_same_json_however_spaced_and_ordered_is_the_same_request_and_another_value_is_409(intake_bot):
+    """One Idempotency-Key, one body as JSON means it: spacing, key order and escapes change
+    nothing (a retry re-encoded by another library is still the first request); any field's
+    value does."""
+    bot = intake_bot
+    body = {**ask(reason="café closed"), "slack_user_id": "UALICE01"}
+    compact = json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
+    first = post(bot, compact, key="k-json")
+    assert first.status_code == 202, first.text
+    respaced = json.dumps(dict(reversed(body.items())), indent=4, ensure_ascii=True).encode()
+    assert respaced != compact and b"\\u00e9" in respaced and respaced.index(b"slack_user_id") < 10
+    again = post(bot, b"\r\n  " + respaced.replace(b": ", b"  :\t") + b"\n", key="k-json")
+    assert again.status_code == 202 and again.json() == first.json()
+    for field, other in (
+        ("sfox_user_id", "acct_intake_2"),
+        ("reason", "cafe closed"),
+        ("requested_by", "backoffice-2"),
+        ("slack_user_id", "UBOB0002"),
+    ):
+        changed = post(bot, json.dumps({**body, field: other}).encode(), key="k-json")
+        assert changed.status_code == 409, (field, changed.text)
+    with_more = post(
+        bot, json.dumps({**body, "callback_url": "https://partner.example/x"}).encode(), key="k-json"
+    )
+    assert with_more.status_code == 409
+    assert len(list(bot.store.history())) == 1
+
+
+def test_a_body_past_64_kib_is_413_before_its_signature_is_checked(intake_bot):
+    """MAX_BODY_BYTES, before the signature or the JSON is looked at; one of exactly that size is
+    read (and refused for what it says)."""
+    from bot.intake.http import MAX_BODY_BYTES
+
+    def sized(n: int) -> bytes:
+        """A body of `n` bytes: its reason padded to fit."""
+        pad = n - len(json.dumps(ask(reason="")))
+        return json.dumps(ask(reason="x" * pad)).encode()
+
+    assert len(sized(MAX_BODY_BYTES)) == MAX_BODY_BYTES
+    too_big = post(intake_bot, sized(MAX_BODY_BYTES + 1))
+    assert too_big.status_code == 413 and too_big.json()["error"] == "body: at most 65536 bytes"
+    unsigned = post(intake_bot, sized(MAX_BODY_BYTES + 1), sign=False)
+    assert unsigned.status_code == 413  # the size first: nothing else is looked at
+    at_most = post(intake_bot, sized(MAX_BODY_BYTES))
+    assert at_most.status_code == 400 and at_most.json()["error"].startswith("reason: too long")
+    assert recorded(intake_bot) == (0, 0, 0)
+
+
 def test_an_unknown_user_is_422_and_opens_nothing(intake_bot):
     response = post(intake_bot, ask("acct_nobody"))
     assert response.status_code == 422 and "No such sFOX user" in response.json()["error"]
@@ -201,12 +250,18 @@ def test_get_of_an_unknown_or_slash_command_request_is_404(intake_bot):
 class _Receiver:
     """A callback receiver on 127.0.0.1 that answers 503 to its first `fail` POSTs; over TLS with
     `tls` (a server context), at `https://{name}:{port}/outcome`. `entry` is what
-    SFOX_INTAKE_CALLBACK_HOSTS must list for the bot to call it."""
+    SFOX_INTAKE_CALLBACK_HOSTS must list for the bot to call it. With `hold`, the first `hold`
+    POSTs are read whole and then never answered until `release` is set (`holding` says one is)."""
 
-    def __init__(self, fail: int, *, tls: ssl.SSLContext | None = None, name: str = "127.0.0.1") -> None:
+    def __init__(
+        self, fail: int, *, tls: ssl.SSLContext | None = None, name: str = "127.0.0.1", hold: int = 0
+    ) -> None:
         from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
         self.fail = fail
+        self.hold = hold
+        self.holding = threading.Event()
+        self.release = threading.Event()
         self.seen: list[tuple[int, dict[str, str], bytes]] = []
         receiver = self
 
@@ -217,10 +272,17 @@ class _Receiver:
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 status = 503 if len(receiver.seen) < receiver.fail else 200
+                held = len(receiver.seen) < receiver.hold
                 receiver.seen.append((status, dict(self.headers), body))
-                self.send_response(status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                if held:
+                    receiver.holding.set()
+                    receiver.release.wait(30)
+                try:
+                    self.send_response(status)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                except OSError:
+                    pass  # the sender is gone (killed mid-POST)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         if tls is not None:
@@ -230,6 +292,7 @@ class _Receiver:
         self.url = f"{'https' if tls else 'http'}://{self.entry}/outcome"
 
     def close(self) -> None:
+        self.release.set()
         self.server.shutdown()
         self.server.server_close()
 
@@ -322,13 +385,15 @@ def test_an_owed_callback_survives_a_restart_and_is_taken_by_one_replica(make_bo
         from bot.intake.callbacks import LEASE
 
         assert keys.take_callback(owed[0], now, LEASE) and not keys.take_callback(owed[0], now, LEASE)
-        with second.store.engine.begin() as conn:  # as if the taker died: due again
-            conn.exec_driver_sql("UPDATE intake SET callback_due_at = NULL")
-        loop = second.runtime.intake.callbacks
-        loop.poll_seconds = 0.1
-        loop.start()
-        wait_until(lambda: receiver.seen, timeout=10)
-        time.sleep(0.3)
-        assert len(receiver.seen) == 1 and keys.due_callbacks(second.runtime.workflow.now()) == []
+        # The taker died before it sent anything: the callback is nobody's until the lease ends,
+        # then any replica's (the lease running out on the senders' clock; a real process killed
+        # mid-POST: tests/test_intake_callback_crash.py).
+        callbacks = second.runtime.intake.callbacks.callbacks
+        callbacks.now = lambda: now + LEASE - timedelta(seconds=1)
+        assert callbacks.deliver_due() == 0 and receiver.seen == []
+        callbacks.now = lambda: now + LEASE
+        assert callbacks.deliver_due() == 1 and len(receiver.seen) == 1
+        assert keys.due_callbacks(now + LEASE * 10) == []
+        assert keys.callback_of(response.json()["request_id"]).as_dict()["attempts"] == 2
     finally:
         receiver.close()

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import httpx
@@ -231,14 +232,86 @@ def test_a_callback_is_given_up_after_its_attempts_audited_logged_and_shown(make
         receiver.close()
 
 
-def test_a_receiver_s_final_4xx_is_given_up_audited_too(make_bot, funded):
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 422, 499])
+def test_a_receiver_s_final_4xx_is_given_up_audited_too(make_bot, funded, status):
+    """Any 4xx but 408 and 429 is an answer that will not change: given up at once, never sent again."""
     bot = make_bot(**INTAKE)
-    resolver, transport = StubResolver([PUBLIC]), Recording(status=410)
+    resolver, transport = StubResolver([PUBLIC]), Recording(status=status)
     callbacks = _callbacks(bot, resolver, transport)
     response = post(bot, ask(funded, callback_url="https://partner.example/gone"))
+    request_id = response.json()["request_id"]
     assert callbacks.deliver_due() == 0 and len(transport.seen) == 1
-    [event] = _abandoned(bot, response.json()["request_id"])
-    assert event == {"attempts": 1, "reason": "refused", "error": "http 410"}
+    [event] = _abandoned(bot, request_id)
+    assert event == {"attempts": 1, "reason": "refused", "error": f"http {status}"}
+    assert callbacks.keys.next_callback_due() is None
+    _later(callbacks, 3600)
+    assert callbacks.deliver_due() == 0 and len(transport.seen) == 1
+    shown = get(bot, f"/api/v1/requests/{request_id}").json()["callback"]
+    assert shown == {"state": "abandoned", "attempts": 1, "error": f"http {status}"}
+
+
+def _frozen(callbacks: Any) -> datetime:
+    """Stop the sender's clock (at now): what falls due when is read off it, not off wall time."""
+    at = callbacks.now().replace(microsecond=0)  # whole seconds, as an HTTP date says them
+    callbacks.now = lambda: at
+    return at
+
+
+@pytest.mark.parametrize("status", [408, 429, 500, 503])
+def test_a_receiver_s_408_429_or_5xx_is_tried_again_at_its_backoff_and_then_delivered(
+    make_bot, funded, status
+):
+    bot = make_bot(**INTAKE)
+    transport = Recording(status=status)
+    callbacks = _callbacks(bot, StubResolver([PUBLIC]), transport)
+    response = post(bot, ask(funded, callback_url="https://partner.example/outcome"))
+    request_id = response.json()["request_id"]
+    at = _frozen(callbacks)
+    assert callbacks.deliver_due() == 0 and len(transport.seen) == 1
+    shown = get(bot, f"/api/v1/requests/{request_id}").json()["callback"]
+    assert shown == {"state": "owed", "attempts": 1, "error": f"http {status}"}
+    assert callbacks.keys.next_callback_due() == at + timedelta(seconds=1)  # retry_delay(1)
+    assert callbacks.deliver_due() == 0 and len(transport.seen) == 1  # not before its time
+    transport.status = 200
+    _later(callbacks, 1)
+    assert callbacks.deliver_due() == 1 and len(transport.seen) == 2
+    shown = get(bot, f"/api/v1/requests/{request_id}").json()["callback"]
+    assert shown == {"state": "delivered", "attempts": 2, "error": None}
+    assert _abandoned(bot, request_id) == []
+
+
+@pytest.mark.parametrize(
+    ("status", "retry_after", "wait"),
+    [
+        (429, "30", 30),
+        (503, "30", 30),
+        (408, "7", 7),
+        (429, "3600", 60),  # at most the backoff's cap
+        (429, "0", 1),  # never sooner than the backoff
+        (429, "soon", 1),  # unreadable: the backoff
+        (429, "date+45", 45),  # an HTTP date, read against the sender's clock
+    ],
+)
+def test_a_retried_answer_s_retry_after_is_honoured_within_the_backoff_s_cap(
+    make_bot, funded, status, retry_after, wait
+):
+    bot = make_bot(**INTAKE)
+    callbacks = _callbacks(bot, StubResolver([PUBLIC]), Recording(status=status))
+    at = _frozen(callbacks)
+    if retry_after.startswith("date+"):
+        retry_after = format_datetime(at + timedelta(seconds=int(retry_after[5:])), usegmt=True)
+    transport = Recording(status=status, headers={"Retry-After": retry_after})
+    callbacks.http = httpx.Client(transport=transport, timeout=5, follow_redirects=False)
+    response = post(bot, ask(funded, callback_url="https://partner.example/outcome"))
+    request_id = response.json()["request_id"]
+    assert callbacks.deliver_due() == 0 and len(transport.seen) == 1
+    assert callbacks.keys.next_callback_due() == at + timedelta(seconds=wait)
+    _later(callbacks, wait - 0.5)
+    assert callbacks.deliver_due() == 0 and len(transport.seen) == 1
+    transport.status, transport.headers = 200, {}
+    callbacks.now = lambda: at + timedelta(seconds=wait)
+    assert callbacks.deliver_due() == 1 and len(transport.seen) == 2
+    assert get(bot, f"/api/v1/requests/{request_id}").json()["callback"]["state"] == "delivered"
 
 
 def test_a_name_that_does_not_resolve_is_tried_again_and_a_lowered_cap_gives_it_up_unsent(make_bot, funded):

@@ -48,6 +48,13 @@ def test_retries_back_off_from_one_second_doubling_to_a_minute():
     assert [retry_delay(n) for n in range(1, 9)] == [1, 2, 4, 8, 16, 32, 60, 60]
 
 
+def test_a_receivers_retry_after_is_waited_when_longer_than_the_backoff_within_its_cap():
+    assert retry_delay(1, 30.0) == 30 and retry_delay(2, 2.5) == 2.5
+    assert retry_delay(3, 1.0) == 4  # never sooner than the backoff
+    assert retry_delay(1, 3600.0) == 60 and retry_delay(8, 3600.0) == 60  # never past its cap
+    assert retry_delay(1, None) == 1
+
+
 # -- v2: what the bot receives (the intake API's requests, issue 32) -----------------------------
 
 REQUEST = ("POST", "/api/v1/requests", "key-1")

@@ -8,11 +8,12 @@ interactivity object as Slack's reference shows it."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select
 
 from bot.slack.steps import CALLBACK_ID, INTERACTIVITY_INPUT
 from bot.store.schema import commands, steps
@@ -99,16 +100,55 @@ def test_a_step_whose_requester_cannot_be_proven_opens_nothing(bot, given, words
     assert_opened_nothing(bot)
 
 
-def test_the_refusal_is_owed_until_slack_takes_it(bot):
-    bot.slack.fail("functions.completeError", "internal_error", times=1)
+def test_the_refusal_is_owed_until_slack_takes_it_sent_by_each_sweep_past_its_lease_then_never_again(
+    bot, monkeypatch
+):
+    """Slack fails the step's completeError three ways (an error, a 503 the client itself tries
+    three times, ratelimited): the runtime's own sweep sends it again each time the failed try's
+    hold on it (SEND_LEASE_SECONDS, on the bot's clock) has run out, never while it lasts; once
+    Slack took it, no later sweep sends it again."""
+    from bot.runtime.steps import SEND_LEASE_SECONDS
+
+    method = "functions.completeError"
+    bot.slack.fail(method, "internal_error", times=1)
+    bot.slack.fail(method, None, status=503, times=3)
+    bot.slack.fail(method, "ratelimited", status=429, times=1, headers={"Retry-After": "1"})
     execution = run_step(bot, ran_by=None, channel="C0REQ0005")
     bot.runtime.wait_idle()
+    workflow = bot.runtime.workflow
+    tick = timedelta(milliseconds=1)
+
+    def sent() -> int:
+        with bot.slack.lock:
+            return sum(1 for m, _ in bot.slack.calls if m == method)
+
+    def held_until() -> datetime:
+        """Until when the last try holds it, as that try wrote it (the bot's clock)."""
+        with bot.store.transaction() as conn:
+            (until,) = conn.execute(select(steps.c.lease_until)).one()
+        return until if until.tzinfo else until.replace(tzinfo=UTC)
+
+    def sweep_at(when: datetime) -> int:
+        monkeypatch.setattr(workflow, "now", lambda: when)
+        return bot.runtime.sweep()["steps_refused"]
+
+    assert sent() == 1 and not completions(bot.slack, execution)  # internal_error, at once
+    first = held_until()
+    assert sweep_at(first - timedelta(seconds=1)) == 0 and sent() == 1  # its hold still lasts
+    tried = first + tick
+    assert sweep_at(tried) == 0 and sent() == 4  # a 503, three times (the client's retries)
+    assert held_until() == tried + timedelta(seconds=SEND_LEASE_SECONDS)
+    assert sweep_at(tried + timedelta(seconds=1)) == 0 and sent() == 4  # another sweep soon after
+    assert sweep_at(held_until()) == 0 and sent() == 4  # not before it has run out
+    assert sweep_at(held_until() + tick) == 0 and sent() == 5  # ratelimited
     assert not completions(bot.slack, execution)
-    with bot.store.transaction() as conn:  # the failed try's hold on it, run out
-        conn.execute(update(steps).values(lease_until=None))
-    bot.runtime.sweep()
-    method, error = the_completion(bot.slack, execution)
-    assert method == "functions.completeError" and "no interactivity input" in error
+    assert sweep_at(held_until() + tick) == 1 and sent() == 6  # taken
+    method_done, error = the_completion(bot.slack, execution)
+    assert method_done == method and "no interactivity input" in error
+    taken = workflow.now()
+    for later in (timedelta(seconds=SEND_LEASE_SECONDS + 1), timedelta(hours=1), timedelta(days=1)):
+        assert sweep_at(taken + later) == 0
+    assert sent() == 6 and len(completions(bot.slack, execution)) == 1
 
 
 def test_the_interactors_secret_is_never_logged_nor_stored(bot, caplog, database_url):

@@ -14,6 +14,7 @@ from sqlalchemy import insert, select
 
 from bot.cli.history import write_table
 from bot.requests.history import history_row
+from bot.sfox.balances import BalanceCheck
 from bot.slack.watch_blocks import STOP_WATCHING, WATCH
 from bot.store.schema import clicks
 from tests.conftest import ALICE, BOB, MALLORY
@@ -141,6 +142,54 @@ def test_a_watch_that_clears_days_later_waits_its_full_ttl(bot, fake_sfox):
     assert record.status == "pending" and record.expires_at == later + timedelta(hours=1)
     assert record.pending_since == later
     assert bot.runtime.visibility.reminders.due(later) == []
+
+
+def test_a_read_that_fails_is_not_a_zero_the_watch_goes_on_and_its_deadline_holds(bot, fake_sfox):
+    """The balances are withdrawn, but the due read fails (sFOX answers 500): no card, still
+    watching, the read kept as failed, the next one an interval later. And no read is planned past
+    the watch's deadline: the last one falls due exactly then, and expires it."""
+    request_id, _ = watch(bot, "client_2")
+    watching = bot.store.get(request_id)
+    fake_sfox.users["client_2"]["balances"] = []
+    fake_sfox.users["client_2"]["balance_fails"] = 500
+    workflow = bot.runtime.workflow
+    first = watching.watch_next_at
+    workflow.now = lambda: first
+    assert workflow.watch_due() == 1
+    record = bot.store.get(request_id)
+    assert record.status == "watching" and bot.slack.cards() == []
+    kept = BalanceCheck.from_json(record.balances)  # the read, kept as failed: not as zero
+    assert kept.balances is None and kept.problem and record.watch_read_at == first
+    assert record.watch_next_at == first + workflow.watch_interval
+    assert workflow.watch_due() == 0  # not before its next time
+
+    del fake_sfox.users["client_2"]["balance_fails"]
+    almost = record.expires_at - timedelta(seconds=1)
+    workflow.now = lambda: almost  # the last read before the deadline plans none past it
+    fake_sfox.users["client_2"]["balance_fails"] = 500
+    assert workflow.watch_due() == 1
+    assert bot.store.get(request_id).watch_next_at == record.expires_at
+    del fake_sfox.users["client_2"]["balance_fails"]
+    workflow.now = lambda: record.expires_at
+    assert workflow.watch_due() == 1
+    assert wait_status(bot, request_id, "expired").status == "expired"
+    assert bot.slack.cards() == [] and not fake_sfox.deletes
+
+
+def test_a_read_that_fails_then_one_that_reads_zero_posts_the_card(bot, fake_sfox):
+    """A failed read holds the card back only until a read succeeds."""
+    request_id, _ = watch(bot, "client_2")
+    fake_sfox.users["client_2"]["balances"] = []
+    fake_sfox.users["client_2"]["balance_fails"] = 500
+    workflow = bot.runtime.workflow
+    first = bot.store.get(request_id).watch_next_at
+    workflow.now = lambda: first
+    assert workflow.watch_due() == 1 and bot.store.get(request_id).status == "watching"
+    del fake_sfox.users["client_2"]["balance_fails"]
+    workflow.now = lambda: first + workflow.watch_interval
+    assert workflow.watch_due() == 1
+    record = wait_until(lambda: (r := bot.store.get(request_id)).message_ts and r)
+    assert record.status == "pending" and "all zero" in card_text(bot.slack.cards()[0])
 
 
 def test_watch_clicks_are_journalled_and_replayed_after_a_crash(bot):

@@ -15,7 +15,8 @@ check), so DNS cannot answer differently between the check and the connection; n
 environment, no redirects. A destination refused is final at once. A receiver that fails (5xx,
 408, 429, a timeout, a refused connection, a name that does not resolve) is tried again after
 `retry_delay` (1 s doubling to 60 s), at most SFOX_INTAKE_CALLBACK_ATTEMPTS times in all; another
-4xx is an answer that will not change. Given up, for any of these reasons, the callback is
+4xx is an answer that will not change. A retried answer's `Retry-After` (seconds or an HTTP date)
+is honoured when it asks for longer than the backoff, up to the backoff's 60 s cap. Given up, for any of these reasons, the callback is
 `abandoned`: audited (`callback_abandoned`: attempts, reason, the last status or error class,
 never the URL's path or query), logged, and shown by the API's GET and `sfox-bot show`."""
 
@@ -30,6 +31,7 @@ import httpx
 
 from bot.intake.body import MAX_CALLBACK_URL
 from bot.requests.history import history_row
+from bot.retry_after import retry_after_seconds
 from bot.runtime.delivery import DueLoop
 from bot.store.db import Store
 from bot.store.intake import IntakeStore, OwedCallback
@@ -106,6 +108,7 @@ class Callbacks:
         record = self.store.get(owed.request_id)
         assert record is not None
         fields = {"request_id": record.id, "status": record.status, "attempt": attempt}
+        retry_after: float | None = None
         if isinstance(checked, Unresolved):
             status, error = None, checked.error
         else:
@@ -113,7 +116,7 @@ class Callbacks:
             body = json.dumps(
                 {"request_id": record.id, "status": record.status, "record": history_row(record)}
             ).encode()
-            status, error = self._post(owed.url, target, checked, body)
+            status, error, retry_after = self._post(owed.url, target, checked, body)
         if status is not None and 200 <= status < 300:
             self.keys.callback_delivered(owed.id, self.now())
             log.info("outcome callback delivered", extra=fields)
@@ -122,7 +125,7 @@ class Callbacks:
             return self._abandon(owed, attempt, GAVE_UP_REFUSED, error, status)
         if attempt >= self.max_attempts:
             return self._abandon(owed, attempt, GAVE_UP_ATTEMPTS, error, status)
-        wait = retry_delay(attempt)
+        wait = retry_delay(attempt, retry_after)
         self.keys.callback_failed(owed.id, error, self.now() + timedelta(seconds=wait))
         log.warning(
             "outcome callback not received; will try again",
@@ -132,10 +135,11 @@ class Callbacks:
 
     def _post(
         self, url: str, target: Destination, addresses: list[str], body: bytes
-    ) -> tuple[int | None, str]:
+    ) -> tuple[int | None, str, float | None]:
         """POST `body` to the first of the checked `addresses` that takes the connection: the URL's
         host replaced by the address, the name kept in Host and (https) in SNI, where the
-        certificate is checked against it. (The status, or None; what to record.)"""
+        certificate is checked against it. (The status, or None; what to record; the answer's
+        Retry-After in seconds, or None.)"""
         original = httpx.URL(url)
         headers = {
             "Content-Type": "application/json",
@@ -154,9 +158,10 @@ class Callbacks:
                 error = type(exc).__name__
                 continue
             except httpx.HTTPError as exc:
-                return None, type(exc).__name__
-            return response.status_code, f"http {response.status_code}"
-        return None, error
+                return None, type(exc).__name__, None
+            wait = retry_after_seconds(response.headers.get("Retry-After"), self.now().timestamp())
+            return response.status_code, f"http {response.status_code}", wait
+        return None, error, None
 
     def _abandon(self, owed: OwedCallback, attempts: int, reason: str, error: str, status: int | None) -> int:
         event = Event(

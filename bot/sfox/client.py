@@ -12,19 +12,18 @@ bot/sfox/errors.py; every call first takes a slot of a `RateLimit` (bot/sfox/pac
 
 from __future__ import annotations
 
-import email.utils
 import functools
 import json
 import random
 import ssl
 import time
 from collections.abc import Callable
-from datetime import UTC
 from typing import Any
 
 import certifi
 import httpx
 
+from bot.retry_after import retry_after_seconds
 from bot.sfox.errors import (
     Answer,
     CallResult,
@@ -208,7 +207,7 @@ class SfoxClient:
                     raise error
                 may_have_arrived = status in AMBIGUOUS_DELETE_STATUSES
                 maybe_applied = maybe_applied or status >= 500
-                retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
                 if status == 429 and hold is not None:
                     error.retry_after = retry_after
                     hold_after_429(hold, retry_after)
@@ -263,21 +262,3 @@ def _backoff(attempt: int, retry_after: float | None) -> float:
     if retry_after is not None:
         delay = max(delay, min(retry_after, RETRY_AFTER_CAP_SECONDS))
     return delay
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    if when.tzinfo is None:  # "-0000" means UTC with no claim about the local zone
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, when.timestamp() - time.time())

@@ -141,6 +141,11 @@ def from_environ(environ: Mapping[str, object]) -> dict[str, str]:
     return out
 
 
-def retry_delay(failures: int) -> float:
-    """Seconds to wait after the `failures`-th failed attempt in a row (1, 2, 4, … 60)."""
-    return min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** max(0, failures - 1))
+def retry_delay(failures: int, retry_after: float | None = None) -> float:
+    """Seconds to wait after the `failures`-th failed attempt in a row (1, 2, 4, … 60); a
+    receiver's `Retry-After` (seconds, bot/retry_after.py) when it asks for longer, within the
+    same 60 s: never sooner than the backoff, never later than its cap."""
+    delay = min(MAX_RETRY_SECONDS, FIRST_RETRY_SECONDS * 2 ** max(0, failures - 1))
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, MAX_RETRY_SECONDS))
+    return delay
