@@ -54,6 +54,25 @@ LONG_FIRST = (
 )
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """`@pytest.mark.engines("sqlite", why=...)`: a test that needs the bot's database takes it
+    from the engines named only, and says why (the journal's busy timeout is SQLite's, say);
+    every other such test runs on both."""
+    marker = metafunc.definition.get_closest_marker("engines")
+    if marker is None or "database_url" not in metafunc.fixturenames:
+        return
+    if not marker.kwargs.get("why"):
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: @pytest.mark.engines needs why=")
+    unknown = set(marker.args) - {"sqlite", "postgres"}
+    if unknown or not marker.args:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown engines {sorted(unknown)}")
+    chosen = [p for p in ENGINES if (p if isinstance(p, str) else p.values[0]) in marker.args]
+    # As a marker, not a call: pytest's own hook then parametrizes it, and knows not to
+    # parametrize the fixture's own params as well.
+    metafunc.definition.add_marker(pytest.mark.parametrize("database_url", chosen, indirect=True))
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return
@@ -113,6 +132,9 @@ class Bot:
         self.server.server_close()
         self.runtime.shutdown(wait=True)
         self.driver.close()
+        # The pool's connections, closed now rather than when collected: on PostgreSQL an idle
+        # pool of every bot a worker has started would hold the server's connections.
+        self.store.close()
 
 
 def bot_env(slack: FakeSlack, sfox: FakeSfox, database_url: str, **overrides: str) -> dict[str, str]:
@@ -249,18 +271,27 @@ def postgres_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+# The PostgreSQL case of a fixture over both engines, marked when collected: `-m "not postgres"`
+# leaves it out, and postgres_url sees the marker.
+ENGINES = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+
+
+@pytest.fixture(params=ENGINES)
 def migration_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """An empty database for a migration test (tests/migration_support.py), on both engines."""
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'm.db'}"
-    request.applymarker(pytest.mark.postgres)
     return str(request.getfixturevalue("postgres_url"))
 
 
-@pytest.fixture(params=["sqlite"])
+@pytest.fixture(params=ENGINES)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'bot.db'}"
+    """The bot's database, for every end-to-end test on both engines: SQLite, the default, and
+    PostgreSQL, what several replicas share. Each PostgreSQL case is marked `postgres` (so CI,
+    which requires the server, never skips it) and gets a schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'bot.db'}"
+    return str(request.getfixturevalue("postgres_url"))
 
 
 @pytest.fixture

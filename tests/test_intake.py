@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from bot.store.intake_schema import intake
 from bot.store.schema import commands, requests
@@ -378,7 +378,7 @@ def test_an_owed_callback_survives_a_restart_and_is_taken_by_one_replica(make_bo
         second = make_bot(**INTAKE, SFOX_INTAKE_CALLBACK_HOSTS=receiver.entry)
         keys = IntakeStore(second.store)
         with second.store.engine.begin() as conn:  # the callback names the receiver now up
-            conn.exec_driver_sql("UPDATE intake SET callback_url = ?", (receiver.url,))
+            conn.execute(update(intake).values(callback_url=receiver.url))
         owed = keys.due_callbacks(second.runtime.workflow.now())
         assert len(owed) == 1
         now = second.runtime.workflow.now()

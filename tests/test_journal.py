@@ -62,6 +62,7 @@ def test_rows_recorded_at_once_are_each_written_with_their_own_id(journal):
     assert written == {row_id: f"U{i:07d}" for i, row_id in enumerate(ids)}
 
 
+@pytest.mark.engines("sqlite", why="the lock another process holds is SQLite's one file lock")
 def test_rows_the_database_cannot_take_in_time_are_refused_and_nothing_is_written(journal, tmp_path):
     held = sqlite3.connect(tmp_path / "bot.db", isolation_level=None, timeout=30)
     held.execute("BEGIN IMMEDIATE")  # another process holds the database

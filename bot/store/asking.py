@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from bot.store import schema
 from bot.store.base import _NOTICE, SINGLE, StoreBase
 from bot.store.errors import AlreadyOpen
+from bot.store.fit import clipped
 from bot.store.records import Event, RequestRecord, dm_owed
 from bot.store.schema import requests
 from bot.store.step_owed import step_owed
@@ -60,26 +61,28 @@ class AskingStore(StoreBase):
         partial unique index makes that hold even for two requests typed at the same moment), or
         if its command (`command_id`, unique) created one already. A request to run at `run_at`
         may be approved until then rather than for `ttl` (bot/requests/scheduling.py)."""
-        values = {
-            "sfox_user_id": sfox_user_id,
-            "reason": reason,
-            "requested_by": requested_by,
-            "channel_id": channel_id,
-            "status": "pending",
-            "required_approvals": required_approvals,
-            "target_name": target_name,
-            "target_email": target_email,
-            "target_status": target_status,
-            "created_at": now,
-            "expires_at": run_at or now + ttl,
-            "attempts": 0,
-            "retryable": False,
-            "balances": balances,
-            "command_id": command_id,
-            "stages": stages,
-            "run_at": run_at,
-            "requested_via": requested_via,
-        }
+        values = clipped(
+            {
+                "sfox_user_id": sfox_user_id,
+                "reason": reason,
+                "requested_by": requested_by,
+                "channel_id": channel_id,
+                "status": "pending",
+                "required_approvals": required_approvals,
+                "target_name": target_name,
+                "target_email": target_email,
+                "target_status": target_status,
+                "created_at": now,
+                "expires_at": run_at or now + ttl,
+                "attempts": 0,
+                "retryable": False,
+                "balances": balances,
+                "command_id": command_id,
+                "stages": stages,
+                "run_at": run_at,
+                "requested_via": requested_via,
+            }
+        )
         try:
             request_id = self._insert_request(values, requested_event(values))
         except IntegrityError:

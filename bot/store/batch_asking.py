@@ -13,6 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from bot.store.batch_base import BatchStoreBase
 from bot.store.errors import BatchUsersOpen
+from bot.store.fit import clip
 from bot.store.records import Event
 from bot.store.schema import batches, requests
 
@@ -69,9 +70,9 @@ class BatchAskingStore(BatchStoreBase):
                             channel_id=channel_id,
                             status="pending",
                             required_approvals=required_approvals,
-                            target_name=user.get("target_name"),
-                            target_email=user.get("target_email"),
-                            target_status=user.get("target_status"),
+                            target_name=clip("target_name", user.get("target_name")),
+                            target_email=clip("target_email", user.get("target_email")),
+                            target_status=clip("target_status", user.get("target_status")),
                             created_at=now,
                             expires_at=expires,
                             attempts=0,
