@@ -65,6 +65,11 @@ class BatchResult:
         ]
 
 
+# A benchmark measures the batch's pace past sFOX's limit on a machine that runs other work, not
+# the ack: a slow first answer there must not end the run.
+BENCH_ACK = "the benchmark measures the batch's pace, not the ack time, on a loaded machine"
+
+
 def run(users: int, rig: h.Rig, on_postgres: bool) -> BatchResult:
     if on_postgres:
         with postgres.own_schema(prefix="bench") as url:
@@ -88,7 +93,8 @@ def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
     }
     bots = [h.start_bot(f"batch-{backend.lower()}-{i}", rig, url, work, **env) for i in (1, 2)]
     drivers = [
-        SlackDriver(b.url, h.SIGNING_SECRET, rig.slack, channel_id=h.CHANNEL, timeout=30) for b in bots
+        SlackDriver(b.url, h.SIGNING_SECRET, rig.slack, channel_id=h.CHANNEL, timeout=30, why=BENCH_ACK)
+        for b in bots
     ]
     rig.sfox.rate_limit = (LIMIT, WINDOW)
     rig.sfox.retry_after = 60

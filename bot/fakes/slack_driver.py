@@ -8,7 +8,17 @@ request, `block_actions` from a message and from the App Home, `view_submission`
 always there: a clicked message carries no `app_id`, a Home click no `response_url` and no
 `channel`. What Slack would fill from the surface, the driver takes from the fake: the clicked
 message and its button as the fake holds them, the Home tab as last published. Each trigger_id
-and response_url is issued by the fake, which then holds the bot to their lifetimes."""
+and response_url is issued by the fake, which then holds the bot to their lifetimes.
+
+It waits for the bot's answer as long as Slack does, `ACK_SECONDS` (3 s), and no longer: past it
+a request raises `NotAcknowledged` (for a command or an interaction Slack shows the person an
+error and sends nothing again). An Events API callback that is not acknowledged in time, or is
+answered with a status other than 2xx, is sent again as Slack re-sends it: the same event, at
+most `EVENT_RETRIES` times, with `X-Slack-Retry-Num` (1, 2, 3) and `X-Slack-Retry-Reason`
+(`http_timeout`, `http_error`); an error answer with `X-Slack-No-Retry: 1` is not re-sent. Slack
+spaces its retries (at once, a minute, five minutes); the driver sends them at once, and lists
+every delivery in `deliveries`. A test that must wait longer than Slack would says why
+(`SlackDriver(..., timeout=10, why="...")`)."""
 
 from __future__ import annotations
 
@@ -16,6 +26,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,6 +34,30 @@ import httpx
 
 from bot.fakes.slack_api import APP_ID, BOT_ID, BOT_USER, FakeSlack
 from bot.sfox.client import tls_context
+
+ACK_SECONDS = 3.0  # how long Slack waits for the bot's HTTP answer (its ack)
+EVENT_RETRIES = 3  # how many times Slack sends an event again that was not acknowledged
+
+
+class NotAcknowledged(Exception):
+    """Slack stopped waiting: the bot did not answer within `seconds` (`attempts` deliveries of
+    the same request, more than one only for an event Slack re-sent)."""
+
+    def __init__(self, seconds: float, attempts: int = 1) -> None:
+        super().__init__(f"the bot did not answer within {seconds:g} s ({attempts} attempt(s))")
+        self.seconds = seconds
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of an event callback: `retry_num` 0 for the first (no retry headers), the
+    `reason` sent with a retry, and what came of it (the HTTP status, or `http_timeout`)."""
+
+    event_id: str
+    retry_num: int
+    reason: str | None
+    outcome: int | str
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -41,8 +76,17 @@ class SlackDriver:
         *,
         team_id: str = "T1",
         channel_id: str = "C0123TEST",
-        timeout: float = 10.0,
+        timeout: float = ACK_SECONDS,
+        why: str = "",
     ) -> None:
+        """`timeout`: how long a request waits for the bot's answer; longer than Slack's
+        `ACK_SECONDS` only with `why`, the reason this test may wait longer than Slack would."""
+        if timeout > ACK_SECONDS and not why.strip():
+            raise ValueError(
+                f"Slack waits {ACK_SECONDS:g} s for an ack: say why this driver waits {timeout:g} s"
+            )
+        self.timeout = timeout
+        self.deliveries: list[Delivery] = []
         self.bot_url = bot_url.rstrip("/")
         self.secret = signing_secret
         self.slack = slack
@@ -72,7 +116,13 @@ class SlackDriver:
             "X-Slack-Signature": signature or sign(self.secret, ts, body),
             **(headers or {}),
         }
-        response = self.http.post(f"{self.bot_url}/slack/events", content=body, headers=sent)
+        started = time.monotonic()
+        try:
+            response = self.http.post(f"{self.bot_url}/slack/events", content=body, headers=sent)
+        except httpx.TimeoutException:
+            raise NotAcknowledged(self.timeout) from None
+        if time.monotonic() - started > self.timeout:  # each phase within it, the whole not
+            raise NotAcknowledged(self.timeout)
         if response.status_code == 200 and "json" in response.headers.get("content-type", ""):
             with self.slack.lock:
                 self.slack.strict.ack_refusal(body, response.content)
@@ -197,10 +247,7 @@ class SlackDriver:
         if published is not None:  # Slack adds the Home view the user last saw
             event["view"] = self._view_as_slack_holds_it(published, "VHOME")
         payload = _event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
-        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason} if retry else None
-        response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)
-        response.extensions["event_id"] = payload["event_id"]
-        return response
+        return self.send_event(payload, retry=retry, reason=reason)
 
     def function_executed(
         self,
@@ -221,11 +268,40 @@ class SlackDriver:
         with self.slack.lock:
             execution, event = self.slack.functions.executed_event(callback_id, inputs, execution_id, ran_by)
         payload = _event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
-        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-        response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)
+        response = self.send_event(payload, retry=retry)
         response.extensions["execution_id"] = execution.id
-        response.extensions["event_id"] = payload["event_id"]
         return response
+
+    def send_event(
+        self, payload: dict[str, Any], *, retry: int = 0, reason: str = "http_timeout"
+    ) -> httpx.Response:
+        """Deliver an event callback as Slack does, re-sending it while it is not acknowledged
+        (see the module's docstring). `retry` > 0 starts as a retry Slack sends for `reason`
+        (the first delivery lost on the way). The answer to the last delivery is returned;
+        NotAcknowledged if none came in time."""
+        body = json.dumps(payload).encode()
+        event_id = str(payload["event_id"])
+        sent_reason: str | None = reason if retry else None
+        attempts = 0
+        while True:
+            attempts += 1
+            headers = (
+                {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": str(sent_reason)} if retry else None
+            )
+            try:
+                response = self.post(body, "application/json", headers=headers)
+            except NotAcknowledged:
+                self.deliveries.append(Delivery(event_id, retry, sent_reason, "http_timeout"))
+                if retry >= EVENT_RETRIES:
+                    raise NotAcknowledged(self.timeout, attempts) from None
+                retry, sent_reason = retry + 1, "http_timeout"
+                continue
+            self.deliveries.append(Delivery(event_id, retry, sent_reason, response.status_code))
+            acknowledged = 200 <= response.status_code < 300
+            if acknowledged or response.headers.get("X-Slack-No-Retry") == "1" or retry >= EVENT_RETRIES:
+                response.extensions["event_id"] = event_id
+                return response
+            retry, sent_reason = retry + 1, "http_error"
 
     def url_verification(self, challenge: str) -> httpx.Response:
         """What Slack sends when the Events request URL is saved: the app must echo `challenge`."""
