@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from bot.fakes.slack_api import BOT_ID, BOT_USER
 from bot.store.schema import outbox
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import buttons, card_text, open_request, wait_status, wait_until
@@ -46,9 +45,7 @@ def test_card_not_posted_tells_the_requester_and_leaves_nothing_to_fire(bot, err
     # Even a (forged-by-Slack) click for that request id cannot fire it, nor can a sweep.
     # Slack sends a click only from a message it holds (the bot then takes it for the card and
     # updates it): here a bot message in the channel that the bot never learnt the ts of.
-    stray = bot.slack.say(bot.driver.channel_id, "a message with the request's button", user=BOT_USER)
-    with bot.slack.lock:
-        next(m for m in bot.slack.messages if m.ts == stray).bot_id = BOT_ID
+    stray = bot.slack.lost_post(bot.driver.channel_id, "a message with the request's button")
     click = bot.driver.click(BOB, "sfox_approve", str(record.id), stray)
     assert "has failed" in bot.driver.ephemeral_for(click.extensions["response_name"])[0]
     bot.runtime.workflow.sweep()

@@ -174,10 +174,13 @@ class FakeSfox:
     def balance_limit(self, limit: tuple[int, float]) -> None:
         self._balance.limit = sfox_limits.checked(limit)
 
-    def unlimited(self, why: str) -> None:
-        """Switch sFOX's limits off, for a test that must exceed them; `why` says why."""
+    def unlimited(self, why: str, *, balance_only: bool = False) -> None:
+        """Switch sFOX's limits off (`balance_only`: the balance route's alone), for a test or a
+        scene that must exceed them; `why` says why."""
         self.unlimited_why = sfox_limits.reason(why)
-        self._overall.limit = self._balance.limit = None
+        self._balance.limit = None
+        if not balance_only:
+            self._overall.limit = None
 
     def over_limit(self, method: str = "", path: str = "") -> bool:
         """Count this call against sFOX's limits; True (it is refused with 429) past one."""

@@ -159,6 +159,16 @@ class FakeSlack:
             self.messages.append(Message(channel, ts, text, [], thread_ts, bot_id="", user=user))
             return ts
 
+    def lost_post(self, channel: str, text: str) -> str:
+        """A message of the bot's that it never learnt the ts of (Slack's answer lost on the way):
+        what a stale or forged click sits on, since Slack sends a click only from a message it
+        holds."""
+        with self.lock:
+            self.channels.add(channel)
+            ts = self._new_ts()
+            self.messages.append(Message(channel, ts, text))
+            return ts
+
     def start(self) -> FakeSlack:
         threading.Thread(
             target=self._server.serve_forever, args=(0.05,), name="fake-slack", daemon=True
