@@ -25,6 +25,8 @@ from bot.fakes.slack_strict import Refusal
 from tests.conftest import ALICE, BOB, BOT_TOKEN, SFOX_KEY, assert_nothing_refused
 
 HANG = "hang"  # an answer that does not come until the test ends
+TRICKLE = "trickle"  # an answer that comes in pieces
+TRICKLE_GAP = 0.2
 
 
 class Endpoint:
@@ -47,9 +49,19 @@ class Endpoint:
         if answer == HANG:
             self.release.wait(60)
             answer = 200
+        if answer == TRICKLE:  # an answer begun at once, finished too late
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return self._trickle()
         status, headers = answer if isinstance(answer, tuple) else (answer, [])
         start_response(f"{status} Scripted", [("Content-Type", "text/plain"), *headers])
         return [b""]
+
+    def _trickle(self) -> Iterator[bytes]:
+        """Four pieces, TRICKLE_GAP apart: each within the driver's timeout, the whole past it
+        (a slow link, simulated; not a test waiting for something)."""
+        for piece in (b"o", b"k", b".", b"\n"):
+            yield piece
+            self.release.wait(TRICKLE_GAP)
 
 
 @pytest.fixture
@@ -57,10 +69,12 @@ def endpoint() -> Iterator[Any]:
     """Serve an Endpoint; yields a function that scripts it and gives a driver pointed at it."""
     made: list[tuple[Endpoint, Any, SlackDriver]] = []
 
-    def serve(slack: FakeSlack, *answers: Any, timeout: float = ACK_SECONDS) -> tuple[Endpoint, SlackDriver]:
+    def serve(slack: FakeSlack, *answers: Any, timeout: float | None = None) -> tuple[Endpoint, SlackDriver]:
         app = Endpoint(*answers)
         server = serve_wsgi(app)
-        driver = SlackDriver(url_of(server), "secret", slack, timeout=timeout)
+        # The driver's own default unless a test asks for less: the default is what is tested.
+        shorter = {} if timeout is None else {"timeout": timeout}
+        driver = SlackDriver(url_of(server), "secret", slack, **shorter)
         made.append((app, server, driver))
         return app, driver
 
@@ -122,6 +136,14 @@ def test_an_event_never_acknowledged_is_given_up_after_its_retries(fake_slack, e
     assert caught.value.attempts == EVENT_RETRIES + 1
     assert [s[0] for s in app.seen] == [None, "1", "2", "3"]
     assert {d.outcome for d in driver.deliveries} == {"http_timeout"}
+
+
+def test_an_answer_that_trickles_in_past_the_deadline_is_not_an_ack(fake_slack, endpoint):
+    """Slack's 3 s are for the whole answer, not for each read of it."""
+    app, driver = endpoint(fake_slack, TRICKLE, timeout=TRICKLE_GAP * 2.5)
+    with pytest.raises(NotAcknowledged):
+        driver.command(ALICE, "client_1 slow link")
+    assert len(app.seen) == 1
 
 
 def test_a_driver_waits_longer_than_slack_only_with_a_reason(fake_slack):
