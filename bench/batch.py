@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench import harness as h
+from bot.fakes import sfox_limits
 from bot.fakes.slack_driver import SlackDriver
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.store import migrate
@@ -65,6 +66,11 @@ class BatchResult:
         ]
 
 
+# A benchmark measures the batch's pace past sFOX's limit on a machine that runs other work, not
+# the ack: a slow first answer there must not end the run.
+BENCH_ACK = "the benchmark measures the batch's pace, not the ack time, on a loaded machine"
+
+
 def run(users: int, rig: h.Rig, on_postgres: bool) -> BatchResult:
     if on_postgres:
         with postgres.own_schema(prefix="bench") as url:
@@ -88,8 +94,10 @@ def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
     }
     bots = [h.start_bot(f"batch-{backend.lower()}-{i}", rig, url, work, **env) for i in (1, 2)]
     drivers = [
-        SlackDriver(b.url, h.SIGNING_SECRET, rig.slack, channel_id=h.CHANNEL, timeout=30) for b in bots
+        SlackDriver(b.url, h.SIGNING_SECRET, rig.slack, channel_id=h.CHANNEL, timeout=30, why=BENCH_ACK)
+        for b in bots
     ]
+    limit, retry_after = rig.sfox.rate_limit, rig.sfox.retry_after
     rig.sfox.rate_limit = (LIMIT, WINDOW)
     rig.sfox.retry_after = 60
     rig.sfox.rate_limited = 0
@@ -148,7 +156,8 @@ def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
             backend, users, rig.sfox.rate_limited, preflight, span, rate, gap, len(updates), peak
         )
     finally:
-        rig.sfox.rate_limit = None
+        rig.sfox.rate_limit = limit or sfox_limits.OVERALL  # sFOX's own again, for what follows
+        rig.sfox.retry_after = retry_after
         for d in drivers:
             d.close()
         for b in bots:

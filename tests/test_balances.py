@@ -74,8 +74,9 @@ def test_funds_block_the_request_before_any_card(bot, fake_sfox):
         {"currency": "btc", "balance": 0.5},
         {"currency": "eth", "balance": 0},
     ]
-    # No card, so no button; a forged click changes nothing and says why.
-    click = bot.driver.click(BOB, "sfox_approve", str(record.id))
+    # No card, so no button; a forged click (on a message Slack holds) changes nothing, says why.
+    forged_on = bot.slack.lost_post(bot.driver.channel_id, "a message with the request's button")
+    click = bot.driver.click(BOB, "sfox_approve", str(record.id), forged_on)
     [said] = later_ephemerals(bot, click)
     assert f"Request #{record.id} was closed before any card: the account holds funds" in said
     assert bot.store.get(record.id).status == "blocked" and fake_sfox.deletes["client_2"] == 0

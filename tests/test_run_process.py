@@ -27,6 +27,10 @@ from tests.support import Gate, free_port
 
 pytestmark = pytest.mark.slow
 SFOX_BOT = str(Path(sys.executable).parent / "sfox-bot")
+# Why the 30 simultaneous clicks may wait past Slack's 3 s for their acks: they queue on one
+# database's write lock, two processes on a loaded 2-core machine, and what is asserted is the
+# one DELETE they lead to, not how fast each is acknowledged.
+CLICKS_AT_ONCE = "30 clicks at once queue on one database: the test is about one DELETE, not ack time"
 
 
 class BotProcess:
@@ -112,7 +116,7 @@ def test_sfox_bot_run_serves_slack_and_stops_cleanly(bot_process, fake_slack, fa
     bot_process.wait_healthy()
     assert httpx.get(f"{bot_process.url}/readyz", timeout=5).json() == {"status": "ready"}
     assert (bot_process.cwd / "sfox-bot.db").exists()
-    driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack, timeout=10)
+    driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack)
     try:
         card, request_id = open_card(driver, fake_slack)
         assert buttons(card) == ["sfox_approve", "sfox_deny"]
@@ -146,7 +150,7 @@ def test_sfox_bot_run_serves_slack_and_stops_cleanly(bot_process, fake_slack, fa
 
 def test_sigterm_lets_an_sfox_call_in_flight_finish_and_be_recorded(bot_process, fake_slack, fake_sfox):
     bot_process.wait_healthy()
-    driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack, timeout=10)
+    driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack)
     try:
         card, request_id = open_card(driver, fake_slack)
         with Gate(fake_sfox) as gate:
@@ -177,12 +181,13 @@ def test_two_bot_processes_on_one_database_send_one_delete(db, request, tmp_path
     try:
         for p in processes:
             p.wait_healthy()
-        opener = SlackDriver(processes[0].url, SIGNING_SECRET, fake_slack, timeout=10)
+        opener = SlackDriver(processes[0].url, SIGNING_SECRET, fake_slack)
         card, request_id = open_card(opener, fake_slack)
         opener.close()
         n = 30
         drivers = [
-            SlackDriver(processes[i % 2].url, SIGNING_SECRET, fake_slack, timeout=20) for i in range(n)
+            SlackDriver(processes[i % 2].url, SIGNING_SECRET, fake_slack, timeout=20, why=CLICKS_AT_ONCE)
+            for i in range(n)
         ]
         bodies = [
             d.click_body((BOB, CAROL)[i % 2], "sfox_approve", request_id, card.ts)[0]
@@ -218,7 +223,7 @@ def test_sigterm_right_after_an_acked_click_still_sends_the_delete(tmp_path, fak
     bot = BotProcess(tmp_path, fake_slack, fake_sfox, extra_env=stalled)
     try:
         bot.wait_healthy()
-        driver = SlackDriver(bot.url, SIGNING_SECRET, fake_slack, timeout=10)
+        driver = SlackDriver(bot.url, SIGNING_SECRET, fake_slack)
         card, request_id = open_card(driver, fake_slack)
         assert driver.click(BOB, "sfox_approve", request_id, card.ts).status_code == 200
         wait_for_log(bot, "stall point click_acked reached")
@@ -239,7 +244,7 @@ def test_a_click_the_database_cannot_take_in_time_is_refused_visibly(bot_process
     """Clicks are recorded before the ack; when the database is locked past the time an ack can
     wait, the click is acked with a private "not recorded" and changes nothing."""
     bot_process.wait_healthy()
-    driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack, timeout=10)
+    driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack)
     db = sqlite3.connect(bot_process.cwd / "sfox-bot.db", isolation_level=None, timeout=30)
     try:
         card, request_id = open_card(driver, fake_slack)

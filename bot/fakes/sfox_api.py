@@ -2,8 +2,8 @@
 
 It behaves as ../shared/SFOX_API.md describes (200 with no body, 422 while balances are non-zero,
 404 for unknown or already deactivated accounts, 401 for a wrong key; user tokens that expire and
-the balance read they allow, 401 for a wrong or expired token) and can be told to
-misbehave: scripted answers (any status, headers, body), delays, answers that never come, and
+the balance read they allow, 401 for a wrong or expired token), keeps sFOX's documented rate
+limits unless a test says why not (`bot.fakes.sfox_limits`), and can be told to misbehave: scripted answers (any status, headers, body), delays, answers that never come, and
 connections dropped after the deactivation has been applied. It records every request it saw.
 
 This is a testing aid. It never talks to the real sFOX.
@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from bot.fakes import sfox_limits
 from bot.fakes.server import FakeHTTPServer
 from bot.fakes.sfox_users import SAMPLE_USERS, currency, drain_if_due, public, user_balances
 
@@ -72,7 +73,11 @@ class FakeSfox:
         host: str = "127.0.0.1",
         port: int = 0,
         token_lifetime: timedelta = USER_TOKEN_LIFETIME,
+        *,
+        limited: bool = True,
+        why: str = "",
     ) -> None:
+        """`limited=False` (with `why`, the test's reason): none of sFOX's rate limits."""
         self.api_key = api_key
         self.users: dict[str, dict[str, Any]] = {
             u["user_id"]: json.loads(json.dumps(u)) for u in (users or SAMPLE_USERS)
@@ -87,16 +92,17 @@ class FakeSfox:
         self.deletes: Counter[str] = Counter()
         self.lock = threading.Lock()
         self.on_request: Callable[[SeenRequest], None] | None = None
-        # Enforce sFOX's limit: (calls, seconds) per sliding window, then 429 with Retry-After.
-        self.rate_limit: tuple[int, float] | None = None
+        # sFOX's limits (bot.fakes.sfox_limits): every call, and the balance route's own; past
+        # either, 429 with Retry-After, counted in `rate_limited`.
+        self._overall = sfox_limits.Window(sfox_limits.OVERALL)
+        self._balance = sfox_limits.Window(sfox_limits.BALANCE_ROUTE)
+        self.unlimited_why: str | None = None
         self.retry_after = 1
         self.rate_limited = 0
-        self._window: list[float] = []
-        # The balance route's own limit (about 5 per 10 s on sFOX), then 429; and each balance
-        # read answered: (user id, monotonic time).
-        self.balance_limit: tuple[int, float] | None = None
+        # Each balance read answered: (user id, monotonic time).
         self.balance_reads: list[tuple[str, float]] = []
-        self._balance_window: list[float] = []
+        if not limited:
+            self.unlimited(why)
         self._server = FakeHTTPServer((host, port), _handler_for(self))
         self._server.daemon_threads = True
         self._thread: threading.Thread | None = None
@@ -150,33 +156,41 @@ class FakeSfox:
 
     # -- behaviour ---------------------------------------------------------------------------
 
-    def over_limit(self) -> bool:
-        """Count this call against `rate_limit`; True (and it is refused with 429) past it."""
-        if self.rate_limit is None:
-            return False
-        limit, window = self.rate_limit
-        with self.lock:
-            now = time.monotonic()
-            self._window = [t for t in self._window if now - t < window]
-            if len(self._window) >= limit:
-                self.rate_limited += 1
-                return True
-            self._window.append(now)
-            return False
+    @property
+    def rate_limit(self) -> tuple[int, float] | None:
+        """sFOX's limit on every call: (calls, seconds), None once `unlimited`."""
+        return self._overall.limit
 
-    def over_balance_limit(self, method: str, path: str) -> bool:
-        """Count a balance read against `balance_limit`; True (refused with 429) past it."""
-        if self.balance_limit is None or method != "GET" or path.rstrip("/") != "/v1/user/balance":
-            return False
-        limit, window = self.balance_limit
-        with self.lock:
-            now = time.monotonic()
-            self._balance_window = [t for t in self._balance_window if now - t < window]
-            if len(self._balance_window) >= limit:
+    @rate_limit.setter
+    def rate_limit(self, limit: tuple[int, float]) -> None:
+        self._overall.limit = sfox_limits.checked(limit)
+
+    @property
+    def balance_limit(self) -> tuple[int, float] | None:
+        """The balance route's own limit: (calls, seconds), None once `unlimited`."""
+        return self._balance.limit
+
+    @balance_limit.setter
+    def balance_limit(self, limit: tuple[int, float]) -> None:
+        self._balance.limit = sfox_limits.checked(limit)
+
+    def unlimited(self, why: str, *, balance_only: bool = False) -> None:
+        """Switch sFOX's limits off (`balance_only`: the balance route's alone), for a test or a
+        scene that must exceed them; `why` says why."""
+        self.unlimited_why = sfox_limits.reason(why)
+        self._balance.limit = None
+        if not balance_only:
+            self._overall.limit = None
+
+    def over_limit(self, method: str = "", path: str = "") -> bool:
+        """Count this call against sFOX's limits; True (it is refused with 429) past one."""
+        refused = not self._overall.admit()
+        if not refused and method == "GET" and path.rstrip("/") == sfox_limits.BALANCE_PATH:
+            refused = not self._balance.admit()
+        if refused:
+            with self.lock:
                 self.rate_limited += 1
-                return True
-            self._balance_window.append(now)
-            return False
+        return refused
 
     def take_fault(self, method: str, path: str = "") -> Fault | None:
         with self.lock:
@@ -278,7 +292,7 @@ def _handler_for(fake: FakeSfox) -> type[BaseHTTPRequestHandler]:
             if fake.on_request:
                 fake.on_request(seen)
             path = urlsplit(self.path).path
-            if fake.over_limit() or fake.over_balance_limit(method, path):
+            if fake.over_limit(method, path):
                 self._send(
                     429, _json({"error": "rate limit exceeded"}), {"Retry-After": str(fake.retry_after)}
                 )

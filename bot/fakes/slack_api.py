@@ -13,8 +13,10 @@ keeps the messages so a test can read the card as it stands, receives `response_
 Slack's pace for `chat.postMessage` per channel (`bot.fakes.slack_rate`, on unless
 `rate_limited=False`).
 
-It is as strict as Slack: Block Kit checked with slack_sdk's models and Slack's limits
-(`bot.fakes.blockkit`), a trigger_id good once within 3 s and a response_url five times within
+It is as strict as Slack: a message sent to a channel that does not exist, or an update naming
+the wrong channel or ts, is refused (`channel_not_found`, `message_not_found`;
+`bot.fakes.slack_channels` says which channels exist), Block Kit checked with slack_sdk's models
+and Slack's limits (`bot.fakes.blockkit`), a trigger_id good once within 3 s and a response_url five times within
 30 minutes (`bot.fakes.slack_strict`, every refusal kept in `refusals`), and history and thread
 reads paged with cursors, never more than `page_size` messages a page (`bot.fakes.slack_pages`).
 
@@ -37,6 +39,7 @@ from typing import Any
 from bot.fakes import blockkit, slack_files, slack_functions, slack_pages, slack_views
 from bot.fakes.polling import poll
 from bot.fakes.server import FakeHTTPServer
+from bot.fakes.slack_channels import Channels
 from bot.fakes.slack_http import handler_for
 from bot.fakes.slack_rate import ChannelRate
 from bot.fakes.slack_strict import Refusal, Strictness
@@ -79,12 +82,15 @@ class FakeSlack:
         page_size: int = 10,
         clock: Callable[[], float] = time.monotonic,
         rate_limited: bool = True,
+        channels: set[str] | None = None,
     ) -> None:
         """`clock_ts`: message timestamps from the wall clock, as Slack's are, so they stay unique
         across runs that share one database (the default counts from a fixed value).
         `page_size`: the most messages a history or thread page holds, whatever `limit` asks.
         `clock`: what trigger and response_url lifetimes are measured with (a test may move it).
-        `rate_limited=False`: no per-channel pace on chat.postMessage (benchmarks)."""
+        `rate_limited=False`: no per-channel pace on chat.postMessage (benchmarks).
+        `channels`: the only channels that exist (default: every id of Slack's shape; DMs once
+        opened; `bot.fakes.slack_channels`)."""
         self.token = token
         self.page_size = page_size
         self.clock = clock
@@ -95,6 +101,7 @@ class FakeSlack:
         # Where `apps.connections.open` sends Socket Mode clients (a FakeSocketMode's url).
         self.socket_url: str | None = None
         self.rate = ChannelRate(enabled=rate_limited)
+        self.channels = Channels(channels)
         self.messages: list[Message] = []
         self.ephemeral: list[dict[str, Any]] = []
         self.calls: list[tuple[str, dict[str, Any]]] = []
@@ -150,6 +157,16 @@ class FakeSlack:
         with self.lock:
             ts = self._new_ts()
             self.messages.append(Message(channel, ts, text, [], thread_ts, bot_id="", user=user))
+            return ts
+
+    def lost_post(self, channel: str, text: str) -> str:
+        """A message of the bot's that it never learnt the ts of (Slack's answer lost on the way):
+        what a stale or forged click sits on, since Slack sends a click only from a message it
+        holds."""
+        with self.lock:
+            self.channels.add(channel)
+            ts = self._new_ts()
+            self.messages.append(Message(channel, ts, text))
             return ts
 
     def start(self) -> FakeSlack:
@@ -258,7 +275,10 @@ class FakeSlack:
             if refused is not None:
                 return 200, refused, {}
             if method == "chat.postMessage":
-                wait = self.rate.admit(str(args.get("channel", "")))
+                channel = self.channels.post_target(str(args.get("channel") or ""))
+                if channel is None:
+                    return 200, self._refuse(method, "channel_not_found", args.get("channel")), {}
+                wait = self.rate.admit(channel)
                 if wait is not None:
                     return 429, {"ok": False, "error": "ratelimited"}, {"Retry-After": str(wait)}
                 ts = self._new_ts()
@@ -266,15 +286,23 @@ class FakeSlack:
                 if isinstance(blocks, str):
                     blocks = json.loads(blocks)
                 self.messages.append(
-                    Message(args.get("channel", ""), ts, args.get("text", ""), blocks, args.get("thread_ts"))
+                    Message(channel, ts, args.get("text", ""), blocks, args.get("thread_ts"))
                 )
-                return 200, {"ok": True, "channel": args.get("channel"), "ts": ts}, {}
+                return 200, {"ok": True, "channel": channel, "ts": ts}, {}
             if method == "chat.update":
+                channel = str(args.get("channel") or "")
+                if not self.channels.exists(channel):
+                    return 200, self._refuse(method, "channel_not_found", channel), {}
                 target = next(
-                    (m for m in self.messages if m.ts == args.get("ts") and m.thread_ts is None), None
+                    (
+                        m
+                        for m in self.messages
+                        if m.ts == args.get("ts") and m.channel == channel and m.thread_ts is None
+                    ),
+                    None,
                 )
                 if target is None:
-                    return 200, {"ok": False, "error": "message_not_found"}, {}
+                    return 200, self._refuse(method, "message_not_found", f"{channel} {args.get('ts')}"), {}
                 blocks = args.get("blocks") or []
                 target.blocks = json.loads(blocks) if isinstance(blocks, str) else blocks
                 target.text = args.get("text", target.text)
@@ -304,7 +332,7 @@ class FakeSlack:
                 users = str(args.get("users") or "")
                 if not users or "," in users:
                     return 200, {"ok": False, "error": "user_not_found"}, {}
-                return 200, {"ok": True, "channel": {"id": "D" + users}}, {}
+                return 200, {"ok": True, "channel": {"id": self.channels.open_dm(users)}}, {}
             if method in slack_views.METHODS:
                 return 200, slack_views.answer(self, method, args), {}
             if method.startswith("files."):
@@ -315,6 +343,12 @@ class FakeSlack:
                     return 200, {"ok": False, "error": "no_such_subteam"}, {}
                 return 200, {"ok": True, "users": users}, {}
             return 200, {"ok": False, "error": "unknown_method"}, {}
+
+    def _refuse(self, method: str, error: str, detail: object) -> dict[str, Any]:
+        """Slack's answer to a call it refuses, kept in `refusals` (the bot's mistake, not a
+        scripted fault: the test that made the bot send it fails)."""
+        self.strict.refusals.append(Refusal(method, error, str(detail)))
+        return {"ok": False, "error": error}
 
     def handle_response_url(self, name: str, payload: dict[str, Any]) -> None:
         with self.lock:

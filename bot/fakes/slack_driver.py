@@ -8,26 +8,62 @@ request, `block_actions` from a message and from the App Home, `view_submission`
 always there: a clicked message carries no `app_id`, a Home click no `response_url` and no
 `channel`. What Slack would fill from the surface, the driver takes from the fake: the clicked
 message and its button as the fake holds them, the Home tab as last published. Each trigger_id
-and response_url is issued by the fake, which then holds the bot to their lifetimes."""
+and response_url is issued by the fake, which then holds the bot to their lifetimes.
+
+It waits for the bot's answer as long as Slack does, `ACK_SECONDS` (3 s), and no longer: past it
+a request raises `NotAcknowledged` (for a command or an interaction Slack shows the person an
+error and sends nothing again). An Events API callback that is not acknowledged in time, or is
+answered with a status other than 2xx, is sent again as Slack re-sends it: the same event, at
+most `EVENT_RETRIES` times, with `X-Slack-Retry-Num` (1, 2, 3) and `X-Slack-Retry-Reason`
+(`http_timeout`, `http_error`); an error answer with `X-Slack-No-Retry: 1` is not re-sent. Slack
+spaces its retries (at once, a minute, five minutes); the driver sends them at once, and lists
+every delivery in `deliveries`. A test that must wait longer than Slack would says why
+(`SlackDriver(..., timeout=10, why="...")`)."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
 
-from bot.fakes.slack_api import APP_ID, BOT_ID, BOT_USER, FakeSlack
+from bot.fakes.slack_api import FakeSlack
+from bot.fakes.slack_payloads import (
+    APP_ID,
+    clicked_action,
+    clicked_message,
+    event_callback,
+    sign,
+    view_as_slack_holds_it,
+)
 from bot.sfox.client import tls_context
 
+ACK_SECONDS = 3.0  # how long Slack waits for the bot's HTTP answer (its ack)
+EVENT_RETRIES = 3  # how many times Slack sends an event again that was not acknowledged
 
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    base = b"v0:" + timestamp.encode() + b":" + body
-    return "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+
+class NotAcknowledged(Exception):
+    """Slack stopped waiting: the bot did not answer within `seconds` (`attempts` deliveries of
+    the same request, more than one only for an event Slack re-sent)."""
+
+    def __init__(self, seconds: float, attempts: int = 1) -> None:
+        super().__init__(f"the bot did not answer within {seconds:g} s ({attempts} attempt(s))")
+        self.seconds = seconds
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery of an event callback: `retry_num` 0 for the first (no retry headers), the
+    `reason` sent with a retry, and what came of it (the HTTP status, or `http_timeout`)."""
+
+    event_id: str
+    retry_num: int
+    reason: str | None
+    outcome: int | str
 
 
 class SlackDriver:
@@ -41,8 +77,17 @@ class SlackDriver:
         *,
         team_id: str = "T1",
         channel_id: str = "C0123TEST",
-        timeout: float = 10.0,
+        timeout: float = ACK_SECONDS,
+        why: str = "",
     ) -> None:
+        """`timeout`: how long a request waits for the bot's answer; longer than Slack's
+        `ACK_SECONDS` only with `why`, the reason this test may wait longer than Slack would."""
+        if timeout > ACK_SECONDS and not why.strip():
+            raise ValueError(
+                f"Slack waits {ACK_SECONDS:g} s for an ack: say why this driver waits {timeout:g} s"
+            )
+        self.timeout = timeout
+        self.deliveries: list[Delivery] = []
         self.bot_url = bot_url.rstrip("/")
         self.secret = signing_secret
         self.slack = slack
@@ -72,7 +117,13 @@ class SlackDriver:
             "X-Slack-Signature": signature or sign(self.secret, ts, body),
             **(headers or {}),
         }
-        response = self.http.post(f"{self.bot_url}/slack/events", content=body, headers=sent)
+        started = time.monotonic()
+        try:
+            response = self.http.post(f"{self.bot_url}/slack/events", content=body, headers=sent)
+        except httpx.TimeoutException:
+            raise NotAcknowledged(self.timeout) from None
+        if time.monotonic() - started > self.timeout:  # each phase within it, the whole not
+            raise NotAcknowledged(self.timeout)
         if response.status_code == 200 and "json" in response.headers.get("content-type", ""):
             with self.slack.lock:
                 self.slack.strict.ack_refusal(body, response.content)
@@ -125,29 +176,11 @@ class SlackDriver:
             },
             "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
             "channel": {"id": channel_id or self.channel_id, "name": "ops"},
-            "message": (message := self._clicked_message(message_ts or "1.1")),
+            "message": (message := clicked_message(self.slack, self.team_id, message_ts or "1.1")),
             "response_url": self.slack.issue_response_url(f"click{n}"),
-            "actions": [_action(message["blocks"], action_id, value, f"sfox_request_{value}")],
+            "actions": [clicked_action(message["blocks"], action_id, value, f"sfox_request_{value}")],
         }
         return urlencode({"payload": json.dumps(payload)}).encode(), f"click{n}"
-
-    def _clicked_message(self, ts: str) -> dict[str, Any]:
-        """The message a button sits on, as a `block_actions` payload carries it: Slack's
-        documented example has `type`, `user`, `ts`, `bot_id`, `team`, `text` and `blocks`, and
-        no `app_id`, so neither does this."""
-        found = self.slack.message(ts)
-        message: dict[str, Any] = {
-            "type": "message",
-            "user": found.user if found else BOT_USER,
-            "ts": ts,
-            "bot_id": found.bot_id if found else BOT_ID,
-            "team": self.team_id,
-            "text": found.text if found else "",
-            "blocks": found.blocks if found else [],
-        }
-        if not message["bot_id"]:  # a person's message has no bot_id
-            del message["bot_id"]
-        return message
 
     def click(
         self,
@@ -193,14 +226,13 @@ class SlackDriver:
             "tab": "home",
             "event_ts": f"{time.time():.6f}",
         }
+        with self.slack.lock:  # the event names the app's DM with the user: it exists
+            self.slack.channels.add(event["channel"])
         published = self.slack.home(user_id)
         if published is not None:  # Slack adds the Home view the user last saw
-            event["view"] = self._view_as_slack_holds_it(published, "VHOME")
-        payload = _event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
-        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": reason} if retry else None
-        response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)
-        response.extensions["event_id"] = payload["event_id"]
-        return response
+            event["view"] = view_as_slack_holds_it(self.team_id, published, "VHOME")
+        payload = event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
+        return self.send_event(payload, retry=retry, reason=reason)
 
     def function_executed(
         self,
@@ -220,12 +252,41 @@ class SlackDriver:
         as before); `retry` > 0 as Slack re-sends it (`X-Slack-Retry-Num`)."""
         with self.slack.lock:
             execution, event = self.slack.functions.executed_event(callback_id, inputs, execution_id, ran_by)
-        payload = _event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
-        headers = {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": "http_timeout"} if retry else None
-        response = self.post(json.dumps(payload).encode(), "application/json", headers=headers)
+        payload = event_callback(self.team_id, event, event_id or f"Ev{next(self._n):08d}")
+        response = self.send_event(payload, retry=retry)
         response.extensions["execution_id"] = execution.id
-        response.extensions["event_id"] = payload["event_id"]
         return response
+
+    def send_event(
+        self, payload: dict[str, Any], *, retry: int = 0, reason: str = "http_timeout"
+    ) -> httpx.Response:
+        """Deliver an event callback as Slack does, re-sending it while it is not acknowledged
+        (see the module's docstring). `retry` > 0 starts as a retry Slack sends for `reason`
+        (the first delivery lost on the way). The answer to the last delivery is returned;
+        NotAcknowledged if none came in time."""
+        body = json.dumps(payload).encode()
+        event_id = str(payload["event_id"])
+        sent_reason: str | None = reason if retry else None
+        attempts = 0
+        while True:
+            attempts += 1
+            headers = (
+                {"X-Slack-Retry-Num": str(retry), "X-Slack-Retry-Reason": str(sent_reason)} if retry else None
+            )
+            try:
+                response = self.post(body, "application/json", headers=headers)
+            except NotAcknowledged:
+                self.deliveries.append(Delivery(event_id, retry, sent_reason, "http_timeout"))
+                if retry >= EVENT_RETRIES:
+                    raise NotAcknowledged(self.timeout, attempts) from None
+                retry, sent_reason = retry + 1, "http_timeout"
+                continue
+            self.deliveries.append(Delivery(event_id, retry, sent_reason, response.status_code))
+            acknowledged = 200 <= response.status_code < 300
+            if acknowledged or response.headers.get("X-Slack-No-Retry") == "1" or retry >= EVENT_RETRIES:
+                response.extensions["event_id"] = event_id
+                return response
+            retry, sent_reason = retry + 1, "http_error"
 
     def url_verification(self, challenge: str) -> httpx.Response:
         """What Slack sends when the Events request URL is saved: the app must echo `challenge`."""
@@ -236,8 +297,8 @@ class SlackDriver:
         """A button click in `user_id`'s App Home: its container is the Home view (as last
         published), and Slack sends neither a `response_url` nor a `channel` with it."""
         n = next(self._n)
-        view = self._view_as_slack_holds_it(
-            self.slack.home(user_id) or {"type": "home", "blocks": []}, "VHOME"
+        view = view_as_slack_holds_it(
+            self.team_id, self.slack.home(user_id) or {"type": "home", "blocks": []}, "VHOME"
         )
         payload = {
             "type": "block_actions",
@@ -248,37 +309,11 @@ class SlackDriver:
             "trigger_id": self.slack.issue_trigger(f"trigger.{n}"),
             "team": {"id": self.team_id, "domain": "test"},
             "view": view,
-            "actions": [_action(view["blocks"], action_id, value, f"sfox_home_{value}")],
+            "actions": [clicked_action(view["blocks"], action_id, value, f"sfox_home_{value}")],
         }
         return self.post(
             urlencode({"payload": json.dumps(payload)}).encode(), "application/x-www-form-urlencoded"
         )
-
-    def _view_as_slack_holds_it(self, view: dict[str, Any], view_id: str) -> dict[str, Any]:
-        """A view the bot opened or published, as Slack sends it back in a payload: what the bot
-        gave, plus the ids, hash and state Slack keeps with it."""
-        held: dict[str, Any] = {
-            "id": view_id,
-            "team_id": self.team_id,
-            "type": view.get("type"),
-            "blocks": view.get("blocks") or [],
-            "private_metadata": view.get("private_metadata", ""),
-            "callback_id": view.get("callback_id", ""),
-            "state": {"values": {}},
-            "hash": f"{int(time.time())}.{view_id.lower()}",
-            "title": view.get("title") or {"type": "plain_text", "text": "View Title"},
-            "clear_on_close": False,
-            "notify_on_close": False,
-            "close": view.get("close"),
-            "submit": view.get("submit"),
-            "previous_view_id": None,
-            "root_view_id": view_id,
-            "app_id": APP_ID,
-            "external_id": "",
-            "app_installed_team_id": self.team_id,
-            "bot_id": BOT_ID,
-        }
-        return held
 
     def submit_view(self, user_id: str, view: dict[str, Any], values: dict[str, str]) -> httpx.Response:
         """Submit a modal the bot opened (`view`, as given to views.open), with `values` typed
@@ -300,7 +335,7 @@ class SlackDriver:
             "type": "view_submission",
             "team": {"id": self.team_id, "domain": "test"},
             "user": {"id": user_id, "username": user_id.lower(), "team_id": self.team_id},
-            "view": {**self._view_as_slack_holds_it(view, "VMODAL"), "state": {"values": values}},
+            "view": {**view_as_slack_holds_it(self.team_id, view, "VMODAL"), "state": {"values": values}},
             "api_app_id": APP_ID,
             "token": "legacy-unused",
             "trigger_id": self.slack.issue_trigger(f"trigger.{next(self._n)}"),
@@ -315,53 +350,3 @@ class SlackDriver:
             lambda: [e.get("text", "") for e in list(self.slack.ephemeral) if e.get("response_url") == name],
             timeout,
         )
-
-
-def _event_callback(team_id: str, event: dict[str, Any], event_id: str) -> dict[str, Any]:
-    """The Events API's envelope around `event`, as Slack's examples show it."""
-    return {
-        "token": "legacy-unused",
-        "team_id": team_id,
-        "api_app_id": APP_ID,
-        "event": event,
-        "type": "event_callback",
-        "event_id": event_id,
-        "event_time": int(time.time()),
-        "authorizations": [
-            {
-                "enterprise_id": None,
-                "team_id": team_id,
-                "user_id": BOT_USER,
-                "is_bot": True,
-                "is_enterprise_install": False,
-            }
-        ],
-    }
-
-
-def _action(blocks: list[dict[str, Any]], action_id: str, value: str, block_id: str) -> dict[str, Any]:
-    """The clicked button as a `block_actions` payload names it: its block's id (Slack gives one to
-    a block that has none), its text, style and value, found in the surface's blocks; a button
-    the fake does not hold (a forged or stale click) is named with `block_id`."""
-    for block in blocks:
-        for element in block.get("elements") or [] if block.get("type") == "actions" else []:
-            if element.get("action_id") == action_id and element.get("value") == value:
-                action = {
-                    "action_id": action_id,
-                    "block_id": block.get("block_id") or f"b{abs(hash(json.dumps(block))) % 10**6}",
-                    "text": element.get("text"),
-                    "value": value,
-                    "type": element.get("type", "button"),
-                    "action_ts": f"{time.time():.6f}",
-                }
-                if element.get("style"):
-                    action["style"] = element["style"]
-                return action
-    return {
-        "action_id": action_id,
-        "block_id": block_id,
-        "text": {"type": "plain_text", "text": action_id, "emoji": True},
-        "value": value,
-        "type": "button",
-        "action_ts": f"{time.time():.6f}",
-    }
