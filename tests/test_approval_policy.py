@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 from functools import partial
 
-import pytest
-
 from bot.slack.batch_card import BATCH_APPROVE
 from tests.conftest import BOB, CAROL, MALLORY
 from tests.helpers import card_text, open_request, wait_status, wait_until
@@ -51,13 +49,12 @@ def approved_stages(bot, request_id):
     }
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_person_in_two_stages_counts_once_and_fills_whichever_still_needs_them(
-    make_bot, fake_slack, fake_sfox, tmp_path, request, backend
+    make_bot, fake_slack, fake_sfox, tmp_path
 ):
-    # On PostgreSQL too: the claim's stage check reads the approvals in its own transaction.
-    database = {} if backend == "sqlite" else {"DATABASE_URL": request.getfixturevalue("postgres_url")}
-    bot = policy_bot(make_bot, fake_slack, tmp_path, **database)
+    # On both engines (database_url): the claim's stage check reads the approvals in its own
+    # transaction.
+    bot = policy_bot(make_bot, fake_slack, tmp_path)
     record, card = open_request(bot, HELP1, "client_1 offboarding")
     shown = card_text(card)
     assert "Compliance 0 of 1 · Support leads 0 of 1" in shown

@@ -37,11 +37,10 @@ def fake_slack() -> Iterator[FakeSlack]:
     yield from checked_slack(clock_ts=True)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def db(request: pytest.FixtureRequest, tmp_path: Any) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'journal.db'}"
-    return str(request.getfixturevalue("postgres_url"))
+@pytest.fixture
+def db(database_url: str) -> str:
+    """The bots' one database, on both engines (database_url)."""
+    return database_url
 
 
 def journal(bot) -> list[dict[str, Any]]:

@@ -123,15 +123,13 @@ def test_the_key_is_signed_for_a_post_and_empty_for_a_get(intake_bot):
     assert with_key.status_code == 200  # a GET's key is empty in the base string, whatever is sent
 
 
-def _replicas(make_bot: Any, fake_sfox: Any, database: dict[str, str]) -> tuple[Any, Any]:
+def _replicas(make_bot: Any, fake_sfox: Any) -> tuple[Any, Any]:
     fake_sfox.add_user("acct_intake_1")
-    return make_bot(**INTAKE, **database), make_bot(**INTAKE, **database)
+    return make_bot(**INTAKE), make_bot(**INTAKE)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_a_signature_used_on_one_replica_is_refused_by_another(make_bot, fake_sfox, request, backend):
-    database = {} if backend == "sqlite" else {"DATABASE_URL": request.getfixturevalue("postgres_url")}
-    one, two = _replicas(make_bot, fake_sfox, database)
+def test_a_signature_used_on_one_replica_is_refused_by_another(make_bot, fake_sfox):
+    one, two = _replicas(make_bot, fake_sfox)  # one database, on both engines (database_url)
     body = json.dumps(ask()).encode()
     headers = v2("POST", REQUESTS, "k-1", body)
     assert send_post(one, body, "k-1", headers).status_code == 202
@@ -139,10 +137,8 @@ def test_a_signature_used_on_one_replica_is_refused_by_another(make_bot, fake_sf
     assert replay.status_code == 401 and "already used" in replay.json()["error"]
 
 
-@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def test_twenty_copies_sent_at_once_to_two_replicas_are_taken_once(make_bot, fake_sfox, request, backend):
-    database = {} if backend == "sqlite" else {"DATABASE_URL": request.getfixturevalue("postgres_url")}
-    one, two = _replicas(make_bot, fake_sfox, database)
+def test_twenty_copies_sent_at_once_to_two_replicas_are_taken_once(make_bot, fake_sfox):
+    one, two = _replicas(make_bot, fake_sfox)  # one database, on both engines (database_url)
     request_id = opened(one)
     target = f"{REQUESTS}/{request_id}"
     headers = v2("GET", target)

@@ -22,11 +22,10 @@ APPROVE = "sfox_approve"
 CLICKS = 30
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def any_database(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'shared.db'}"
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def any_database(database_url):
+    """The bots' one database, on both engines (database_url)."""
+    return database_url
 
 
 def simultaneous_clicks(bots, record, card, n=CLICKS, users=(BOB, CAROL)):

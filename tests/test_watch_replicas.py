@@ -39,12 +39,10 @@ def _watch_everyone(store) -> None:
         )
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def shared_url(request, database_url):
-    if request.param == "sqlite":
-        return database_url
-    request.applymarker(pytest.mark.postgres)
-    return request.getfixturevalue("postgres_url")
+@pytest.fixture
+def shared_url(database_url):
+    """The replicas' one database, on both engines (database_url)."""
+    return database_url
 
 
 @pytest.mark.slow
