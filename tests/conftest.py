@@ -66,7 +66,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         raise pytest.UsageError(f"{metafunc.definition.nodeid}: @pytest.mark.engines needs why=")
     unknown = set(marker.args) - {"sqlite", "postgres"}
     if unknown or not marker.args:
-        raise pytest.UsageError(f"{metafunc.definition.nodeid}: unknown engines {sorted(unknown)}")
+        said = f"unknown engines {sorted(unknown)}" if unknown else "no engine named"
+        raise pytest.UsageError(f"{metafunc.definition.nodeid}: @pytest.mark.engines: {said}")
     chosen = [p for p in ENGINES if (p if isinstance(p, str) else p.values[0]) in marker.args]
     # As a marker, not a call: pytest's own hook then parametrizes it, and knows not to
     # parametrize the fixture's own params as well.

@@ -2,6 +2,11 @@
 PostgreSQL refuses a longer value, and with it the whole request. The end-to-end case is
 tests/test_strict_fake.py's largest card, on PostgreSQL."""
 
+from datetime import UTC, datetime, timedelta
+
+from bot.store import migrate
+from bot.store.batches import BatchStore
+from bot.store.db import Store
 from bot.store.fit import ELLIPSIS, clip, clipped
 from bot.store.schema import requests
 
@@ -20,3 +25,28 @@ def test_only_sfoxs_text_is_clipped():
     assert values["reason"] == long  # the requester's own words: checked before, kept whole
     assert len(values["target_email"]) == requests.c.target_email.type.length
     assert len(values["target_status"]) == requests.c.target_status.type.length
+
+
+def test_a_batch_user_with_a_long_name_is_recorded_on_either_engine(database_url):
+    """The batch's insert clips too: on PostgreSQL an unclipped name refused the whole batch."""
+    store = Store.from_url(database_url)
+    migrate.upgrade(store.engine)
+    long = "n" * 500
+    batch_id = BatchStore(store).create(
+        requested_by="UALICE01",
+        channel_id="C0123TEST",
+        reason="cohort closed",
+        required_approvals=1,
+        now=datetime.now(UTC),
+        ttl=timedelta(hours=1),
+        users=[
+            {"sfox_user_id": "cohort_1", "target_name": long, "target_email": long, "target_status": long}
+        ],
+        excluded={},
+        balances_skipped=False,
+    )
+    (record,) = store.history(batch_id=batch_id)
+    length = requests.c.target_name.type.length
+    assert record.target_name == "n" * (length - 1) + ELLIPSIS
+    assert len(record.target_status) == requests.c.target_status.type.length
+    store.close()

@@ -22,3 +22,17 @@ def test_every_fake_slack_fixture_checks_that_nothing_was_refused():
             if fixture and "checked_slack" not in _calls(node):
                 unchecked.append(f"{path.name}:{node.lineno}")
     assert unchecked == [], f"fake_slack fixtures that drop the refusal check: {unchecked}"
+
+
+def test_a_stopped_bot_holds_no_database_connection(fake_slack, fake_sfox, database_url):
+    """A test bot's pool is closed when it stops: on PostgreSQL the idle pools of every bot a
+    worker started held the server's 100 connections, and later tests were refused them."""
+    from bot.config import load_settings
+    from tests.conftest import bot_env, start_bot
+    from tests.helpers import open_request
+
+    bot = start_bot(load_settings(bot_env(fake_slack, fake_sfox, database_url)), fake_slack, fake_sfox)
+    open_request(bot, "UALICE01", "client_1 left")
+    assert bot.store.engine.pool.checkedin() > 0  # the bot's work left connections in the pool
+    bot.stop()
+    assert bot.store.engine.pool.checkedin() == 0
