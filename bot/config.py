@@ -53,6 +53,9 @@ class Settings:
     batch_max: int = 500
     batch_balance_max: int = 20
     sweep_interval_seconds: float = 60.0
+    # Issue 26: worker processes `sfox-bot run` starts beside its web process (0: one process
+    # does both, as before the split).
+    workers: int = 1
     # Issue 19: `--when-empty` re-reads the balances this often, for at most this long; `--at`
     # schedules at most this far ahead.
     watch_interval_seconds: float = 900.0
@@ -185,6 +188,13 @@ _ATTR_OF = {
 }
 
 
+def default_workers() -> int:
+    """Workers beside the web process when SFOX_WORKERS is not set: one per core, at most four
+    (the work waits on sFOX and Slack far more than it computes; sFOX's limit, not the workers,
+    sets a batch's pace)."""
+    return max(1, min(4, os.cpu_count() or 1))
+
+
 def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) -> Settings:
     """Build Settings from `env` (default: the process environment plus `./.env`)."""
     get = EnvReader(read_env(dotenv) if env is None else env)
@@ -217,6 +227,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, dotenv: bool = True) 
         batch_max=get.integer("SFOX_BATCH_MAX", 500, low=1, high=5000),
         batch_balance_max=get.integer("SFOX_BATCH_BALANCE_MAX", 20, low=0, high=5000),
         sweep_interval_seconds=get.number("SFOX_SWEEP_INTERVAL_SECONDS", 60.0, low=0.05, high=86400),
+        workers=get.integer("SFOX_WORKERS", default_workers(), low=0, high=64),
         watch_interval_seconds=get.number("SFOX_WATCH_INTERVAL_SECONDS", 900.0, low=0.05, high=7 * 86400),
         watch_days=get.integer("SFOX_WATCH_DAYS", 14, low=1, high=90),
         schedule_max_days=get.integer("SFOX_SCHEDULE_MAX_DAYS", 90, low=1, high=366),

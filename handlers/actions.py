@@ -44,11 +44,13 @@ def click_listener(
     as_action: str | None = None,
     answer_for: AnswerFor | None = None,
     after: Callable[[dict[str, Any]], None] | None = None,
+    answer_in: str | None = None,
 ) -> Callable[..., None]:
     """The listener for a button: record the click, ack, then run its step on the step pool.
     `as_action` records it as that card action (an App Home button does what the card's does);
     `answer_for` says how to answer the clicker (default: privately through the response URL);
-    `after` runs once the step is done (e.g. republish the clicker's App Home)."""
+    `after` runs once the step is done (e.g. republish the clicker's App Home); `answer_in` is
+    recorded with the click so that a worker answers where it was made (HOME)."""
 
     def private(body: dict[str, Any], respond: Respond) -> Callable[[str], None]:
         return lambda text: say_privately(respond, text)
@@ -71,6 +73,7 @@ def click_listener(
             actor,
             card_of(body, context),
             body.get("response_url"),
+            answer_in=answer_in,
         )
         try:
             # Recorded before the ack: a click Slack was told we received is never lost.
@@ -84,7 +87,8 @@ def click_listener(
                 raise
             return
         ack()
-        runtime.step(on_acked, click, answer, body)
+        if not runtime.clicks.hands_over:  # the web role: a worker handles it (bot/runtime/roles.py)
+            runtime.step(on_acked, click, answer, body)
 
     def on_acked(click: Click, answer: Callable[[str], None], body: dict[str, Any]) -> None:
         """The click's step, after the ack (on the step pool)."""

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bot.mfa.stepup import FACTOR, Verdict
 from bot.policy import rules
 from bot.policy.step_up import enrol_hint
-from bot.runtime.clicks import Click
+from bot.runtime.clicks import HOME, Click
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.slack.blocks import APPROVE, RETRY, code
 from bot.slack.calls import slack_failure
@@ -48,7 +48,11 @@ log = logging.getLogger("sfox_bot.handlers")
 def register(app: App, runtime: Runtime) -> None:
     card_plain = click_listener(runtime)
     home_plain = click_listener(
-        runtime, as_action=APPROVE, answer_for=home_answer(runtime), after=home_after(runtime)
+        runtime,
+        as_action=APPROVE,
+        answer_for=home_answer(runtime),
+        after=home_after(runtime),
+        answer_in=HOME,
     )
 
     # Listened for either way: a code modal opened before a restart with step-up off is answered.

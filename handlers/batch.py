@@ -51,7 +51,7 @@ def on_command(runtime: Runtime, ack: Ack, command: dict[str, Any], respond: Res
         return
     ack(response_type="ephemeral", text=f"Checking {len(checked.ids)} users on sFOX…")
     # Pre-flight and the card may take a while: after the ack, with progress lines.
-    runtime.submit(runtime.commands.run, accepted)
+    runtime.commands.carry_out_later(accepted)
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -115,7 +115,7 @@ def _register_form(app: App, runtime: Runtime) -> None:
         client.chat_postEphemeral(
             channel=channel, user=user, text=f"Checking {len(checked.ids)} users on sFOX…"
         )
-        runtime.submit(runtime.commands.run, accepted)
+        runtime.commands.carry_out_later(accepted)
 
 
 def _plain(text: str) -> str:

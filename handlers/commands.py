@@ -50,7 +50,7 @@ def register(app: App, runtime: Runtime) -> None:
             return
         ack(response_type="ephemeral", text=f"Looking up {code(checked.sfox_user_id)} on sFOX…")
         # The sFOX lookup, the balance read and the card may take seconds: after the ack.
-        runtime.submit(runtime.commands.run, accepted)
+        runtime.commands.carry_out_later(accepted)
 
 
 def say_privately(respond: Respond, text: str) -> None:

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from bot.policy import reasons, rules
 from bot.requests.base import CardRef
-from bot.runtime.clicks import Click
+from bot.runtime.clicks import HOME, Click
 from bot.slack.blocks import DENY, code
 from bot.slack.home import HOME_DENY
 from bot.store.errors import Busy
@@ -37,7 +38,11 @@ log = logging.getLogger("sfox_bot.handlers")
 def register(app: App, runtime: Runtime) -> None:
     card_plain = click_listener(runtime)
     home_plain = click_listener(
-        runtime, as_action=DENY, answer_for=home_answer(runtime), after=home_after(runtime)
+        runtime,
+        as_action=DENY,
+        answer_for=home_answer(runtime),
+        after=home_after(runtime),
+        answer_in=HOME,
     )
 
     def deny_listener(plain: Any, from_home: bool) -> Any:
@@ -94,7 +99,11 @@ def journal_submitted(
     runtime: Runtime, ack: Ack, click: Click, meta: dict[str, Any], not_recorded: dict[str, str]
 ) -> None:
     """A modal's click recorded before the ack, like any click (`not_recorded`: the form's error
-    when the journal cannot take it), then handed to the step pool, answered where it came from."""
+    when the journal cannot take it), then handed to the step pool (the web role: a worker),
+    answered where it came from."""
+    from_home = bool(meta.get("h"))
+    if from_home:
+        click = replace(click, answer_in=HOME)
     try:
         click = runtime.clicks.receive(click)
     except Exception as exc:
@@ -105,7 +114,8 @@ def journal_submitted(
             raise
         return
     ack()
-    from_home = bool(meta.get("h"))
+    if runtime.clicks.hands_over:
+        return
     answer_body = {"user": {"id": click.actor}}
     if from_home:
         answer = home_answer(runtime)(answer_body, None)  # type: ignore[arg-type]

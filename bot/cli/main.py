@@ -73,6 +73,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not migrate; refuse to start unless the schema is already at head",
     )
+    run.add_argument(
+        "--role",
+        choices=("web", "worker"),
+        help="run one tier alone: web (answers Slack, does nothing after the ack) or worker (does "
+        "the work); without it, one web process and SFOX_WORKERS workers, supervised "
+        "(SFOX_WORKERS=0: one process does both)",
+    )
     run.set_defaults(handler=cmd_run)
 
     mig = sub.add_parser(
@@ -189,6 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from bot.logs import configure
     from bot.runtime import serve as server
+    from bot.runtime.roles import ALL, WORKER
+    from bot.runtime.supervisor import Supervisor
     from bot.store import migrate
 
     settings = load_settings().require_for_run()
@@ -206,11 +215,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         store.close()
     if not at_head:
         raise CliError("the database schema is not at head: run `sfox-bot migrate` first")
+    role = args.role or (ALL if settings.workers == 0 else None)
     try:
-        if settings.socket_mode:
-            server.serve_socket_mode(settings)
+        if role is None:
+            return Supervisor(settings.workers).run()
+        if role == WORKER:
+            server.serve_worker(settings)
+        elif settings.socket_mode:
+            server.serve_socket_mode(settings, role)
         else:
-            server.serve_http(settings)
+            server.serve_http(settings, role)
     except server.ServeError as exc:
         raise CliError(str(exc)) from None
     return 0

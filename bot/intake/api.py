@@ -94,6 +94,8 @@ class IntakeApi:
             log.exception("intake request not recorded")
             return Answer(503, {"error": "not recorded (database unavailable); send it again, same key"})
         log.info("intake request accepted", extra={"command_id": accepted.id, "via": ask.requested_by})
+        if self.commands.hands_over:  # the web role: a worker carries it out; wait for its answer
+            return self._answer(accepted.id, key, wait=True)
         try:
             self.commands.run(accepted)
         except Exception:  # its journal row stays open: a sweep carries it out

@@ -32,9 +32,11 @@ from bot.runtime.due import wire_due_work
 from bot.runtime.events import RepeatedEvents
 from bot.runtime.metrics import click_result
 from bot.runtime.pools import TrackedPool, wait_all_idle
+from bot.runtime.roles import ALL, WEB, WORKER, TakeLoop, hand_over
 from bot.runtime.schedule import ScheduleLoop
 from bot.runtime.steps import Steps, wire_steps
 from bot.runtime.visibility import Visibility, visibility_parts
+from bot.runtime.wake import Waker
 from bot.runtime.watch import WatchLoop
 from bot.sfox import balances
 from bot.sfox.balances import BalanceReader
@@ -93,6 +95,11 @@ class Runtime:
     # Slash commands journalled before their ack; built once the batches are (build_runtime).
     commands: Commands = field(init=False)
     custom_steps: Steps | None = None  # the Workflow Builder step (bot/runtime/steps.py)
+    # The tier this process is (bot/runtime/roles.py): ALL records and carries out; WEB only
+    # records and wakes the workers (`waker`); WORKER takes the work (`take_loop`).
+    role: str = ALL
+    waker: Waker | None = None
+    take_loop: TakeLoop | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _sweeper: threading.Thread | None = None
 
@@ -140,6 +147,11 @@ class Runtime:
     def start_sweeper(self) -> None:
         """Sweep at once (finishing what a previous process left), then periodically; and do what
         falls due between sweeps (owed messages, watched balances, scheduled work, the audit stream)."""
+        if self.role == WEB:
+            return  # the workers do it all
+        if self.role == WORKER and self.take_loop is None:
+            self.take_loop = TakeLoop(self)
+            self.take_loop.start()
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)
             self._sweeper.start()
@@ -150,6 +162,10 @@ class Runtime:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
+        if self.take_loop is not None:  # no new click or command taken
+            self.take_loop.stop()
+        if self.waker is not None:
+            self.waker.close()
         if self.schedule is not None:  # no new claim handed to a job pool about to close
             self.schedule.stop(timeout=CLAIM_GRACE_SECONDS)
         # A click acked a moment ago may still be in its step, which may hand a DELETE to `jobs`.
@@ -196,7 +212,9 @@ def build_runtime(
     *,
     store: Store | None = None,
     approvers: Any = None,
+    role: str = ALL,
 ) -> Runtime:
+    """`role`: the tier this process is (bot/runtime/roles.py), ALL by default."""
     from handlers import register
 
     store = store or Store.from_url(settings.database_url, settings.audit_key)
@@ -284,6 +302,12 @@ def build_runtime(
         lambda channel_id, user_id, text: tell_privately(slack, channel_id, user_id, text),
     )
     runtime.custom_steps = wire_steps(runtime, outbox_slack)
+    runtime.clicks.run_step = runtime.step
+    runtime.clicks.answer_home = lambda user, text: visibility.home.publish(user, banner=text)
+    runtime.role = role
+    visibility.metrics.plays(role)
+    if role == WEB:
+        hand_over(runtime)
     wire_intake(runtime)
     register(app, runtime)
     return runtime

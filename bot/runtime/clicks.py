@@ -9,10 +9,13 @@ response URL. Handling a click twice is harmless: every step it leads to is a co
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
+
+from sqlalchemy.engine import RowMapping
 
 from bot.requests.base import CardRef, ClickResult
 from bot.requests.workflow import Workflow
@@ -27,6 +30,9 @@ log = logging.getLogger("sfox_bot.clicks")
 # step takes milliseconds; this is ample even behind a burst of clicks.
 CLICK_LEASE = timedelta(seconds=10)
 ACTION_LABELS = {APPROVE: "Approve", DENY: "Deny", RETRY: "Retry"}
+# Handed-over clicks one process has taken and not yet handled (its step pool's threads).
+MAX_IN_FLIGHT = 16
+HOME = "home"  # a click made in the App Home tab, answered there (`Click.answer_in`)
 
 
 @dataclass(frozen=True)
@@ -44,6 +50,9 @@ class Click:
     # carries the factor whose code was checked before it was journalled ("totp"); None for a
     # plain click.
     step_up: str | None = None
+    # Where the clicker is answered: HOME (their App Home tab, republished) or None (privately,
+    # through the response URL). Recorded, since a worker may handle what the web role received.
+    answer_in: str | None = None
 
 
 class Clicks:
@@ -68,9 +77,17 @@ class Clicks:
             DENY: workflow.deny,
             RETRY: workflow.retry,
         }
+        # A handed-over click's step goes to the step pool (Runtime.step); its App Home answer
+        # republishes the clicker's tab (`answer_home(user, banner)`), both set by the bootstrap.
+        self.run_step: Callable[..., Any] = lambda fn, *args: fn(*args)
+        self.answer_home: Callable[[str, str], None] = lambda user, text: None
         # Told of each handled click and what it led to (bot/runtime/metrics.py counts them).
         self.observers: list[Callable[[Click, ClickResult], None]] = []
         self._foreign: set[str] = set()
+        # Handed-over clicks taken and not yet handled: a worker takes no more than it can start,
+        # since a click's lease is not renewed while it waits.
+        self._in_flight = 0
+        self._lock = threading.Lock()
 
     def add_steps(self, steps: dict[str, Callable[..., ClickResult]]) -> None:
         """Buttons of another capability (bot.batches): journalled like the card's, but the id they
@@ -92,19 +109,15 @@ class Clicks:
                 "response_url": click.response_url,
                 "reason": click.reason,
                 "step_up": click.step_up,
+                "answer_in": click.answer_in,
             }
         )
-        return Click(
-            click.action,
-            click.request_id,
-            click.actor,
-            card,
-            click.response_url,
-            click_id,
-            now,
-            click.reason,
-            click.step_up,
-        )
+        return replace(click, id=click_id, received_at=now)
+
+    @property
+    def hands_over(self) -> bool:
+        """Whether a worker carries recorded clicks out (the web role): then the receiver only acks."""
+        return self.journal.hands_over
 
     def handle(self, click: Click, answer: Callable[[str], None]) -> ClickResult:
         """The click's step: adopt its card if the request has none recorded, run the step,
@@ -141,42 +154,81 @@ class Clicks:
         return result
 
     def replay(self) -> int:
-        """Handle the clicks that were acknowledged but never handled (their process died)."""
+        """Take the clicks that were acknowledged but not handled: handed over by the web role
+        (each handled on the step pool, answered as its receiver would have) or left by a process
+        that died (handled here, the clicker told the bot restarted). Returns how many this
+        process took."""
         handled = 0
-        for click in self._due():
-            if click.id is None or not self.journal.take(click.id):
-                continue  # another process's sweep got it
-            handled += 1
-            log.warning(
-                "click replayed after a restart",
-                extra={"request_id": click.request_id, "action": click.action, "click_id": click.id},
-            )
-            label = ACTION_LABELS.get(click.action, click.action)
-            preface = (
-                f"The bot restarted right after your *{label}* click on request #{click.request_id}; "
-                "it has been handled now. "
-            )
-            answered: list[str] = []
-            self.handle(click, answered.append)
-            if click.response_url and self.journal.answerable(click.received_at):
-                self.answer_later(
-                    click.response_url, preface + (answered[0] if answered else "See the card.")
-                )
-        return handled
+        while True:
+            with self._lock:
+                room = MAX_IN_FLIGHT - self._in_flight
+            if room <= 0:
+                return handled  # the rest waits for the next pass, still due for any worker
+            rows = self.journal.take_due(room, only=clicks.c.action.in_(sorted(self.steps)))
+            for row in rows:
+                handled += 1
+                self._take(_click(row), fresh=row["holds"] == 1)
+            if len(rows) < room:
+                return handled
 
-    def _due(self) -> list[Click]:
-        return [
-            Click(
-                row["action"],
-                row["request_id"],
-                row["actor"],
-                CardRef(row["channel_id"], row["message_ts"], ours=True) if row["message_ts"] else None,
-                row["response_url"],
-                row["id"],
-                row["received_at"],
-                row["reason"],
-                row["step_up"],
-            )
-            for row in self.journal.due()
-            if row["action"] in self.steps
-        ]
+    def _take(self, click: Click, *, fresh: bool) -> None:
+        if fresh:  # nobody worked on it: handed over by the web role, not left by a dead process
+            with self._lock:
+                self._in_flight += 1
+            self.run_step(self._fresh_step, click)
+            return
+        log.warning(
+            "click replayed after a restart",
+            extra={"request_id": click.request_id, "action": click.action, "click_id": click.id},
+        )
+        label = ACTION_LABELS.get(click.action, click.action)
+        preface = (
+            f"The bot restarted right after your *{label}* click on request #{click.request_id}; "
+            "it has been handled now. "
+        )
+        answered: list[str] = []
+        self.handle(click, answered.append)
+        text = preface + (answered[0] if answered else "See the card.")
+        if click.answer_in == HOME:
+            self.answer_home(click.actor, text)
+        elif click.response_url and self.journal.answerable(click.received_at):
+            self.answer_later(click.response_url, text)
+
+    def _fresh_step(self, click: Click) -> None:
+        try:
+            self.handle_fresh(click)
+        finally:
+            with self._lock:
+                self._in_flight -= 1
+
+    def handle_fresh(self, click: Click) -> ClickResult:
+        """A click the web role received and handed over: handled as its receiver would have,
+        answered where it was made (the response URL, or the clicker's App Home tab)."""
+        answered: list[str] = []
+
+        def answer(text: str) -> None:
+            answered.append(text)
+            if click.answer_in == HOME:
+                self.answer_home(click.actor, text)
+            elif click.response_url and self.journal.answerable(click.received_at):
+                self.answer_later(click.response_url, text)
+
+        result = self.handle(click, answer)
+        if click.answer_in == HOME and not answered:
+            self.answer_home(click.actor, ":white_check_mark: Done.")
+        return result
+
+
+def _click(row: RowMapping) -> Click:
+    return Click(
+        row["action"],
+        row["request_id"],
+        row["actor"],
+        CardRef(row["channel_id"], row["message_ts"], ours=True) if row["message_ts"] else None,
+        row["response_url"],
+        row["id"],
+        row["received_at"],
+        row["reason"],
+        row["step_up"],
+        row["answer_in"],
+    )

@@ -31,7 +31,7 @@ from bot.batches.workflow import Batches
 from bot.crashpoints import crash_point
 from bot.requests.base import CARDLESS_GRACE, Command
 from bot.requests.workflow import Workflow
-from bot.runtime.journal import RESPONSE_URL_POSTS, Journal, not_recorded
+from bot.runtime.journal import RESPONSE_URL_POSTS, TAKE_AT_ONCE, Journal, not_recorded
 from bot.slack.blocks import code, escape
 from bot.store.batch_base import BatchRecord
 from bot.store.db import Store
@@ -151,20 +151,38 @@ class Commands:
         self._carry_out(accepted, resumed=False)
 
     def resume(self) -> int:
-        """Take the commands whose process died before it was done with them, and carry each
-        out on the job pool. Returns how many this process took."""
+        """Take the commands nobody is carrying out, and carry each out on the job pool: handed
+        over by the web role (carried out as its receiver would have), or left by a process that
+        died before it was done (its requester told the bot restarted meanwhile). Returns how
+        many this process took. The taken ones' leases are kept alive while they wait for a job
+        thread, so no other process takes them meanwhile."""
         taken = 0
-        for row in self.journal.due():
-            if not self.journal.take(row["id"]):
-                continue  # another process's sweep got it
-            taken += 1
-            accepted = _decode(row)
-            log.warning(
-                "command resumed after a restart", extra={"command_id": accepted.id, "kind": accepted.kind}
-            )
-            self._hold(accepted.id)
-            self.submit(self._carry_out, accepted, True)
-        return taken
+        while True:
+            rows = self.journal.take_due()
+            for row in rows:
+                taken += 1
+                accepted = _decode(row)
+                resumed = row["holds"] > 1
+                if resumed:
+                    log.warning(
+                        "command resumed after a restart",
+                        extra={"command_id": accepted.id, "kind": accepted.kind},
+                    )
+                self._hold(accepted.id)
+                self.submit(self._carry_out, accepted, resumed)
+            if len(rows) < TAKE_AT_ONCE:
+                return taken
+
+    @property
+    def hands_over(self) -> bool:
+        """Whether a worker carries recorded commands out (the web role): the receiver only acks."""
+        return self.journal.hands_over
+
+    def carry_out_later(self, accepted: Accepted) -> None:
+        """After the ack: carry the command out on this process's job pool, or (the web role)
+        leave it to the worker the journal's commit woke."""
+        if not self.hands_over:
+            self.submit(self.run, accepted)
 
     def stop(self) -> None:
         """Stop keeping leases (at shutdown, once the jobs are finished)."""

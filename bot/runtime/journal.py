@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlalchemy import Table, insert, select, update
 from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql.elements import ColumnElement
 
 from bot.store.db import Store
 from bot.store.errors import Busy
@@ -31,6 +32,11 @@ RECORD_WITHIN_SECONDS = 2.0
 # typed can no longer be answered privately through it.
 RESPONSE_URL_LIFETIME = timedelta(minutes=30)
 RESPONSE_URL_POSTS = 5
+# A handed-over row's lease ran out this long before it was recorded: more than hosts' clocks
+# disagree, so a worker on another host finds it due at once.
+HANDED_OVER_SKEW = timedelta(minutes=5)
+# Rows one take leases at most: a worker takes what it can start now, and leaves the rest to others.
+TAKE_AT_ONCE = 50
 
 
 @dataclass
@@ -62,6 +68,10 @@ class Journal:
         self.table = table
         self.lease = lease
         self.now = clock
+        # Set by the web role (bot/runtime/roles.py): rows are recorded handed over, due at once to
+        # any worker, and `wake` tells the workers after the commit. None: the recording process
+        # holds the row and carries it out itself.
+        self.wake: Callable[[], None] | None = None
         # Built once: every click or command runs it before its ack (see bot/store/base.py on
         # prebuilt statements).
         self._record = insert(table).returning(table.c.id, sort_by_parameter_order=True)
@@ -109,13 +119,33 @@ class Journal:
         `also(conn, row_id)` (the intake API's idempotency key): both are written or neither.
         Raises what the transaction raises (a duplicate key's IntegrityError)."""
         now = self.now()
-        row = {**values, "received_at": now, "lease_until": now + self.lease}
+        row = {**values, "received_at": now, **self._held(now)}
         with self.store.transaction() as conn:
             row_id = int(
                 conn.execute(insert(self.table).values(**row).returning(self.table.c.id)).scalar_one()
             )
             also(conn, row_id)
+        self._woken()
         return row_id, now
+
+    @property
+    def hands_over(self) -> bool:
+        """Whether rows are recorded for a worker to carry out (the web role)."""
+        return self.wake is not None
+
+    def _held(self, now: datetime) -> dict[str, Any]:
+        """A new row's lease: this process's, or (handed over) one that ran out before it began,
+        by more than any clock skew between hosts, so every worker finds it due at once."""
+        if self.wake is not None:
+            return {"lease_until": now - HANDED_OVER_SKEW, "holds": 0}
+        return {"lease_until": now + self.lease, "holds": 1}
+
+    def wake_workers(self) -> None:
+        """Tell the workers there is work (the web role); nothing when this process does it."""
+        if self.wake is not None:
+            self.wake()
+
+    _woken = wake_workers
 
     def _write(self, batch: list[_Pending]) -> None:
         try:
@@ -123,12 +153,13 @@ class Journal:
             if budget <= 0:
                 raise Busy()
             now = self.now()
-            rows = [{**p.values, "received_at": now, "lease_until": now + self.lease} for p in batch]
+            rows = [{**p.values, "received_at": now, **self._held(now)} for p in batch]
             with self.store.quick_transaction(budget) as conn:
                 # One statement for the whole batch (RETURNING in the order of `rows`).
                 ids = conn.execute(self._record, rows).scalars().all()
             for p, row_id in zip(batch, ids, strict=True):
                 p.row_id, p.received_at = int(row_id), now
+            self._woken()
         except Exception as exc:  # nothing of the batch is written
             for p in batch:
                 p.error = exc
@@ -154,9 +185,37 @@ class Journal:
                 conn.execute(
                     update(t)
                     .where(t.c.id == row_id, t.c.done_at.is_(None), t.c.lease_until < now)
-                    .values(lease_until=now + self.lease)
+                    .values(lease_until=now + self.lease, holds=t.c.holds + 1, taken_at=now)
                 ).rowcount
             )
+
+    def take_due(
+        self, limit: int = TAKE_AT_ONCE, *, only: ColumnElement[bool] | None = None
+    ) -> list[RowMapping]:
+        """Lease to this process, in one statement, up to `limit` open rows whose lease has run out
+        (handed over by the web role, or left by a dead process), oldest first, of those `only`
+        admits; each comes back
+        with its new `holds` (1: nobody worked on it before). Several takers at once never take one
+        row twice: on PostgreSQL the candidates are locked with SKIP LOCKED, so takers share the
+        rows instead of queueing; SQLite runs one write transaction at a time anyway."""
+        now = self.now()
+        t = self.table
+        with self.store.transaction() as conn:
+            due = (
+                select(t.c.id)
+                .where(t.c.done_at.is_(None), t.c.lease_until < now, *(() if only is None else (only,)))
+                .order_by(t.c.id)
+                .limit(limit)
+            )
+            if conn.dialect.name == "postgresql":
+                due = due.with_for_update(skip_locked=True)
+            taken = conn.execute(
+                update(t)
+                .where(t.c.id.in_(due.scalar_subquery()), t.c.lease_until < now)
+                .values(lease_until=now + self.lease, holds=t.c.holds + 1, taken_at=now)
+                .returning(*t.c)
+            )
+            return sorted(taken.mappings().all(), key=lambda row: row["id"])
 
     def renew(self, row_ids: Collection[int]) -> None:
         """Extend the leases of open rows this process is still working on."""

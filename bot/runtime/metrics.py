@@ -39,6 +39,7 @@ from sqlalchemy import func, select
 from bot.audit.stream import Failed, Outcome, Sent
 from bot.audit.stream_cursor import state_in
 from bot.requests.base import ClickResult
+from bot.runtime.roles import handover_state
 from bot.store.db import Store
 from bot.store.schema import outbox, requests
 
@@ -106,6 +107,16 @@ class Metrics:
         self.stream_batches = Counter(
             "sfox_bot_audit_stream_batches", "Audit stream batches acknowledged", registry=reg
         )
+        self.role = Gauge(
+            "sfox_bot_role",
+            "1 for the tier this process is (all, web or worker: bot/runtime/roles.py)",
+            ["role"],
+            registry=reg,
+            multiprocess_mode="max",
+        )
+        self.work_taken = Counter(
+            "sfox_bot_work_taken", "Passes in which this worker took clicks or commands", registry=reg
+        )
         self.database = DatabaseCollector(store, clock)
         reg.register(self.database)
 
@@ -113,6 +124,12 @@ class Metrics:
 
     def click(self, action: str, result: str) -> None:
         self.clicks.labels(action, result).inc()
+
+    def plays(self, role: str) -> None:
+        self.role.labels(role).set(1)
+
+    def took_work(self) -> None:
+        self.work_taken.inc()
 
     def sweep_done(self, seconds: float) -> None:
         self.sweep_seconds.observe(seconds)
@@ -209,6 +226,7 @@ class DatabaseCollector(Collector):
                     select(func.count(), func.min(outbox.c.created_at)).where(outbox.c.sent_at.is_(None))
                 ).one()
                 stream = state_in(conn) if self.audit_stream else None
+                handed = handover_state(conn)
         except Exception:
             up.add_metric([], 0)
             yield up
@@ -238,6 +256,24 @@ class DatabaseCollector(Collector):
             age = max(0.0, (self.clock() - oldest).total_seconds())
         yield GaugeMetricFamily(
             "sfox_bot_outbox_oldest_owed_seconds", "Age of the oldest Slack message owed (0: none)", value=age
+        )
+        now = self.clock()
+        yield GaugeMetricFamily(
+            "sfox_bot_work_waiting",
+            "Clicks and commands acked by the web role that no worker has taken yet",
+            value=handed.waiting,
+        )
+        yield GaugeMetricFamily(
+            "sfox_bot_work_oldest_waiting_seconds",
+            "Age of the oldest click or command no worker has taken yet (0: none)",
+            value=0.0
+            if handed.oldest_waiting_at is None
+            else max(0.0, (now - handed.oldest_waiting_at).total_seconds()),
+        )
+        yield GaugeMetricFamily(
+            "sfox_bot_worker_last_took_timestamp_seconds",
+            "Unix time a worker last took a click or command (0: never)",
+            value=0.0 if handed.last_taken_at is None else handed.last_taken_at.timestamp(),
         )
         if stream is not None:
             yield GaugeMetricFamily(

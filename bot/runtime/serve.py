@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.config import Settings
 from bot.runtime.bootstrap import Runtime, build_runtime
+from bot.runtime.roles import ALL, WORKER
 from bot.runtime.web import make_ops_app, make_wsgi_app
 from bot.slack.calls import slack_failure
 
@@ -43,9 +44,10 @@ class RootLogger(GunicornLogger):
 
 
 class GunicornServer(BaseApplication):
-    def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
+    def __init__(self, settings: Settings, options: dict[str, Any], role: str = ALL) -> None:
         self.settings = settings
         self.options = options
+        self.role = role
         self.runtimes: list[Runtime] = []
         super().__init__()
 
@@ -56,7 +58,7 @@ class GunicornServer(BaseApplication):
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        runtime = build_runtime(self.settings)
+        runtime = build_runtime(self.settings, role=self.role)
         runtime.start_sweeper()
         self.runtimes.append(runtime)
         return make_wsgi_app(runtime)
@@ -82,7 +84,8 @@ def gunicorn_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def serve_http(settings: Settings) -> None:
+def serve_http(settings: Settings, role: str = ALL) -> None:
+    """`role`: ALL (one process records and carries out) or WEB (bot/runtime/roles.py)."""
     server: GunicornServer
 
     def worker_exit(_arbiter: Any, _worker: Any) -> None:
@@ -91,8 +94,8 @@ def serve_http(settings: Settings) -> None:
             runtime.shutdown(wait=True)
 
     options = {**gunicorn_options(settings), "worker_exit": worker_exit}
-    server = GunicornServer(settings, options)
-    log.info("serving HTTP", extra={"bind": options["bind"]})
+    server = GunicornServer(settings, options, role)
+    log.info("serving HTTP", extra={"bind": options["bind"], "role": role})
     server.run()
 
 
@@ -124,10 +127,7 @@ def _serve_ops(runtime: Runtime, settings: Settings) -> Any:
     return server
 
 
-def serve_socket_mode(settings: Settings) -> None:
-    from slack_bolt.adapter.socket_mode import SocketModeHandler
-
-    runtime = build_runtime(settings)
+def _until_signalled() -> threading.Event:
     stopped = threading.Event()
 
     def on_term(_signum: int, _frame: Any) -> None:
@@ -135,6 +135,28 @@ def serve_socket_mode(settings: Settings) -> None:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    return stopped
+
+
+def serve_worker(settings: Settings) -> None:
+    """`sfox-bot run --role worker`: no port, no Slack connection; takes the web tier's work
+    and runs every loop until SIGTERM, then finishes what it holds."""
+    runtime = build_runtime(settings, role=WORKER)
+    stopped = _until_signalled()
+    runtime.start_sweeper()
+    log.info("worker started")
+    stopped.wait()
+    log.info("worker stopping: finishing in-flight sFOX calls")
+    runtime.shutdown(wait=True)
+    log.info("stopped")
+
+
+def serve_socket_mode(settings: Settings, role: str = ALL) -> None:
+    """`role`: ALL, or WEB (the socket process acks, workers work)."""
+    from slack_bolt.adapter.socket_mode import SocketModeHandler
+
+    runtime = build_runtime(settings, role=role)
+    stopped = _until_signalled()
     handler = SocketModeHandler(runtime.app, settings.slack_app_token)
     try:
         handler.connect()

@@ -105,11 +105,14 @@ class Steps:
             accepted = self.commands.accept(checked, None, step=True)
             if not isinstance(accepted, str):
                 self.store.step_opened(step_id, accepted.id)
-                self.submit(self.commands.run, accepted)
+                self.commands.carry_out_later(accepted)
                 return
             checked = accepted  # not recorded: the step fails, saying so
         self.store.step_refused(step_id, slack_steps.plain(checked))
-        self.submit(self.complete_refused)
+        if self.commands.hands_over:  # the web role: a worker sends it (bot/runtime/roles.py)
+            self.commands.journal.wake_workers()
+        else:
+            self.submit(self.complete_refused)
 
     def _check(self, inputs: dict[str, Any]) -> Command | str:
         requester = slack_steps.interactor_id(inputs)

@@ -15,6 +15,7 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from bot.intake import http as intake_http
 from bot.runtime import guard
 from bot.runtime.bootstrap import Runtime
+from bot.runtime.roles import WEB, handover_state
 from bot.store import migrate
 
 MAX_BODY_BYTES = 256 * 1024
@@ -122,7 +123,14 @@ def _ready(runtime: Runtime, start_response: Callable[..., Any]) -> Iterable[byt
         )
     if not at_head:
         return _json(start_response, "503 Service Unavailable", {"status": "migrations not at head"})
-    return _json(start_response, "200 OK", {"status": "ready"})
+    body: dict[str, Any] = {"status": "ready", "role": runtime.role}
+    if runtime.role == WEB:  # acks piling up with no worker to take them show here
+        try:
+            with runtime.store.reader() as conn:
+                body["workers"] = handover_state(conn).as_dict(runtime.workflow.now())
+        except Exception as exc:
+            body["workers"] = {"error": type(exc).__name__}
+    return _json(start_response, "200 OK", body)
 
 
 def _json(start_response: Callable[..., Any], status: str, body: dict[str, Any]) -> Iterable[bytes]:

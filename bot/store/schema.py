@@ -223,7 +223,14 @@ clicks = Table(
     Column("reason", Text, nullable=True),
     # The factor an Approve came with ("totp"; migration 0009_mfa), None for a plain click.
     Column("step_up", String(16), nullable=True),
+    # Issue 26 (migration 0020): how many processes held it (0: handed to a worker by the web
+    # role), when a worker last took it, and where to answer the clicker ("home", or None: the
+    # response URL).
+    Column("holds", Integer, nullable=False, server_default="1"),
+    Column("taken_at", UTCDateTime, nullable=True),
+    Column("answer_in", String(8), nullable=True),
     Index("ix_clicks_open", "done_at", "lease_until"),
+    Index("ix_clicks_taken_at", "taken_at"),
 )
 
 # Each accepted slash command, recorded before its ack (bot/runtime/commands.py, migration 0008):
@@ -245,7 +252,11 @@ commands = Table(
     Column("received_at", UTCDateTime, nullable=False),
     Column("lease_until", UTCDateTime, nullable=False),
     Column("done_at", UTCDateTime, nullable=True),
+    # As the clicks' (migration 0020): processes that held it, when a worker last took it.
+    Column("holds", Integer, nullable=False, server_default="1"),
+    Column("taken_at", UTCDateTime, nullable=True),
     Index("ix_commands_open", "done_at", "lease_until"),
+    Index("ix_commands_taken_at", "taken_at"),
 )
 
 # -- batches (bot/batches/, bot/store/batches.py; migration 0005_batches) ---------------------------
