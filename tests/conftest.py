@@ -22,6 +22,7 @@ from bot.fakes.sfox_api import FakeSfox
 from bot.fakes.slack_api import FakeSlack
 from bot.fakes.slack_driver import SlackDriver
 from bot.runtime.bootstrap import Runtime, build_runtime
+from bot.runtime.roles import ALL
 from bot.runtime.web import make_wsgi_app
 from bot.store import migrate
 from bot.store.db import Store
@@ -177,15 +178,20 @@ def _copy_migrated(url: str, audit_key: str | None) -> bool:
     return True
 
 
-def start_bot(settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_first: bool = True) -> Bot:
+def start_bot(
+    settings: Settings, slack: FakeSlack, sfox: FakeSfox, *, migrate_first: bool = True, role: str = ALL
+) -> Bot:
+    """`role`: ALL (the one process of most tests) or WEB (tests/test_roles.py adds workers)."""
     copied = migrate_first and _copy_migrated(settings.database_url, settings.audit_key)
     store = Store.from_url(settings.database_url, settings.audit_key)
     if migrate_first and not copied:
         migrate.upgrade(store.engine, settings.audit_key)
-    runtime = build_runtime(settings, store=store)
-    # Owed Slack messages go out when due, as in `sfox-bot run`; the tests run the sweeps.
+    runtime = build_runtime(settings, store=store, role=role)
+    # Owed Slack messages go out when due, as in `sfox-bot run`; the tests run the sweeps. The web
+    # role sends none: its workers do.
     assert runtime.delivery is not None
-    runtime.delivery.start()
+    if role == ALL:
+        runtime.delivery.start()
     server = serve_wsgi(make_wsgi_app(runtime))
     url = url_of(server)
     driver = SlackDriver(url, SIGNING_SECRET, slack)

@@ -149,8 +149,9 @@ class Runtime:
         falls due between sweeps (owed messages, watched balances, scheduled work, the audit stream)."""
         if self.role == WEB:
             return  # the workers do it all
-        if self.role == WORKER and self.take_loop is None:
-            self.take_loop = TakeLoop(self)
+        if self.role == WORKER:
+            if self.take_loop is None:
+                self.take_loop = TakeLoop(self)
             self.take_loop.start()
         if self._sweeper is None:
             self._sweeper = threading.Thread(target=self._sweep_loop, name="sfox-sweeper", daemon=True)

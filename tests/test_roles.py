@@ -1,0 +1,143 @@
+"""The two tiers in one test process (issue 26): a web role that only records and acks, and
+workers that take what it recorded the moment they are woken. Each tier is a real Runtime on the
+same database (SQLite and PostgreSQL), the web one served over HTTP to signed Slack requests; the
+processes of `sfox-bot run` are tested in tests/test_roles_processes.py."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from bot.config import load_settings
+from bot.runtime.bootstrap import Runtime, build_runtime
+from bot.runtime.roles import WEB, WORKER, TakeLoop, handover_state
+from bot.store.db import Store
+from bot.store.schema import commands
+from tests.conftest import ALICE, BOB, Bot, bot_env, start_bot
+from tests.helpers import wait_status, wait_until
+
+# Far longer than any wait below: a test that passes was woken, never saved by the poll.
+NEVER_POLLS = 600.0
+
+
+class Tiers:
+    def __init__(self, slack: Any, sfox: Any, database_url: str) -> None:
+        self.env = bot_env(slack, sfox, database_url)
+        self.web: Bot = start_bot(load_settings(self.env), slack, sfox, role=WEB)
+        self.workers: list[Runtime] = []
+
+    def add_worker(self) -> Runtime:
+        settings = load_settings(self.env)
+        worker = build_runtime(
+            settings, store=Store.from_url(settings.database_url, settings.audit_key), role=WORKER
+        )
+        worker.take_loop = TakeLoop(worker, poll_seconds=NEVER_POLLS)
+        worker.start_sweeper()  # its first sweep runs at once; the next in SFOX_SWEEP_INTERVAL_SECONDS
+        self.workers.append(worker)
+        return worker
+
+    def stop_worker(self, worker: Runtime) -> None:
+        worker.shutdown(wait=True)
+        worker.store.close()
+        self.workers.remove(worker)
+
+    def stop(self) -> None:
+        for worker in list(self.workers):
+            self.stop_worker(worker)
+        self.web.stop()
+
+
+@pytest.fixture
+def tiers(fake_slack: Any, fake_sfox: Any, database_url: str) -> Iterator[Tiers]:
+    fake_sfox.add_user("acct_1")
+    fake_sfox.add_user("acct_2")
+    made = Tiers(fake_slack, fake_sfox, database_url)
+    yield made
+    made.stop()
+
+
+def waiting(tiers: Tiers) -> int:
+    with tiers.web.store.reader() as conn:
+        return handover_state(conn).waiting
+
+
+def listening(worker: Runtime) -> bool:
+    assert worker.take_loop is not None
+    return wait_until(lambda: worker.take_loop._listener is not None)  # type: ignore[union-attr]
+
+
+def test_the_web_role_acks_and_records_and_calls_nobody_until_a_worker_takes_it(tiers):
+    web = tiers.web
+    response = web.driver.command(ALICE, "acct_1 offboarded")
+    assert response.status_code == 200 and "Looking up" in response.json()["text"]
+    assert waiting(tiers) == 1
+    assert web.sfox.requests() == [] and web.slack.cards() == []  # nothing after the ack
+    ready = httpx.get(f"{web.url}/readyz").json()
+    assert ready["role"] == "web" and ready["workers"]["waiting"] == 1
+    assert ready["workers"]["last_taken_at"] is None
+
+    listening(tiers.add_worker())
+    card = web.slack.wait_for(lambda: web.slack.cards() or None)[0]
+    record = wait_until(lambda: (r := next(iter(web.store.history(limit=1)), None)) and r.message_ts and r)
+    assert record.message_ts == card.ts and record.requested_by == ALICE
+    assert waiting(tiers) == 0
+    ready = httpx.get(f"{web.url}/readyz").json()
+    assert ready["workers"]["waiting"] == 0 and ready["workers"]["last_taken_at"] is not None
+    # Taken fresh, so answered as the one process would have: no "the bot restarted" to anyone.
+    assert not [e for e in web.slack.ephemeral if "restarted" in e.get("text", "")]
+
+
+def test_a_listening_worker_is_woken_at_once_and_the_approval_sends_one_delete(tiers):
+    web = tiers.web
+    listening(tiers.add_worker())
+    web.driver.command(ALICE, "acct_2 closed")
+    card = web.slack.wait_for(lambda: web.slack.cards() or None, timeout=10)[0]
+    record = wait_until(lambda: (r := next(iter(web.store.history(limit=1)), None)) and r.message_ts and r)
+    response = web.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
+    assert response.status_code == 200
+    done = wait_status(web, record.id, "succeeded")
+    assert done.approved_by == (BOB,)
+    assert len(web.sfox.requests("DELETE")) == 1
+    with web.store.reader() as conn:
+        assert conn.execute(commands.select()).mappings().one()["holds"] == 1
+
+
+def test_two_workers_share_a_burst_and_carry_each_command_out_once(tiers):
+    web = tiers.web
+    ids = [f"acct_burst_{n}" for n in range(12)]
+    for user in ids:
+        web.sfox.add_user(user)
+    for worker in (tiers.add_worker(), tiers.add_worker()):
+        listening(worker)
+    for n, user in enumerate(ids):
+        assert web.driver.command(ALICE, f"{user} burst", channel_id=f"C0BURST{n:04}").status_code == 200
+    wait_until(lambda: len(web.slack.cards()) == len(ids), timeout=30)
+    assert sorted(r.sfox_user_id for r in web.store.history(limit=50)) == sorted(ids)
+
+    def finished() -> list[Any]:
+        with web.store.reader() as conn:
+            rows = conn.execute(commands.select()).mappings().all()
+        return list(rows) if all(r["done_at"] is not None for r in rows) else []
+
+    rows = wait_until(finished)
+    assert len(rows) == len(ids) and all(r["holds"] == 1 for r in rows)  # each taken once
+
+
+def test_a_command_taken_by_a_worker_that_died_is_resumed_and_its_requester_told(tiers):
+    """The worker's lease runs out; the next worker's pass sees holds 1 and takes it as resumed."""
+    web = tiers.web
+    web.driver.command(ALICE, "acct_1 offboarded")
+    wait_until(lambda: waiting(tiers) == 1)
+    taken = web.runtime.commands.journal.take_due()  # a worker that takes it, then dies
+    assert [r["holds"] for r in taken] == [1]
+    with web.store.transaction() as conn:  # its lease runs out
+        conn.execute(commands.update().values(lease_until=commands.c.received_at))
+    listening(tiers.add_worker())
+    web.slack.wait_for(lambda: web.slack.cards() or None)
+    texts = wait_until(
+        lambda: [e.get("text", "") for e in web.slack.ephemeral if "restarted" in e.get("text", "")]
+    )
+    assert "The bot restarted while it was handling your command" in texts[0]
