@@ -148,6 +148,9 @@ def bot_env(rig: Rig, database_url: str, port: int, **overrides: str) -> dict[st
         "SFOX_SWEEP_INTERVAL_SECONDS": "3600",
         "LOG_LEVEL": "INFO",
     }
+    # `SFOX_WORKERS=0 bench/run.py` measures the one process of before the split (issue 26).
+    if "SFOX_WORKERS" in os.environ:
+        env["SFOX_WORKERS"] = os.environ["SFOX_WORKERS"]
     env.update(overrides)
     return env
 

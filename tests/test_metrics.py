@@ -108,7 +108,7 @@ def test_socket_mode_serves_health_readiness_and_metrics_on_its_own_port(bot):
     try:
         url = url_of(server)
         assert httpx.get(url + "/healthz").json() == {"status": "ok"}
-        assert httpx.get(url + "/readyz").json() == {"status": "ready"}
+        assert httpx.get(url + "/readyz").json() == {"status": "ready", "role": "all"}
         assert "sfox_bot_requests" in httpx.get(url + "/metrics").text
         assert httpx.post(url + "/slack/events", content=b"{}").status_code == 404  # ops only
     finally:

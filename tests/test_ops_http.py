@@ -17,7 +17,7 @@ from tests.ops_support import HttpBot, cli, free_port, gunicorn_argv
 def test_healthz_and_readyz_when_all_is_well(bot):
     assert httpx.get(bot.url + "/healthz").json() == {"status": "ok"}
     ready = httpx.get(bot.url + "/readyz")
-    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
+    assert ready.status_code == 200 and ready.json() == {"status": "ready", "role": "all"}
 
 
 def test_readyz_is_503_until_migrations_are_at_head(fake_slack, fake_sfox, database_url):
@@ -65,7 +65,7 @@ def test_bring_your_own_gunicorn(target, fake_slack, fake_sfox, tmp_path):
     server = HttpBot(argv, env, tmp_path, port, name="gunicorn")
     try:
         server.wait_ready()
-        assert httpx.get(server.url + "/readyz").json() == {"status": "ready"}
+        assert httpx.get(server.url + "/readyz").json() == {"status": "ready", "role": "all"}
         driver = SlackDriver(server.url, SIGNING_SECRET, fake_slack)
         assert driver.command(ALICE, "client_1 leaving").status_code == 200
         card = fake_slack.wait_for(lambda: fake_slack.cards())[0]

@@ -92,7 +92,7 @@ def test_socket_mode_serves_healthz_readyz_and_metrics_on_metrics_port(
     bot = HttpBot([SFOX_BOT, "run"], env, tmp_path, port)
     try:
         bot.wait_ready()
-        assert bot.wait_ready("/readyz").json() == {"status": "ready"}
+        assert bot.wait_ready("/readyz").json() == {"status": "ready", "role": "all"}
         metrics = bot.wait_ready("/metrics").text
         assert "sfox_bot_requests" in metrics and "sfox_bot_sweep_last_success_timestamp_seconds" in metrics
         assert bot.terminate() == 0

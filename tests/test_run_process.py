@@ -114,7 +114,8 @@ def open_card(driver: SlackDriver, slack):
 
 def test_sfox_bot_run_serves_slack_and_stops_cleanly(bot_process, fake_slack, fake_sfox):
     bot_process.wait_healthy()
-    assert httpx.get(f"{bot_process.url}/readyz", timeout=5).json() == {"status": "ready"}
+    ready = httpx.get(f"{bot_process.url}/readyz", timeout=5).json()
+    assert ready["status"] == "ready" and ready["role"] == "web"  # the default: the two tiers
     assert (bot_process.cwd / "sfox-bot.db").exists()
     driver = SlackDriver(bot_process.url, SIGNING_SECRET, fake_slack)
     try:
@@ -219,7 +220,8 @@ def test_two_bot_processes_on_one_database_send_one_delete(db, request, tmp_path
 
 def test_sigterm_right_after_an_acked_click_still_sends_the_delete(tmp_path, fake_slack, fake_sfox):
     """A click acked just before SIGTERM, its step not yet run, is finished before exit."""
-    stalled = {STALL_POINT_VAR: "click_acked", STALL_SECONDS_VAR: "2"}
+    # One process (its step pool holds the click); the tiers' order is tested below.
+    stalled = {STALL_POINT_VAR: "click_acked", STALL_SECONDS_VAR: "2", "SFOX_WORKERS": "0"}
     bot = BotProcess(tmp_path, fake_slack, fake_sfox, extra_env=stalled)
     try:
         bot.wait_healthy()
@@ -265,3 +267,25 @@ def test_a_click_the_database_cannot_take_in_time_is_refused_visibly(bot_process
     store.close()
     assert record.status == "pending" and record.approved_by == ()
     assert fake_sfox.requests("DELETE") == []
+
+
+def test_sigterm_to_the_tiers_right_after_an_acked_click_still_sends_the_delete(tmp_path, fake_slack, fake_sfox):
+    """`sfox-bot run` with its workers: SIGTERM stops the web process first, then the workers, each
+    taking what was acked before it stops; the DELETE goes out once and the exit is clean."""
+    bot = BotProcess(tmp_path, fake_slack, fake_sfox, extra_env={"SFOX_WORKERS": "2"})
+    try:
+        bot.wait_healthy()
+        driver = SlackDriver(bot.url, SIGNING_SECRET, fake_slack)
+        card, request_id = open_card(driver, fake_slack)
+        assert driver.click(BOB, "sfox_approve", request_id, card.ts).status_code == 200
+        bot.proc.send_signal(signal.SIGTERM)
+        assert bot.proc.wait(timeout=60) == 0
+        driver.close()
+    finally:
+        bot.stop()
+    assert len(fake_sfox.requests("DELETE")) == 1
+    store = Store.from_url(f"sqlite:///{tmp_path / 'sfox-bot.db'}")
+    try:
+        assert store.get(int(request_id)).status == "succeeded"
+    finally:
+        store.close()

@@ -163,8 +163,9 @@ class Runtime:
     def shutdown(self, wait: bool = True) -> None:
         """Stop taking work, let in-flight sFOX calls finish and be recorded, then close."""
         self._stop.set()
-        if self.take_loop is not None:  # no new click or command taken
+        if self.take_loop is not None:  # no new click or command taken, after one last look
             self.take_loop.stop()
+            self.take_loop.last_pass()
         if self.waker is not None:
             self.waker.close()
         if self.schedule is not None:  # no new claim handed to a job pool about to close

@@ -15,7 +15,6 @@ the lost-card search (`Workflow.sweep`), and the requester is told once that has
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable
@@ -24,13 +23,14 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.engine import Connection
 
 from bot.batches.asking import BatchAsk, posted_answer
 from bot.batches.workflow import Batches
 from bot.crashpoints import crash_point
 from bot.requests.base import CARDLESS_GRACE, Command
 from bot.requests.workflow import Workflow
+from bot.runtime.command_rows import STEP, decode, kind_of, row_of
 from bot.runtime.journal import RESPONSE_URL_POSTS, TAKE_AT_ONCE, Journal, not_recorded
 from bot.slack.blocks import code, escape
 from bot.store.batch_base import BatchRecord
@@ -41,10 +41,6 @@ from bot.store.schema import OPEN_STATUSES, WATCHING, commands
 
 log = logging.getLogger("sfox_bot.commands")
 
-REQUEST, BATCH = "request", "batch"
-# A request asked by a Workflow Builder step (bot/runtime/steps.py): carried out like a typed one;
-# its answer, when no request comes of it, is the step's error (`step_answered`), not a post.
-STEP = "step"
 # How long a command is the process's that holds it without a word from it. The holder renews
 # every KEEP_EVERY_SECONDS while it works, so only a dead process's commands run out.
 COMMAND_LEASE = timedelta(seconds=15)
@@ -75,7 +71,7 @@ class Accepted:
 
     @property
     def kind(self) -> str:
-        return STEP if self.step else _kind(self.ask)
+        return STEP if self.step else kind_of(self.ask)
 
 
 @dataclass(frozen=True)
@@ -129,7 +125,7 @@ class Commands:
         ack's text when the database could not take it within 2 s (then it changes nothing).
         `step`: asked by a Workflow Builder step rather than typed."""
         try:
-            row_id, received_at = self.journal.record(_row(ask, response_url, step=step))
+            row_id, received_at = self.journal.record(row_of(ask, response_url, step=step))
         except Exception as exc:
             if not isinstance(exc, Busy):
                 log.exception("command not recorded")
@@ -141,7 +137,7 @@ class Commands:
         """Record a validated command from a door without a response URL (the intake API,
         bot/intake/) in one transaction with what `also(conn, command_id)` writes there (its
         idempotency key): both or neither. Raises what the write raises."""
-        row_id, received_at = self.journal.record_with(_row(ask, None), also)
+        row_id, received_at = self.journal.record_with(row_of(ask, None), also)
         self._hold(row_id)
         return Accepted(replace(ask, command_id=row_id), None, row_id, received_at)
 
@@ -161,7 +157,7 @@ class Commands:
             rows = self.journal.take_due()
             for row in rows:
                 taken += 1
-                accepted = _decode(row)
+                accepted = Accepted(*decode(row))
                 resumed = row["holds"] > 1
                 if resumed:
                     log.warning(
@@ -342,68 +338,3 @@ def _came_of(record: RequestRecord) -> str:
         f"request #{record.id} for {code(record.sfox_user_id)} is {record.status} without a card: "
         f"{escape(record.error or 'nobody can approve it', 600)}. Nothing was sent to sFOX."
     )
-
-
-def _row(ask: Command | BatchAsk, response_url: str | None, *, step: bool = False) -> dict[str, Any]:
-    return {
-        "kind": STEP if step else _kind(ask),
-        "requester": ask.requester,
-        "channel_id": ask.channel_id,
-        "command": _encode(ask),
-        "response_url": response_url,
-        "posts": 0,
-    }
-
-
-def _kind(ask: Command | BatchAsk) -> str:
-    return BATCH if isinstance(ask, BatchAsk) else REQUEST
-
-
-def _encode(ask: Command | BatchAsk) -> str:
-    if isinstance(ask, BatchAsk):
-        return json.dumps(
-            {
-                "ids": list(ask.ids),
-                "reason": ask.reason,
-                "malformed": [list(m) for m in ask.malformed],
-                "duplicates": list(ask.duplicates),
-                **({"run_at": ask.run_at.isoformat()} if ask.run_at is not None else {}),
-            }
-        )
-    command: dict[str, object] = {"sfox_user_id": ask.sfox_user_id, "reason": ask.reason}
-    if ask.when_empty:
-        command["when_empty"] = True
-    if ask.run_at is not None:
-        command["run_at"] = ask.run_at.isoformat()
-    if ask.via is not None:
-        command["via"] = ask.via
-    return json.dumps(command)
-
-
-def _decode(row: RowMapping) -> Accepted:
-    data = json.loads(row["command"])
-    run_at = datetime.fromisoformat(data["run_at"]) if data.get("run_at") else None
-    ask: Command | BatchAsk
-    if row["kind"] == BATCH:
-        ask = BatchAsk(
-            row["requester"],
-            row["channel_id"],
-            tuple(data["ids"]),
-            data["reason"],
-            tuple((str(t), str(why)) for t, why in data["malformed"]),
-            tuple(data["duplicates"]),
-            command_id=row["id"],
-            run_at=run_at,
-        )
-    else:
-        ask = Command(
-            row["requester"],
-            row["channel_id"],
-            data["sfox_user_id"],
-            data["reason"],
-            row["id"],
-            when_empty=bool(data.get("when_empty", False)),
-            run_at=run_at,
-            via=data.get("via"),
-        )
-    return Accepted(ask, row["response_url"], row["id"], row["received_at"], row["kind"] == STEP)

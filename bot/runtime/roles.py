@@ -64,6 +64,14 @@ class TakeLoop:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def last_pass(self) -> None:
+        """At shutdown: take what was acked meanwhile (the supervisor stops the web tier first, so
+        this is the last of it), to be finished before the pools close."""
+        try:
+            self.take()
+        except Exception:
+            log.exception("last take failed; the rows wait for the next worker")
+
     def take(self, woken: bool = True) -> int:
         """One pass: what it took. A refused Workflow step's completeError is owed at once too."""
         runtime = self.runtime

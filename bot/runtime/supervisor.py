@@ -81,7 +81,12 @@ class Supervisor:
         while not self.stopping.wait(CHECK_EVERY_SECONDS):
             now = time.monotonic()
             for child in self.children:
-                self._check(child, now)
+                try:
+                    self._check(child, now)
+                except Exception:  # e.g. no fork for now: try again at the next look
+                    log.exception(
+                        "child not checked or restarted; will try again", extra={"child": child.name}
+                    )
         self._stop_all()
         log.info("stopped")
         return 0
@@ -112,7 +117,7 @@ class Supervisor:
             log.warning(
                 "child died; restarting",
                 extra={
-                    "process": child.name,
+                    "child": child.name,
                     "exit_code": code,
                     "lived_seconds": round(lived, 1),
                     "pause": pause,
