@@ -269,7 +269,9 @@ def test_a_click_the_database_cannot_take_in_time_is_refused_visibly(bot_process
     assert fake_sfox.requests("DELETE") == []
 
 
-def test_sigterm_to_the_tiers_right_after_an_acked_click_still_sends_the_delete(tmp_path, fake_slack, fake_sfox):
+def test_sigterm_to_the_tiers_right_after_an_acked_click_still_sends_the_delete(
+    tmp_path, fake_slack, fake_sfox
+):
     """`sfox-bot run` with its workers: SIGTERM stops the web process first, then the workers, each
     taking what was acked before it stops; the DELETE goes out once and the exit is clean."""
     bot = BotProcess(tmp_path, fake_slack, fake_sfox, extra_env={"SFOX_WORKERS": "2"})
