@@ -189,8 +189,8 @@ class LocalRateLimiter(_Waiting):
         self.bound = bound
         self.clock = clock
         self.sleep = sleep
-        # slot key -> [until, answered]
-        self._slots: dict[int, list[float | bool]] = {}
+        # slot key -> (counts until, answered)
+        self._slots: dict[int, tuple[float, bool]] = {}
         self._keys = iter(range(1, 1 << 62))
         self._blocked_until = float("-inf")
         self._lock = threading.Lock()
@@ -206,16 +206,16 @@ class LocalRateLimiter(_Waiting):
                 del self._slots[key]
             if len(self._slots) < self.limit:
                 key = next(self._keys)
-                self._slots[key] = [now + self.bound + self.span, False]
+                self._slots[key] = (now + self.bound + self.span, False)
                 return Slot(lambda: self._answer(key), lambda: self._forget(key), deadline)
             answered = [u for u, done in self._slots.values() if done]
             unanswered = [u for u, done in self._slots.values() if not done]
-            return free_in(now, self.span, min(answered, default=None), min(unanswered, default=None))  # type: ignore[arg-type]
+            return free_in(now, self.span, min(answered, default=None), min(unanswered, default=None))
 
     def _answer(self, key: int) -> None:
         with self._lock:
             if key in self._slots:
-                self._slots[key] = [self.clock() + self.span, True]
+                self._slots[key] = (self.clock() + self.span, True)
 
     def _forget(self, key: int) -> None:
         with self._lock:
