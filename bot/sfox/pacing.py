@@ -23,9 +23,10 @@ window from the instant it was taken lets sFOX see more than the limit when arri
 (measured: 251 in 10 s with two replicas under CPU load). So a slot occupies the window from its
 start (recorded when taken) while the call is in flight, until its end (recorded once the answer
 or the transport failure came back) plus the window plus `MARGIN_SECONDS`. A slot whose end is
-never recorded (its process died) counts until start + `bound` (the client's timeout: no attempt
-of a live process outlasts it, bot/sfox/client.py) + window + margin, so a dead process cannot
-block the route for ever.
+never recorded (its process died) counts until start + `bound` + window + margin, so a dead
+process cannot block the route for ever. `bound` is the client's timeout, and the client gives an
+attempt no more than what is left of it (bot/sfox/client.py; httpx times each phase, so a new
+connection's connect may add to it; a call that outlasts its bound is logged).
 
 Why that is enough, whatever the delays. Let a call arrive at sFOX at A. It was sent after its
 slot was taken, and its answer (or failure) came after it arrived: start <= A <= end (and A <=
@@ -38,8 +39,8 @@ slot's start. Hence k <= limit: no delay between slot and arrival, however long,
 more. What this needs from time: one clock for every start and end (on PostgreSQL the database
 server's, so replicas on different hosts need not agree; SQLite is one host's), read once the
 gate is held for a start (a stale read would record slots out of order) and after the answer for
-an end. `MARGIN_SECONDS` covers the network's share (an answer's trip back; a start read a few
-ms before the request left).
+an end. `MARGIN_SECONDS` is slack for what the argument cannot see: sFOX's own clock and window
+edges, and a request still on the wire when its attempt gave up.
 """
 
 from __future__ import annotations
