@@ -5,13 +5,22 @@ every call, lookups included. The batch is asked on replica A and approved on re
 runs it); both share the database, and with it the rate limiter. Checked (a failure exits
 non-zero): every user DELETEd exactly once and recorded `succeeded`. Measured: 429s, the DELETE
 rate from the first DELETE to the last, the longest gap between the card's progress updates.
+
+Busy (issue 26): the same batch with every core kept busy by another process, one busy loop per
+core, started before the command and stopped after the summary: calls then lag their limiter
+slots (scheduling, a slow connect), which must not let sFOX count more than its limit.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +36,7 @@ LIMIT = 250
 WINDOW = 10.0
 HEADERS = [
     "database",
+    "load",
     "users",
     "429s",
     "pre-flight s",
@@ -42,6 +52,7 @@ HEADERS = [
 @dataclass
 class BatchResult:
     backend: str
+    load: str
     users: int
     rate_limited: int
     preflight: float
@@ -54,6 +65,7 @@ class BatchResult:
     def cells(self) -> list[Any]:
         return [
             self.backend,
+            self.load,
             self.users,
             self.rate_limited,
             f"{self.preflight:.1f}",
@@ -71,16 +83,43 @@ class BatchResult:
 BENCH_ACK = "the benchmark measures the batch's pace, not the ack time, on a loaded machine"
 
 
-def run(users: int, rig: h.Rig, on_postgres: bool) -> BatchResult:
+def run(users: int, rig: h.Rig, on_postgres: bool, busy: bool = False) -> BatchResult:
+    """One batch of `users` on PostgreSQL or SQLite; `busy`: every core kept busy meanwhile."""
     if on_postgres:
         with postgres.own_schema(prefix="bench") as url:
-            return _one("PostgreSQL", url, users, rig)
-    work = h.workdir("batch")
-    return _one("SQLite", f"sqlite:///{work / 'batch.db'}", users, rig)
+            return _one("PostgreSQL", url, users, rig, busy)
+    work = h.workdir("batch-busy" if busy else "batch")
+    return _one("SQLite", f"sqlite:///{work / 'batch.db'}", users, rig, busy)
 
 
-def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
-    work = h.workdir(f"batch-{backend.lower()}")
+@contextmanager
+def busy_cores(on: bool) -> Iterator[str]:
+    """One busy-loop process per core while the block runs (none when not `on`): the load a
+    machine shared with other work puts on the bot, its database and the fakes."""
+    loops = (
+        [
+            subprocess.Popen([sys.executable, "-c", "while True: pass"], stdin=subprocess.DEVNULL)
+            for _ in range(os.cpu_count() or 1)
+        ]
+        if on
+        else []
+    )
+    try:
+        yield f"{len(loops)} busy loops" if loops else "idle"
+    finally:
+        for loop in loops:
+            loop.kill()
+        for loop in loops:
+            loop.wait()
+
+
+def _one(backend: str, url: str, users: int, rig: h.Rig, busy: bool) -> BatchResult:
+    with busy_cores(busy) as load:
+        return _batch(backend, load, url, users, rig)
+
+
+def _batch(backend: str, load: str, url: str, users: int, rig: h.Rig) -> BatchResult:
+    work = h.workdir(f"batch-{backend.lower()}{'-busy' if load != 'idle' else ''}")
     store = Store.from_url(url)
     migrate.upgrade(store.engine)
     tag = uuid.uuid4().hex[:6]
@@ -92,7 +131,7 @@ def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
         "SFOX_BALANCE_CHECK": "off",
         "SFOX_SWEEP_INTERVAL_SECONDS": "5",
     }
-    bots = [h.start_bot(f"batch-{backend.lower()}-{i}", rig, url, work, **env) for i in (1, 2)]
+    bots = [h.start_bot(f"{work.name}-{i}", rig, url, work, **env) for i in (1, 2)]
     drivers = [
         SlackDriver(b.url, h.SIGNING_SECRET, rig.slack, channel_id=h.CHANNEL, timeout=30, why=BENCH_ACK)
         for b in bots
@@ -102,13 +141,22 @@ def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
     rig.sfox.retry_after = 60
     rig.sfox.rate_limited = 0
     try:
+        # The fake sFOX is the rig's, shared by every run: an earlier run's calls must have left
+        # its window (this run's database knows nothing of them), as sFOX's would.
+        h.wait_for(
+            lambda: all(r.at < time.time() - WINDOW - 1 for r in rig.sfox.requests()),
+            WINDOW + 30,
+            "the fake sFOX's window to clear of earlier runs",
+            poll_every=0.25,
+        )
+        earlier = len(rig.slack.cards())  # an earlier run's card says the same words
         started = time.monotonic()
         drivers[0].command(h.ALICE, "batch " + ",".join(ids) + " benchmark")
         card = h.wait_for(
             lambda: next(
                 (
                     m
-                    for m in rig.slack.cards()
+                    for m in rig.slack.cards()[earlier:]
                     if m.text.startswith("sFOX batch") and f"({users} users)" in m.text
                 ),
                 None,
@@ -153,7 +201,7 @@ def _one(backend: str, url: str, users: int, rig: h.Rig) -> BatchResult:
                 start += 1
             peak = max(peak, end - start + 1)
         return BatchResult(
-            backend, users, rig.sfox.rate_limited, preflight, span, rate, gap, len(updates), peak
+            backend, load, users, rig.sfox.rate_limited, preflight, span, rate, gap, len(updates), peak
         )
     finally:
         rig.sfox.rate_limit = limit or sfox_limits.OVERALL  # sFOX's own again, for what follows

@@ -12,7 +12,7 @@ from functools import partial
 
 import pytest
 
-from bot.sfox.pacing import LocalRateLimiter, RateLimit, SharedRateLimiter
+from bot.sfox.pacing import LocalRateLimiter, RateLimit, SharedRateLimiter, Slot
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.store import migrate
 from bot.store.db import Store
@@ -32,8 +32,9 @@ def _takers(
 ) -> list[float]:
     """Slot times taken by `threads` threads in each of `replicas` stores (engines) hammering the
     limiter until `want` slots are taken (or `seconds` pass, for a limiter that starves them):
-    exactly the times the limiter recorded, each thread's own. A condition, not a fixed span: on a
-    busy machine the same slots just take longer to go through the database."""
+    exactly the times the limiter recorded, each thread's own. Each slot is answered at once (a
+    call that took no time). A condition, not a fixed span: on a busy machine the same slots just
+    take longer to go through the database."""
     stores = [_store(url)] + [Store.from_url(url) for _ in range(replicas - 1)]
     local = threading.local()
 
@@ -49,8 +50,10 @@ def _takers(
         limiter = SharedRateLimiter(store, limit, window=window, margin=0.0, clock=clock)
         mine: list[float] = []
         while time.monotonic() < end and not enough.is_set():
-            if limiter.acquire(timeout=max(0.0, end - time.monotonic())):
+            slot = limiter.acquire(timeout=max(0.0, end - time.monotonic()))
+            if slot is not None:
                 mine.append(local.last)
+                slot.answered()
                 if next(count) >= want:
                     enough.set()
         return mine
@@ -100,9 +103,9 @@ def test_a_hold_closes_the_gate_for_everyone(tmp_path):
         assert other.try_acquire() == pytest.approx(0.6)  # another store (replica) sees the hold
         now[0] += 0.2
         assert other.try_acquire() == pytest.approx(0.4)
-        assert not other.acquire(timeout=0.1)  # the hold outlasts the wait allowed: no slot
+        assert other.acquire(timeout=0.1) is None  # the hold outlasts the wait allowed: no slot
         assert now[0] == 1000.2  # and it gave up at once, without waiting in vain
-        assert other.acquire(timeout=2.0)  # it waits the hold out, then takes a slot
+        assert other.acquire(timeout=2.0) is not None  # it waits the hold out, then takes a slot
         assert now[0] == pytest.approx(1000.6)
     finally:
         one.close()
@@ -113,18 +116,23 @@ def test_the_local_limiter_keeps_the_same_window_and_hold_as_the_shared_one():
     """Both kinds are one `RateLimit`: a full window gives up at once when the next slot is
     further than the wait allowed (the balance route's 3 s), and a hold closes it."""
     now = [100.0]
-    local: RateLimit = LocalRateLimiter(2, 10.0, clock=lambda: now[0], sleep=lambda s: None)
-    assert local.acquire(timeout=3.0) and local.acquire(timeout=3.0)
+    local: RateLimit = LocalRateLimiter(2, 10.0, clock=lambda: now[0], sleep=lambda s: None, margin=0.0)
+    for _ in range(2):
+        slot = local.acquire(timeout=3.0)
+        assert slot is not None
+        slot.answered()
     started = time.monotonic()
-    assert not local.acquire(timeout=3.0)  # the next slot is 10 s away: no waiting in vain
+    assert local.acquire(timeout=3.0) is None  # the next slot is 10 s away: no waiting in vain
     assert time.monotonic() - started < 0.5
     assert local.try_acquire() == 10.0
     now[0] += 10.0
-    assert local.try_acquire() == 0.0
+    slot = local.try_acquire()
+    assert isinstance(slot, Slot)
+    slot.release()  # never sent: its place is free again at once
     local.hold(5.0)
-    assert local.try_acquire() == 5.0 and not local.acquire(timeout=1.0)
+    assert local.try_acquire() == 5.0 and local.acquire(timeout=1.0) is None
     now[0] += 5.0
-    assert local.acquire(timeout=0.0)
+    assert local.acquire(timeout=0.0) is not None
 
 
 @pytest.mark.postgres

@@ -226,9 +226,9 @@ class BatchAsking(BatchesBase):
         last = [time.monotonic()]
 
         def one(uid: str) -> None:
-            self.limiter.acquire()
+            slot = self.limiter.acquire()  # the lookup goes out in it: one slot for one call
             try:
-                user = self.sfox.get_user(uid)
+                user = self.sfox.get_user(uid, slot=slot)
             except SfoxError as exc:
                 with lock:
                     if exc.not_found:

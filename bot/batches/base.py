@@ -1,5 +1,6 @@
 """What a batch's use cases share: the state they work with (the store, sFOX, the batch card's
-Slack side, the policy, the rate limiter (the database-shared one, wired in bootstrap), the job
+Slack side, the policy, the rate limiter (the sFOX client's own, shared through the database,
+wired in bootstrap: a slot taken here is the one the call goes out in), the job
 pool, the clock) and the runner of approved batches. Asking is bot/batches/asking.py, deciding
 bot/batches/deciding.py; they are put together as `Batches` in bot/batches/workflow.py."""
 

@@ -2,7 +2,8 @@
 shared by every replica (bot/sfox/pacing.py), with the card's progress, and a summary at the end.
 
 The process that runs a batch holds a lease on it (`batches.runner_until`) and keeps renewing
-it; `WORKERS` threads take the users in turn. For each: a slot of the shared limiter, then the
+it; `WORKERS` threads take the users in turn. For each: a slot of the shared limiter (the sFOX
+client's own: the DELETE is sent in that slot, so one call takes one slot), then the
 same conditional claim as a single request (`pending → executing`), then `Workflow.execute`,
 unchanged (retries only when sFOX cannot have acted, an unknown outcome reconciled by a read).
 A 429 closes the limiter for every replica for its Retry-After and the user is claimed again
@@ -22,7 +23,8 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -32,7 +34,7 @@ from bot.policy.rules import Policy
 from bot.requests.workflow import Workflow
 from bot.sfox.client import SfoxClient
 from bot.sfox.errors import CallResult, SfoxUser
-from bot.sfox.pacing import RateLimit
+from bot.sfox.pacing import RateLimit, Slot
 from bot.slack.blocks import code, escape
 from bot.slack.errors import NotifyError
 from bot.store.batch_base import IN_FLIGHT, BatchRecord
@@ -73,14 +75,27 @@ class _Run:
 
 class _PacedDeletes:
     """The sFOX client as a batch's users see it: a 429 is not retried by the client but closes
-    the shared limiter for everyone for its Retry-After (the runner then claims the user again)."""
+    the shared limiter for everyone for its Retry-After (the runner then claims the user again);
+    the DELETE goes out in the slot its worker took before claiming the user (`paid`)."""
 
     def __init__(self, sfox: SfoxClient, limiter: RateLimit) -> None:
         self.sfox = sfox
         self.limiter = limiter
+        self._slot = threading.local()
+
+    @contextmanager
+    def paid(self, slot: Slot) -> Iterator[None]:
+        """This thread's next DELETE uses `slot`; released if nothing used it."""
+        self._slot.next = slot
+        try:
+            yield
+        finally:
+            self._slot.next = None
+            slot.release()
 
     def deactivate(self, user_id: str) -> CallResult:
-        return self.sfox.deactivate(user_id, hold=self.limiter)
+        slot, self._slot.next = getattr(self._slot, "next", None), None
+        return self.sfox.deactivate(user_id, hold=self.limiter, slot=slot)
 
     def get_user(self, user_id: str) -> SfoxUser:
         return self.sfox.get_user(user_id)
@@ -116,7 +131,8 @@ class BatchRunner:
         self.submit = submit
         self.now = clock
         # The workflow each user goes through: its DELETEs paced, no card of its own.
-        self.rows = Workflow(store, _PacedDeletes(sfox, limiter), _NoCard(), policy, clock)  # type: ignore[arg-type]
+        self.paced = _PacedDeletes(sfox, limiter)
+        self.rows = Workflow(store, self.paced, _NoCard(), policy, clock)  # type: ignore[arg-type]
         self.runner_lease = policy.claim_lease
         self._card_lock = threading.Lock()
 
@@ -199,27 +215,31 @@ class BatchRunner:
                 if not run.queue:
                     return
                 request_id, again = run.queue.popleft()
-            if not self.limiter.acquire(stop=run.stop.is_set):
+            slot = self.limiter.acquire(stop=run.stop.is_set)
+            if slot is None:
                 return
-            # The batch's own claims: only while it runs (a pause stops them in SQL too), and
-            # within its users' time, a claim again as much as a first one.
-            if again:
-                if not self.store.claim_batch_user_again(request_id, self.now()):
-                    continue
-            elif not self.store.claim_batch_user(request_id, self.now()):
-                continue  # cancelled, paused, expired or taken meanwhile: it is not ours to send
-            crash_point("batch_row_claimed")
-            record = self.rows.execute(request_id)
+            with self.paced.paid(slot):
+                # The batch's own claims: only while it runs (a pause stops them in SQL too), and
+                # within its users' time, a claim again as much as a first one.
+                if again:
+                    if not self.store.claim_batch_user_again(request_id, self.now()):
+                        continue
+                elif not self.store.claim_batch_user(request_id, self.now()):
+                    continue  # cancelled, paused, expired or taken meanwhile: it is not ours to send
+                crash_point("batch_row_claimed")
+                record = self.rows.execute(request_id)
             tries = 1
             while record is not None and _claim_again(record, self.now()) and tries < MAX_RATE_LIMITED_TRIES:
                 # sFOX refused it with 429, so did nothing: wait for the limiter (closed for
                 # everyone by the 429) and claim the user again, unless the batch was stopped.
-                if not self.limiter.acquire(stop=run.stop.is_set):
+                slot = self.limiter.acquire(stop=run.stop.is_set)
+                if slot is None:
                     return
-                if not self.store.claim_batch_user_again(request_id, self.now()):
-                    break
-                tries += 1
-                record = self.rows.execute(request_id)
+                with self.paced.paid(slot):
+                    if not self.store.claim_batch_user_again(request_id, self.now()):
+                        break
+                    tries += 1
+                    record = self.rows.execute(request_id)
 
     def _settle(self, batch_id: int, runner: str) -> None:
         """Wait for this batch's users in flight; reconcile those whose process died (a read,

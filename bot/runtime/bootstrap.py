@@ -41,7 +41,7 @@ from bot.runtime.watch import WatchLoop
 from bot.sfox import balances
 from bot.sfox.balances import BalanceReader
 from bot.sfox.client import SfoxClient
-from bot.sfox.pacing import LocalRateLimiter, SharedRateLimiter
+from bot.sfox.pacing import SharedRateLimiter
 from bot.slack.batch_card import (
     BATCH_APPROVE,
     BATCH_CANCEL,
@@ -225,9 +225,11 @@ def build_runtime(
         settings.sfox_api_key or "",
         timeout_seconds=settings.sfox_timeout_seconds,
         max_attempts=settings.sfox_max_attempts,
-        # Every call of this process; a batch's also take a slot of the limiter shared by all
-        # replicas (`_batches` below).
-        limiter=LocalRateLimiter(settings.sfox_rate_limit_per_10s),
+        # Every call of every process and replica takes its slot in one window of the database
+        # (bot/sfox/pacing.py); a batch takes its slots here too (`_batches` below).
+        limiter=SharedRateLimiter(
+            store, settings.sfox_rate_limit_per_10s, bound=settings.sfox_timeout_seconds
+        ),
     )
     slack = make_web_client(settings.slack_bot_token or "", settings.slack_api_url)
     # The outbox's sends: a 429 comes back at once with its Retry-After, to be tried again then.
@@ -325,8 +327,9 @@ def _step_up(settings: Settings, policy: Policy, store: Store, workflow: Workflo
 
 
 def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
-    """Batches on the Runtime's store, sFOX client, Slack client and job pool, with the sFOX limiter
-    shared by every replica; their buttons go through the click journal like the card's."""
+    """Batches on the Runtime's store, sFOX client, Slack client and job pool, paced by the sFOX
+    client's own limiter (shared by every replica: a batch's call takes one slot, not two); their
+    buttons go through the click journal like the card's."""
     settings = runtime.settings
     check = None
     if reader is not None:
@@ -339,7 +342,7 @@ def _batches(runtime: Runtime, reader: BalanceReader | None) -> Batches:
         runtime.sfox,
         BatchSlack(runtime.slack),
         runtime.workflow.policy,
-        limiter=SharedRateLimiter(runtime.store, settings.sfox_rate_limit_per_10s),
+        limiter=runtime.sfox.limiter,
         submit=runtime.submit,
         batch_max=settings.batch_max,
         balance_max=settings.batch_balance_max,

@@ -11,8 +11,10 @@ checked" and the card is posted anyway (fail open): sFOX itself still refuses th
 while funds remain, so no money is at risk.
 
 The balance route allows about 5 calls per 10 s, so reads are paced by a limiter of their own
-(a `RateLimit` of bot/sfox/pacing.py, like the client's general one, which they also take). A read that cannot get a slot soon counts as not checked: the
-card is not held back for long.
+(a `RateLimit` of bot/sfox/pacing.py, shared by every replica, on top of the client's general one,
+which each of the two calls also takes): one slot of the route per read, from before the token is
+asked for until the balance answer came back. A read that cannot get a slot soon counts as not
+checked: the card is not held back for long. A 429 of the route closes it for its Retry-After.
 """
 
 from __future__ import annotations
@@ -28,7 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 from bot.sfox.client import SfoxClient
 from bot.sfox.errors import SfoxError, clip
-from bot.sfox.pacing import BALANCE_ROUTE, LocalRateLimiter, RateLimit, SharedRateLimiter
+from bot.sfox.pacing import (
+    BALANCE_ROUTE,
+    BOUND_SECONDS,
+    LocalRateLimiter,
+    RateLimit,
+    SharedRateLimiter,
+)
 
 if TYPE_CHECKING:
     from bot.store.db import Store
@@ -46,6 +54,8 @@ SLOT_WAIT_SECONDS = 3.0
 WATCH_LIMIT = ROUTE_LIMIT - 1
 WATCH_SLOT_WAIT_SECONDS = 60.0
 MAX_CURRENCIES = 1000
+# A route slot covers two calls, the token's and the read's, each within the client's timeout.
+CALLS_PER_READ = 2
 _CURRENCY = re.compile(r"^[A-Za-z0-9._-]{1,20}\Z")
 
 
@@ -178,7 +188,9 @@ class BalanceReader:
         self.sfox = sfox
         self.mode = mode
         self.now = clock
-        self.limiter = limiter or LocalRateLimiter(ROUTE_LIMIT, ROUTE_WINDOW_SECONDS)
+        self.limiter = limiter or LocalRateLimiter(
+            ROUTE_LIMIT, ROUTE_WINDOW_SECONDS, bound=CALLS_PER_READ * sfox.timeout_seconds
+        )
         self.slot_wait_seconds = slot_wait_seconds
 
     def check(self, sfox_user_id: str) -> BalanceCheck:
@@ -193,17 +205,25 @@ class BalanceReader:
 
     def _read(self, sfox_user_id: str) -> tuple[Balance, ...]:
         # Wait for the route's slot before minting a token that could not be used anyway.
-        if not self.limiter.acquire(timeout=self.slot_wait_seconds):
+        slot = self.limiter.acquire(timeout=self.slot_wait_seconds)
+        if slot is None:
             raise _NotChecked(
                 f"the balance route's rate limit (about 5 reads per 10 s) had no free slot "
                 f"within {self.slot_wait_seconds:g} s"
             )
+        slot.sent = True  # the route's call may go out from here on
+        try:
+            return self._read_with_token(sfox_user_id)
+        finally:
+            slot.answered()
+
+    def _read_with_token(self, sfox_user_id: str) -> tuple[Balance, ...]:
         try:
             token = self.sfox.create_user_token(sfox_user_id)
         except SfoxError as exc:
             raise _NotChecked(f"sFOX gave no user token: {_reason(exc, 'the enterprise key')}") from None
         try:
-            data = self.sfox.get_user_balances(token)
+            data = self.sfox.get_user_balances(token, hold=self.limiter)
         except SfoxError as exc:
             raise _NotChecked(f"the balance read failed: {_reason(exc, 'the user token')}") from None
         finally:
@@ -214,11 +234,19 @@ class BalanceReader:
             raise _NotChecked(f"sFOX answered with a balance list the bot cannot read ({exc})") from None
 
 
-def route_limiter(store: Store, limit: int = ROUTE_LIMIT) -> RateLimit:
+def route_limiter(
+    store: Store, limit: int = ROUTE_LIMIT, timeout_seconds: float = BOUND_SECONDS
+) -> RateLimit:
     """The balance route's window, kept in the database and shared by every replica, for the reads
     a person waits on (the card's, a batch's pre-flight): at most `limit` per 10 s, the watches'
-    reads included."""
-    return SharedRateLimiter(store, limit, window=ROUTE_WINDOW_SECONDS, route=BALANCE_ROUTE)
+    reads included. `timeout_seconds`: the client's, each of a read's two calls within it."""
+    return SharedRateLimiter(
+        store,
+        limit,
+        window=ROUTE_WINDOW_SECONDS,
+        route=BALANCE_ROUTE,
+        bound=CALLS_PER_READ * timeout_seconds,
+    )
 
 
 def watch_reader(
@@ -228,7 +256,11 @@ def watch_reader(
     long for its slot (nobody waits on it), in the same shared window as a person's reads but
     taking at most `route_limit - 1` of its slots; or in `limiter`."""
     shared = limiter or SharedRateLimiter(
-        store, max(1, route_limit - 1), window=ROUTE_WINDOW_SECONDS, route=BALANCE_ROUTE
+        store,
+        max(1, route_limit - 1),
+        window=ROUTE_WINDOW_SECONDS,
+        route=BALANCE_ROUTE,
+        bound=CALLS_PER_READ * sfox.timeout_seconds,
     )
     return BalanceReader(sfox, "required", limiter=shared, slot_wait_seconds=WATCH_SLOT_WAIT_SECONDS)
 

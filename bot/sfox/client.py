@@ -7,7 +7,11 @@ could act twice or answer a misleading 404, so its outcome is reported as *unkno
 the workflow reconciles it with a read.
 
 What a call gives back (SfoxError, SfoxUser, CallResult) and the words of each failure are in
-bot/sfox/errors.py; every call first takes a slot of a `RateLimit` (bot/sfox/pacing.py).
+bot/sfox/errors.py; every attempt first takes a slot of a `RateLimit` (bot/sfox/pacing.py), the
+database-shared one in the bot, and says when its answer (or its failure) came back: the slot
+counts until then and a window more. An attempt is given no more time than is left of its slot's
+bound (the limiter's `bound`, this client's timeout in the bot), so a slot whose answer never
+comes stops counting only once the call cannot be in flight any more.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from bot.sfox.errors import (
     describe_transport_error,
     error_message,
 )
-from bot.sfox.pacing import LocalRateLimiter, RateLimit, hold_after_429
+from bot.sfox.pacing import LocalRateLimiter, RateLimit, Slot, hold_after_429
 from bot.sfox.userid import path_segment
 
 MAX_BODY_BYTES = 64 * 1024
@@ -64,14 +68,15 @@ class SfoxClient:
         sleep: Callable[[float], None] = time.sleep,
         limiter: RateLimit | None = None,
     ) -> None:
-        """`limiter` paces every call (by default a window of `rate_limit_per_10s` per 10 s in
-        this process, shared by all its threads)."""
+        """`limiter` paces every call: the bot passes the one shared by every process and replica
+        (bot/runtime/bootstrap.py); by default a window of `rate_limit_per_10s` per 10 s in this
+        process, shared by all its threads (`sfox-bot check`, which has no database)."""
         self.base_url = base_url.rstrip("/")
         self.timeout_seconds = timeout_seconds
         self.max_attempts = max_attempts
         self._sleep = sleep
         self._key = api_key.encode()
-        self._limiter = limiter or LocalRateLimiter(rate_limit_per_10s)
+        self._limiter = limiter or LocalRateLimiter(rate_limit_per_10s, bound=timeout_seconds)
         self._http = httpx.Client(
             base_url=self.base_url,
             headers={"Authorization": f"Bearer {api_key}", "User-Agent": "sfox-deactivate-bot/0.1"},
@@ -81,12 +86,21 @@ class SfoxClient:
             limits=httpx.Limits(max_connections=64, max_keepalive_connections=32),
         )
 
+    @property
+    def limiter(self) -> RateLimit:
+        """What paces this client's calls: a caller that must wait for a slot before it commits to
+        a call (a batch, before it claims a user) takes one here and passes it as `slot`."""
+        return self._limiter
+
     def close(self) -> None:
         self._http.close()
 
-    def get_user(self, user_id: str) -> SfoxUser:
-        """Look an end user up; raises SfoxError (status 404 when sFOX does not know the id)."""
-        response, _ = self._call("GET", f"/v1/enterprise/users/{path_segment(user_id)}", idempotent=True)
+    def get_user(self, user_id: str, *, slot: Slot | None = None) -> SfoxUser:
+        """Look an end user up; raises SfoxError (status 404 when sFOX does not know the id).
+        `slot`: one the caller took of this client's limiter, used by the first attempt."""
+        response, _ = self._call(
+            "GET", f"/v1/enterprise/users/{path_segment(user_id)}", idempotent=True, slot=slot
+        )
         try:
             data = json.loads(response.content)["data"]
             if not isinstance(data, dict):
@@ -122,12 +136,13 @@ class SfoxClient:
             ) from None
         return token
 
-    def get_user_balances(self, user_token: str) -> Any:
+    def get_user_balances(self, user_token: str, *, hold: RateLimit | None = None) -> Any:
         """`GET /v1/user/balance` as the end user: the parsed JSON (the caller checks its shape).
         Sent once, never retried: the route allows only a few calls per 10 s, and each retry
-        would use one up. The token goes only into this request's Authorization header."""
+        would use one up. The token goes only into this request's Authorization header. `hold`:
+        the route's limiter, closed for its Retry-After by a 429."""
         response, _ = self._call(
-            "GET", "/v1/user/balance", idempotent=True, bearer=user_token, max_attempts=1
+            "GET", "/v1/user/balance", idempotent=True, bearer=user_token, max_attempts=1, hold=hold
         )
         try:
             return json.loads(response.content)
@@ -137,13 +152,20 @@ class SfoxClient:
                 status=response.status_code,
             ) from None
 
-    def deactivate(self, user_id: str, *, hold: RateLimit | None = None) -> CallResult:
+    def deactivate(
+        self, user_id: str, *, hold: RateLimit | None = None, slot: Slot | None = None
+    ) -> CallResult:
         """DELETE the account. Success is any 2xx (the body is never parsed); raises SfoxError.
         `hold`, for a caller that paces many calls together (a batch): a 429 is not retried but
         closes that limiter for its Retry-After (every replica's, when it is shared) and is
-        raised at once, with `retry_after`: sFOX did nothing, and the caller sends it again."""
+        raised at once, with `retry_after`: sFOX did nothing, and the caller sends it again.
+        `slot`: one the caller took of this client's limiter, used by the first attempt."""
         _, result = self._call(
-            "DELETE", f"/v1/enterprise/account/{path_segment(user_id)}", idempotent=False, hold=hold
+            "DELETE",
+            f"/v1/enterprise/account/{path_segment(user_id)}",
+            idempotent=False,
+            hold=hold,
+            slot=slot,
         )
         return result
 
@@ -157,6 +179,24 @@ class SfoxClient:
         bearer: str | None = None,
         max_attempts: int | None = None,
         hold: RateLimit | None = None,
+        slot: Slot | None = None,
+    ) -> tuple[Answer, CallResult]:
+        try:
+            return self._attempts(method, path, idempotent, params, bearer, max_attempts, hold, slot)
+        finally:
+            if slot is not None:  # the caller's slot, if no attempt used it (out of time already)
+                slot.release()
+
+    def _attempts(
+        self,
+        method: str,
+        path: str,
+        idempotent: bool,
+        params: dict[str, str] | None,
+        bearer: str | None,
+        max_attempts: int | None,
+        hold: RateLimit | None,
+        slot: Slot | None,
     ) -> tuple[Answer, CallResult]:
         started = time.monotonic()
         deadline = started + self.timeout_seconds
@@ -169,7 +209,12 @@ class SfoxClient:
         while True:
             attempt += 1
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self._limiter.acquire(timeout=remaining):
+            if slot is not None and slot.deadline - time.monotonic() < min(remaining, 1.0):
+                slot.release()  # the caller's, taken too long ago to be used now: nothing sent
+                slot = None
+            if slot is None and remaining > 0:
+                slot = self._limiter.acquire(timeout=remaining)
+            if remaining <= 0 or slot is None:
                 if error is not None:
                     raise error  # what the last attempt got says more than "out of time"
                 raise SfoxError(
@@ -180,9 +225,16 @@ class SfoxClient:
             # A hung read may use at most half the budget, so a read can always be tried again; a
             # DELETE gets all that is left, since it is never re-sent after a read timeout anyway.
             per_try = remaining if not idempotent else min(remaining, self.timeout_seconds / 2)
+            # And no more than is left of the slot's bound, so the slot counts while it may fly.
+            per_try = max(0.001, min(per_try, slot.deadline - time.monotonic()))
             may_have_arrived = False
             try:
-                response = self._send(method, path, params, timeout=per_try, bearer=bearer)
+                slot.sent = True
+                try:
+                    response = self._send(method, path, params, timeout=per_try, bearer=bearer)
+                finally:
+                    slot.answered()  # the answer, or the failure, came back: now + window counts
+                    slot = None
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 error = SfoxError(f"could not connect to sFOX ({type(exc).__name__})", attempts=attempt)
                 retry_after = None

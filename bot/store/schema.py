@@ -319,17 +319,20 @@ batch_approvals = Table(
     UniqueConstraint("batch_id", "approver", name="uq_batch_approvals_batch_approver"),
 )
 
-# The sFOX rate limiters shared by every replica (bot/sfox/pacing.py): one row per call in the sliding
-# window (epoch seconds) of its route, and one gate row per route (id 1: every call; id 2: the balance
-# route; 0012_watch) that serialises takers and holds everyone back after a 429 (`blocked_until`).
+# The sFOX rate limiters shared by every replica (bot/sfox/pacing.py): one row per call in the window
+# of its route (epoch seconds of the database's clock: `at` when the slot was taken, `answered_at`
+# when the answer came back, `counts_until` the end of its place in the window; 0019_rate_slot_answers),
+# and one gate row per route (id 1: every call; id 2: the balance route; 0012_watch) that serialises
+# takers and holds everyone back after a 429 (`blocked_until`).
 rate_slots = Table(
     "rate_slots",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("at", Float, nullable=False),
     Column("route", Integer, nullable=False, server_default="1"),
-    Index("ix_rate_slots_at", "at"),
-    Index("ix_rate_slots_route_at", "route", "at"),
+    Column("answered_at", Float, nullable=True),
+    Column("counts_until", Float, nullable=False),
+    Index("ix_rate_slots_route_until", "route", "counts_until"),
 )
 
 rate_gate = Table(
