@@ -24,7 +24,7 @@ from alembic import op
 from bot.store.schema import UTCDateTime
 
 revision: str = "0020_worker_handover"
-down_revision: str | None = "0018_callback_attempts"
+down_revision: str | None = "0019_rate_slot_answers"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
