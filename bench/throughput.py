@@ -8,7 +8,7 @@ against the same 250-per-10-s limit as the DELETEs.
 
 Concurrency is bounded twice in the bot: the DELETEs run on the job pool (`runtime.JOB_THREADS`
 threads, so at most that many are in flight), and every sFOX call first takes a slot from the
-client's sliding-window LocalRateLimiter (bot/sfox/pacing.py) (`SFOX_RATE_LIMIT_PER_10S`, default 200 < sFOX's 250), which
+database-shared SharedRateLimiter (bot/sfox/pacing.py) (`SFOX_RATE_LIMIT_PER_10S`, default 200 < sFOX's 250), which
 makes a job wait, never fail, once the window is full.
 """
 
