@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from bot.config import load_settings
+from bot.fakes.polling import poll
 from bot.runtime.bootstrap import Runtime, build_runtime
 from bot.runtime.roles import WEB, WORKER, TakeLoop, handover_state
 from bot.store.db import Store
@@ -141,3 +142,22 @@ def test_a_command_taken_by_a_worker_that_died_is_resumed_and_its_requester_told
         lambda: [e.get("text", "") for e in web.slack.ephemeral if "restarted" in e.get("text", "")]
     )
     assert "The bot restarted while it was handling your command" in texts[0]
+
+
+def test_the_web_role_keeps_no_lease_on_what_it_hands_over(tiers, monkeypatch):
+    """Its lease keeper would renew the command for as long as the web process lives, hiding it
+    from every worker: the web role holds nothing."""
+    from bot.runtime import commands as commands_module
+
+    monkeypatch.setattr(commands_module, "KEEP_EVERY_SECONDS", 0.05)
+    web = tiers.web
+    assert web.driver.command(ALICE, "acct_1 offboarded").status_code == 200
+
+    def renewed() -> bool:
+        with web.store.reader() as conn:
+            row = conn.execute(commands.select()).mappings().one()
+        return row["lease_until"] > row["received_at"]
+
+    assert not poll(renewed, 0.5)  # ten of the keeper's turns: its lease stays run out
+    listening(tiers.add_worker())
+    web.slack.wait_for(lambda: web.slack.cards() or None, timeout=10)

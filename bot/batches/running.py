@@ -14,8 +14,6 @@ batch; users whose DELETE may have gone out are reconciled by a read, never rese
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import os
 import socket
@@ -29,13 +27,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from bot.batches.summary import outcome_csv, summary_text
 from bot.crashpoints import crash_point
 from bot.policy.rules import Policy
 from bot.requests.workflow import Workflow
 from bot.sfox.client import SfoxClient
 from bot.sfox.errors import CallResult, SfoxUser
 from bot.sfox.pacing import RateLimit, Slot
-from bot.slack.blocks import code, escape
+from bot.slack.blocks import escape
 from bot.slack.errors import NotifyError
 from bot.store.batch_base import IN_FLIGHT, BatchRecord
 from bot.store.batches import BatchStore
@@ -54,7 +53,6 @@ TICK_SECONDS = 0.25
 # keeps a user whose sending keeps being cut off from holding the batch open for ever.
 ROUNDS = 3
 MAX_RATE_LIMITED_TRIES = 50
-LISTED_FAILURES = 30
 
 
 class BatchNotifier(Protocol):
@@ -342,61 +340,3 @@ def _claim_again(record: RequestRecord, now: datetime) -> bool:
         and record.outcome in CLAIM_AGAIN
         and record.expires_at > now
     )
-
-
-def summary_text(batch: BatchRecord, rows: list[RequestRecord], counts: dict[str, int]) -> str:
-    done = counts.get("succeeded", 0)
-    failed = [r for r in rows if r.status == "failed"]
-    others = {s: n for s, n in counts.items() if s not in ("succeeded", "failed")}
-    text = f"*Batch #{batch.id} finished*: {done} deactivated, {len(failed)} failed"
-    for status, n in sorted(others.items()):
-        text += f", {n} {status}"
-    text += f" (of {len(rows)})."
-    if failed:
-        text += "\nFailed:"
-        for record in failed[:LISTED_FAILURES]:
-            text += (
-                f"\n• {code(record.sfox_user_id, 60)}: {escape(record.error or 'no reason recorded', 200)}"
-            )
-        if len(failed) > LISTED_FAILURES:
-            text += f"\n… and {len(failed) - LISTED_FAILURES} more (see the CSV)."
-    return text
-
-
-OUTCOME_FIELDS = (
-    "request_id",
-    "sfox_user_id",
-    "name",
-    "email",
-    "status",
-    "http_status",
-    "error",
-    "completed_at",
-)
-
-
-def outcome_csv(rows: list[RequestRecord]) -> str:
-    """Every user's outcome: the file uploaded at the end of a batch, and what
-    `sfox-bot history --batch ID --format csv` gives too."""
-    out = io.StringIO()
-    writer = csv.writer(out)
-    writer.writerow(OUTCOME_FIELDS)
-    for r in rows:
-        writer.writerow(
-            [
-                r.id,
-                _cell(r.sfox_user_id),
-                _cell(r.target_name or ""),
-                _cell(r.target_email or ""),
-                r.status,
-                r.http_status or "",
-                _cell(r.error or ""),
-                r.completed_at.isoformat() if r.completed_at else "",
-            ]
-        )
-    return out.getvalue()
-
-
-def _cell(text: str) -> str:
-    """A spreadsheet must not run a cell as a formula."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text

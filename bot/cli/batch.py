@@ -7,7 +7,7 @@ import json
 import sys
 from typing import TextIO
 
-from bot.batches.running import outcome_csv
+from bot.batches.summary import outcome_csv
 from bot.store.batches import BatchStore
 from bot.store.db import Store
 

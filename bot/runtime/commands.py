@@ -130,7 +130,7 @@ class Commands:
             if not isinstance(exc, Busy):
                 log.exception("command not recorded")
             return not_recorded("command", "ask again", exc)
-        self._hold(row_id)
+        self._hold_unless_handed_over(row_id)
         return Accepted(replace(ask, command_id=row_id), response_url, row_id, received_at, step)
 
     def accept_with(self, ask: Command, also: Callable[[Connection, int], None]) -> Accepted:
@@ -138,7 +138,7 @@ class Commands:
         bot/intake/) in one transaction with what `also(conn, command_id)` writes there (its
         idempotency key): both or neither. Raises what the write raises."""
         row_id, received_at = self.journal.record_with(row_of(ask, None), also)
-        self._hold(row_id)
+        self._hold_unless_handed_over(row_id)
         return Accepted(replace(ask, command_id=row_id), None, row_id, received_at)
 
     def run(self, accepted: Accepted) -> None:
@@ -305,6 +305,12 @@ class Commands:
             if self._keeper is None and not self._stop.is_set():
                 self._keeper = threading.Thread(target=self._keep, name="sfox-command-leases", daemon=True)
                 self._keeper.start()
+
+    def _hold_unless_handed_over(self, row_id: int) -> None:
+        """The receiver keeps the lease of what it will carry out itself; the web role keeps none,
+        or renewing it would hide the command from the workers (it is theirs from the start)."""
+        if not self.hands_over:
+            self._hold(row_id)
 
     def _release(self, row_id: int) -> None:
         with self._lock:
