@@ -4,6 +4,7 @@ on SQLite and on PostgreSQL (tests/postgres.py says which server). No figure is 
 timings belong to the benchmark, never to a test."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
