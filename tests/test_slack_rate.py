@@ -76,7 +76,14 @@ def test_five_approvals_at_once_in_one_channel_arrive_without_a_sweep(make_bot, 
         )
     assert [c.status_code for c in clicks] == [200] * len(opened)
     started = time.monotonic()
-    wait_until(lambda: _all_delivered(bot, records), timeout=DELIVERED_WITHIN)
+    # Settled first (each reconciled `succeeded`), so that "delivered" is not read while only the
+    # claim's card update was owed yet.
+    wait_until(
+        lambda: (
+            all(bot.store.get(r.id).status == "succeeded" for r in records) and _all_delivered(bot, records)
+        ),
+        timeout=DELIVERED_WITHIN,
+    )
     assert time.monotonic() - started < DELIVERED_WITHIN
 
     assert bot.slack.rate.refused.get(bot.driver.channel_id, 0) > 0  # Slack did refuse some
