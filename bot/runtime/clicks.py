@@ -88,6 +88,10 @@ class Clicks:
         # since a click's lease is not renewed while it waits.
         self._in_flight = 0
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        # The last take stopped at MAX_IN_FLIGHT with rows maybe left: take again once there is
+        # room, not at the next wake-up (a burst's wake-ups are over by then).
+        self.capped = False
 
     def add_steps(self, steps: dict[str, Callable[..., ClickResult]]) -> None:
         """Buttons of another capability (bot.batches): journalled like the card's, but the id they
@@ -162,8 +166,9 @@ class Clicks:
         while True:
             with self._lock:
                 room = MAX_IN_FLIGHT - self._in_flight
+                self.capped = room <= 0
             if room <= 0:
-                return handled  # the rest waits for the next pass, still due for any worker
+                return handled  # the rest waits for room (`wait_for_room`), still due for any worker
             rows = self.journal.take_due(room, only=clicks.c.action.in_(sorted(self.steps)))
             for row in rows:
                 handled += 1
@@ -200,6 +205,12 @@ class Clicks:
         finally:
             with self._lock:
                 self._in_flight -= 1
+                self._room.notify_all()
+
+    def wait_for_room(self, timeout: float) -> None:
+        """Until a handed-over click in hand is done (or `timeout`): then the worker takes more."""
+        with self._lock:
+            self._room.wait_for(lambda: self._in_flight < MAX_IN_FLIGHT, timeout)
 
     def handle_fresh(self, click: Click) -> ClickResult:
         """A click the web role received and handed over: handled as its receiver would have,

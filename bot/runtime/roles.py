@@ -89,6 +89,10 @@ class TakeLoop:
                 self.take(woken)
             except Exception:
                 log.exception("taking work failed; will try again")
+            if self.runtime.clicks.capped:  # clicks may be left: take more as soon as there is room
+                self.runtime.clicks.wait_for_room(self.poll_seconds)
+                woken = True
+                continue
             woken = self._wait()
 
     def _wait(self) -> bool:
