@@ -161,3 +161,33 @@ def test_the_web_role_keeps_no_lease_on_what_it_hands_over(tiers, monkeypatch):
     assert not poll(renewed, 0.5)  # ten of the keeper's turns: its lease stays run out
     listening(tiers.add_worker())
     web.slack.wait_for(lambda: web.slack.cards() or None, timeout=10)
+
+
+def test_a_burst_of_more_clicks_than_a_worker_holds_is_taken_without_waiting_for_its_poll(tiers):
+    """A worker takes at most MAX_IN_FLIGHT clicks at a time; the rest are taken as soon as one
+    is done, never left to a poll (600 s here) after the burst's wake-ups are over."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bot.runtime.clicks import MAX_IN_FLIGHT
+
+    web = tiers.web
+    users = [f"acct_click_{n}" for n in range(MAX_IN_FLIGHT + 8)]
+    for user in users:
+        web.sfox.add_user(user)
+    listening(tiers.add_worker())
+    for n, user in enumerate(users):
+        assert web.driver.command(ALICE, f"{user} burst", channel_id=f"C0CLICK{n:04}").status_code == 200
+    wait_until(lambda: len(web.slack.cards()) == len(users), timeout=30)
+    records = wait_until(
+        lambda: (
+            (rs := [r for r in web.store.history(limit=100) if r.message_ts]) and len(rs) == len(users) and rs
+        )
+    )
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(
+            pool.map(lambda r: web.driver.click(BOB, "sfox_approve", str(r.id), r.message_ts), records)
+        )
+    assert all(a.status_code == 200 for a in answers)
+    for record in records:
+        wait_status(web, record.id, "succeeded", timeout=20)
+    assert len(web.sfox.requests("DELETE")) == len(users)
