@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.crashpoints import crash_point
 from bot.requests.base import CardRef
-from bot.runtime.clicks import Click
+from bot.runtime.clicks import HOME, Click
 from bot.runtime.journal import not_recorded
 from bot.slack.batch_card import BATCH_ACTIONS, BATCH_APPROVE
 from bot.slack.blocks import card_block_id
@@ -16,15 +16,12 @@ from bot.slack.identity import is_own_message
 from bot.slack.watch_blocks import WATCH_ACTIONS
 from bot.store.errors import Busy
 from handlers.commands import say_privately
+from handlers.home import home_answer
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, BoltContext, Respond
 
     from bot.runtime.bootstrap import Runtime
-
-
-# Answers the clicker: given the click's payload and Bolt's `respond`, a function taking the text.
-AnswerFor = Callable[[dict[str, Any], "Respond"], Callable[[str], None]]
 
 
 def register(app: App, runtime: Runtime) -> None:
@@ -39,30 +36,25 @@ def register(app: App, runtime: Runtime) -> None:
 
 
 def click_listener(
-    runtime: Runtime,
-    *,
-    as_action: str | None = None,
-    answer_for: AnswerFor | None = None,
-    after: Callable[[dict[str, Any]], None] | None = None,
-    answer_in: str | None = None,
+    runtime: Runtime, *, as_action: str | None = None, answer_in: str | None = None
 ) -> Callable[..., None]:
-    """The listener for a button: record the click, ack, then run its step on the step pool.
-    `as_action` records it as that card action (an App Home button does what the card's does);
-    `answer_for` says how to answer the clicker (default: privately through the response URL);
-    `after` runs once the step is done (e.g. republish the clicker's App Home); `answer_in` is
-    recorded with the click so that a worker answers where it was made (HOME)."""
-
-    def private(body: dict[str, Any], respond: Respond) -> Callable[[str], None]:
-        return lambda text: say_privately(respond, text)
-
-    answer_with = answer_for or private
+    """The listener for a button: record the click, ack, then run its step on the step pool (the
+    web role: a worker does). `as_action` records it as that card action (an App Home button does
+    what the card's does); `answer_in` is where the clicker is answered (HOME: their App Home tab;
+    None: privately through the response URL), recorded with the click so that whichever process
+    handles it answers there (`Clicks.handle_fresh`)."""
 
     def on_click(
         ack: Ack, body: dict[str, Any], action: dict[str, Any], respond: Respond, context: BoltContext
     ) -> None:
         actor = str((body.get("user") or {}).get("id", ""))
         request_id = request_id_of(action.get("value"))
-        answer = answer_with(body, respond)
+        # Only for what is answered before anything is recorded.
+        answer = (
+            home_answer(runtime)(body, respond)
+            if answer_in == HOME
+            else (lambda t: say_privately(respond, t))
+        )
         if request_id is None or not actor:
             ack()
             answer("That button did not carry a valid request; nothing was changed.")
@@ -88,14 +80,12 @@ def click_listener(
             return
         ack()
         if not runtime.clicks.hands_over:  # the web role: a worker handles it (bot/runtime/roles.py)
-            runtime.step(on_acked, click, answer, body)
+            runtime.step(on_acked, click)
 
-    def on_acked(click: Click, answer: Callable[[str], None], body: dict[str, Any]) -> None:
+    def on_acked(click: Click) -> None:
         """The click's step, after the ack (on the step pool)."""
         crash_point("click_acked")
-        runtime.clicks.handle(click, answer)
-        if after is not None:
-            after(body)
+        runtime.clicks.handle_fresh(click)
 
     return on_click
 

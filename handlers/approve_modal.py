@@ -32,7 +32,7 @@ from bot.store.errors import Busy
 from handlers.actions import card_of, click_listener, request_id_of
 from handlers.commands import say_privately
 from handlers.deny_modal import journal_submitted, submitted_from
-from handlers.home import home_after, home_answer
+from handlers.home import home_answer
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, BoltContext, Respond
@@ -47,13 +47,7 @@ log = logging.getLogger("sfox_bot.handlers")
 
 def register(app: App, runtime: Runtime) -> None:
     card_plain = click_listener(runtime)
-    home_plain = click_listener(
-        runtime,
-        as_action=APPROVE,
-        answer_for=home_answer(runtime),
-        after=home_after(runtime),
-        answer_in=HOME,
-    )
+    home_plain = click_listener(runtime, as_action=APPROVE, answer_in=HOME)
 
     # Listened for either way: a code modal opened before a restart with step-up off is answered.
     @app.view(CALLBACK_ID)

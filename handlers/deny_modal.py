@@ -22,7 +22,6 @@ from bot.slack.blocks import DENY, code
 from bot.slack.home import HOME_DENY
 from bot.store.errors import Busy
 from handlers.actions import card_of, click_listener, request_id_of
-from handlers.home import home_after, home_answer
 
 if TYPE_CHECKING:
     from slack_bolt import Ack, App, BoltContext, Respond
@@ -37,13 +36,7 @@ log = logging.getLogger("sfox_bot.handlers")
 
 def register(app: App, runtime: Runtime) -> None:
     card_plain = click_listener(runtime)
-    home_plain = click_listener(
-        runtime,
-        as_action=DENY,
-        answer_for=home_answer(runtime),
-        after=home_after(runtime),
-        answer_in=HOME,
-    )
+    home_plain = click_listener(runtime, as_action=DENY, answer_in=HOME)
 
     def deny_listener(plain: Any, from_home: bool) -> Any:
         def on_deny(
@@ -100,7 +93,7 @@ def journal_submitted(
 ) -> None:
     """A modal's click recorded before the ack, like any click (`not_recorded`: the form's error
     when the journal cannot take it), then handed to the step pool (the web role: a worker),
-    answered where it came from."""
+    answered where it came from (`Clicks.handle_fresh`)."""
     from_home = bool(meta.get("h"))
     if from_home:
         click = replace(click, answer_in=HOME)
@@ -114,32 +107,8 @@ def journal_submitted(
             raise
         return
     ack()
-    if runtime.clicks.hands_over:
-        return
-    answer_body = {"user": {"id": click.actor}}
-    if from_home:
-        answer = home_answer(runtime)(answer_body, None)  # type: ignore[arg-type]
-    else:
-        answer = answer_by_url(runtime, click.response_url)
-    runtime.step(handle_submitted, runtime, click, answer, answer_body if from_home else None)
-
-
-def handle_submitted(runtime: Runtime, click: Click, answer: Any, home_body: dict[str, Any] | None) -> None:
-    """A modal's click, journalled: its step, then the clicker's App Home if it came from there."""
-    runtime.clicks.handle(click, answer)
-    if home_body is not None:
-        home_after(runtime)(home_body)
-
-
-def answer_by_url(runtime: Runtime, response_url: str | None) -> Any:
-    """Answer through the response URL of the click that opened a modal (it lives 30 minutes): a
-    courtesy. Also the code modal's (handlers/approve_modal.py)."""
-
-    def answer(text: str) -> None:
-        if response_url:
-            runtime.clicks.answer_later(response_url, text)
-
-    return answer
+    if not runtime.clicks.hands_over:  # the web role: a worker handles it (bot/runtime/roles.py)
+        runtime.step(runtime.clicks.handle_fresh, click)
 
 
 def _open_modal(

@@ -13,8 +13,6 @@ if TYPE_CHECKING:
 
     from bot.runtime.bootstrap import Runtime
 
-ANSWERED = "_sfox_home_answered"  # set in a click's payload once its answer was published
-
 
 def register(app: App, runtime: Runtime) -> None:
     assert runtime.visibility is not None
@@ -35,21 +33,9 @@ def home_answer(runtime: Runtime) -> Callable[[dict[str, Any], Respond], Callabl
         user = str((body.get("user") or {}).get("id", ""))
 
         def answer(text: str) -> None:
-            body[ANSWERED] = True
             if runtime.visibility is not None and user:
                 runtime.visibility.home.publish(user, banner=text)
 
         return answer
 
     return answer_for
-
-
-def home_after(runtime: Runtime) -> Callable[[dict[str, Any]], None]:
-    """After a Home click's step: republish the clicker's tab (unless its answer already did)."""
-
-    def after(body: dict[str, Any]) -> None:
-        user = str((body.get("user") or {}).get("id", ""))
-        if not body.get(ANSWERED) and runtime.visibility is not None and user:
-            runtime.visibility.home.publish(user, banner=":white_check_mark: Done.")
-
-    return after

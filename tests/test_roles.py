@@ -79,6 +79,9 @@ def test_the_web_role_acks_and_records_and_calls_nobody_until_a_worker_takes_it(
     ready = httpx.get(f"{web.url}/readyz").json()
     assert ready["role"] == "web" and ready["workers"]["waiting"] == 1
     assert ready["workers"]["last_taken_at"] is None
+    metrics = httpx.get(f"{web.url}/metrics").text
+    assert 'sfox_bot_role{role="web"} 1.0' in metrics and "sfox_bot_work_waiting 1.0" in metrics
+    assert "sfox_bot_worker_last_took_timestamp_seconds 0.0" in metrics
 
     listening(tiers.add_worker())
     card = web.slack.wait_for(lambda: web.slack.cards() or None)[0]

@@ -193,11 +193,7 @@ class Clicks:
         )
         answered: list[str] = []
         self.handle(click, answered.append)
-        text = preface + (answered[0] if answered else "See the card.")
-        if click.answer_in == HOME:
-            self.answer_home(click.actor, text)
-        elif click.response_url and self.journal.answerable(click.received_at):
-            self.answer_later(click.response_url, text)
+        self._answer(click, preface + (answered[0] if answered else "See the card."))
 
     def _fresh_step(self, click: Click) -> None:
         try:
@@ -213,21 +209,26 @@ class Clicks:
             self._room.wait_for(lambda: self._in_flight < MAX_IN_FLIGHT, timeout)
 
     def handle_fresh(self, click: Click) -> ClickResult:
-        """A click the web role received and handed over: handled as its receiver would have,
-        answered where it was made (the response URL, or the clicker's App Home tab)."""
+        """A recorded click nobody worked on before, handled by the process that received it or
+        by the worker it was handed to alike, answered where it was made: privately through its
+        response URL, or by republishing the clicker's App Home tab (which is republished once
+        the step is done even when there is nothing to say)."""
         answered: list[str] = []
 
         def answer(text: str) -> None:
             answered.append(text)
-            if click.answer_in == HOME:
-                self.answer_home(click.actor, text)
-            elif click.response_url and self.journal.answerable(click.received_at):
-                self.answer_later(click.response_url, text)
+            self._answer(click, text)
 
         result = self.handle(click, answer)
         if click.answer_in == HOME and not answered:
             self.answer_home(click.actor, ":white_check_mark: Done.")
         return result
+
+    def _answer(self, click: Click, text: str) -> None:
+        if click.answer_in == HOME:
+            self.answer_home(click.actor, text)
+        elif click.response_url and self.journal.answerable(click.received_at):
+            self.answer_later(click.response_url, text)
 
 
 def _click(row: RowMapping) -> Click:

@@ -125,7 +125,7 @@ class Journal:
                 conn.execute(insert(self.table).values(**row).returning(self.table.c.id)).scalar_one()
             )
             also(conn, row_id)
-        self._woken()
+        self.wake_workers()
         return row_id, now
 
     @property
@@ -145,8 +145,6 @@ class Journal:
         if self.wake is not None:
             self.wake()
 
-    _woken = wake_workers
-
     def _write(self, batch: list[_Pending]) -> None:
         try:
             budget = min(p.deadline for p in batch) - time.monotonic()
@@ -159,35 +157,13 @@ class Journal:
                 ids = conn.execute(self._record, rows).scalars().all()
             for p, row_id in zip(batch, ids, strict=True):
                 p.row_id, p.received_at = int(row_id), now
-            self._woken()
+            self.wake_workers()
         except Exception as exc:  # nothing of the batch is written
             for p in batch:
                 p.error = exc
         finally:
             for p in batch:
                 p.settled = True
-
-    def due(self, limit: int = 500) -> list[RowMapping]:
-        """Open rows whose lease has run out (their process died), oldest first."""
-        t = self.table
-        query = (
-            select(t).where(t.c.done_at.is_(None), t.c.lease_until < self.now()).order_by(t.c.id).limit(limit)
-        )
-        with self.store.reader() as conn:
-            return list(conn.execute(query).mappings().all())
-
-    def take(self, row_id: int) -> bool:
-        """Lease an open row whose lease has run out to this process; False if another got it."""
-        now = self.now()
-        t = self.table
-        with self.store.transaction() as conn:
-            return bool(
-                conn.execute(
-                    update(t)
-                    .where(t.c.id == row_id, t.c.done_at.is_(None), t.c.lease_until < now)
-                    .values(lease_until=now + self.lease, holds=t.c.holds + 1, taken_at=now)
-                ).rowcount
-            )
 
     def take_due(
         self, limit: int = TAKE_AT_ONCE, *, only: ColumnElement[bool] | None = None

@@ -257,7 +257,6 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily(
             "sfox_bot_outbox_oldest_owed_seconds", "Age of the oldest Slack message owed (0: none)", value=age
         )
-        now = self.clock()
         yield GaugeMetricFamily(
             "sfox_bot_work_waiting",
             "Clicks and commands acked by the web role that no worker has taken yet",
@@ -266,9 +265,7 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily(
             "sfox_bot_work_oldest_waiting_seconds",
             "Age of the oldest click or command no worker has taken yet (0: none)",
-            value=0.0
-            if handed.oldest_waiting_at is None
-            else max(0.0, (now - handed.oldest_waiting_at).total_seconds()),
+            value=handed.as_dict(self.clock())["oldest_waiting_seconds"] or 0.0,
         )
         yield GaugeMetricFamily(
             "sfox_bot_worker_last_took_timestamp_seconds",
