@@ -194,12 +194,7 @@ def _batch(backend: str, load: str, url: str, users: int, rig: h.Rig) -> BatchRe
         rate = (len(times) - 1) / span if span > 0 else float("inf")
         marks = [times[0], *[u for u in updates if times[0] <= u <= times[-1]], times[-1]]
         gap = max((b - a for a, b in zip(marks, marks[1:], strict=False)), default=0.0)
-        seen = sorted(r.at for r in rig.sfox.requests())
-        peak, start = 0, 0
-        for end, at in enumerate(seen):
-            while at - seen[start] >= WINDOW:
-                start += 1
-            peak = max(peak, end - start + 1)
+        peak = sfox_limits.most_in_any_window([r.at for r in rig.sfox.requests()], WINDOW)
         return BatchResult(
             backend, load, users, rig.sfox.rate_limited, preflight, span, rate, gap, len(updates), peak
         )

@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 
 from bench import harness as h
 from bot.config import Settings
+from bot.fakes import sfox_limits
 from bot.runtime.bootstrap import JOB_THREADS
 from bot.slack.blocks import APPROVE
 from bot.store.db import Store
@@ -109,8 +110,8 @@ def run(n: int, rig: h.Rig, memory: list[dict[str, Any]]) -> ThroughputResult:
             wall=last_at - t0,
             first_delete=arrivals[0] - t0,
             last_delete=arrivals[-1] - t0,
-            max_in_flight=_max_within(arrivals, DELAY),
-            max_per_10s=_max_within(arrivals, 10.0),
+            max_in_flight=sfox_limits.most_in_any_window(arrivals, DELAY),
+            max_per_10s=sfox_limits.most_in_any_window(arrivals, 10.0),
             ack_p99=h.percentile([s.seconds for s in samples], 99),
             rate_limit=Settings().sfox_rate_limit_per_10s,
         )
@@ -120,13 +121,3 @@ def run(n: int, rig: h.Rig, memory: list[dict[str, Any]]) -> ThroughputResult:
         bot.stop()
         rig.slack.reset()
         rig.sfox.reset()
-
-
-def _max_within(times: list[float], window: float) -> int:
-    """The most arrivals inside any `window` seconds (with a fixed answer delay, the most in flight)."""
-    best, lo = 0, 0
-    for hi, t in enumerate(times):
-        while t - times[lo] >= window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best

@@ -279,3 +279,13 @@ def test_sfoxs_limits_are_switched_off_only_with_a_reason():
     with FakeSfox(api_key=SFOX_KEY, limited=False, why="this test sends past the limit on purpose") as free:
         assert free.unlimited_why and free.rate_limit is None and free.balance_limit is None
         assert set(_lookups(free, 260)) == {200}
+
+
+def test_the_most_arrivals_in_any_window_counts_as_sfox_does():
+    """A call exactly one window after another is in a new window, as the fake admits it."""
+    from bot.fakes.sfox_limits import most_in_any_window
+
+    assert most_in_any_window([], 10.0) == 0
+    assert most_in_any_window([5.0, 0.0, 9.99], 10.0) == 3  # order does not matter
+    assert most_in_any_window([0.0, 10.0, 20.0], 10.0) == 1
+    assert most_in_any_window([0.0, 1.0, 10.5, 10.9], 10.0) == 3

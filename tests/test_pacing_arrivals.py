@@ -18,6 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
+from bot.fakes import sfox_limits
 from bot.fakes.sfox_api import FakeSfox, Fault
 from bot.sfox.client import SfoxClient
 from bot.sfox.errors import SfoxError
@@ -52,17 +53,6 @@ class _Lagging(httpx.HTTPTransport):
         if (next(self.count) // LIMIT) % 2 == 0:
             time.sleep(LAG)
         return super().handle_request(request)
-
-
-def _peak(times: list[float], window: float) -> int:
-    """The most arrivals in any `window` seconds (as the fake sFOX counts them)."""
-    times = sorted(times)
-    peak, start = 0, 0
-    for end, at in enumerate(times):
-        while at - times[start] >= window:
-            start += 1
-        peak = max(peak, end - start + 1)
-    return peak
 
 
 @pytest.mark.slow
@@ -105,7 +95,7 @@ def test_calls_whose_arrival_lags_their_slot_never_exceed_sfox_count(database_ur
     arrivals = [r.at for r in fake.requests("GET")]
     assert len(arrivals) == 6 * LIMIT
     assert fake.rate_limited == 0 and refused == []
-    assert _peak(arrivals, WINDOW) <= LIMIT
+    assert sfox_limits.most_in_any_window(arrivals, WINDOW) <= LIMIT
 
 
 _DIES = """

@@ -60,3 +60,15 @@ def reason(why: str) -> str:
     if not why.strip():
         raise Unlimited("say why this test runs without sFOX's limits")
     return why
+
+
+def most_in_any_window(times: list[float], seconds: float) -> int:
+    """The most of `times` (arrivals) inside any `seconds`: what sFOX would have counted at its
+    busiest, the figure the benchmarks and the pacing tests hold against the limit."""
+    times = sorted(times)
+    most, start = 0, 0
+    for end, at in enumerate(times):
+        while at - times[start] >= seconds:
+            start += 1
+        most = max(most, end - start + 1)
+    return most
