@@ -25,8 +25,8 @@ NEVER_POLLS = 600.0
 
 
 class Tiers:
-    def __init__(self, slack: Any, sfox: Any, database_url: str) -> None:
-        self.env = bot_env(slack, sfox, database_url)
+    def __init__(self, slack: Any, sfox: Any, database_url: str, **settings: str) -> None:
+        self.env = bot_env(slack, sfox, database_url, **settings)
         self.web: Bot = start_bot(load_settings(self.env), slack, sfox, role=WEB)
         self.workers: list[Runtime] = []
 
@@ -194,3 +194,25 @@ def test_a_burst_of_more_clicks_than_a_worker_holds_is_taken_without_waiting_for
     for record in records:
         wait_status(web, record.id, "succeeded", timeout=20)
     assert len(web.sfox.requests("DELETE")) == len(users)
+
+
+def test_an_intake_request_to_the_web_role_is_answered_once_a_worker_opened_it(
+    fake_slack, fake_sfox, database_url
+):
+    """The intake API's answer names the request and its card: the web role waits for the worker
+    that opens it, rather than opening it itself (it makes no sFOX call)."""
+    from tests.test_intake import INTAKE, ask, post
+
+    fake_sfox.add_user("acct_intake_1")
+    made = Tiers(fake_slack, fake_sfox, database_url, **INTAKE)
+    try:
+        listening(made.add_worker())
+        response = post(made.web, ask())
+        assert response.status_code == 202, response.text
+        answer = response.json()
+        assert answer["status"] == "pending" and answer["url"].startswith("https://")
+        assert made.web.store.get(answer["request_id"]).requested_via == "backoffice"
+        # The web process's own counts: not one sFOX call of its own.
+        assert "sfox_bot_sfox_calls_total{" not in httpx.get(f"{made.web.url}/metrics").text
+    finally:
+        made.stop()
