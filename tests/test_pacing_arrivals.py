@@ -66,7 +66,9 @@ def test_calls_whose_arrival_lags_their_slot_never_exceed_sfox_count(database_ur
         SfoxClient(
             fake.url,
             SFOX_KEY,
-            timeout_seconds=5,
+            # Time enough to wait for a slot among twenty callers on a loaded machine (a caller
+            # that gets none would be refused, and fewer than 6 * LIMIT would arrive).
+            timeout_seconds=30,
             max_attempts=1,
             transport=_Lagging(count),
             limiter=SharedRateLimiter(store, LIMIT, window=WINDOW, margin=MARGIN, bound=5),
