@@ -21,6 +21,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.exc import OperationalError
@@ -140,6 +141,9 @@ class StoreBase:
         # polling), so at most one writer per process waits inside SQLite; a write before an ack
         # (`quick_transaction`) goes first, so a busy job pool cannot hold acks back.
         self._write_lock = WriteLock() if engine.dialect.name == "sqlite" else None
+        self._bounds = text(
+            "SELECT set_config('lock_timeout', :ms, true), set_config('statement_timeout', :ms, true)"
+        )
 
     @classmethod
     def from_url(cls, url: str, audit_key: str | None = None) -> Self:
@@ -225,11 +229,11 @@ class StoreBase:
             try:
                 with self.engine.connect() as conn:
                     if conn.dialect.name == "sqlite":
-                        conn = conn.execution_options(busy_timeout_ms=left_ms)
+                        conn = conn.execution_options(urgent_ms=left_ms)
                     with conn.begin():
                         if conn.dialect.name == "postgresql":
-                            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {left_ms}")
-                            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {left_ms}")
+                            # Both bounds in one round trip (SET LOCAL, as set_config(..., true)).
+                            conn.execute(self._bounds, {"ms": str(left_ms)})
                         yield conn
             except OperationalError as exc:
                 if time.monotonic() >= deadline - 0.001 or is_busy(exc):
