@@ -1,8 +1,10 @@
 """Section 1: how fast Slack gets its ack, for `/sfox-deactivate` and for an Approve click.
 
-For each sFOX delay a fresh `sfox-bot run` serves a closed loop of 1, 10 and 50 clients (one
-persistent connection each); the bare Bolt baseline serves the same traffic right before, while
-the bot is paused (SIGSTOP) so its background work cannot slow the baseline down. Every command
+For each database and sFOX delay a fresh `sfox-bot run` (a web process and its workers) serves
+a closed loop of 1, 10 and 50 clients, each request on a new connection, its connect timed with
+it (Slack promises no keep-alive; issue 26 measured so); the bare Bolt baseline serves the same
+traffic right before, while the bot is paused (SIGSTOP) so its background work cannot slow the
+baseline down. Every command
 names a distinct sFOX user and every click approves a distinct pending request, so the bot does
 its full work behind each ack: lookups, cards, claims, DELETEs, thread replies.
 """
@@ -10,16 +12,19 @@ its full work behind each ack: lookups, cards, claims, DELETEs, thread replies.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bench import harness as h
 from bench.loadgen import LoadGenerator, Sample
 from bot.slack.blocks import APPROVE
 from bot.store.db import Store
 from bot.store.schema import requests
+from tests import postgres
 
 # The fake sFOX has no limit; the bot's own limiter is set to the most sFOX allows (250/10 s), so
 # the backlog drains at 25 calls/s after each block. The acks never wait for it.
@@ -39,6 +44,7 @@ QUICK = AckConfig(samples={1: 20, 10: 40}, delays=(0.0,), drain_timeout=60.0)
 
 @dataclass
 class AckRow:
+    database: str
     kind: str
     delay: float
     clients: int
@@ -52,6 +58,7 @@ class AckRow:
         o = [h.percentile(self.ours, p) for p in (50, 95, 99)]
         b = [h.percentile(self.bare, p) for p in (50, 95, 99)]
         return [
+            self.database,
             self.kind,
             f"{self.delay * 1000:.0f}",
             self.clients,
@@ -65,6 +72,7 @@ class AckRow:
 
 
 HEADERS = [
+    "database",
     "request",
     "sFOX ms",
     "clients",
@@ -87,35 +95,21 @@ class AckResult:
     drains: list[str] = field(default_factory=list)
 
 
-def run(cfg: AckConfig, rig: h.Rig, memory: list[dict[str, Any]]) -> AckResult:
+def run(cfg: AckConfig, rig: h.Rig, memory: list[dict[str, Any]], backends: Sequence[str]) -> AckResult:
     result = AckResult()
     work = h.workdir("ack")
     bare = h.start_bare(rig, work)
-    driver = rig.driver
     try:
-        for delay in cfg.delays:
-            rig.sfox.delay = delay
-            url = f"sqlite:///{work / f'ack-{int(delay * 1000)}.db'}"
-            # No balance read (section 6 measures it): it is paced at 4 per 10 s, so under this
-            # load nearly every card would wait 3 s for a slot and the drain would measure that.
-            bot = h.start_bot(
-                f"bot-ack-{int(delay * 1000)}ms",
-                rig,
-                url,
-                work,
-                SFOX_RATE_LIMIT_PER_10S=RATE_LIMIT,
-                SFOX_BALANCE_CHECK="off",
-            )
-            idle = bot.rss_kib()
-            store = Store.from_url(url)
-            try:
-                _block(cfg, delay, rig, bot, bare, store, driver, result)
-                memory.append({"server": bot.name, "idle": idle, "loaded": bot.rss_kib()})
-            finally:
-                store.close()
-                bot.stop()
-                rig.slack.reset()
-                rig.sfox.reset()
+        for backend in backends:
+            for delay in cfg.delays:
+                rig.sfox.delay = delay
+                name = f"bot-ack-{backend}-{int(delay * 1000)}ms"
+                if backend == "postgres":
+                    with postgres.own_schema(prefix="ack") as url:
+                        _one(cfg, "PostgreSQL", delay, rig, bare, url, name, work, memory, result)
+                else:
+                    url = f"sqlite:///{work / f'ack-{int(delay * 1000)}.db'}"
+                    _one(cfg, "SQLite", delay, rig, bare, url, name, work, memory, result)
         memory.append({"server": "bare bolt", "idle": None, "loaded": bare.rss_kib()})
     finally:
         rig.sfox.delay = 0.0
@@ -123,8 +117,36 @@ def run(cfg: AckConfig, rig: h.Rig, memory: list[dict[str, Any]]) -> AckResult:
     return result
 
 
+def _one(
+    cfg: AckConfig,
+    database: str,
+    delay: float,
+    rig: h.Rig,
+    bare: h.Server,
+    url: str,
+    name: str,
+    work: Path,
+    memory: list[dict[str, Any]],
+    result: AckResult,
+) -> None:
+    # No balance read (section 7 measures it): it is paced at 4 per 10 s, so under this load
+    # nearly every card would wait 3 s for a slot and the drain would measure that.
+    bot = h.start_bot(name, rig, url, work, SFOX_RATE_LIMIT_PER_10S=RATE_LIMIT, SFOX_BALANCE_CHECK="off")
+    idle = bot.rss_kib()
+    store = Store.from_url(url)
+    try:
+        _block(cfg, database, delay, rig, bot, bare, store, rig.driver, result)
+        memory.append({"server": bot.name, "idle": idle, "loaded": bot.rss_kib()})
+    finally:
+        store.close()
+        bot.stop()
+        rig.slack.reset()
+        rig.sfox.reset()
+
+
 def _block(
     cfg: AckConfig,
+    database: str,
     delay: float,
     rig: h.Rig,
     bot: h.Server,
@@ -133,8 +155,9 @@ def _block(
     driver: Any,
     result: AckResult,
 ) -> None:
-    tag = f"d{int(delay * 1000)}"
+    tag = f"{database[0].lower()}{int(delay * 1000)}"
     command_users: list[str] = []
+    answers: dict[str, str] = {}  # command user -> the name of its response_url
     click_users: list[str] = []
     click_ids: list[int] = []
     for kind in ("command", "approve"):
@@ -146,7 +169,9 @@ def _block(
                 for uid in users:
                     rig.sfox.add_user(uid)
                 command_users += users
-                ours = [driver.command_body(h.ALICE, f"{uid} benchmark")[0] for uid in users]
+                built = [driver.command_body(h.ALICE, f"{uid} benchmark") for uid in users]
+                answers.update({uid: b[1] for uid, b in zip(users, built, strict=True)})
+                ours = [b[0] for b in built]
             else:
                 users = [f"ack_{tag}_a{clients}_{i}" for i in range(total)]
                 seeded = h.seed_pending(store, rig, users)
@@ -167,6 +192,7 @@ def _block(
             errors = sum(1 for s in ours_samples + bare_samples if s.status != 200)
             result.rows.append(
                 AckRow(
+                    database,
                     kind,
                     delay,
                     clients,
@@ -179,7 +205,7 @@ def _block(
             )
             if errors:
                 raise h.BenchError(f"{errors} ack(s) were not HTTP 200 ({kind}, {clients} clients)")
-    _drain(cfg, delay, rig, store, command_users, click_users, click_ids, result)
+    _drain(cfg, database, delay, rig, store, answers, click_users, click_ids, result)
 
 
 def _measure(
@@ -188,47 +214,55 @@ def _measure(
     warmup = bodies[:clients]
     rest = bodies[clients:]
     per_client = [rest[i * per : (i + 1) * per] for i in range(clients)]
-    samples = gen.closed_loop(url, per_client, warmup)
+    samples = gen.closed_loop(url, per_client, warmup, fresh=True)
     wall = max(s.started + s.seconds for s in samples) - min(s.started for s in samples)
     return samples, wall
 
 
 def _drain(
     cfg: AckConfig,
+    database: str,
     delay: float,
     rig: h.Rig,
     store: Store,
-    command_users: list[str],
+    answers: dict[str, str],
     click_users: list[str],
     click_ids: list[int],
     result: AckResult,
 ) -> None:
     """Wait until the bot has finished everything behind the acks, then check it did it once."""
     started = time.monotonic()
+    command_users = list(answers)
 
-    def carded() -> int:
+    def carded() -> set[str]:
         with store.engine.connect() as conn:
-            return int(
+            return set(
                 conn.execute(
-                    select(func.count())
-                    .select_from(requests)
-                    .where(requests.c.sfox_user_id.in_(command_users), requests.c.message_ts.is_not(None))
-                ).scalar_one()
+                    select(requests.c.sfox_user_id).where(
+                        requests.c.sfox_user_id.in_(command_users), requests.c.message_ts.is_not(None)
+                    )
+                ).scalars()
             )
 
-    h.wait_for(
-        lambda: (
-            h.status_counts(store, click_ids).get("succeeded", 0) == len(click_ids)
-            and carded() == len(command_users)
-        ),
-        cfg.drain_timeout,
-        "the bot to finish the lookups and DELETEs behind the acks",
-        poll_every=0.5,
-    )
+    try:
+        h.wait_for(
+            lambda: (
+                h.status_counts(store, click_ids).get("succeeded", 0) == len(click_ids)
+                and len(carded()) == len(command_users)
+            ),
+            cfg.drain_timeout,
+            "the bot to finish the lookups and DELETEs behind the acks",
+            poll_every=0.5,
+        )
+    except h.BenchError as exc:
+        # Say what the commands without a card were told (their response_url posts).
+        missing = sorted(set(command_users) - carded())
+        told = {uid: [t for _, t in rig.slack.arrivals.get(answers[uid], [])] for uid in missing[:10]}
+        raise h.BenchError(f"{exc}; {len(missing)} command(s) got no card, told: {told}") from None
     h.assert_deleted_once(rig.sfox, click_users)
     lookups = sum(1 for r in rig.sfox.requests("GET"))
     result.drains.append(
-        f"sFOX {delay * 1000:.0f} ms: {len(command_users)} commands → {len(command_users)} cards "
+        f"{database}, sFOX {delay * 1000:.0f} ms: {len(command_users)} commands → {len(command_users)} cards "
         f"({lookups} lookups), {len(click_users)} approvals → {len(click_users)} DELETEs, each exactly "
         f"once; backlog drained {time.monotonic() - started:.0f} s after the last ack"
     )

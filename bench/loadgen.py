@@ -67,15 +67,22 @@ class LoadGenerator:
         self._proc.wait(timeout=30)
 
     def closed_loop(
-        self, url: str, per_client: Sequence[Sequence[bytes]], warmup: Sequence[bytes] = ()
+        self,
+        url: str,
+        per_client: Sequence[Sequence[bytes]],
+        warmup: Sequence[bytes] = (),
+        fresh: bool = False,
     ) -> list[Sample]:
         """Each client sends its bodies back to back on its own connection; all start together,
-        after each sent one untimed warm-up body (which opens its connection)."""
+        after each sent one untimed warm-up body (which opens its connection). `fresh`: a new
+        connection for every body instead, its connect timed with it, as Slack, which promises
+        no keep-alive, may send each request."""
         return self._call(
             "closed_loop",
             url,
             [[b.decode() for b in bodies] for bodies in per_client],
             [b.decode() for b in warmup],
+            fresh,
         )
 
     def burst(self, targets: Sequence[tuple[str, bytes]]) -> list[Sample]:
@@ -118,7 +125,12 @@ class Connection:
                 await self.writer.wait_closed()
             self.writer = None
 
-    async def request(self, method: str, path: str, body: bytes = b"") -> Sample:
+    async def request(self, method: str, path: str, body: bytes = b"", fresh: bool = False) -> Sample:
+        """One request and its answer; `fresh`: on a new connection, opened (and timed) first
+        and closed after."""
+        if fresh:
+            await self.close()
+        connecting = time.perf_counter()
         if self.writer is None:
             await self.open()
         assert self.reader is not None and self.writer is not None
@@ -130,7 +142,7 @@ class Connection:
                 f"X-Slack-Request-Timestamp: {ts}\r\nX-Slack-Signature: {sign(self.secret, ts, body)}\r\n"
             )
         data = head.encode() + b"\r\n" + body
-        started = time.perf_counter()
+        started = connecting if fresh else time.perf_counter()
         self.writer.write(data)
         status_line = await asyncio.wait_for(self.reader.readline(), TIMEOUT)
         length, close = None, False
@@ -147,13 +159,13 @@ class Connection:
             raise RuntimeError(f"response without Content-Length: {status_line!r}")
         await self.reader.readexactly(length)
         seconds = time.perf_counter() - started
-        if close:
+        if close or fresh:
             await self.close()
         return Sample(started, seconds, int(status_line.split()[1]))
 
 
 def _closed_loop(
-    secret: str, url: str, per_client: Sequence[Sequence[str]], warmup: Sequence[str]
+    secret: str, url: str, per_client: Sequence[Sequence[str]], warmup: Sequence[str], fresh: bool = False
 ) -> list[Sample]:
     async def main() -> list[Sample]:
         conns = [Connection(url, secret) for _ in per_client]
@@ -164,7 +176,7 @@ def _closed_loop(
             )
 
             async def one(conn: Connection, bodies: Sequence[str]) -> list[Sample]:
-                return [await conn.request("POST", EVENTS, body.encode()) for body in bodies]
+                return [await conn.request("POST", EVENTS, body.encode(), fresh) for body in bodies]
 
             results = await asyncio.gather(
                 *(one(c, bodies) for c, bodies in zip(conns, per_client, strict=True))

@@ -146,12 +146,15 @@ def run(args: argparse.Namespace) -> int:
     try:
         if 1 in args.sections:
             cfg = ack.QUICK if quick else ack.FULL
-            result = ack.run(cfg, rig, servers)
+            # --quick: one database (PostgreSQL when it is there), as section 8.
+            result = ack.run(cfg, rig, servers, backends[-1:] if quick else backends)
             section(
                 "1. Ack latency over HTTP (ms, wall time per request, closed loop per client)",
                 h.table(ack.HEADERS, [r.cells() for r in result.rows]),
                 [
                     "Each command names a new sFOX user; each click approves a different pending request.",
+                    "Each request on a new connection, its connect timed with it (Slack promises no "
+                    "keep-alive).",
                     "Baseline: a bare Bolt app acking the same requests, same gunicorn settings, same run.",
                     *result.drains,
                 ],
@@ -226,8 +229,9 @@ def run(args: argparse.Namespace) -> int:
                 ],
             )
         if 8 in args.sections:
-            # --quick: the busy case once (its code path), not on every database.
-            verdicts += batch_section(40 if quick else 500, rig, backends[-1:] if quick else backends)
+            # --quick: the busy case once (its code path) and nothing else, so that the test suite's
+            # smoke run is short; the full run: idle, then busy on every database.
+            verdicts += batch_section(40 if quick else 500, rig, backends[-1:] if quick else backends, quick)
     finally:
         rig.stop()
     print("## Targets\n")
@@ -243,10 +247,10 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def batch_section(users: int, rig: h.Rig, backends: tuple[str, ...]) -> list[str]:
-    """The batch on an idle machine (PostgreSQL when it is there), then with every core kept busy
-    on each database of `backends` (issue 26's case)."""
-    results = [batch_bench.run(users, rig, "postgres" in backends)]
+def batch_section(users: int, rig: h.Rig, backends: tuple[str, ...], busy_only: bool = False) -> list[str]:
+    """The batch on an idle machine (PostgreSQL when it is there; not when `busy_only`), then with
+    every core kept busy on each database of `backends` (issue 26's case)."""
+    results = [] if busy_only else [batch_bench.run(users, rig, "postgres" in backends)]
     results += [batch_bench.run(users, rig, b == "postgres", busy=True) for b in backends]
     section(
         f"8. A batch of {users} users at sFOX's pace (two replicas, one database)",
@@ -342,17 +346,18 @@ def audit_section(quick: bool, backends: tuple[str, ...]) -> list[str]:
 
 
 def ack_verdicts(result: ack.AckResult) -> list[str]:
+    """Issue 26's target at every level of clients: p99 at most 1.5 times the bare app's; and,
+    at the most clients, under 100 ms."""
     most = max(r.clients for r in result.rows)
     out = []
     for r in result.rows:
-        if r.clients != most:
-            continue
         p99 = h.percentile(r.ours, 99)
         ratio = p99 / h.percentile(r.bare, 99)
-        label = f"{r.kind}, sFOX {r.delay * 1000:.0f} ms, {most} clients"
-        out.append(verdict(f"{label}: p99 ack {p99 * 1000:.1f} ms", p99 < ACK_TARGET_S, "< 100 ms"))
+        label = f"{r.database}, {r.kind}, sFOX {r.delay * 1000:.0f} ms, {r.clients} clients"
+        if r.clients == most:
+            out.append(verdict(f"{label}: p99 ack {p99 * 1000:.1f} ms", p99 < ACK_TARGET_S, "< 100 ms"))
         out.append(
-            verdict(f"{label}: p99 ratio ours/bare {ratio:.2f}", ratio < RATIO_TARGET, f"< {RATIO_TARGET}")
+            verdict(f"{label}: p99 ratio ours/bare {ratio:.2f}", ratio <= RATIO_TARGET, f"<= {RATIO_TARGET}")
         )
     return out
 
