@@ -8,13 +8,14 @@ import time
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DisconnectionError, OperationalError
 from sqlalchemy.pool import StaticPool
 
 from bot.store.errors import is_busy
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 URGENT_POLL_SECONDS = 0.0005
+PING_IDLE_SECONDS = 1.0
 # Every conditional write is "did it change a row?", read from `rowcount`. SQLAlchemy (since
 # 2.0.28) keeps the DBAPI's count only for UPDATE and DELETE unless asked: an INSERT ... SELECT
 # (an approval recorded only while the request is pending) reads -1 on PostgreSQL, which is true,
@@ -26,9 +27,9 @@ def make_engine(url: str) -> Engine:
     """An engine tuned for this workload; on SQLite: WAL, a busy timeout and IMMEDIATE write
     transactions, so concurrent writers wait for each other instead of failing."""
     if not url.startswith("sqlite"):
-        return create_engine(
-            url, pool_pre_ping=True, pool_size=10, max_overflow=20, execution_options=_ROWCOUNT
-        )
+        engine = create_engine(url, pool_size=10, max_overflow=20, execution_options=_ROWCOUNT)
+        _ping_when_idle(engine)
+        return engine
     memory = url in ("sqlite://", "sqlite:///:memory:")
     engine = create_engine(
         url,
@@ -59,6 +60,30 @@ def make_engine(url: str) -> Engine:
         conn.exec_driver_sql("BEGIN" if options.get("readonly", False) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a pooled PostgreSQL connection before use only when it sat idle for more than
+    PING_IDLE_SECONDS: one that did may have been cut (a server restart, a failover, an idle
+    timeout of a proxy), and is then replaced at once, as `pool_pre_ping` would. A connection
+    handed back a moment ago is used as it is: pinged on every checkout, the thirty or so checkouts
+    of one approval cost as many extra round trips. One cut within that moment fails the one
+    statement that finds it, and SQLAlchemy then drops every connection of the pool as old."""
+
+    @event.listens_for(engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.get("idle_since")
+        if since is None or time.monotonic() - since <= PING_IDLE_SECONDS:
+            return  # new, or back a moment ago
+        try:
+            dbapi_connection.execute("SELECT 1")
+            dbapi_connection.rollback()  # psycopg opened a transaction for the ping: end it
+        except Exception as exc:  # gone: the pool opens another and checks out again
+            raise DisconnectionError() from exc
 
 
 def _busy_timeout(conn: Connection, busy_ms: int) -> None:
