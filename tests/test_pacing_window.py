@@ -9,11 +9,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import func, select
 
 from bot.sfox import pacing
 from bot.sfox.pacing import LocalRateLimiter, RateLimit, SharedRateLimiter, Slot, hold_after_429
 from bot.store import migrate
 from bot.store.db import Store
+from bot.store.schema import rate_slots
 
 WINDOW, MARGIN, BOUND = 10.0, 0.2, 5.0
 SPAN = WINDOW + MARGIN
@@ -136,3 +138,21 @@ def test_a_429_holds_for_its_retry_after(kind, retry_after, held):
     assert limiter.acquire(timeout=0.0) is None
     clock.now += 0.01
     assert isinstance(limiter.try_acquire(), Slot)
+
+
+def test_the_shared_window_sweeps_its_expired_slots_out_as_slots_are_taken(tmp_path):
+    """Not on every call (that was a statement more while every replica waits on the gate), but
+    often enough that the table holds little more than the slots still counting."""
+    clock = Clock()
+    store = Store.from_url(f"sqlite:///{tmp_path / 'sweep.db'}")
+    migrate.upgrade(store.engine)
+    limiter = SharedRateLimiter(store, 5, window=WINDOW, margin=MARGIN, bound=BOUND, clock=clock)
+    try:
+        for _ in range(10 * pacing.SWEEP_EVERY):  # one call a window: never full, each expires
+            _take(limiter).answered()
+            clock.now += SPAN + 0.1
+        with store.reader() as conn:
+            rows = conn.execute(select(func.count()).select_from(rate_slots)).scalar_one()
+        assert 1 <= rows <= pacing.SWEEP_EVERY
+    finally:
+        store.close()

@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from sqlalchemy import Connection, case, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Float, case, delete, func, insert, literal, select, text, update
 
 from bot.store.schema import rate_gate, rate_slots
 
@@ -65,6 +65,8 @@ MARGIN_SECONDS = 0.2
 # How long a call may be in flight before its slot stops counting unanswered: the client's
 # default timeout (SFOX_TIMEOUT_SECONDS); the runtime passes the configured one.
 BOUND_SECONDS = 30.0
+# The shared limiter sweeps its expired slots out after every this many slots (and when full).
+SWEEP_EVERY = 32
 # The longest one poll sleeps before looking again (a slot freed by the window moving on).
 MAX_NAP_SECONDS = 0.5
 # A 429 without Retry-After: sFOX documents a 60 s wait past its limit; start lower.
@@ -253,38 +255,57 @@ class SharedRateLimiter(_Waiting):
         self.sleep = sleep
 
     def try_acquire(self) -> Slot | float:
-        """Take a slot now, or say how many seconds until one may be free."""
+        """Take a slot now, or say how many seconds until one may be free.
+
+        Every replica's calls queue on the gate row's lock here, so the locked part is kept to
+        three round trips: the gate with the database's clock, a slot only while fewer than the
+        limit count (one INSERT ... SELECT), the commit. The expired slots are swept out every
+        SWEEP_EVERY slots and whenever the window is full, not on each call."""
         slots = rate_slots.c
         deadline = time.monotonic() + self.bound
         with self.store.transaction() as conn:
-            gate = conn.execute(
-                select(rate_gate.c.blocked_until).where(rate_gate.c.id == self.route).with_for_update()
-            ).scalar_one_or_none()
-            now = self._now(conn)
-            if gate is None:  # a database migrated by hand without the gate row
-                conn.execute(insert(rate_gate).values(id=self.route, blocked_until=0.0))
-                gate = 0.0
+            gate, now = self._gate(conn)
             if gate > now:
                 return gate - now
             mine = slots.route == self.route
+            counting = select(func.count()).where(mine, slots.counts_until > now).scalar_subquery()
+            key = conn.execute(
+                insert(rate_slots)
+                .from_select(
+                    ["at", "route", "counts_until"],
+                    select(
+                        literal(now, Float), literal(self.route), literal(now + self.bound + self.span, Float)
+                    ).where(counting < self.limit),
+                )
+                .returning(slots.id)
+            ).scalar_one_or_none()
+            if key is not None and key % SWEEP_EVERY:
+                return self._slot(int(key), now, deadline)
             conn.execute(delete(rate_slots).where(mine, slots.counts_until <= now))
-            taken, answered, unanswered = conn.execute(
+            if key is not None:
+                return self._slot(int(key), now, deadline)
+            answered, unanswered = conn.execute(
                 select(
-                    func.count(),
                     func.min(case((slots.answered_at.is_not(None), slots.counts_until))),
                     func.min(case((slots.answered_at.is_(None), slots.counts_until))),
                 ).where(mine, slots.counts_until > now)
             ).one()
-            if taken < self.limit:
-                row = conn.execute(
-                    insert(rate_slots).values(
-                        at=now, route=self.route, counts_until=now + self.bound + self.span
-                    )
-                ).inserted_primary_key
-                assert row is not None
-                key = int(row[0])
-                return Slot(lambda: self._answer(key, now), lambda: self._forget(key), deadline)
             return free_in(now, self.span, answered, unanswered)
+
+    def _slot(self, key: int, now: float, deadline: float) -> Slot:
+        return Slot(lambda: self._answer(key, now), lambda: self._forget(key), deadline)
+
+    def _gate(self, conn: Connection) -> tuple[float, float]:
+        """The route's gate (locked until the commit) and the database's clock, read together."""
+        on_db_clock = self.clock is None and conn.dialect.name == "postgresql"
+        clock = func.extract("epoch", func.clock_timestamp()) if on_db_clock else literal(0.0, Float)
+        row = conn.execute(
+            select(rate_gate.c.blocked_until, clock).where(rate_gate.c.id == self.route).with_for_update()
+        ).one_or_none()
+        if row is None:  # a database migrated by hand without the gate row
+            conn.execute(insert(rate_gate).values(id=self.route, blocked_until=0.0))
+            return 0.0, self._now(conn)
+        return float(row[0]), float(row[1]) if on_db_clock else self._now(conn)
 
     def _answer(self, key: int, start: float) -> None:
         with self.store.transaction() as conn:
