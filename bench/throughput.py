@@ -26,14 +26,17 @@ from bot.config import Settings
 from bot.fakes import sfox_limits
 from bot.runtime.bootstrap import JOB_THREADS
 from bot.slack.blocks import APPROVE
+from bot.store import migrate
 from bot.store.db import Store
 from bot.store.schema import requests
+from tests import postgres
 
 DELAY = 0.2
 
 
 @dataclass
 class ThroughputResult:
+    database: str
     requests: int
     wall: float  # first click sent -> last outcome recorded
     first_delete: float  # first click sent -> first DELETE at sFOX
@@ -45,6 +48,7 @@ class ThroughputResult:
 
     def cells(self) -> list[Any]:
         return [
+            self.database,
             self.requests,
             f"{self.wall:.2f}",
             f"{self.first_delete * 1000:.0f}",
@@ -57,6 +61,7 @@ class ThroughputResult:
 
 
 HEADERS = [
+    "database",
     "approvals",
     "wall s (last outcome)",
     "first DELETE ms",
@@ -68,14 +73,24 @@ HEADERS = [
 ]
 
 
-def run(n: int, rig: h.Rig, memory: list[dict[str, Any]]) -> ThroughputResult:
+def run(n: int, rig: h.Rig, memory: list[dict[str, Any]], on_postgres: bool = False) -> ThroughputResult:
+    """`n` approvals at once, on PostgreSQL or SQLite."""
+    if on_postgres:
+        with postgres.own_schema(prefix="tp") as url:
+            return _run("PostgreSQL", url, n, rig, memory)
     work = h.workdir("throughput")
-    url = f"sqlite:///{work / 'throughput.db'}"
-    bot = h.start_bot("bot-throughput", rig, url, work)  # production defaults, incl. the rate limit
-    idle = bot.rss_kib()
+    return _run("SQLite", f"sqlite:///{work / 'throughput.db'}", n, rig, memory)
+
+
+def _run(database: str, url: str, n: int, rig: h.Rig, memory: list[dict[str, Any]]) -> ThroughputResult:
+    work = h.workdir(f"throughput-{database.lower()}")
     store = Store.from_url(url)
+    migrate.upgrade(store.engine)
+    # production defaults, incl. the rate limit
+    bot = h.start_bot(f"bot-throughput-{database.lower()}", rig, url, work)
+    idle = bot.rss_kib()
     driver = rig.driver
-    users = [f"tp_{i}" for i in range(n)]
+    users = [f"tp_{database[0].lower()}{i}" for i in range(n)]
     try:
         h.warm_up(rig, bot)
         seeded = h.seed_pending(store, rig, users)
@@ -106,6 +121,7 @@ def run(n: int, rig: h.Rig, memory: list[dict[str, Any]]) -> ThroughputResult:
         arrivals = sorted(r.at for r in rig.sfox.requests("DELETE"))
         memory.append({"server": bot.name, "idle": idle, "loaded": bot.rss_kib()})
         return ThroughputResult(
+            database=database,
             requests=n,
             wall=last_at - t0,
             first_delete=arrivals[0] - t0,
