@@ -26,21 +26,35 @@ class Delivering(WorkflowBase):
         blocked: set[int] = set()
         while True:
             progress = False
-            for notice in self.store.unsent_notices(self.now(), request_id):
-                if notice.request_id in blocked:
-                    continue
-                if notice.busy or not self.store.lease_notice(
-                    notice.id, self.now(), NOTICE_LEASE_SECONDS.get(notice.kind, 30.0)
-                ):
-                    blocked.add(notice.request_id)
-                    continue
-                outcome = self._send(notice)
-                if outcome == "sent":
-                    sent += 1
-                if outcome == "failed":
-                    blocked.add(notice.request_id)  # keep this request's messages in order
-                else:
-                    progress = True  # sent, or given up for good: the next message may go
+            # A message sent and not yet recorded so: recorded in the transaction that leases the
+            # next one (one write instead of two per message after the first), or right after the
+            # pass. Nothing else happens in between, so a crash leaves it as it did before: sent,
+            # not recorded, looked for in the thread before it is sent again.
+            unrecorded: int | None = None
+            try:
+                for notice in self.store.unsent_notices(self.now(), request_id):
+                    if notice.request_id in blocked:
+                        continue
+                    if notice.busy:
+                        blocked.add(notice.request_id)
+                        continue
+                    seconds = NOTICE_LEASE_SECONDS.get(notice.kind, 30.0)
+                    leased = self.store.lease_notice(notice.id, self.now(), seconds, sent=unrecorded)
+                    unrecorded = None
+                    if not leased:
+                        blocked.add(notice.request_id)
+                        continue
+                    outcome = self._send(notice)
+                    if outcome == "sent":
+                        sent += 1
+                        unrecorded = notice.id
+                    if outcome == "failed":
+                        blocked.add(notice.request_id)  # keep this request's messages in order
+                    else:
+                        progress = True  # sent, or given up for good: the next message may go
+            finally:
+                if unrecorded is not None:
+                    self.store.notice_sent(unrecorded, self.now())
             if not progress:
                 return sent
 
@@ -57,7 +71,8 @@ class Delivering(WorkflowBase):
             return False
 
     def _send(self, notice: Notice) -> str:
-        """Try one owed message: "sent", "failed" (retried later) or "gave_up" (cannot work)."""
+        """Try one owed message: "sent" (the caller records it), "failed" (retried later) or
+        "gave_up" (cannot work)."""
         record = self.store.get(notice.request_id)
         try:
             if notice.kind in self.senders:  # e.g. the requester's DM (bot/slack/dms.py)
@@ -96,5 +111,4 @@ class Delivering(WorkflowBase):
             if not permanent:
                 self.retry_noted()
             return "gave_up" if permanent else "failed"
-        self.store.notice_sent(notice.id, self.now())
         return "sent"

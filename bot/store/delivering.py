@@ -47,8 +47,14 @@ class DeliveringStore(StoreBase):
         with self._read() as conn:
             return conn.execute(select(due).where(outbox.c.id.in_(firsts))).scalar()
 
-    def lease_notice(self, notice_id: int, now: datetime, seconds: float = 30.0) -> bool:
+    def lease_notice(
+        self, notice_id: int, now: datetime, seconds: float = 30.0, *, sent: int | None = None
+    ) -> bool:
+        """Take a message to send, unless another thread holds it; `sent`: a message just sent,
+        recorded so in the same transaction (whether or not this one is taken)."""
         with self._write() as conn:
+            if sent is not None:
+                conn.execute(_SENT, {"notice_id": sent, "sent_at": now})
             until = now + timedelta(seconds=seconds)
             return bool(conn.execute(_LEASE, {"notice_id": notice_id, "now": now, "until": until}).rowcount)
 
