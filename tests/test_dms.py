@@ -108,3 +108,20 @@ def test_a_dm_slack_refuses_for_now_is_sent_by_a_later_sweep(bot, fake_slack):
         conn.execute(update(outbox).values(lease_until=None))  # its backoff is over
     bot.runtime.sweep()
     dm_to(bot, ALICE, "is done")
+
+
+def test_a_requester_dm_channel_is_opened_once_not_for_every_dm(bot, fake_slack, fake_sfox):
+    """Slack gives the same DM channel for the same person, so the bot asks for it once (a DM
+    was three Slack calls: conversations.open, chat.getPermalink, chat.postMessage)."""
+
+    def opened() -> int:
+        with fake_slack.lock:
+            return sum(1 for method, _ in fake_slack.calls if method == "conversations.open")
+
+    for user in ("dm_a", "dm_b", "dm_c"):
+        fake_sfox.add_user(user)
+        record, card = open_request(bot, ALICE, user)
+        bot.driver.click(BOB, "sfox_approve", str(record.id), card.ts)
+        wait_status(bot, record.id, "succeeded")
+        dm_to(bot, ALICE, f"#{record.id}", "is done")
+    assert opened() == 1

@@ -11,7 +11,8 @@ When the thread reply could not be delivered for good (the card or its channel i
 how the outcome still reaches a person, and it says so. If the DM cannot be delivered for good
 either, the outcome is logged at ERROR with the request id (it stays in the database).
 
-Slack calls: `conversations.open` (scope `im:write`) and `chat.postMessage` (owed, via the outbox);
+Slack calls: `conversations.open` (scope `im:write`; once per requester and process) and
+`chat.postMessage` (owed, via the outbox);
 `chat.getPermalink` for the link to the card is safe to lose (the DM then goes without the link).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any
 
 from slack_sdk import WebClient
@@ -37,6 +39,8 @@ log = logging.getLogger("sfox_bot.dms")
 
 # A watch's DMs before its card (bot/slack/watch_blocks.py): no thread to have lost.
 WATCH_DMS = frozenset({"watching", "watch_cleared", "watch_cancelled"})
+# The DM channels kept (one per requester): far more than a team of requesters.
+MAX_CHANNELS_KEPT = 10_000
 
 
 class DirectMessages:
@@ -47,6 +51,11 @@ class DirectMessages:
         self.client = client
         self.store = store
         self.watch_offered = watch_offered
+        # Each requester's DM channel, from conversations.open: Slack gives the same one for the
+        # same person every time, so it is asked once per process, not once per DM (a DM was
+        # three Slack calls). Forgotten when posting to it fails, in case it is gone.
+        self._channels: dict[str, str] = {}
+        self._lock = threading.Lock()
 
     def send(self, notice: Notice, record: RequestRecord | None) -> None:
         """Send one owed DM. Raises NotifyError (the outbox retries, or gives up on a permanent
@@ -72,11 +81,15 @@ class DirectMessages:
             text += watch_blocks.blocked_watch_hint()
             extra["blocks"] = watch_blocks.dm_blocks(text, watch_blocks.watch_button(record.id))
         try:
-            opened = call_slack(self.client, "conversations_open", users=record.requested_by)
-            channel = str((opened.get("channel") or {}).get("id") or record.requested_by)
-            call_slack(
-                self.client, "chat_postMessage", channel=channel, text=text, unfurl_links=False, **extra
-            )
+            channel = self._channel(record.requested_by)
+            try:
+                call_slack(
+                    self.client, "chat_postMessage", channel=channel, text=text, unfurl_links=False, **extra
+                )
+            except NotifyError:
+                with self._lock:
+                    self._channels.pop(record.requested_by, None)
+                raise
         except NotifyError as exc:
             if exc.permanent:
                 log.error(
@@ -90,6 +103,21 @@ class DirectMessages:
                 )
             raise
         log.info("outcome DM sent", extra={"request_id": record.id, "status": snapshot.get("status")})
+
+    def _channel(self, user: str) -> str:
+        with self._lock:
+            known = self._channels.get(user)
+        if known is not None:
+            return known
+        opened = call_slack(self.client, "conversations_open", users=user)
+        found = (opened.get("channel") or {}).get("id")
+        if not found:
+            return user  # Slack posts to a user's id in the app's DM with them
+        with self._lock:
+            if len(self._channels) >= MAX_CHANNELS_KEPT:
+                self._channels.clear()
+            self._channels[user] = str(found)
+        return str(found)
 
     def _permalink(self, record: RequestRecord) -> str | None:
         """The card's link; safe to lose (a DM without a link still tells the outcome)."""
