@@ -141,9 +141,14 @@ def _batch(backend: str, url: str, users: int, rig: h.Rig, busy: bool) -> BatchR
     cleanup = ExitStack()
     try:
         # The fake sFOX is the rig's, shared by every run: an earlier run's calls must have left
-        # its window (this run's database knows nothing of them), as sFOX's would.
+        # its window (this run's database knows nothing of them), as sFOX's would. Its own count,
+        # not `requests()`: an earlier section's reset clears that list, not what sFOX counted
+        # (section 2's DELETEs, just before, once gave this batch 94 429s).
         h.wait_for(
-            lambda: all(r.at < time.time() - WINDOW - 1 for r in rig.sfox.requests()),
+            lambda: (
+                rig.sfox.counted_within(WINDOW + 1) == 0
+                and all(r.at < time.time() - WINDOW - 1 for r in rig.sfox.requests())
+            ),
             WINDOW + 30,
             "the fake sFOX's window to clear of earlier runs",
             poll_every=0.25,
@@ -152,18 +157,22 @@ def _batch(backend: str, url: str, users: int, rig: h.Rig, busy: bool) -> BatchR
         load = cleanup.enter_context(busy_cores(busy))
         started = time.monotonic()
         drivers[0].command(h.ALICE, "batch " + ",".join(ids) + " benchmark")
-        card = h.wait_for(
-            lambda: next(
-                (
-                    m
-                    for m in rig.slack.cards()[earlier:]
-                    if m.text.startswith("sFOX batch") and f"({users} users)" in m.text
+        try:
+            card = h.wait_for(
+                lambda: next(
+                    (
+                        m
+                        for m in rig.slack.cards()[earlier:]
+                        if m.text.startswith("sFOX batch") and f"({users} users)" in m.text
+                    ),
+                    None,
                 ),
-                None,
-            ),
-            180,
-            "the batch card",
-        )
+                180,
+                "the batch card",
+            )
+        except h.BenchError as exc:  # say what the card, if any, and the thread said instead
+            said = [(m.text, [r.text for r in rig.slack.thread(m.ts)]) for m in rig.slack.cards()[earlier:]]
+            raise h.BenchError(f"{exc}; {rig.sfox.rate_limited} 429s; cards: {said}"[:4000]) from None
         preflight = time.monotonic() - started
         updates: list[float] = []
         stop = threading.Event()

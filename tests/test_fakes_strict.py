@@ -289,3 +289,17 @@ def test_the_most_arrivals_in_any_window_counts_as_sfox_does():
     assert most_in_any_window([5.0, 0.0, 9.99], 10.0) == 3  # order does not matter
     assert most_in_any_window([0.0, 10.0, 20.0], 10.0) == 1
     assert most_in_any_window([0.0, 1.0, 10.5, 10.9], 10.0) == 3
+
+
+def test_the_fake_sfox_window_says_how_many_calls_it_still_counts():
+    """What a burst that starts now is added to (the benchmarks wait for it to be zero)."""
+    now = [100.0]
+    window = sfox_limits.Window((3, 10.0), clock=lambda: now[0])
+    assert window.counted_within(10.0) == 0
+    assert window.admit() and window.admit()
+    now[0] += 6.0
+    assert window.admit()
+    assert window.counted_within(10.0) == 3
+    now[0] += 4.0  # the first two left the window; the third has not
+    assert window.counted_within(10.0) == 1
+    assert window.counted_within(3.0) == 0

@@ -174,6 +174,11 @@ class FakeSfox:
     def balance_limit(self, limit: tuple[int, float]) -> None:
         self._balance.limit = sfox_limits.checked(limit)
 
+    def counted_within(self, seconds: float) -> int:
+        """How many calls sFOX's limit on every call counted in the last `seconds` (what a new
+        burst would be added to, whatever `requests()` was cleared of meanwhile)."""
+        return self._overall.counted_within(seconds)
+
     def unlimited(self, why: str, *, balance_only: bool = False) -> None:
         """Switch sFOX's limits off (`balance_only`: the balance route's alone), for a test or a
         scene that must exceed them; `why` says why."""

@@ -46,6 +46,12 @@ class Window:
             self.taken.append(now)
             return True
 
+    def counted_within(self, seconds: float) -> int:
+        """How many calls this window counted in the last `seconds`."""
+        with self.lock:
+            now = self.clock()
+            return sum(1 for t in self.taken if now - t < seconds)
+
 
 def checked(limit: tuple[int, float] | None) -> tuple[int, float]:
     """A limit a test sets: a number of calls per seconds, not None (that is `unlimited(why=)`)."""
