@@ -48,6 +48,8 @@ def test_a_scrape_after_the_demo_matches_the_history(tmp_path):
         assert sandbox.driver is not None
         samples = scrape(sandbox.driver.bot_url)
         history = list(sandbox.store.history(limit=None))
+        with sandbox.slack.lock:
+            dms = [m for m in sandbox.slack.messages if m.channel.startswith("D")]
         events = [e for r in history for e in sandbox.store.events_for(r.id)]
 
     by_status = Counter(r.status for r in history)
@@ -80,8 +82,10 @@ def test_a_scrape_after_the_demo_matches_the_history(tmp_path):
         if r.batch_id is None and r.status in ("succeeded", "failed", "denied", "expired", "blocked")
     )  # a batch's users get no DM each: the batch card and its summary tell
     watch_dms = 2  # the watch's own: started (with Stop watching), cleared (with the card's link)
+    assert len(dms) == finals + watch_dms
+    # each requester's DM channel opened once (bot/slack/dms.py), not once per DM
     opened = value(samples, "sfox_bot_slack_calls_total", method="conversations.open", error="ok")
-    assert opened == finals + watch_dms
+    assert opened == len({m.channel for m in dms}) < len(dms)
     assert sum(1 for e in events if e.kind == "reminded") == 1
     assert value(samples, "sfox_bot_slack_calls_total", method="views.open", error="ok") == 1
     assert value(samples, "sfox_bot_sweep_last_success_timestamp_seconds") > 0
