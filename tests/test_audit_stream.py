@@ -79,7 +79,9 @@ def test_a_receiver_that_fails_first_gets_every_seq_in_order_and_the_chain_verif
         assert readme_verify_stream()(receiver.lines(), AUDIT_KEY.encode())[0] == 253
         scrape = bot.runtime.visibility.metrics.scrape()[0].decode()
         assert "sfox_bot_audit_stream_failures_total 2.0" in scrape
-        assert "sfox_bot_audit_stream_batches_total 4.0" in scrape
+        # The three later events, one transaction each, may be found by one poll or by several.
+        assert 4 <= len(receiver.batches) <= 6
+        assert f"sfox_bot_audit_stream_batches_total {float(len(receiver.batches))}" in scrape
         assert "sfox_bot_audit_stream_lag_events 0.0" in scrape
         assert "sfox_bot_audit_stream_oldest_unsent_seconds 0.0" in scrape
         assert WEBHOOK_SECRET not in scrape
