@@ -98,3 +98,41 @@ def test_socket_mode_serves_healthz_readyz_and_metrics_on_metrics_port(
         assert bot.terminate() == 0
     finally:
         bot.kill()
+
+
+@pytest.mark.slow
+def test_socket_mode_with_workers_the_socket_process_acks_and_a_worker_does_the_work(
+    fake_slack, fake_sfox, socket_mode, tmp_path
+):
+    """`sfox-bot run` in Socket Mode with the tiers: the socket process is the web role (it acks
+    over the socket and says so on its metrics port), a worker posts the card and sends the one
+    DELETE."""
+    from tests.ops_support import SFOX_BOT, HttpBot, free_port
+
+    port = free_port()
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    env = socket_env(fake_slack, fake_sfox, url, SFOX_WORKERS="1")
+    env.update({"HOST": "127.0.0.1", "METRICS_PORT": str(port)})
+    bot = HttpBot([SFOX_BOT, "run"], env, tmp_path, port)
+    driver = SlackDriver("http://unused", "unused", fake_slack)  # only builds Slack's payloads
+    store = Store.from_url(url)
+    try:
+        ready = bot.wait_ready("/readyz").json()
+        assert ready["role"] == "web" and "workers" in ready
+        socket_mode.wait_connected()
+        ack = socket_command(socket_mode, driver, ALICE, "client_1 leaving the company")
+        assert ack["response_type"] == "ephemeral" and "Looking up" in ack["text"]
+        card = fake_slack.wait_for(lambda: fake_slack.cards())[0]
+        record = wait_until(lambda: (r := next(store.history(limit=1), None)) and r.message_ts and r)
+        ack, _ = socket_click(socket_mode, driver, BOB, "sfox_approve", str(record.id), card.ts)
+        assert ack == {}
+        wait_until(lambda: (r := store.get(record.id)) and r.status == "succeeded", 20)
+        assert fake_sfox.deletes["client_1"] == 1
+        metrics = bot.wait_ready("/metrics").text
+        assert 'sfox_bot_role{role="web"} 1.0' in metrics
+        assert wait_until(lambda: bot.wait_ready("/readyz").json()["workers"]["last_taken_at"])
+        assert bot.terminate() == 0
+    finally:
+        bot.kill()
+        driver.close()
+        store.close()
