@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -42,6 +43,8 @@ def clean_env(settings: Mapping[str, str]) -> dict[str, str]:
     # asks for the web and worker tiers (tests/test_roles.py).
     env.setdefault("SFOX_WORKERS", "0")
     env["PYTHONUNBUFFERED"] = "1"
+    # A process that hangs can be asked for every thread's stack (SIGABRT: see Process.terminate).
+    env["PYTHONFAULTHANDLER"] = "1"
     return env
 
 
@@ -88,6 +91,15 @@ class Process:
             self.proc.send_signal(signal.SIGTERM)
         try:
             return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            # Still running: its threads' stacks say where it hangs (faulthandler, on SIGABRT).
+            self.proc.send_signal(signal.SIGABRT)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(10)
+            self._log.flush()
+            raise AssertionError(
+                f"not stopped {timeout:g} s after SIGTERM:\n{self.output[-12000:]}"
+            ) from None
         finally:
             self._log.close()
 

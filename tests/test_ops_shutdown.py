@@ -3,6 +3,7 @@ answer, record the outcome (and tell Slack) before it exits, in every way the bo
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 import pytest
@@ -112,3 +113,15 @@ def test_sigterm_during_the_delete_in_socket_mode(fake_slack, fake_sfox, tmp_pat
             bot.kill()
             store.close()
             driver.close()
+
+
+def test_a_process_that_does_not_stop_on_sigterm_is_reported_with_its_threads_stacks(tmp_path):
+    """The helper every shutdown test uses: a hang says where it hangs instead of only timing out."""
+    script = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\nprint('up', flush=True)\ntime.sleep(60)\n"
+    proc = Process([sys.executable, "-c", script], {}, tmp_path, name="stuck")
+    proc.wait_for_output("up")
+    with pytest.raises(AssertionError) as stuck:
+        proc.terminate(timeout=0.5)
+    assert "not stopped 0.5 s after SIGTERM" in str(stuck.value)
+    assert "time.sleep" in str(stuck.value) or 'File "<string>", line 4' in str(stuck.value)
+    proc.kill()
