@@ -11,11 +11,13 @@ import time
 from functools import partial
 
 import pytest
+from sqlalchemy import func, select, text
 
-from bot.sfox.pacing import LocalRateLimiter, RateLimit, SharedRateLimiter, Slot
+from bot.sfox.pacing import ALL_CALLS, LocalRateLimiter, RateLimit, SharedRateLimiter, Slot
 from bot.slack.batch_card import BATCH_APPROVE
 from bot.store import migrate
 from bot.store.db import Store
+from bot.store.schema import rate_gate, rate_slots
 from tests.conftest import ALICE, BOB, CAROL
 from tests.helpers import wait_until
 from tests.threads import run_concurrently
@@ -87,6 +89,46 @@ def test_replicas_share_one_window_postgres(postgres_url):
     taken = _takers(postgres_url, replicas=3, threads=4, limit=15, window=0.5, want=45)
     _assert_within(taken, 15, 0.5)
     assert len(taken) >= 45
+
+
+@pytest.mark.postgres
+def test_a_slot_starts_when_the_gate_is_held_not_when_it_was_asked_for(postgres_url):
+    """The start is read on the database's clock once the gate row is locked: read before the
+    wait (PostgreSQL evaluates a clock in the locking SELECT itself first), it would be as stale
+    as the wait was long, and slots would be recorded out of order."""
+    store = _store(postgres_url)
+    limiter = SharedRateLimiter(store, 10)
+    got: list[object] = []
+    try:
+        limiter.try_acquire()  # the gate row exists
+        with store.engine.connect() as holder:
+            holder.begin()
+            holder.execute(select(rate_gate.c.id).where(rate_gate.c.id == ALL_CALLS).with_for_update())
+            taker = threading.Thread(target=lambda: got.append(limiter.try_acquire()))
+            taker.start()
+            wait_until(lambda: _waiting_for_a_lock(store))
+            released = float(
+                holder.execute(text("SELECT extract(epoch FROM clock_timestamp())")).scalar_one()
+            )
+            holder.commit()
+        taker.join(10)
+        assert isinstance(got[0], Slot)
+        with store.reader() as conn:
+            newest = conn.execute(select(func.max(rate_slots.c.at))).scalar_one()
+        assert newest >= released
+    finally:
+        store.close()
+
+
+def _waiting_for_a_lock(store: Store) -> bool:
+    with store.engine.connect() as conn:
+        return bool(
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database()"
+                )
+            ).scalar_one()
+        )
 
 
 def test_a_hold_closes_the_gate_for_everyone(tmp_path):

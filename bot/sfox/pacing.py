@@ -258,9 +258,10 @@ class SharedRateLimiter(_Waiting):
         """Take a slot now, or say how many seconds until one may be free.
 
         Every replica's calls queue on the gate row's lock here, so the locked part is kept to
-        three round trips: the gate with the database's clock, a slot only while fewer than the
-        limit count (one INSERT ... SELECT), the commit. The expired slots are swept out every
-        SWEEP_EVERY slots and whenever the window is full, not on each call."""
+        four round trips: the gate, the database's clock (read once the gate is held: PostgreSQL
+        evaluates a clock in the locking SELECT itself before it waits for the lock), a slot only
+        while fewer than the limit count (one INSERT ... SELECT), the commit. The expired slots
+        are swept out every SWEEP_EVERY slots and whenever the window is full, not on each call."""
         slots = rate_slots.c
         deadline = time.monotonic() + self.bound
         with self.store.transaction() as conn:
@@ -296,16 +297,14 @@ class SharedRateLimiter(_Waiting):
         return Slot(lambda: self._answer(key, now), lambda: self._forget(key), deadline)
 
     def _gate(self, conn: Connection) -> tuple[float, float]:
-        """The route's gate (locked until the commit) and the database's clock, read together."""
-        on_db_clock = self.clock is None and conn.dialect.name == "postgresql"
-        clock = func.extract("epoch", func.clock_timestamp()) if on_db_clock else literal(0.0, Float)
-        row = conn.execute(
-            select(rate_gate.c.blocked_until, clock).where(rate_gate.c.id == self.route).with_for_update()
-        ).one_or_none()
-        if row is None:  # a database migrated by hand without the gate row
+        """The route's gate (locked until the commit), then the clock, read once it is held."""
+        gate = conn.execute(
+            select(rate_gate.c.blocked_until).where(rate_gate.c.id == self.route).with_for_update()
+        ).scalar_one_or_none()
+        if gate is None:  # a database migrated by hand without the gate row
             conn.execute(insert(rate_gate).values(id=self.route, blocked_until=0.0))
-            return 0.0, self._now(conn)
-        return float(row[0]), float(row[1]) if on_db_clock else self._now(conn)
+            gate = 0.0
+        return float(gate), self._now(conn)
 
     def _answer(self, key: int, start: float) -> None:
         with self.store.transaction() as conn:
