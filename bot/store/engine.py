@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
@@ -103,28 +104,29 @@ def _begin_urgent(conn: Connection, budget_ms: int) -> None:
     _busy_timeout(conn, 0)
     raw = conn.connection.dbapi_connection
     assert raw is not None
-    deadline = time.monotonic() + budget_ms / 1000
+    try:
+        _while_busy(lambda: raw.execute("BEGIN IMMEDIATE"), budget_ms / 1000, URGENT_POLL_SECONDS)
+    except sqlite3.OperationalError as exc:
+        # As SQLAlchemy wraps what its own statements raise, for the callers' handlers.
+        raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
+
+
+def _while_busy(run: Callable[[], object], seconds: float, pause: float) -> None:
+    """`run()`, tried again every `pause` s while SQLite answers busy, for at most `seconds`;
+    then (or for any other error) what SQLite raised."""
+    deadline = time.monotonic() + seconds
     while True:
         try:
-            raw.execute("BEGIN IMMEDIATE")
+            run()
             return
         except sqlite3.OperationalError as exc:
             if not is_busy(exc) or time.monotonic() >= deadline:
-                # As SQLAlchemy wraps what its own statements raise, for the callers' handlers.
-                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
-        time.sleep(URGENT_POLL_SECONDS)
+                raise
+        time.sleep(pause)
 
 
 def _enable_wal(cursor: Any) -> None:
     """Switch a SQLite file to WAL. The switch needs a moment alone with the file, and SQLite
     answers "locked" at once (no busy wait) while another process is creating it, as when two
     replicas start together; WAL mode is then kept in the file, so only the first switch waits."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
-    while True:
-        try:
-            cursor.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if not is_busy(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
+    _while_busy(lambda: cursor.execute("PRAGMA journal_mode=WAL"), SQLITE_BUSY_TIMEOUT_MS / 1000, 0.05)
