@@ -140,8 +140,7 @@ def _one(
     finally:
         store.close()
         bot.stop()
-        rig.slack.reset()
-        rig.sfox.reset()
+        rig.reset()
 
 
 def _block(

@@ -65,8 +65,7 @@ def run(n: int, rig: h.Rig, delays: tuple[float, ...] = (0.0, 0.2)) -> list[Card
             finally:
                 rig.sfox.delay = 0.0
                 bot.stop()
-                rig.slack.reset()
-                rig.sfox.reset()
+                rig.reset()
     finally:
         rig.sfox.delay = 0.0
     return rows

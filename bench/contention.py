@@ -117,8 +117,7 @@ def _one(
         for bot in bots:
             bot.stop()
         store.close()
-        rig.slack.reset()
-        rig.sfox.reset()
+        rig.reset()
 
 
 def _collect_answers(slack: h.BenchSlack, names: list[str], expected: int) -> dict[str, float]:

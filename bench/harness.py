@@ -109,6 +109,12 @@ class Rig:
     # One driver for the whole run: its counter names each request's response_url uniquely.
     driver: SlackDriver
 
+    def reset(self) -> None:
+        """Forget what both fakes saw, between benchmark cases (the fake sFOX still counts its
+        window: `FakeSfox.counted_within`)."""
+        self.slack.reset()
+        self.sfox.reset()
+
     def stop(self) -> None:
         self.gen.close()
         self.slack.stop()

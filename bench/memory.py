@@ -61,5 +61,4 @@ def standalone(rig: h.Rig, memory: list[dict[str, Any]], n: int) -> None:
     finally:
         store.close()
         bot.stop()
-        rig.slack.reset()
-        rig.sfox.reset()
+        rig.reset()

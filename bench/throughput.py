@@ -135,5 +135,4 @@ def _run(database: str, url: str, n: int, rig: h.Rig, memory: list[dict[str, Any
         rig.sfox.delay = 0.0
         store.close()
         bot.stop()
-        rig.slack.reset()
-        rig.sfox.reset()
+        rig.reset()
