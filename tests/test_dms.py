@@ -125,3 +125,26 @@ def test_a_requester_dm_channel_is_opened_once_not_for_every_dm(bot, fake_slack,
         wait_status(bot, record.id, "succeeded")
         dm_to(bot, ALICE, f"#{record.id}", "is done")
     assert opened() == 1
+
+
+def test_a_dm_channel_that_a_post_failed_on_is_opened_again_for_the_next_try(bot, fake_slack):
+    """The channel kept may be the reason the post failed: the retry asks Slack for it anew."""
+
+    def opened() -> int:
+        with fake_slack.lock:
+            return sum(1 for method, _ in fake_slack.calls if method == "conversations.open")
+
+    assert bot.driver.command(ALICE, "client_2").status_code == 200  # holds funds: a DM, no card
+    dm_to(bot, ALICE, "closed before any card")
+    assert opened() == 1
+    bot.runtime.wait_idle()
+    fake_slack.fail("chat.postMessage", "internal_error")  # the next DM's post, once
+    assert bot.driver.command(ALICE, "client_2").status_code == 200
+    wait_until(lambda: (r := next(iter(bot.store.history(limit=1)), None)) and r.status == "blocked")
+    bot.runtime.wait_idle()
+    assert len(bot.slack.dms(ALICE)) == 1  # the second one failed
+    with bot.store.transaction() as conn:
+        conn.execute(update(outbox).values(lease_until=None))  # its backoff is over
+    bot.runtime.sweep()
+    wait_until(lambda: len(bot.slack.dms(ALICE)) == 2)
+    assert opened() == 2
