@@ -11,7 +11,7 @@ import time
 from functools import partial
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 
 from bot.sfox.pacing import ALL_CALLS, LocalRateLimiter, RateLimit, SharedRateLimiter, Slot
 from bot.slack.batch_card import BATCH_APPROVE
@@ -116,6 +116,19 @@ def test_a_slot_starts_when_the_gate_is_held_not_when_it_was_asked_for(postgres_
         with store.reader() as conn:
             newest = conn.execute(select(func.max(rate_slots.c.at))).scalar_one()
         assert newest >= released
+    finally:
+        store.close()
+
+
+def test_a_route_without_its_gate_row_gets_one_and_its_slot(tmp_path):
+    """A database migrated by hand may lack the gate row: the first slot writes it."""
+    store = _store(f"sqlite:///{tmp_path / 'gate.db'}")
+    try:
+        with store.transaction() as conn:
+            conn.execute(delete(rate_gate))
+        assert isinstance(SharedRateLimiter(store, 5).try_acquire(), Slot)
+        with store.reader() as conn:
+            assert conn.execute(select(rate_gate.c.id, rate_gate.c.blocked_until)).all() == [(ALL_CALLS, 0.0)]
     finally:
         store.close()
 
