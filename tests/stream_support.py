@@ -77,16 +77,30 @@ class Receiver:
                 problem = f"content type {handler.headers.get('Content-Type')}"
             if problem:
                 self.problems.append(problem)
+        answered = [False]
+
+        def landed() -> None:
+            """No longer in flight: counted down before the answer is written, since the sender
+            may send its next POST the moment it has read it (counted after, a sender that took
+            its turn properly looked like two POSTs at once)."""
+            if not answered[0]:
+                answered[0] = True
+                with self.lock:
+                    self.in_flight -= 1
+
         try:
             if problem:
+                landed()
                 self._answer(handler, 401)
                 return
             if action == "drop":
+                landed()
                 handler.close_connection = True
                 handler.connection.shutdown(socket.SHUT_RDWR)
                 return
             if action != "hold" and not 200 <= int(action) < 300:
                 redirect = 300 <= int(action) < 400 and self.location is not None
+                landed()
                 self._answer(handler, int(action), {"Location": self.location} if redirect else {})
                 return
             with self.lock:
@@ -95,12 +109,12 @@ class Receiver:
                 self.holding.set()
                 self.release.wait(30)
                 action = 200
+            landed()
             self._answer(handler, int(action))
         except OSError:
             pass  # the sender is gone (killed): what it sent was received all the same
         finally:
-            with self.lock:
-                self.in_flight -= 1
+            landed()
 
     @staticmethod
     def _answer(handler: BaseHTTPRequestHandler, status: int, headers: dict[str, Any] | None = None) -> None:
